@@ -8,8 +8,9 @@ payload, decoded with hard limits and checked against the schema. It never raise
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import ClassVar, Union
+from typing import ClassVar
 
 import msgpack
 from cryptography.exceptions import InvalidSignature
@@ -46,7 +47,7 @@ class Rejected:
     ok: ClassVar[bool] = False
 
 
-Verdict = Union[Accepted, Rejected]
+Verdict = Accepted | Rejected
 
 
 class _ExtTypeFound(Exception):
@@ -67,7 +68,9 @@ def seal_payload(payload: Payload, key: Ed25519PrivateKey, limits: Limits) -> by
     raw = envelope.seal(kind_of(payload), encode_payload(payload), key)
     verdict = verify_and_decode(raw, limits)
     if isinstance(verdict, Rejected):
-        raise ValueError(f"refusing to send an invalid {kind_of(payload)}: {verdict.reason}: {verdict.detail}")
+        raise ValueError(
+            f"refusing to send an invalid {kind_of(payload)}: {verdict.reason}: {verdict.detail}"
+        )
     return raw
 
 
@@ -92,8 +95,15 @@ def _verify(raw: object, limits: Limits) -> Verdict:
 
     try:
         fields = msgpack.unpackb(
-            data, raw=False, use_list=True, strict_map_key=True, ext_hook=_refuse_ext,
-            max_array_len=5, max_map_len=0, max_str_len=64, max_ext_len=0,
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            ext_hook=_refuse_ext,
+            max_array_len=5,
+            max_map_len=0,
+            max_str_len=64,
+            max_ext_len=0,
             max_bin_len=limits.max_envelope_bytes,
         )
     except msgpack.ExtraData:
@@ -118,9 +128,15 @@ def _verify(raw: object, limits: Limits) -> Verdict:
 
     try:
         decoded = msgpack.unpackb(
-            payload, raw=False, use_list=True, strict_map_key=True, ext_hook=_refuse_ext,
-            max_str_len=limits.max_str_bytes, max_bin_len=32,
-            max_array_len=limits.max_array_len, max_map_len=max(8, limits.max_params),
+            payload,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            ext_hook=_refuse_ext,
+            max_str_len=limits.max_str_bytes,
+            max_bin_len=32,
+            max_array_len=limits.max_array_len,
+            max_map_len=max(8, limits.max_params),
         )
     except msgpack.ExtraData:
         return Rejected(Reason.TRAILING_BYTES, "bytes after the payload")
@@ -161,21 +177,32 @@ def _envelope_shape_problem(fields: object) -> str:
     return ""
 
 
-def _scan(obj: object) -> tuple[Reason, str] | None:
-    """Reject what no schema allows anywhere: deep nesting, ext values (timestamps), NaN and infinities."""
-    stack: list[tuple[object, int]] = [(obj, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if type(item) is float:
-            if not math.isfinite(item):
-                return Reason.NON_FINITE, f"{item!r} is not a finite number"
-        elif type(item) in (list, dict):
-            if depth > MAX_DEPTH:
-                return Reason.TOO_DEEP, f"containers nested deeper than {MAX_DEPTH}"
-            values = item.values() if isinstance(item, dict) else item
-            stack.extend((v, depth + 1) for v in values)
-        elif isinstance(item, msgpack.Timestamp):
-            return Reason.EXT_TYPE, "msgpack timestamp ext is not allowed"
+def _scan(obj: object, depth: int = 1) -> tuple[Reason, str] | None:
+    """Reject what no schema allows anywhere: deep nesting, ext values (timestamps), NaN and infinities.
+
+    Recursion is bounded: it stops at MAX_DEPTH + 1."""
+    if isinstance(obj, dict):
+        children: Iterable[object] = obj.values()
+    elif isinstance(obj, list):
+        children = obj
+    else:
+        return _scan_leaf(obj)
+    if depth > MAX_DEPTH:
+        return Reason.TOO_DEEP, f"containers nested deeper than {MAX_DEPTH}"
+    for child in children:
+        if type(child) is str:  # the common case, first
+            continue
+        found = _scan(child, depth + 1) if isinstance(child, (list, dict)) else _scan_leaf(child)
+        if found:
+            return found
+    return None
+
+
+def _scan_leaf(obj: object) -> tuple[Reason, str] | None:
+    if type(obj) is float and not math.isfinite(obj):
+        return Reason.NON_FINITE, f"{obj!r} is not a finite number"
+    if isinstance(obj, msgpack.Timestamp):
+        return Reason.EXT_TYPE, "msgpack timestamp ext is not allowed"
     return None
 
 

@@ -7,13 +7,14 @@ field by field against the schema and the `Limits`, raising `SchemaError` (caugh
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from protocol.limits import Limits
 from protocol.reasons import Reason
 
-Scalar = Union[bool, int, float, str]
+Scalar = bool | int | float | str
 
 KIND_ROLLOUTS = "rollouts"
 KIND_ANNOUNCE = "announce"
@@ -90,7 +91,7 @@ class Announcement:
     batches: tuple[BatchSummary, ...]
 
 
-Payload = Union[RolloutBatch, Announcement]
+Payload = RolloutBatch | Announcement
 
 
 # ---------------------------------------------------------------- encoding
@@ -240,15 +241,22 @@ def _parse_group(obj: object, where: str, limits: Limits) -> RolloutGroup:
     completions = _list(m["completions"], f"{where}.completions", limits.max_completions_per_group, 1)
     rewards = _list(m["rewards"], f"{where}.rewards", limits.max_completions_per_group, 1)
     if len(rewards) != len(completions):
-        raise SchemaError(Reason.SCHEMA, f"{where}: {len(rewards)} rewards for {len(completions)} completions")
+        raise SchemaError(
+            Reason.SCHEMA, f"{where}: {len(rewards)} rewards for {len(completions)} completions"
+        )
+    # The bulk of a batch: check items inline and build the error location only on failure.
+    max_chars = limits.max_completion_chars
+    for i, c in enumerate(completions):
+        if type(c) is not str or len(c) > max_chars:
+            _text(c, f"{where}.completions[{i}]", max_chars)
+    for i, r in enumerate(rewards):
+        if type(r) is not float or not math.isfinite(r):
+            _float(r, f"{where}.rewards[{i}]")
     return RolloutGroup(
         ref=parse_task_ref(m["ref"], f"{where}.ref", limits),
         question=_text(m["question"], f"{where}.question", limits.max_question_chars),
-        completions=tuple(
-            _text(c, f"{where}.completions[{i}]", limits.max_completion_chars)
-            for i, c in enumerate(completions)
-        ),
-        rewards=tuple(_float(r, f"{where}.rewards[{i}]") for i, r in enumerate(rewards)),
+        completions=tuple(completions),
+        rewards=tuple(rewards),
     )
 
 
@@ -296,4 +304,7 @@ def parse_announcement(obj: object, limits: Limits) -> Announcement:
     )
 
 
-PARSERS = {KIND_ROLLOUTS: parse_rollout_batch, KIND_ANNOUNCE: parse_announcement}
+PARSERS: dict[str, Callable[[object, Limits], Payload]] = {
+    KIND_ROLLOUTS: parse_rollout_batch,
+    KIND_ANNOUNCE: parse_announcement,
+}

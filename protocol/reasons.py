@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Reason(str, Enum):
+class Reason(StrEnum):
     NOT_BYTES = "not_bytes"
     OVERSIZE = "oversize"
     MALFORMED_ENVELOPE = "malformed_envelope"
@@ -22,6 +22,3 @@ class Reason(str, Enum):
     SCHEMA = "schema"
     LIMIT = "limit_exceeded"
     INTERNAL = "internal_error"
-
-    def __str__(self) -> str:
-        return self.value

@@ -60,9 +60,13 @@ def sample_batch() -> RolloutBatch:
 
 def sample_unicode_batch() -> RolloutBatch:
     group = RolloutGroup(
-        ref=TaskRef("basic_arithmetic", seed=2**40, index=3,
-                    params=(("difficulty", 0.5), ("name", "Zoë"), ("strict", True))),
-        question="Combien font 3 × 4 ? Réponds entre <answer></answer>.",
+        ref=TaskRef(
+            "basic_arithmetic",
+            seed=2**40,
+            index=3,
+            params=(("difficulty", 0.5), ("name", "Zoë"), ("strict", True)),
+        ),
+        question="Combien font 3 × 4 ? Réponds entre <answer></answer>.",  # noqa: RUF001
         completions=("Trois fois quatre: <answer>12</answer> ✓", "\n\t<answer>13</answer>"),
         rewards=(1.0, 0.0),
     )
@@ -71,14 +75,19 @@ def sample_unicode_batch() -> RolloutBatch:
 
 def sample_announcement() -> Announcement:
     summary = BatchSummary(
-        batch_id=hashlib.sha256(b"batch").digest(), size=2048, round=12, groups=2,
-        informative_groups=2, mean_reward=0.5,
+        batch_id=hashlib.sha256(b"batch").digest(),
+        size=2048,
+        round=12,
+        groups=2,
+        informative_groups=2,
+        mean_reward=0.5,
     )
     return Announcement("demo-swarm", 12, 1_764_000_000_500, "swarmnode/tiny-add", (summary,))
 
 
 def payload_to_json(payload: Payload) -> Any:
     """The payload as JSON (bytes as lowercase hex) for `expect.payload` in a vector."""
+
     def convert(obj: Any) -> Any:
         if isinstance(obj, bytes):
             return obj.hex()
@@ -87,6 +96,7 @@ def payload_to_json(payload: Payload) -> Any:
         if isinstance(obj, list):
             return [convert(v) for v in obj]
         return obj
+
     return convert(to_wire(payload))
 
 
@@ -147,6 +157,7 @@ def build_vectors() -> list[dict[str, Any]]:
             for step in path[:-1]:
                 target = target[step]
             target[path[-1]] = value
+
         return change
 
     def drop_field(name: str) -> Callable[[dict[str, Any]], None]:
@@ -154,75 +165,238 @@ def build_vectors() -> list[dict[str, Any]]:
 
     cases: list[tuple[str, str, bytes, Limits, str | None]] = [
         ("valid-rollouts", "a well-formed rollout batch", valid, Limits(), None),
-        ("valid-rollouts-unicode", "non-ASCII text, float/bool/str task parameters",
-         _signed(KIND_ROLLOUTS, _packed(to_wire(sample_unicode_batch())), KEY_B), Limits(), None),
-        ("valid-announce", "a well-formed announcement",
-         _signed(KIND_ANNOUNCE, _packed(to_wire(sample_announcement()))), Limits(), None),
-        ("payload-byte-flipped", "one bit of the payload flipped after signing",
-         _flip(valid, len(valid) - 5), Limits(), "bad_signature"),
-        ("signature-byte-flipped", "one bit of the signature flipped",
-         _flip(valid, 40), Limits(), "bad_signature"),
-        ("signed-by-other-key", "author is A, signature made by B",
-         pack_envelope(1, KIND_ROLLOUTS, pub_a, sig_b, batch_payload), Limits(), "bad_signature"),
-        ("author-swapped", "signature made by A, author field replaced by B",
-         pack_envelope(1, KIND_ROLLOUTS, pub_b, sig_a, batch_payload), Limits(), "bad_signature"),
-        ("kind-swapped", "a rollouts signature presented as an announcement",
-         pack_envelope(1, KIND_ANNOUNCE, pub_a, sig_a, batch_payload), Limits(), "bad_signature"),
+        (
+            "valid-rollouts-unicode",
+            "non-ASCII text, float/bool/str task parameters",
+            _signed(KIND_ROLLOUTS, _packed(to_wire(sample_unicode_batch())), KEY_B),
+            Limits(),
+            None,
+        ),
+        (
+            "valid-announce",
+            "a well-formed announcement",
+            _signed(KIND_ANNOUNCE, _packed(to_wire(sample_announcement()))),
+            Limits(),
+            None,
+        ),
+        (
+            "payload-byte-flipped",
+            "one bit of the payload flipped after signing",
+            _flip(valid, len(valid) - 5),
+            Limits(),
+            "bad_signature",
+        ),
+        (
+            "signature-byte-flipped",
+            "one bit of the signature flipped",
+            _flip(valid, 40),
+            Limits(),
+            "bad_signature",
+        ),
+        (
+            "signed-by-other-key",
+            "author is A, signature made by B",
+            pack_envelope(1, KIND_ROLLOUTS, pub_a, sig_b, batch_payload),
+            Limits(),
+            "bad_signature",
+        ),
+        (
+            "author-swapped",
+            "signature made by A, author field replaced by B",
+            pack_envelope(1, KIND_ROLLOUTS, pub_b, sig_a, batch_payload),
+            Limits(),
+            "bad_signature",
+        ),
+        (
+            "kind-swapped",
+            "a rollouts signature presented as an announcement",
+            pack_envelope(1, KIND_ANNOUNCE, pub_a, sig_a, batch_payload),
+            Limits(),
+            "bad_signature",
+        ),
         ("oversize", "a valid message longer than max_envelope_bytes (256 here)", valid, small, "oversize"),
         ("empty", "zero bytes", b"", Limits(), "malformed_envelope"),
         ("truncated", "the last byte cut off", valid[:-1], Limits(), "malformed_envelope"),
         ("trailing-bytes", "one extra byte after the envelope", valid + b"\x00", Limits(), "trailing_bytes"),
-        ("envelope-not-array", "a map instead of the 5-array", _packed({"v": 1}), Limits(),
-         "malformed_envelope"),
-        ("author-too-short", "a 31-byte author",
-         pack_envelope(1, KIND_ROLLOUTS, pub_a[:31], sig_a, batch_payload), Limits(), "malformed_envelope"),
-        ("non-canonical-version", "version 1 written as uint8 (0xcc 0x01) instead of a fixint",
-         b"\x95\xcc\x01" + valid[2:], Limits(), "non_canonical_envelope"),
-        ("unsupported-version", "version 2",
-         pack_envelope(2, KIND_ROLLOUTS, pub_a, sig_a, batch_payload), Limits(), "unsupported_version"),
-        ("unknown-kind", "kind 'gossip', correctly signed",
-         _signed("gossip", batch_payload), Limits(), "unknown_kind"),
-        ("reward-nan", "a NaN reward, correctly signed",
-         _with_wire(set_field(("groups", 0, "rewards", 0), float("nan"))), Limits(), "non_finite_float"),
-        ("reward-infinite", "an infinite reward, correctly signed",
-         _with_wire(set_field(("groups", 0, "rewards", 1), float("inf"))), Limits(), "non_finite_float"),
-        ("int-map-key", "an integer map key, correctly signed",
-         _with_wire(set_field(("groups", 0, "ref", "params"), {1: 2})), Limits(), "malformed_payload"),
-        ("ext-type", "an ext value (type 5), correctly signed",
-         _with_wire(set_field(("groups", 0, "question"), msgpack.ExtType(5, b"abc"))), Limits(), "ext_type"),
-        ("timestamp-ext", "a msgpack timestamp, correctly signed",
-         _with_wire(set_field(("groups", 0, "question"), msgpack.Timestamp(1, 0))), Limits(), "ext_type"),
-        ("nested-100", "arrays nested 100 deep, correctly signed",
-         _with_wire(set_field(("groups", 0, "question"), _nested(100))), Limits(), "too_deep"),
-        ("nested-5000", "arrays nested 5000 deep (beyond the decoder's stack), correctly signed",
-         _signed(KIND_ROLLOUTS, b"\x91" * 5000 + b"\xc0"), Limits(), "too_deep"),
-        ("bad-utf8", "a string that is not UTF-8, correctly signed",
-         _signed(KIND_ROLLOUTS, _bad_utf8_payload()), Limits(), "bad_utf8"),
-        ("payload-trailing-bytes", "a byte after the payload map, correctly signed",
-         _signed(KIND_ROLLOUTS, batch_payload + b"\xc0"), Limits(), "trailing_bytes"),
-        ("huge-string-header", "a str32 header claiming 4 GiB with 0 bytes behind it, correctly signed",
-         _signed(KIND_ROLLOUTS, b"\xdb\xff\xff\xff\xff"), Limits(), "malformed_payload"),
-        ("string-over-decoder-limit", "a 200-byte string where strings may hold 128 bytes (4 x 32 chars)",
-         _with_wire(set_field(("groups", 0, "question"), "7" * 200)), tight, "limit_exceeded"),
-        ("too-many-completions", "4 completions where max_completions_per_group is 3", valid, few,
-         "limit_exceeded"),
-        ("completion-too-long", "a completion longer than max_completion_chars",
-         _with_wire(set_field(("groups", 0, "completions", 0), "7" * 16385)), Limits(), "limit_exceeded"),
+        (
+            "envelope-not-array",
+            "a map instead of the 5-array",
+            _packed({"v": 1}),
+            Limits(),
+            "malformed_envelope",
+        ),
+        (
+            "author-too-short",
+            "a 31-byte author",
+            pack_envelope(1, KIND_ROLLOUTS, pub_a[:31], sig_a, batch_payload),
+            Limits(),
+            "malformed_envelope",
+        ),
+        (
+            "non-canonical-version",
+            "version 1 written as uint8 (0xcc 0x01) instead of a fixint",
+            b"\x95\xcc\x01" + valid[2:],
+            Limits(),
+            "non_canonical_envelope",
+        ),
+        (
+            "unsupported-version",
+            "version 2",
+            pack_envelope(2, KIND_ROLLOUTS, pub_a, sig_a, batch_payload),
+            Limits(),
+            "unsupported_version",
+        ),
+        (
+            "unknown-kind",
+            "kind 'gossip', correctly signed",
+            _signed("gossip", batch_payload),
+            Limits(),
+            "unknown_kind",
+        ),
+        (
+            "reward-nan",
+            "a NaN reward, correctly signed",
+            _with_wire(set_field(("groups", 0, "rewards", 0), float("nan"))),
+            Limits(),
+            "non_finite_float",
+        ),
+        (
+            "reward-infinite",
+            "an infinite reward, correctly signed",
+            _with_wire(set_field(("groups", 0, "rewards", 1), float("inf"))),
+            Limits(),
+            "non_finite_float",
+        ),
+        (
+            "int-map-key",
+            "an integer map key, correctly signed",
+            _with_wire(set_field(("groups", 0, "ref", "params"), {1: 2})),
+            Limits(),
+            "malformed_payload",
+        ),
+        (
+            "ext-type",
+            "an ext value (type 5), correctly signed",
+            _with_wire(set_field(("groups", 0, "question"), msgpack.ExtType(5, b"abc"))),
+            Limits(),
+            "ext_type",
+        ),
+        (
+            "timestamp-ext",
+            "a msgpack timestamp, correctly signed",
+            _with_wire(set_field(("groups", 0, "question"), msgpack.Timestamp(1, 0))),
+            Limits(),
+            "ext_type",
+        ),
+        (
+            "nested-100",
+            "arrays nested 100 deep, correctly signed",
+            _with_wire(set_field(("groups", 0, "question"), _nested(100))),
+            Limits(),
+            "too_deep",
+        ),
+        (
+            "nested-5000",
+            "arrays nested 5000 deep (beyond the decoder's stack), correctly signed",
+            _signed(KIND_ROLLOUTS, b"\x91" * 5000 + b"\xc0"),
+            Limits(),
+            "too_deep",
+        ),
+        (
+            "bad-utf8",
+            "a string that is not UTF-8, correctly signed",
+            _signed(KIND_ROLLOUTS, _bad_utf8_payload()),
+            Limits(),
+            "bad_utf8",
+        ),
+        (
+            "payload-trailing-bytes",
+            "a byte after the payload map, correctly signed",
+            _signed(KIND_ROLLOUTS, batch_payload + b"\xc0"),
+            Limits(),
+            "trailing_bytes",
+        ),
+        (
+            "huge-string-header",
+            "a str32 header claiming 4 GiB with 0 bytes behind it, correctly signed",
+            _signed(KIND_ROLLOUTS, b"\xdb\xff\xff\xff\xff"),
+            Limits(),
+            "malformed_payload",
+        ),
+        (
+            "string-over-decoder-limit",
+            "a 200-byte string where strings may hold 128 bytes (4 x 32 chars)",
+            _with_wire(set_field(("groups", 0, "question"), "7" * 200)),
+            tight,
+            "limit_exceeded",
+        ),
+        (
+            "too-many-completions",
+            "4 completions where max_completions_per_group is 3",
+            valid,
+            few,
+            "limit_exceeded",
+        ),
+        (
+            "completion-too-long",
+            "a completion longer than max_completion_chars",
+            _with_wire(set_field(("groups", 0, "completions", 0), "7" * 16385)),
+            Limits(),
+            "limit_exceeded",
+        ),
         ("missing-field", "no 'model' field", _with_wire(drop_field("model")), Limits(), "schema"),
-        ("unknown-field", "an extra 'note' field", _with_wire(set_field(("note",), "hi")), Limits(), "schema"),
-        ("bool-as-integer", "round given as true", _with_wire(set_field(("round",), True)), Limits(), "schema"),
+        (
+            "unknown-field",
+            "an extra 'note' field",
+            _with_wire(set_field(("note",), "hi")),
+            Limits(),
+            "schema",
+        ),
+        (
+            "bool-as-integer",
+            "round given as true",
+            _with_wire(set_field(("round",), True)),
+            Limits(),
+            "schema",
+        ),
         ("negative-round", "round -1", _with_wire(set_field(("round",), -1)), Limits(), "schema"),
-        ("reward-count-mismatch", "3 rewards for 4 completions",
-         _with_wire(set_field(("groups", 0, "rewards"), [1.0, 0.0, 1.0])), Limits(), "schema"),
-        ("reward-as-integer", "a reward given as the integer 1",
-         _with_wire(set_field(("groups", 0, "rewards", 0), 1)), Limits(), "schema"),
+        (
+            "reward-count-mismatch",
+            "3 rewards for 4 completions",
+            _with_wire(set_field(("groups", 0, "rewards"), [1.0, 0.0, 1.0])),
+            Limits(),
+            "schema",
+        ),
+        (
+            "reward-as-integer",
+            "a reward given as the integer 1",
+            _with_wire(set_field(("groups", 0, "rewards", 0), 1)),
+            Limits(),
+            "schema",
+        ),
         ("no-groups", "an empty group list", _with_wire(set_field(("groups",), [])), Limits(), "schema"),
-        ("control-char-in-model", "a model name with an escape character",
-         _with_wire(set_field(("model",), "tiny\x1b[31m")), Limits(), "schema"),
-        ("announce-short-id", "a 31-byte batch id",
-         _signed(KIND_ANNOUNCE, _packed({**to_wire(sample_announcement()),
-                                          "batches": [{**to_wire(sample_announcement())["batches"][0],
-                                                       "id": b"\x00" * 31}]})), Limits(), "schema"),
+        (
+            "control-char-in-model",
+            "a model name with an escape character",
+            _with_wire(set_field(("model",), "tiny\x1b[31m")),
+            Limits(),
+            "schema",
+        ),
+        (
+            "announce-short-id",
+            "a 31-byte batch id",
+            _signed(
+                KIND_ANNOUNCE,
+                _packed(
+                    {
+                        **to_wire(sample_announcement()),
+                        "batches": [{**to_wire(sample_announcement())["batches"][0], "id": b"\x00" * 31}],
+                    }
+                ),
+            ),
+            Limits(),
+            "schema",
+        ),
     ]
     vectors = []
     for number, (name, description, raw, limits, reason) in enumerate(cases, start=1):
@@ -232,16 +406,24 @@ def build_vectors() -> list[dict[str, Any]]:
             if not isinstance(verdict, Accepted):
                 raise RuntimeError(f"vector {name} should be valid: {verdict}")
             expect = {
-                "result": "accept", "kind": verdict.kind, "message_id": verdict.message_id.hex(),
-                "author": verdict.author.hex(), "peer_id": verdict.peer_id,
+                "result": "accept",
+                "kind": verdict.kind,
+                "message_id": verdict.message_id.hex(),
+                "author": verdict.author.hex(),
+                "peer_id": verdict.peer_id,
                 "payload": payload_to_json(verdict.payload),
             }
         else:
             expect = {"result": "reject", "reason": reason}
-        vectors.append({
-            "name": f"{number:02d}-{name}", "description": description,
-            "limits": dataclasses.asdict(limits), "envelope_hex": raw.hex(), "expect": expect,
-        })
+        vectors.append(
+            {
+                "name": f"{number:02d}-{name}",
+                "description": description,
+                "limits": dataclasses.asdict(limits),
+                "envelope_hex": raw.hex(),
+                "expect": expect,
+            }
+        )
     return vectors
 
 

@@ -37,14 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     keygen = commands.add_parser("keygen", help="create a new Ed25519 identity key file (mode 0600)")
-    keygen.add_argument("--out", default=str(DEFAULT_KEY_PATH), help="where to write it (default: %(default)s)")
+    keygen.add_argument(
+        "--out", default=str(DEFAULT_KEY_PATH), help="where to write it (default: %(default)s)"
+    )
     keygen.set_defaults(run=_keygen)
 
     bench = commands.add_parser("bench", help="benchmarks that print a table and write JSON")
     benches = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
     proto = benches.add_parser("protocol", help="sign+encode and verify+decode rates beside plain msgpack")
     proto.add_argument("--seconds", type=float, default=1.0, help="time per operation (default: %(default)s)")
-    proto.add_argument("--json", default="runs/bench/protocol.json", help="JSON output (default: %(default)s)")
+    proto.add_argument(
+        "--json", default="runs/bench/protocol.json", help="JSON output (default: %(default)s)"
+    )
     proto.set_defaults(run=_bench_protocol)
     return parser
 

@@ -82,29 +82,51 @@ def run(seconds: float, json_path: Path, shape: Shape | None = None) -> list[dic
 
     ops: list[tuple[str, str, Callable[[], object], int]] = [
         ("msgpack encode", "plain", lambda: msgpack.packb(to_wire(batch), use_bin_type=True), len(packed)),
-        ("sign+encode", "protocol",
-         lambda: seal(protocol.KIND_ROLLOUTS, protocol.encode_payload(batch), key), len(sealed)),
+        (
+            "sign+encode",
+            "protocol",
+            lambda: seal(protocol.KIND_ROLLOUTS, protocol.encode_payload(batch), key),
+            len(sealed),
+        ),
         ("msgpack decode", "plain", lambda: msgpack.unpackb(packed, raw=False), len(packed)),
         ("verify+decode", "protocol", lambda: protocol.verify_and_decode(sealed, limits), len(sealed)),
     ]
     rows: list[dict[str, Any]] = []
     for name, family, fn, size in ops:
         calls, elapsed = _rate(fn, seconds)
-        rows.append({
-            "operation": name, "family": family, "bytes": size, "msgs_per_s": calls / elapsed,
-            "mb_per_s": calls * size / elapsed / 1e6, "us_per_msg": elapsed / calls * 1e6,
-        })
+        rows.append(
+            {
+                "operation": name,
+                "family": family,
+                "bytes": size,
+                "msgs_per_s": calls / elapsed,
+                "mb_per_s": calls * size / elapsed / 1e6,
+                "us_per_msg": elapsed / calls * 1e6,
+            }
+        )
     for plain, proto in ((rows[0], rows[1]), (rows[2], rows[3])):
         proto["cost_vs_plain"] = proto["us_per_msg"] / plain["us_per_msg"]
         plain["cost_vs_plain"] = 1.0
 
-    print(f"protocol bench: {shape.questions} questions x {shape.completions} completions x "
-          f"~{shape.tokens} tokens; envelope {len(sealed):,} bytes, plain msgpack {len(packed):,} bytes")
-    print(format_table(
-        ("operation", "msgs/s", "MB/s", "us/msg", "x plain"),
-        [(r["operation"], r["msgs_per_s"], r["mb_per_s"], r["us_per_msg"], f"{r['cost_vs_plain']:.2f}x")
-         for r in rows],
-    ))
+    print(
+        f"protocol bench: {shape.questions} questions x {shape.completions} completions x "
+        f"~{shape.tokens} tokens; envelope {len(sealed):,} bytes, plain msgpack {len(packed):,} bytes"
+    )
+    print(
+        format_table(
+            ("operation", "msgs/s", "MB/s", "us/msg", "x plain"),
+            [
+                (
+                    r["operation"],
+                    r["msgs_per_s"],
+                    r["mb_per_s"],
+                    r["us_per_msg"],
+                    f"{r['cost_vs_plain']:.2f}x",
+                )
+                for r in rows
+            ],
+        )
+    )
     write_json(json_path, "protocol", {"seconds": seconds, **shape.__dict__}, rows)
     print(f"wrote {json_path}")
     return rows

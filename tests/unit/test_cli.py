@@ -1,0 +1,59 @@
+"""The installed `swarmnode` console script, run as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+# the console script installed beside the interpreter running the tests
+SWARMNODE = Path(sys.executable).with_name("swarmnode")
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    assert SWARMNODE.exists(), f"{SWARMNODE} missing: install the package (make install)"
+    return subprocess.run([str(SWARMNODE), *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def test_keygen_writes_a_private_key_and_prints_the_peer_id(tmp_path: Path) -> None:
+    out = run("keygen", "--out", str(tmp_path / "id.pem"))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == f"wrote {tmp_path / 'id.pem'} (mode 0600)"
+    assert lines[1].startswith("peer id: ") and len(lines[1].split()[-1]) == 32
+    assert stat.S_IMODE(os.stat(tmp_path / "id.pem").st_mode) == 0o600
+
+
+def test_keygen_refuses_to_overwrite_with_one_line(tmp_path: Path) -> None:
+    assert run("keygen", "--out", str(tmp_path / "id.pem")).returncode == 0
+    before = (tmp_path / "id.pem").read_bytes()
+    out = run("keygen", "--out", str(tmp_path / "id.pem"))
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "already exists" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert (tmp_path / "id.pem").read_bytes() == before
+
+
+def test_bench_protocol_prints_a_table_and_writes_json(tmp_path: Path) -> None:
+    out = run("bench", "protocol", "--seconds", "0.05", "--json", str(tmp_path / "p.json"))
+    assert out.returncode == 0, out.stderr
+    for op in ("msgpack encode", "sign+encode", "msgpack decode", "verify+decode"):
+        assert op in out.stdout
+    doc = json.loads((tmp_path / "p.json").read_text())
+    assert doc["benchmark"] == "protocol"
+    assert [r["operation"] for r in doc["rows"]] == [
+        "msgpack encode",
+        "sign+encode",
+        "msgpack decode",
+        "verify+decode",
+    ]
+    for row in doc["rows"]:
+        assert row["msgs_per_s"] > 0 and row["mb_per_s"] > 0 and row["bytes"] > 50_000
+
+
+def test_bad_flag_value_is_one_line(tmp_path: Path) -> None:
+    out = run("bench", "protocol", "--seconds", "-1", "--json", str(tmp_path / "p.json"))
+    assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "--seconds" in out.stderr
