@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from swarmnode import __version__, checkpoint
+from swarmnode.config import NodeConfig, load_config, parse_override
 from swarmnode.errors import UserError
 from swarmnode.identity import DEFAULT_KEY_PATH
 
@@ -29,6 +33,98 @@ def _bench_protocol(args: argparse.Namespace) -> int:
     return 0
 
 
+def _node_config(args: argparse.Namespace) -> NodeConfig:
+    """The config file, then --set overrides, then the dedicated flags (which win)."""
+    overrides = [parse_override(text) for text in args.set or []]
+    flags: list[tuple[str, object]] = [
+        ("model.name", args.model),
+        ("rounds", args.rounds),
+        ("run_dir", args.run_dir),
+        ("seed", args.seed),
+        ("threads", args.threads),
+        ("task.names", args.task),
+    ]
+    if getattr(args, "silo", False):
+        flags.append(("silo", True))
+    overrides += [(key.split("."), value) for key, value in flags if value is not None]
+    return load_config(Path(args.config) if args.config else None, overrides)
+
+
+def _join(args: argparse.Namespace) -> int:
+    from swarmnode.node import Node
+
+    config = _node_config(args)
+    print(
+        f"swarmnode {__version__}: silo node, model {config.model.name}, tasks {', '.join(config.task.names)}, "
+        f"run dir {config.run_dir} (Ctrl-C saves a checkpoint and stops; run again to resume)",
+        flush=True,
+    )
+    Node(config, say=lambda line: print(line, flush=True)).run()
+    return 0
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    print(_node_config(args).model_dump_json(indent=2))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from swarmnode.evaluation import evaluate
+    from swarmnode.models import load_model
+    from swarmnode.policy import Prompter
+    from swarmnode.policy.hf import HFBackend
+    from swarmnode.tasks import TaskSet, make_task
+
+    config = _node_config(args)
+    source = config.model.name
+    if args.checkpoint_of:
+        found, warnings = checkpoint.latest(Path(args.checkpoint_of))
+        for line in warnings:
+            print(f"warning: {line}", file=sys.stderr)
+        if found is None:
+            raise UserError(f"no complete checkpoint in {args.checkpoint_of}")
+        source = str(found.path)
+    import torch
+
+    torch.set_num_threads(config.threads)
+    model, tokenizer = load_model(source, config.model.dtype)
+    prompter = Prompter(tokenizer, config.model.chat_template, config.model.system_prompt)
+    tasks = TaskSet([make_task(name, config.task.params.get(name)) for name in config.task.names])
+    result = evaluate(
+        HFBackend(model, prompter),
+        prompter,
+        tasks,
+        questions=args.questions,
+        seed=config.eval.seed,
+        max_new_tokens=config.generation.max_new_tokens,
+        k=args.k,
+        temperature=config.generation.temperature,
+    )
+    line = f"{source}: {result.questions} held-out questions, greedy accuracy {result.greedy_accuracy:.1%}"
+    if result.pass_at_k is not None:
+        line += f", pass@{args.k} {result.pass_at_k:.1%}"
+    print(line)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": source, **dataclasses.asdict(result)}, indent=2) + "\n")
+    return 0
+
+
+def _add_node_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML config file (see `swarmnode config show` for every field)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override one config field, e.g. --set train.lr=5e-5 (repeatable)",
+    )
+    parser.add_argument("--model", help="embedded default, local model directory, or Hugging Face id")
+    parser.add_argument("--task", action="append", help="task name (repeatable): add, or a reasoning-gym dataset")
+    parser.add_argument("--rounds", type=int, help="stop after this many rounds in total (0 = never)")
+    parser.add_argument("--run-dir", help="run directory for checkpoints and metrics")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--threads", type=int, help="torch CPU threads")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="swarmnode",
@@ -37,18 +133,33 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     keygen = commands.add_parser("keygen", help="create a new Ed25519 identity key file (mode 0600)")
-    keygen.add_argument(
-        "--out", default=str(DEFAULT_KEY_PATH), help="where to write it (default: %(default)s)"
-    )
+    keygen.add_argument("--out", default=str(DEFAULT_KEY_PATH), help="where to write it (default: %(default)s)")
     keygen.set_defaults(run=_keygen)
+
+    join = commands.add_parser("join", help="run a node (today: --silo, training alone)")
+    _add_node_flags(join)
+    join.add_argument("--silo", action="store_true", help="train alone, no network")
+    join.set_defaults(run=_join)
+
+    config = commands.add_parser("config", help="configuration tools")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    show = config_commands.add_parser("show", help="print the resolved configuration as JSON")
+    _add_node_flags(show)
+    show.set_defaults(run=_config_show)
+
+    ev = commands.add_parser("eval", help="held-out accuracy (greedy, pass@k) of a model or a run's checkpoint")
+    _add_node_flags(ev)
+    ev.add_argument("--checkpoint-of", metavar="RUN_DIR", help="evaluate the newest checkpoint of this run")
+    ev.add_argument("--questions", type=int, default=200, help="held-out questions (default: %(default)s)")
+    ev.add_argument("--k", type=int, default=8, help="samples per question for pass@k, 0 = skip (default: %(default)s)")
+    ev.add_argument("--json", help="also write the result as JSON here")
+    ev.set_defaults(run=_eval)
 
     bench = commands.add_parser("bench", help="benchmarks that print a table and write JSON")
     benches = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
     proto = benches.add_parser("protocol", help="sign+encode and verify+decode rates beside plain msgpack")
     proto.add_argument("--seconds", type=float, default=1.0, help="time per operation (default: %(default)s)")
-    proto.add_argument(
-        "--json", default="runs/bench/protocol.json", help="JSON output (default: %(default)s)"
-    )
+    proto.add_argument("--json", default="runs/bench/protocol.json", help="JSON output (default: %(default)s)")
     proto.set_defaults(run=_bench_protocol)
     return parser
 

@@ -44,9 +44,7 @@ def create_key_file(path: Path) -> Identity:
     except OSError as exc:
         raise UserError(f"cannot create folder {path.parent}: {exc.strerror}") from exc
     key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -56,9 +54,7 @@ def create_key_file(path: Path) -> Identity:
             os.fsync(f.fileno())
         os.link(tmp, path)  # atomic, and fails if the target appeared meanwhile
     except FileExistsError as exc:
-        raise UserError(
-            f"key file {path} already exists; refusing to overwrite it (use another --out)"
-        ) from exc
+        raise UserError(f"key file {path} already exists; refusing to overwrite it (use another --out)") from exc
     except OSError as exc:
         raise UserError(f"cannot write key file {path}: {exc.strerror}") from exc
     finally:
@@ -72,9 +68,7 @@ def load_key_file(path: Path) -> Identity:
     try:
         mode = path.stat().st_mode
     except FileNotFoundError as exc:
-        raise UserError(
-            f"key file {path} not found; create one with `swarmnode keygen --out {path}`"
-        ) from exc
+        raise UserError(f"key file {path} not found; create one with `swarmnode keygen --out {path}`") from exc
     except OSError as exc:
         raise UserError(f"cannot read key file {path}: {exc.strerror}") from exc
     if not stat.S_ISREG(mode):
@@ -90,9 +84,7 @@ def load_key_file(path: Path) -> Identity:
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
-        raise UserError(
-            f"key file {path} is corrupt or encrypted: not an unencrypted PEM private key"
-        ) from exc
+        raise UserError(f"key file {path} is corrupt or encrypted: not an unencrypted PEM private key") from exc
     except Exception as exc:  # cryptography raises UnsupportedAlgorithm and others for odd inputs
         raise UserError(f"key file {path} is corrupt: {type(exc).__name__}") from exc
     if not isinstance(key, Ed25519PrivateKey):

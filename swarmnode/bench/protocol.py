@@ -47,8 +47,7 @@ def typical_batch(shape: Shape, seed: int = 0) -> protocol.RolloutBatch:
             ref=protocol.TaskRef("basic_arithmetic", seed=1234, index=i, params=(("difficulty", 2),)),
             question=text(240),
             completions=tuple(
-                text(shape.tokens * shape.chars_per_token) + " <answer>52</answer>"
-                for _ in range(shape.completions)
+                text(shape.tokens * shape.chars_per_token) + " <answer>52</answer>" for _ in range(shape.completions)
             ),
             rewards=tuple(float(rng.random() < 0.5) for _ in range(shape.completions)),
         )

@@ -1,0 +1,181 @@
+"""Checkpoints that survive a crash at any instant: model (safetensors), optimizer state (safetensors,
+no pickle anywhere) and JSON meta, written into a temporary folder and renamed into place.
+
+Layout: `<run_dir>/checkpoints/round-000025/` holds a full Hugging Face model folder (so `swarmnode eval
+--model` can read it), `optimizer.safetensors` and `meta.json`. meta.json is written last and lists the
+SHA-256 of every other file; a folder whose meta is missing or whose hashes do not match is skipped on
+resume, and an existing checkpoint is never replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+FORMAT = 1
+PREFIX = "round-"
+META = "meta.json"
+OPTIMIZER = "optimizer.safetensors"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: Path
+    round: int
+    meta: dict[str, Any]
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return run_dir / "checkpoints"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.iterdir():
+        if path.is_file():
+            with path.open("rb") as f:
+                os.fsync(f.fileno())
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for index, entries in state["state"].items():
+        for name, value in entries.items():
+            key = f"state.{index}.{name}"
+            if isinstance(value, torch.Tensor):
+                tensors[key] = value.detach().contiguous().clone()
+            else:
+                scalars[key] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def save(
+    run_dir: Path,
+    round_: int,
+    model: Any,
+    tokenizer: Any,
+    optimizer: torch.optim.Optimizer,
+    meta: dict[str, Any],
+    keep: int,
+    write_delay_s: float = 0.0,
+) -> Checkpoint:
+    """Write the checkpoint of `round_` atomically and prune old ones. Returns the new checkpoint."""
+    root = checkpoint_dir(run_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"{PREFIX}{round_:06d}"
+    if final.exists():  # never replace a checkpoint; this one already holds that round
+        existing = load_meta(final)
+        if existing is not None:
+            return Checkpoint(final, round_, existing)
+        raise RuntimeError(f"{final} exists but is not a complete checkpoint; move it away")
+    tmp = root / f".{final.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        tensors, optim_meta = _optimizer_tensors(optimizer)
+        tensors["rng.torch"] = torch.get_rng_state()
+        save_file(tensors, str(tmp / OPTIMIZER))
+        if write_delay_s:
+            time.sleep(write_delay_s)  # fault-injection tests kill the process here
+        files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        full_meta = {
+            "format": FORMAT,
+            "round": round_,
+            "saved_at": time.time(),
+            **meta,
+            "optimizer": optim_meta,
+            "files": files,
+        }
+        (tmp / META).write_text(json.dumps(full_meta, indent=2, sort_keys=True) + "\n")
+        _fsync_tree(tmp)
+        os.rename(tmp, final)
+        _fsync_tree(root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    prune(root, keep)
+    return Checkpoint(final, round_, full_meta)
+
+
+def load_meta(folder: Path) -> dict[str, Any] | None:
+    """The meta of a complete, intact checkpoint folder; None if anything is missing or corrupt."""
+    try:
+        meta = json.loads((folder / META).read_text())
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT or type(meta.get("round")) is not int:
+            return None
+        files = meta["files"]
+        for name, digest in files.items():
+            if "/" in name or _sha256(folder / name) != digest:
+                return None
+        return meta
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def candidate_folders(run_dir: Path) -> list[Path]:
+    """Checkpoint folders in the run directory, newest first (intact or not)."""
+    root = checkpoint_dir(run_dir)
+    if not root.is_dir():
+        return []
+    return sorted((p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX)), reverse=True)
+
+
+def latest(run_dir: Path) -> tuple[Checkpoint | None, list[str]]:
+    """The newest intact checkpoint and a warning line for each newer one that was skipped."""
+    warnings: list[str] = []
+    for folder in candidate_folders(run_dir):
+        meta = load_meta(folder)
+        if meta is None:
+            warnings.append(f"skipping checkpoint {folder}: incomplete or corrupt")
+            continue
+        return Checkpoint(folder, meta["round"], meta), warnings
+    return None, warnings
+
+
+def prune(root: Path, keep: int) -> None:
+    intact = [p for p in sorted(root.iterdir(), reverse=True) if p.name.startswith(PREFIX) and (p / META).exists()]
+    for old in intact[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+    for stale in root.glob(f".{PREFIX}*.tmp-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid != str(os.getpid()):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, checkpoint: Checkpoint) -> None:
+    """Load the optimizer state saved beside the model; raises ValueError if it does not fit."""
+    tensors = load_file(str(checkpoint.path / OPTIMIZER))
+    optim_meta = checkpoint.meta["optimizer"]
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in list(tensors.items()) + list(optim_meta["scalars"].items()):
+        if not key.startswith("state."):
+            continue
+        _, index, name = key.split(".", 2)
+        state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": optim_meta["param_groups"]})
+    if "rng.torch" in tensors:
+        torch.set_rng_state(tensors["rng.torch"])

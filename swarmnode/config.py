@@ -1,0 +1,189 @@
+"""The node's configuration: one validated pydantic tree, read from TOML and overridden by flags.
+
+Every limit and timeout is a field with a docstring. `load_config` is the only place that turns user
+input into a `NodeConfig`; errors come out as one-line `UserError`s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from swarmnode.errors import UserError
+
+EMBEDDED_MODEL = "swarmnode/tiny-add"
+ScalarValue = bool | int | float | str
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+
+
+class ModelConfig(Section):
+    name: str = EMBEDDED_MODEL
+    """Policy model: the embedded default, a local directory, or a Hugging Face id."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Weights dtype for training and generation. float32 on CPUs; bfloat16 on GPUs."""
+    chat_template: Literal["auto", "on", "off"] = "auto"
+    """Wrap questions in the tokenizer's chat template: auto = when the tokenizer has one."""
+    system_prompt: str = "Answer the question. Give only the final answer between <answer> and </answer>."
+    """System message used with a chat template (models without one get the bare question)."""
+
+
+def _default_task_params() -> dict[str, dict[str, ScalarValue]]:
+    return {"add": {"digits": 2}}
+
+
+class TaskConfig(Section):
+    names: list[str] = Field(default_factory=lambda: ["add"], min_length=1)
+    """Tasks to train on: built-in `add`, or reasoning-gym dataset names (for example basic_arithmetic)."""
+    params: dict[str, dict[str, ScalarValue]] = Field(default_factory=_default_task_params)
+    """Per-task parameters, for example {add = {digits = 2}} or a reasoning-gym dataset's config fields."""
+
+
+class GenerationConfig(Section):
+    questions_per_round: int = Field(16, ge=1, le=4096)
+    """I: question groups the node generates per round."""
+    completions_per_question: int = Field(8, ge=2, le=256)
+    """G: completions sampled per question (GRPO needs at least 2)."""
+    max_new_tokens: int = Field(8, ge=1, le=32768)
+    """Most tokens generated per completion."""
+    temperature: float = Field(1.0, ge=0.0, le=10.0)
+    """Sampling temperature (0 = greedy, which gives every completion of a group the same text)."""
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(0, ge=0)
+    """0 = no top-k filtering."""
+    backend: Literal["hf"] = "hf"
+    """Generation engine. `hf` = transformers generate with the KV cache."""
+
+
+class TrainConfig(Section):
+    lr: float = Field(1e-4, gt=0.0, le=1.0)
+    """AdamW learning rate (the tiny default collapses at 3e-4 and above)."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
+    grad_clip: float = Field(1.0, gt=0.0)
+    """Clip the global gradient norm to this value."""
+    clip_low: float = Field(0.2, ge=0.0, lt=1.0)
+    """Lower ratio clip (1 - clip_low)."""
+    clip_high: float = Field(0.28, ge=0.0)
+    """Upper ratio clip (1 + clip_high)."""
+    kl_beta: float = Field(0.0, ge=0.0)
+    """Weight of the KL penalty to the starting policy (0 = off, no reference model kept)."""
+    aggregation: Literal["token_mean", "sequence_mean"] = "token_mean"
+    """How per-token losses are averaged over the batch."""
+    micro_batch_size: int = Field(64, ge=1)
+    """Completions per forward/backward pass; bounds training memory."""
+    updates_per_batch: int = Field(1, ge=1, le=16)
+    """Optimizer steps on each round's batch (1 = on-policy, the clip then never triggers)."""
+    advantage_eps: float = Field(1e-4, gt=0.0)
+
+
+class CheckpointConfig(Section):
+    every: int = Field(25, ge=1)
+    """Save a checkpoint every this many rounds (and on SIGINT/SIGTERM and at the end)."""
+    keep: int = Field(2, ge=1)
+    """Complete checkpoints kept; older ones are removed only after a newer one is complete."""
+    resume: bool = True
+    """Resume from the newest complete checkpoint in the run directory."""
+    test_write_delay_s: float = Field(0.0, ge=0.0, le=600.0)
+    """Testing aid: pause this long in the middle of each checkpoint write (fault-injection tests)."""
+
+
+class EvalConfig(Section):
+    every: int = Field(25, ge=0)
+    """Held-out evaluation every this many rounds (0 = never); also before the first round."""
+    questions: int = Field(200, ge=1, le=100_000)
+    """Held-out questions per evaluation (greedy decoding)."""
+    seed: int = Field(12345, ge=0, lt=2**32)
+    """Seed of the held-out question stream (fixed, so evaluations are comparable across runs)."""
+
+
+class NodeConfig(Section):
+    run_dir: Path = Path("runs/default")
+    """Where checkpoints, metrics.jsonl and the resolved config.json go."""
+    seed: int = Field(0, ge=0, lt=2**32)
+    """Seeds question order and sampling; a run is reproducible on CPU with the same seed and threads."""
+    rounds: int = Field(0, ge=0)
+    """Stop after this many rounds in total (0 = run until stopped)."""
+    threads: int = Field(1, ge=1, le=1024)
+    """torch CPU threads (one is often fastest for small models on a busy machine)."""
+    silo: bool = True
+    """Train alone, with no network. (Swarm mode is not built yet.)"""
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @field_validator("run_dir")
+    @classmethod
+    def _run_dir_not_empty(cls, value: Path) -> Path:
+        if str(value).strip() == "":
+            raise ValueError("must not be empty")
+        return value
+
+    def training_digest(self) -> str:
+        """SHA-256 over the fields that change what a run learns (not where it writes or how long it runs)."""
+        data = self.model_dump(mode="json", exclude={"run_dir", "rounds", "checkpoint", "eval"})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`a.b.c=value` -> (["a", "b", "c"], value); the value is read as TOML (so 1e-4, true, [1, 2] work),
+    falling back to a plain string."""
+    if "=" not in text:
+        raise UserError(f"--set {text!r}: expected KEY=VALUE, for example train.lr=5e-5")
+    key, raw = text.split("=", 1)
+    path = key.strip().split(".")
+    if not all(path):
+        raise UserError(f"--set {text!r}: bad key {key!r}")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return path, value
+
+
+def _apply(data: dict[str, Any], path: list[str], value: Any) -> None:
+    target = data
+    for step in path[:-1]:
+        nxt = target.setdefault(step, {})
+        if not isinstance(nxt, dict):
+            raise UserError(f"cannot set {'.'.join(path)}: {step} is not a section")
+        target = nxt
+    target[path[-1]] = value
+
+
+def load_config(path: Path | None = None, overrides: list[tuple[list[str], Any]] | None = None) -> NodeConfig:
+    """Defaults, then the TOML file, then the overrides (flags), validated once."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise UserError(f"config file {path} not found") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read config file {path}: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise UserError(f"config file {path} is not valid TOML: {exc}") from exc
+    for key, value in overrides or []:
+        _apply(data, key, value)
+    try:
+        return NodeConfig.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(describe_validation_error(exc)) from exc
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "config"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    got = f" (got {first['input']!r})" if "input" in first and not isinstance(first["input"], dict) else ""
+    return f"config: {where}: {first['msg']}{got}{more}"

@@ -1,0 +1,107 @@
+"""GRPO as pure tensor functions: group-normalised advantages and the token-level clipped surrogate.
+
+How this differs from the DeepSeekMath paper, on purpose (as in SAPO and TRL's defaults):
+- the advantage is (r - mean) / (std + eps) within a question's group, with the unbiased (n - 1) std,
+  and the same advantage is given to every token of a completion;
+- the clip is asymmetric (1 - 0.2, 1 + 0.28: DAPO's "clip higher");
+- the loss is averaged over all completion tokens of the batch ("token_mean"), so long completions are
+  not down-weighted; "sequence_mean" (the paper's per-sequence mean) is available;
+- the KL term to a reference policy is off by default (beta = 0); when on, it is the k3 estimator
+  exp(ref - logp) - (ref - logp) - 1, added per token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+Aggregation = Literal["token_mean", "sequence_mean"]
+
+
+def group_advantages(rewards: Tensor, eps: float = 1e-4, scale_by_std: bool = True) -> Tensor:
+    """Advantages for `rewards` of shape [groups, G]: centred per group, divided by the group's std.
+
+    A group whose rewards are all equal gets zeros (no signal)."""
+    if rewards.dim() != 2:
+        raise ValueError(f"rewards must be [groups, G], got shape {tuple(rewards.shape)}")
+    centred = rewards - rewards.mean(dim=1, keepdim=True)
+    if not scale_by_std or rewards.shape[1] < 2:
+        return centred
+    std = rewards.std(dim=1, keepdim=True)
+    return torch.where(std > 0, centred / (std + eps), torch.zeros_like(centred))
+
+
+def has_signal(rewards: list[float], tol: float = 1e-6) -> bool:
+    """A group trains the policy only if its rewards are not all equal."""
+    return len(rewards) > 1 and max(rewards) - min(rewards) > tol
+
+
+def token_log_probs(logits: Tensor, tokens: Tensor) -> Tensor:
+    """log p(tokens) under `logits`: [B, T, V] and [B, T] -> [B, T], computed in float32."""
+    logits = logits.float()
+    picked = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    return picked - torch.logsumexp(logits, dim=-1)
+
+
+@dataclass(frozen=True)
+class LossStats:
+    clip_fraction: float
+    """Share of completion tokens whose ratio was clipped (the clip changed the gradient)."""
+    kl: float
+    """Mean k3 KL to the reference over completion tokens (0 when no reference is used)."""
+    ratio_mean: float
+
+
+def clipped_surrogate_loss(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    clip_low: float = 0.2,
+    clip_high: float = 0.28,
+    ref_logp: Tensor | None = None,
+    kl_beta: float = 0.0,
+    aggregation: Aggregation = "token_mean",
+    normalizer: float | None = None,
+) -> tuple[Tensor, LossStats]:
+    """The GRPO loss for one (micro-)batch.
+
+    logp, old_logp, ref_logp, mask: [B, T] over completion tokens (mask 1 for real tokens, 0 for padding);
+    advantages: [B], one per completion. `normalizer` makes micro-batches sum to the full-batch loss:
+    the full batch's token count for "token_mean", its number of completions for "sequence_mean".
+    """
+    mask = mask.to(logp.dtype)
+    ratio = torch.exp(logp - old_logp)
+    adv = advantages.to(logp.dtype).unsqueeze(1)
+    unclipped = ratio * adv
+    clipped = torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high) * adv
+    per_token = -torch.minimum(unclipped, clipped)
+    kl = torch.zeros_like(per_token)
+    if ref_logp is not None and kl_beta != 0.0:
+        delta = ref_logp - logp
+        kl = torch.exp(delta) - delta - 1.0
+        per_token = per_token + kl_beta * kl
+
+    if aggregation == "token_mean":
+        denom = normalizer if normalizer is not None else mask.sum().clamp(min=1.0)
+        loss = (per_token * mask).sum() / denom
+    elif aggregation == "sequence_mean":
+        per_seq = (per_token * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        denom = normalizer if normalizer is not None else float(per_token.shape[0])
+        loss = per_seq.sum() / denom
+    else:
+        raise ValueError(f"unknown aggregation {aggregation!r}")
+
+    with torch.no_grad():
+        n = mask.sum().clamp(min=1.0)
+        was_clipped = ((ratio < 1.0 - clip_low) & (adv < 0)) | ((ratio > 1.0 + clip_high) & (adv > 0))
+        stats = LossStats(
+            clip_fraction=float((was_clipped.to(mask.dtype) * mask).sum() / n),
+            kl=float((kl * mask).sum() / n),
+            ratio_mean=float((ratio * mask).sum() / n),
+        )
+    return loss, stats

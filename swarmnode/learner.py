@@ -1,0 +1,164 @@
+"""One GRPO update on a round's question groups: drop groups without signal, compute advantages,
+recompute log-probs of every completion under the node's own policy (micro-batched), step AdamW.
+
+Groups arrive as token ids produced by `Prompter` — local completions keep the ids that were sampled,
+peers' completions are re-tokenised from text — so text written by a different model trains this one.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from swarmnode import grpo
+from swarmnode.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class TrainGroup:
+    prompt_ids: Sequence[int]
+    completion_ids: Sequence[Sequence[int]]
+    rewards: Sequence[float]
+
+
+@dataclass(frozen=True)
+class StepStats:
+    stepped: bool
+    """False when no group had reward variance: then no optimizer step is taken at all (Adam's momentum
+    would otherwise keep moving the weights on a zero gradient)."""
+    groups: int
+    completions: int
+    tokens: int
+    loss: float = 0.0
+    grad_norm: float = 0.0
+    clip_fraction: float = 0.0
+    kl: float = 0.0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Packed:
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    targets: torch.Tensor
+    """[B, C] completion ids, right-padded."""
+    target_mask: torch.Tensor
+
+
+def pack(rows: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int) -> Packed:
+    """[left-pad | prompt | completion | right-pad]: every completion starts at the same column, so the
+    logits of all completion tokens are the last C+1 positions (`logits_to_keep`)."""
+    p_width = max(len(p) for p, _ in rows)
+    c_width = max(len(c) for _, c in rows)
+    batch = len(rows)
+    ids = torch.full((batch, p_width + c_width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    targets = torch.full((batch, c_width), pad_id, dtype=torch.long)
+    target_mask = torch.zeros((batch, c_width), dtype=torch.float32)
+    for i, (prompt, completion) in enumerate(rows):
+        ids[i, p_width - len(prompt) : p_width] = torch.tensor(list(prompt), dtype=torch.long)
+        ids[i, p_width : p_width + len(completion)] = torch.tensor(list(completion), dtype=torch.long)
+        mask[i, p_width - len(prompt) : p_width + len(completion)] = 1
+        targets[i, : len(completion)] = torch.tensor(list(completion), dtype=torch.long)
+        target_mask[i, : len(completion)] = 1.0
+    position_ids = (mask.cumsum(dim=1) - 1).clamp(min=0)
+    return Packed(ids, mask, position_ids, targets, target_mask)
+
+
+def completion_log_probs(model: Any, batch: Packed) -> torch.Tensor:
+    """log p(completion tokens) under `model`, [B, C]; only completion positions get logits."""
+    c_width = batch.targets.shape[1]
+    out = model(
+        input_ids=batch.input_ids,
+        attention_mask=batch.attention_mask,
+        position_ids=batch.position_ids,
+        logits_to_keep=c_width + 1,
+        use_cache=False,
+    )
+    return grpo.token_log_probs(out.logits[:, :-1, :], batch.targets)
+
+
+class Learner:
+    def __init__(self, model: Any, config: TrainConfig, pad_id: int) -> None:
+        self.model = model
+        self.config = config
+        self.pad_id = pad_id
+        self.optimizer = torch.optim.AdamW(
+            [p for p in model.parameters() if p.requires_grad],
+            lr=config.lr,
+            betas=config.betas,
+            weight_decay=config.weight_decay,
+        )
+        self.ref_model = None
+        if config.kl_beta > 0:
+            self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.updates = 0
+        """Optimizer steps taken so far: the policy version."""
+
+    def step(self, groups: Sequence[TrainGroup]) -> StepStats:
+        start = time.perf_counter()
+        useful = [g for g in groups if grpo.has_signal(list(g.rewards)) and len(g.completion_ids) == len(g.rewards)]
+        rows: list[tuple[Sequence[int], Sequence[int]]] = []
+        advantages: list[float] = []
+        for g in useful:
+            adv = grpo.group_advantages(
+                torch.tensor([list(g.rewards)], dtype=torch.float32), eps=self.config.advantage_eps
+            )[0]
+            for completion, a in zip(g.completion_ids, adv.tolist(), strict=True):
+                if completion:
+                    rows.append((g.prompt_ids, completion))
+                    advantages.append(a)
+        tokens = sum(len(c) for _, c in rows)
+        if not rows:
+            return StepStats(False, 0, 0, 0, seconds=time.perf_counter() - start)
+
+        cfg = self.config
+        normalizer = float(tokens) if cfg.aggregation == "token_mean" else float(len(rows))
+        chunks = [range(i, min(i + cfg.micro_batch_size, len(rows))) for i in range(0, len(rows), cfg.micro_batch_size)]
+        packed = [pack([rows[i] for i in chunk], self.pad_id) for chunk in chunks]
+        adv_chunks = [torch.tensor([advantages[i] for i in chunk]) for chunk in chunks]
+        old = self._no_grad_log_probs(self.model, packed) if cfg.updates_per_batch > 1 else None
+        ref = self._no_grad_log_probs(self.ref_model, packed) if self.ref_model is not None else None
+
+        self.model.train()
+        loss_total = clip = kl = grad_norm = 0.0
+        for _ in range(cfg.updates_per_batch):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss_total = clip = kl = 0.0
+            for k, batch in enumerate(packed):
+                logp = completion_log_probs(self.model, batch)
+                loss, stats = grpo.clipped_surrogate_loss(
+                    logp,
+                    old[k] if old is not None else logp.detach(),
+                    adv_chunks[k],
+                    batch.target_mask,
+                    clip_low=cfg.clip_low,
+                    clip_high=cfg.clip_high,
+                    ref_logp=ref[k] if ref is not None else None,
+                    kl_beta=cfg.kl_beta,
+                    aggregation=cfg.aggregation,
+                    normalizer=normalizer,
+                )
+                loss.backward()
+                share = float(batch.target_mask.sum()) / tokens
+                loss_total += float(loss.detach())
+                clip += stats.clip_fraction * share
+                kl += stats.kl * share
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip))
+            self.optimizer.step()
+            self.updates += 1
+        self.optimizer.zero_grad(set_to_none=True)
+        return StepStats(
+            True, len(useful), len(rows), tokens, loss_total, grad_norm, clip, kl, time.perf_counter() - start
+        )
+
+    @staticmethod
+    @torch.no_grad()
+    def _no_grad_log_probs(model: Any, packed: list[Packed]) -> list[torch.Tensor]:
+        return [completion_log_probs(model, batch) for batch in packed]

@@ -1,0 +1,62 @@
+"""Turn a model name into a (model, tokenizer) pair, with one-line errors for every way that can fail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from swarmnode.config import EMBEDDED_MODEL
+from swarmnode.errors import UserError
+
+EMBEDDED_DIR = Path(__file__).with_name("tiny-add")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_model_source(name: str) -> str:
+    """The embedded default's folder, an existing local path, or the name as a hub id."""
+    if name == EMBEDDED_MODEL:
+        if not (EMBEDDED_DIR / "model.safetensors").exists():
+            raise UserError(f"the embedded model is missing from {EMBEDDED_DIR}; reinstall swarmnode")
+        return str(EMBEDDED_DIR)
+    path = Path(name).expanduser()
+    return str(path) if path.exists() else name
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def load_model(name: str, dtype: str = "float32") -> tuple[Any, Any]:
+    """Load the tokenizer and causal LM `name` (see `resolve_model_source`)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    source = resolve_model_source(name)
+    is_local = Path(source).exists()
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        if is_local:
+            raise UserError(f"model {name!r}: {source} is not a model directory ({_first_line(exc)})") from exc
+        raise UserError(
+            f"model {name!r} not found: no such local directory, and the Hugging Face hub could not provide it "
+            f"({_first_line(exc)})"
+        ) from exc
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError, TypeError) as exc:
+        raise UserError(f"model {name!r}: cannot load its tokenizer ({_first_line(exc)})") from exc
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype])
+    except ValueError as exc:
+        raise UserError(
+            f"model {name!r} is not a causal language model ({type(config).__name__}); "
+            "swarmnode needs one (for example a Llama, Qwen or GPT-2 style model)"
+        ) from exc
+    except OSError as exc:
+        raise UserError(f"model {name!r}: cannot load its weights ({_first_line(exc)})") from exc
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer

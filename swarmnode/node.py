@@ -1,0 +1,280 @@
+"""The round loop: draw questions, generate, score, train, report, evaluate, checkpoint. It ties the
+modules together and holds no learning logic of its own.
+
+A round's randomness is derived from (seed, round) alone, and a round changes nothing until its update,
+so a run resumed from a checkpoint continues exactly as if it had never stopped (on CPU, same threads).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import torch
+from transformers.utils import logging as transformers_logging
+
+from swarmnode import checkpoint
+from swarmnode.config import NodeConfig
+from swarmnode.errors import UserError
+from swarmnode.evaluation import evaluate
+from swarmnode.experience import ScoredGroup, select_groups
+from swarmnode.learner import Learner, StepStats, TrainGroup
+from swarmnode.models import load_model
+from swarmnode.policy import Prompter, SamplingParams
+from swarmnode.policy.hf import HFBackend
+from swarmnode.tasks import TaskSet, make_task
+
+
+def round_seed(seed: int, round_: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"swarmnode:{seed}:{round_}".encode()).digest()[:8], "big") >> 1
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    round: int
+    mean_reward: float
+    accuracy: float
+    generated_tokens: int
+    generate_s: float
+    train_s: float
+    round_s: float
+    step: StepStats
+
+    def metrics(self) -> dict[str, Any]:
+        return {
+            "round": self.round,
+            "time": time.time(),
+            "mean_reward": self.mean_reward,
+            "accuracy": self.accuracy,
+            "groups": self.step.groups,
+            "completions": self.step.completions,
+            "generated_tokens": self.generated_tokens,
+            "tokens_per_s": self.generated_tokens / self.generate_s if self.generate_s > 0 else 0.0,
+            "generate_s": self.generate_s,
+            "train_s": self.train_s,
+            "round_s": self.round_s,
+            "stepped": self.step.stepped,
+            "loss": self.step.loss,
+            "grad_norm": self.step.grad_norm,
+            "clip_fraction": self.step.clip_fraction,
+            "kl": self.step.kl,
+        }
+
+
+class Node:
+    def __init__(self, config: NodeConfig, say: Callable[[str], None] = print) -> None:
+        self.config = config
+        self.say = say
+        self.stop_requested = False
+        self.round = 0
+        self.last_checkpoint_round = -1
+        self.metrics_path = config.run_dir / "metrics.jsonl"
+        self._setup()
+
+    # ------------------------------------------------------------------ setup
+
+    def _setup(self) -> None:
+        cfg = self.config
+        torch.set_num_threads(cfg.threads)
+        transformers_logging.disable_progress_bar()
+        transformers_logging.set_verbosity_error()
+        if not cfg.silo:
+            raise UserError("swarm mode is not built yet; run with --silo (or set silo = true)")
+        cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        resume_from = None
+        if cfg.checkpoint.resume:
+            resume_from, warnings = checkpoint.latest(cfg.run_dir)
+            for line in warnings:
+                self.say(f"warning: {line}")
+        elif checkpoint.candidate_folders(cfg.run_dir):
+            raise UserError(f"{cfg.run_dir} already holds checkpoints and resume is off; use another --run-dir")
+        if resume_from is not None and resume_from.meta.get("model_name") != cfg.model.name:
+            raise UserError(
+                f"{cfg.run_dir} holds a run of model {resume_from.meta.get('model_name')!r}, not {cfg.model.name!r}; "
+                "use another --run-dir"
+            )
+        source = str(resume_from.path) if resume_from else cfg.model.name
+        self.model, self.tokenizer = load_model(source, cfg.model.dtype)
+        try:
+            self.prompter = Prompter(self.tokenizer, cfg.model.chat_template, cfg.model.system_prompt)
+        except ValueError as exc:
+            raise UserError(f"model {cfg.model.name!r}: {exc}") from exc
+        self.tasks = TaskSet([make_task(name, cfg.task.params.get(name)) for name in cfg.task.names])
+        self.backend = HFBackend(self.model, self.prompter)
+        self.learner = Learner(self.model, cfg.train, self.prompter.pad_id)
+        if resume_from is not None:
+            try:
+                checkpoint.restore_optimizer(self.learner.optimizer, resume_from)
+            except (ValueError, KeyError, RuntimeError, OSError) as exc:
+                raise UserError(f"checkpoint {resume_from.path} does not fit this model: {exc}") from exc
+            self.round = self.last_checkpoint_round = resume_from.round
+            self.learner.updates = int(resume_from.meta.get("policy_version", 0))
+            if resume_from.meta.get("config_digest") != cfg.training_digest():
+                self.say("warning: the training settings differ from the checkpoint's; continuing with the new ones")
+            self._truncate_metrics(self.round)
+            self.say(f"resumed from {resume_from.path} (round {self.round})")
+        (cfg.run_dir / "config.json").write_text(cfg.model_dump_json(indent=2) + "\n")
+
+    def _truncate_metrics(self, last_round: int) -> None:
+        """Drop metrics of rounds after the checkpoint: they are about to be run again."""
+        if not self.metrics_path.exists():
+            return
+        kept = [
+            line
+            for line in self.metrics_path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("round", 0) <= last_round
+        ]
+        self.metrics_path.write_text("".join(line + "\n" for line in kept))
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> int:
+        """Run rounds until the configured count or a stop signal; returns the last completed round."""
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            cfg = self.config
+            if self.round == 0 and cfg.eval.every:
+                self._evaluate()
+            while not self.stop_requested and (cfg.rounds == 0 or self.round < cfg.rounds):
+                result = self.run_round(self.round + 1)
+                if result is None:
+                    break
+                self.round = result.round
+                self._report(result)
+                if cfg.eval.every and self.round % cfg.eval.every == 0:
+                    self._evaluate()
+                if self.round % cfg.checkpoint.every == 0:
+                    self._checkpoint()
+            if self.round > self.last_checkpoint_round:
+                self._checkpoint()
+            self.say(f"stopped after round {self.round}; run the same command to resume")
+            return self.round
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.stop_requested:
+            raise KeyboardInterrupt
+        self.stop_requested = True
+        self.say(f"{signal.Signals(signum).name}: saving a checkpoint and stopping (again to quit at once)")
+
+    def run_round(self, round_: int) -> RoundResult | None:
+        """One round. Returns None when a stop was requested before its update (nothing changed)."""
+        cfg = self.config
+        gen = cfg.generation
+        start = time.perf_counter()
+        questions = self.tasks.draw(cfg.seed, (round_ - 1) * gen.questions_per_round, gen.questions_per_round)
+        prompts = [self.prompter.prompt_ids(q.text) for q in questions]
+        params = SamplingParams(
+            n=gen.completions_per_question,
+            max_new_tokens=gen.max_new_tokens,
+            temperature=gen.temperature,
+            top_p=gen.top_p,
+            top_k=gen.top_k,
+            seed=round_seed(cfg.seed, round_),
+        )
+        outputs = self.backend.generate(prompts, params)
+        generate_s = time.perf_counter() - start
+        local = [
+            ScoredGroup(
+                q,
+                p,
+                tuple(c.token_ids for c in outs),
+                tuple(self.tasks.score(q, c.text) for c in outs),
+                "local",
+            )
+            for q, p, outs in zip(questions, prompts, outputs, strict=True)
+        ]
+        if self.stop_requested:
+            return None
+        chosen = select_groups(local, [], local_count=gen.questions_per_round, external_count=0)
+        step = self.learner.step([TrainGroup(g.prompt_ids, g.completion_ids, g.rewards) for g in chosen])
+        self.backend.sync_weights()
+        rewards = [r for g in local for r in g.rewards]
+        return RoundResult(
+            round=round_,
+            mean_reward=sum(rewards) / len(rewards),
+            accuracy=sum(r >= 1.0 for r in rewards) / len(rewards),
+            generated_tokens=sum(len(c.token_ids) for outs in outputs for c in outs),
+            generate_s=generate_s,
+            train_s=step.seconds,
+            round_s=time.perf_counter() - start,
+            step=step,
+        )
+
+    # ------------------------------------------------------------------ reporting, eval, checkpoints
+
+    def _append_metrics(self, row: dict[str, Any]) -> None:
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def _report(self, result: RoundResult) -> None:
+        row = result.metrics()
+        row["policy_version"] = self.learner.updates
+        self._append_metrics(row)
+        self.say(
+            f"round {result.round:5d} | reward {result.mean_reward:.3f} | acc {result.accuracy:6.1%} | "
+            f"groups {result.step.groups:2d}/{self.config.generation.questions_per_round} | "
+            f"{row['tokens_per_s']:7.0f} tok/s | gen {result.generate_s:.2f}s train {result.train_s:.2f}s"
+        )
+
+    def _evaluate(self) -> None:
+        cfg = self.config
+        start = time.perf_counter()
+        result = evaluate(
+            self.backend,
+            self.prompter,
+            self.tasks,
+            questions=cfg.eval.questions,
+            seed=cfg.eval.seed,
+            max_new_tokens=cfg.generation.max_new_tokens,
+        )
+        self._append_metrics(
+            {
+                "round": self.round,
+                "time": time.time(),
+                "eval_greedy_accuracy": result.greedy_accuracy,
+                "eval_mean_reward": result.mean_reward,
+                "eval_questions": result.questions,
+            }
+        )
+        self.say(
+            f"round {self.round:5d} | held-out greedy accuracy {result.greedy_accuracy:6.1%} "
+            f"({result.questions} questions, {time.perf_counter() - start:.1f}s)"
+        )
+
+    def _checkpoint(self) -> None:
+        cfg = self.config
+        meta = {
+            "model_name": cfg.model.name,
+            "policy_version": self.learner.updates,
+            "config_digest": cfg.training_digest(),
+            "seed": cfg.seed,
+        }
+        saved = checkpoint.save(
+            cfg.run_dir,
+            self.round,
+            self.model,
+            self.tokenizer,
+            self.learner.optimizer,
+            meta,
+            keep=cfg.checkpoint.keep,
+            write_delay_s=cfg.checkpoint.test_write_delay_s,
+        )
+        self.last_checkpoint_round = self.round
+        self.say(f"round {self.round:5d} | checkpoint {saved.path}")
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

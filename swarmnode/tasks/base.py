@@ -1,0 +1,107 @@
+"""The task interface, the answer format, and the registry that turns names into tasks.
+
+A question is identified by a `protocol.TaskRef` (task name, seed, index, parameters): every node can
+rebuild it with its own task code, so a peer's question is checked, never trusted, and every completion
+is re-scored locally. Answers are given as `<answer>...</answer>`; the last such span counts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from protocol import TaskRef
+from protocol.messages import Scalar
+from swarmnode.errors import UserError
+
+ANSWER_PATTERN = re.compile(r"<answer>\s?(.*?)\s?</answer>", re.DOTALL)
+
+
+def extract_answer(completion: str) -> str | None:
+    """The text inside the last `<answer>...</answer>` span, stripped; None when there is none."""
+    matches = ANSWER_PATTERN.findall(completion)
+    return matches[-1].strip() if matches else None
+
+
+class TaskError(Exception):
+    """A task reference this node cannot rebuild (unknown task, bad parameters, bad index)."""
+
+
+@dataclass(frozen=True)
+class Question:
+    ref: TaskRef
+    text: str
+    """The question as the task states it; this text travels with shared rollouts."""
+    answer: str
+    """The oracle answer (never shared; peers rebuild it from the reference)."""
+    entry: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    """Task-specific data the verifier needs (reasoning-gym's dataset entry)."""
+
+
+class Task(Protocol):
+    name: str
+
+    def question(self, ref: TaskRef) -> Question:
+        """Rebuild the question for `ref`; raises TaskError when `ref` is not one of this task's."""
+        ...
+
+    def refs(self, seed: int, start: int, count: int, split: str) -> list[TaskRef]:
+        """`count` references from index `start` of the seeded stream for `split` ("train" or "eval")."""
+        ...
+
+    def score(self, question: Question, completion: str) -> float:
+        """Reward in [0, 1] for one completion: 1 for a verified answer, partial credit only where the
+        verifier gives it, 0 otherwise."""
+        ...
+
+
+def make_task(name: str, params: Mapping[str, Scalar] | None = None) -> Task:
+    """A task by name: a built-in family, else a reasoning-gym dataset. Unknown names are a UserError."""
+    from swarmnode.tasks import builtin
+
+    params = dict(params or {})
+    try:
+        if name in builtin.TASKS:
+            return builtin.TASKS[name](params)
+        from swarmnode.tasks import gym
+
+        if gym.is_dataset(name):
+            return gym.ReasoningGymTask(name, params)
+    except (TypeError, ValueError, TaskError) as exc:
+        raise UserError(f"task {name!r}: bad parameters {params}: {exc}") from exc
+    raise UserError(
+        f"unknown task {name!r}: use a built-in task ({', '.join(sorted(builtin.TASKS))}) or a reasoning-gym "
+        "dataset name such as basic_arithmetic"
+    )
+
+
+class TaskSet:
+    """The tasks a node trains on; questions are drawn round-robin from a deterministic stream."""
+
+    def __init__(self, tasks: Sequence[Task]) -> None:
+        if not tasks:
+            raise UserError("at least one task is needed")
+        self.tasks = {t.name: t for t in tasks}
+        self._order = list(self.tasks)
+
+    def draw(self, seed: int, start: int, count: int, split: str = "train") -> list[Question]:
+        """Questions at positions start .. start+count-1 of this set's stream: position p belongs to task
+        p mod T (round-robin) at that task's index p div T. Deterministic in (seed, position)."""
+        questions: list[Question] = []
+        for position in range(start, start + count):
+            task = self.tasks[self._order[position % len(self._order)]]
+            ref = task.refs(seed, position // len(self._order), 1, split)[0]
+            questions.append(task.question(ref))
+        return questions
+
+    def rebuild(self, ref: TaskRef) -> Question:
+        """Rebuild a (peer's) question from its reference with this node's own task code."""
+        task = self.tasks.get(ref.task)
+        if task is None:
+            raise TaskError(f"task {ref.task!r} is not one of this node's tasks")
+        return task.question(ref)
+
+    def score(self, question: Question, completion: str) -> float:
+        return self.tasks[question.ref.task].score(question, completion)

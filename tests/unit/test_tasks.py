@@ -1,0 +1,115 @@
+"""Tasks: deterministic questions rebuilt from references, held-out splits, verifiers, bad names."""
+
+from __future__ import annotations
+
+import pytest
+
+from protocol import TaskRef
+from swarmnode.errors import UserError
+from swarmnode.tasks import TaskSet, extract_answer, make_task
+from swarmnode.tasks.base import TaskError
+from swarmnode.tasks.builtin import AddTask, is_held_out
+
+
+@pytest.mark.parametrize(
+    ("text", "answer"),
+    [
+        ("<answer>52</answer>", "52"),
+        ("think <answer>1</answer> no wait <answer>2</answer>", "2"),
+        ("<answer> 52 </answer>", "52"),
+        ("52", None),
+        ("<answer>52", None),
+        ("<answer>5<bos>2</answer>", "5<bos>2"),
+        ("<answer>\n7\n</answer>", "7"),
+    ],
+)
+def test_extract_answer(text: str, answer: str | None) -> None:
+    assert extract_answer(text) == answer
+
+
+def test_add_questions_are_rebuilt_exactly_from_their_reference() -> None:
+    task = AddTask(2)
+    refs = task.refs(seed=5, start=100, count=20, split="train")
+    first = [task.question(r) for r in refs]
+    again = [AddTask(2).question(r) for r in refs]
+    assert first == again
+    q = first[0]
+    a, b = int(q.text[:2]), int(q.text[3:5])
+    assert q.text == f"{a:02d}+{b:02d}=" and q.answer == str(a + b)
+    assert [task.question(r).text for r in task.refs(6, 100, 20, "train")] != [x.text for x in first]
+
+
+def test_train_and_eval_splits_are_disjoint() -> None:
+    task = AddTask(2)
+    for split, held in (("train", False), ("eval", True)):
+        for ref in task.refs(seed=1, start=0, count=300, split=split):
+            q = task.question(ref)
+            a, b = int(q.text[:2]), int(q.text[3:5])
+            assert is_held_out(a, b, 2) is held
+
+
+def test_add_verifier() -> None:
+    task = AddTask(2)
+    q = task.question(task.refs(0, 0, 1, "train")[0])
+    assert task.score(q, f"<answer>{q.answer}</answer>") == 1.0
+    assert task.score(q, f"<answer>{int(q.answer) + 1}</answer>") == 0.0
+    assert task.score(q, q.answer) == 0.0  # no answer tags
+    assert task.score(q, f"<answer>{q.answer[0]}<bos>{q.answer[1:]}</answer>") == 0.0
+    assert task.score(q, f"<answer>0{q.answer}</answer>") == 0.0
+
+
+def test_add_rejects_foreign_references() -> None:
+    task = AddTask(2)
+    with pytest.raises(TaskError):
+        task.question(TaskRef("add", 0, 0, (("digits", 3),)))
+    with pytest.raises(TaskError):
+        task.question(TaskRef("add", 0, 0, (("digits", 2), ("extra", 1))))
+    with pytest.raises(TaskError):
+        task.question(TaskRef("add", 0, 0, (("digits", 2), ("split", "secret"))))
+
+
+def test_make_task_errors_are_user_errors() -> None:
+    with pytest.raises(UserError, match="unknown task 'nope'"):
+        make_task("nope")
+    with pytest.raises(UserError, match="bad parameters"):
+        make_task("add", {"digits": 9})
+    with pytest.raises(UserError, match="bad parameters"):
+        make_task("add", {"digits": "two"})
+    with pytest.raises(UserError, match="bad parameters"):
+        make_task("add", {"colour": "red"})
+
+
+def test_task_set_draw_is_deterministic_and_round_robin() -> None:
+    tasks = TaskSet([make_task("add", {"digits": 2}), make_task("basic_arithmetic")])
+    drawn = tasks.draw(seed=3, start=10, count=6)
+    assert [q.ref.task for q in drawn] == ["add", "basic_arithmetic"] * 3
+    assert drawn == tasks.draw(seed=3, start=10, count=6)
+    # overlapping windows agree on shared positions
+    assert tasks.draw(seed=3, start=12, count=2) == drawn[2:4]
+    for q in drawn:
+        assert tasks.rebuild(q.ref) == q
+
+
+def test_rebuild_rejects_unknown_tasks() -> None:
+    tasks = TaskSet([make_task("add")])
+    with pytest.raises(TaskError):
+        tasks.rebuild(TaskRef("basic_arithmetic", 0, 0))
+
+
+def test_reasoning_gym_task_rebuild_and_verifier() -> None:
+    task = make_task("basic_arithmetic", {"min_terms": 2, "max_terms": 3})
+    ref = task.refs(seed=11, start=7, count=1, split="train")[0]
+    q = task.question(ref)
+    assert q == make_task("basic_arithmetic", {"min_terms": 2, "max_terms": 3}).question(ref)
+    assert task.score(q, f"<answer>{q.answer}</answer>") == 1.0
+    assert task.score(q, "<answer>not a number</answer>") == 0.0
+    assert task.score(q, "") == 0.0
+    eval_ref = task.refs(seed=11, start=7, count=1, split="eval")[0]
+    assert eval_ref.seed != ref.seed
+    with pytest.raises(TaskError):  # same dataset, other parameters: the question would differ
+        task.question(TaskRef("basic_arithmetic", 11, 7, (("max_terms", 5), ("min_terms", 2))))
+
+
+def test_reasoning_gym_bad_parameters() -> None:
+    with pytest.raises(UserError, match="basic_arithmetic"):
+        make_task("basic_arithmetic", {"no_such_field": 1})
