@@ -68,9 +68,7 @@ def seal_payload(payload: Payload, key: Ed25519PrivateKey, limits: Limits) -> by
     raw = envelope.seal(kind_of(payload), encode_payload(payload), key)
     verdict = verify_and_decode(raw, limits)
     if isinstance(verdict, Rejected):
-        raise ValueError(
-            f"refusing to send an invalid {kind_of(payload)}: {verdict.reason}: {verdict.detail}"
-        )
+        raise ValueError(f"refusing to send an invalid {kind_of(payload)}: {verdict.reason}: {verdict.detail}")
     return raw
 
 

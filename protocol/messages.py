@@ -241,9 +241,7 @@ def _parse_group(obj: object, where: str, limits: Limits) -> RolloutGroup:
     completions = _list(m["completions"], f"{where}.completions", limits.max_completions_per_group, 1)
     rewards = _list(m["rewards"], f"{where}.rewards", limits.max_completions_per_group, 1)
     if len(rewards) != len(completions):
-        raise SchemaError(
-            Reason.SCHEMA, f"{where}: {len(rewards)} rewards for {len(completions)} completions"
-        )
+        raise SchemaError(Reason.SCHEMA, f"{where}: {len(rewards)} rewards for {len(completions)} completions")
     # The bulk of a batch: check items inline and build the error location only on failure.
     max_chars = limits.max_completion_chars
     for i, c in enumerate(completions):

@@ -176,6 +176,7 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, checkpoint: Checkpoint) 
             continue
         _, index, name = key.split(".", 2)
         state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": optim_meta["param_groups"]})
+    ordered = {index: state[index] for index in sorted(state)}
+    optimizer.load_state_dict({"state": ordered, "param_groups": optim_meta["param_groups"]})
     if "rng.torch" in tensors:
         torch.set_rng_state(tensors["rng.torch"])

@@ -59,6 +59,11 @@ def build(out: Path, steps: int, quiet: bool = False, recipe: Recipe = RECIPE) -
     task = AddTask(digits=recipe.digits)
     tasks = TaskSet([task])
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr)
+    warmup = max(1, steps // 20)
+    # linear warm-up, then linear decay to zero: the model stops in a settled state, not mid-oscillation
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup)))
+    )
     start = time.perf_counter()
     for step in range(steps):
         refs = task.refs(seed=recipe.seed, start=rng.randrange(2**31), count=recipe.batch, split="train")
@@ -76,8 +81,13 @@ def build(out: Path, steps: int, quiet: bool = False, recipe: Recipe = RECIPE) -
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        schedule.step()
         if not quiet and (step + 1) % 50 == 0:
-            print(f"step {step + 1}/{steps} loss {loss.item():.3f} ({time.perf_counter() - start:.0f}s)")
+            probe = evaluate(HFBackend(model, prompter), prompter, tasks, questions=200, seed=777, max_new_tokens=8)
+            print(
+                f"step {step + 1}/{steps} loss {loss.item():.3f} held-out greedy {probe.greedy_accuracy:.1%} "
+                f"({time.perf_counter() - start:.0f}s)"
+            )
     backend = HFBackend(model, prompter)
     result = evaluate(backend, prompter, tasks, questions=500, seed=12345, max_new_tokens=8, k=8)
     summary = {

@@ -44,6 +44,13 @@ def load_model(name: str, dtype: str = "float32") -> tuple[Any, Any]:
             f"model {name!r} not found: no such local directory, and the Hugging Face hub could not provide it "
             f"({_first_line(exc)})"
         ) from exc
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
+        raise UserError(
+            f"model {name!r} is not a causal language model ({type(config).__name__}); "
+            "swarmnode needs one (for example a Llama, Qwen or GPT-2 style model)"
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError, TypeError) as exc:

@@ -84,18 +84,14 @@ def test_wrong_keys(seed: bytes, raw: bytes, swap_author: bool) -> None:
     if swap_author:  # A's signature presented under another author
         forged = pack_envelope(version, kind, other.public_key().public_bytes_raw(), signature, payload)
     else:  # another key's signature presented under A's name
-        forged = pack_envelope(
-            version, kind, author, other.sign(protocol.signing_input(kind, payload)), payload
-        )
+        forged = pack_envelope(version, kind, author, other.sign(protocol.signing_input(kind, payload)), payload)
     if forged == raw:  # the drawn seed is A's own key
         return
     assert rejected(forged, source="wrongkey").reason is protocol.Reason.BAD_SIGNATURE
 
 
 @settings(max_examples=1000)
-@given(
-    st.integers(0, 2**32 - 1), st.binary(max_size=64), st.sampled_from([b"\xc4", b"\xc5", b"\xc6", b"\xdb"])
-)
+@given(st.integers(0, 2**32 - 1), st.binary(max_size=64), st.sampled_from([b"\xc4", b"\xc5", b"\xc6", b"\xdb"]))
 def test_oversize_length_headers(claimed: int, tail: bytes, header: bytes) -> None:
     width = {b"\xc4": 1, b"\xc5": 2, b"\xc6": 4, b"\xdb": 4}[header]
     length = (claimed % (1 << (8 * width))).to_bytes(width, "big")
@@ -164,9 +160,7 @@ def test_signed_mutated_field(which: int, data: st.DataObject, replacement: Any)
         target = target[step]
     target[path[-1]] = replacement
     kind = "announce" if which == 2 else "rollouts"
-    rejected_or_round_trips(
-        seal(kind, msgpack.packb(wire, use_bin_type=True), KEY_A), source="signed-mutated"
-    )
+    rejected_or_round_trips(seal(kind, msgpack.packb(wire, use_bin_type=True), KEY_A), source="signed-mutated")
 
 
 @settings(max_examples=1000)
@@ -226,9 +220,7 @@ def batches(draw: st.DrawFn) -> protocol.RolloutBatch:
                 rewards=tuple(draw(st.lists(rewards, min_size=g, max_size=g))),
             )
         )
-    return protocol.RolloutBatch(
-        draw(names), draw(uints), draw(uints), draw(uints), draw(names), tuple(groups)
-    )
+    return protocol.RolloutBatch(draw(names), draw(uints), draw(uints), draw(uints), draw(names), tuple(groups))
 
 
 @settings(max_examples=1000)

@@ -99,8 +99,9 @@ def test_kl_k3_term() -> None:
     )
     k3 = math.exp(0.5) - 0.5 - 1
     assert stats.kl == pytest.approx(k3) and float(loss) == pytest.approx(0.1 * k3)
-    loss, stats = grpo.clipped_surrogate_loss(logp, logp, torch.tensor([0.0]), torch.ones(1, 1), ref_logp=logp,
-                                              kl_beta=0.1)
+    loss, stats = grpo.clipped_surrogate_loss(
+        logp, logp, torch.tensor([0.0]), torch.ones(1, 1), ref_logp=logp, kl_beta=0.1
+    )
     assert stats.kl == 0.0
 
 

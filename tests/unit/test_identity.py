@@ -66,9 +66,7 @@ def test_corrupt_key_file(tmp_path: Path) -> None:
 def test_wrong_key_type(tmp_path: Path) -> None:
     path = tmp_path / "rsa.pem"
     key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     path.write_bytes(pem)
     os.chmod(path, 0o600)
     with pytest.raises(UserError, match="not an Ed25519 key"):
