@@ -82,6 +82,9 @@ class TrainConfig(Section):
     updates_per_batch: int = Field(1, ge=1, le=16)
     """Optimizer steps on each round's batch (1 = on-policy, the clip then never triggers)."""
     advantage_eps: float = Field(1e-4, gt=0.0)
+    warmup_updates: int = Field(50, ge=0)
+    """Linear learning-rate warm-up over this many optimizer steps (Adam's first steps are otherwise
+    large and noisy, and knock a freshly loaded model off its optimum)."""
 
 
 class CheckpointConfig(Section):

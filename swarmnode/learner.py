@@ -71,8 +71,9 @@ def pack(rows: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int) -> Pa
     return Packed(ids, mask, position_ids, targets, target_mask)
 
 
-def completion_log_probs(model: Any, batch: Packed) -> torch.Tensor:
-    """log p(completion tokens) under `model`, [B, C]; only completion positions get logits."""
+def completion_log_probs(model: Any, batch: Packed, temperature: float = 1.0) -> torch.Tensor:
+    """log p(completion tokens) under `model` sampled at `temperature`, [B, C]; only completion positions
+    get logits. The temperature matches the sampling distribution the completions came from."""
     c_width = batch.targets.shape[1]
     out = model(
         input_ids=batch.input_ids,
@@ -81,12 +82,16 @@ def completion_log_probs(model: Any, batch: Packed) -> torch.Tensor:
         logits_to_keep=c_width + 1,
         use_cache=False,
     )
-    return grpo.token_log_probs(out.logits[:, :-1, :], batch.targets)
+    logits = out.logits[:, :-1, :]
+    if temperature not in (0.0, 1.0):
+        logits = logits / temperature
+    return grpo.token_log_probs(logits, batch.targets)
 
 
 class Learner:
-    def __init__(self, model: Any, config: TrainConfig, pad_id: int) -> None:
+    def __init__(self, model: Any, config: TrainConfig, pad_id: int, temperature: float = 1.0) -> None:
         self.model = model
+        self.temperature = temperature
         self.config = config
         self.pad_id = pad_id
         self.optimizer = torch.optim.AdamW(
@@ -130,9 +135,10 @@ class Learner:
         loss_total = clip = kl = grad_norm = 0.0
         for _ in range(cfg.updates_per_batch):
             self.optimizer.zero_grad(set_to_none=True)
+            self._set_learning_rate()
             loss_total = clip = kl = 0.0
             for k, batch in enumerate(packed):
-                logp = completion_log_probs(self.model, batch)
+                logp = completion_log_probs(self.model, batch, self.temperature)
                 loss, stats = grpo.clipped_surrogate_loss(
                     logp,
                     old[k] if old is not None else logp.detach(),
@@ -158,7 +164,13 @@ class Learner:
             True, len(useful), len(rows), tokens, loss_total, grad_norm, clip, kl, time.perf_counter() - start
         )
 
-    @staticmethod
+    def _set_learning_rate(self) -> None:
+        """Warm-up as a function of the update count alone, so a resumed run follows the same schedule."""
+        warmup = self.config.warmup_updates
+        scale = min(1.0, (self.updates + 1) / warmup) if warmup else 1.0
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr * scale
+
     @torch.no_grad()
-    def _no_grad_log_probs(model: Any, packed: list[Packed]) -> list[torch.Tensor]:
-        return [completion_log_probs(model, batch) for batch in packed]
+    def _no_grad_log_probs(self, model: Any, packed: list[Packed]) -> list[torch.Tensor]:
+        return [completion_log_probs(model, batch, self.temperature) for batch in packed]

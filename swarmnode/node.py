@@ -108,7 +108,7 @@ class Node:
             raise UserError(f"model {cfg.model.name!r}: {exc}") from exc
         self.tasks = TaskSet([make_task(name, cfg.task.params.get(name)) for name in cfg.task.names])
         self.backend = HFBackend(self.model, self.prompter)
-        self.learner = Learner(self.model, cfg.train, self.prompter.pad_id)
+        self.learner = Learner(self.model, cfg.train, self.prompter.pad_id, cfg.generation.temperature)
         if resume_from is not None:
             try:
                 checkpoint.restore_optimizer(self.learner.optimizer, resume_from)

@@ -29,7 +29,7 @@ from swarmnode.tasks.builtin import AddTask
 @dataclass(frozen=True)
 class Recipe:
     digits: int = 2
-    steps: int = 200
+    steps: int = 262
     batch: int = 64
     lr: float = 1e-3
     seed: int = 1234

@@ -174,15 +174,15 @@ def test_bad_input_is_one_clear_line(tmp_path: Path, args: list[str], message: s
 
 
 def test_a_model_that_is_not_a_causal_lm(tmp_path: Path) -> None:
-    from transformers import BertConfig
+    from transformers import ViTConfig
 
-    BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(
-        tmp_path / "bert"
+    ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(
+        tmp_path / "vit"
     )
     out = swarmnode(
-        "join", "--silo", "--rounds", "1", "--run-dir", str(tmp_path / "run"), "--model", str(tmp_path / "bert")
+        "join", "--silo", "--rounds", "1", "--run-dir", str(tmp_path / "run"), "--model", str(tmp_path / "vit")
     )
-    assert out.returncode == 2 and "not a causal language model (BertConfig)" in out.stderr
+    assert out.returncode == 2 and "not a causal language model (ViTConfig)" in out.stderr
 
 
 def test_reasoning_gym_task_end_to_end_with_a_local_model(tmp_path: Path) -> None:
