@@ -29,7 +29,7 @@ from swarmnode.tasks.builtin import AddTask
 @dataclass(frozen=True)
 class Recipe:
     digits: int = 2
-    steps: int = 262
+    steps: int = 230
     batch: int = 64
     lr: float = 1e-3
     seed: int = 1234
@@ -37,6 +37,9 @@ class Recipe:
     layers: int = 4
     heads: int = 4
     intermediate: int = 512
+    decay: bool = False
+    """Decay the learning rate linearly to zero (else constant after warm-up). Off: a decayed model ends
+    with flat digit distributions (greedy 22% but sampled 9%) from which GRPO barely learns."""
 
 
 RECIPE = Recipe()
@@ -62,7 +65,8 @@ def build(out: Path, steps: int, quiet: bool = False, recipe: Recipe = RECIPE) -
     warmup = max(1, steps // 20)
     # linear warm-up, then linear decay to zero: the model stops in a settled state, not mid-oscillation
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup)))
+        optimizer,
+        lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup)) if recipe.decay else 1.0),
     )
     start = time.perf_counter()
     for step in range(steps):
