@@ -42,6 +42,7 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
         ("run_dir", args.run_dir),
         ("seed", args.seed),
         ("threads", args.threads),
+        ("minutes", args.minutes),
         ("task.names", args.task),
     ]
     if getattr(args, "silo", False):
@@ -109,6 +110,19 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_learn(args: argparse.Namespace) -> int:
+    from swarmnode.bench import learn
+
+    config = _node_config(args)
+    if not config.rounds and not config.minutes:
+        config = config.model_copy(update={"minutes": 3.0})
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    if not seeds:
+        raise UserError("--seeds needs at least one seed, e.g. --seeds 0,1,2")
+    learn.run(config, seeds, Path(args.json))
+    return 0
+
+
 def _add_node_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML config file (see `swarmnode config show` for every field)")
     parser.add_argument(
@@ -123,6 +137,7 @@ def _add_node_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", help="run directory for checkpoints and metrics")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--threads", type=int, help="torch CPU threads")
+    parser.add_argument("--minutes", type=float, help="stop after this many minutes (0 = no limit)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     proto.add_argument("--seconds", type=float, default=1.0, help="time per operation (default: %(default)s)")
     proto.add_argument("--json", default="runs/bench/protocol.json", help="JSON output (default: %(default)s)")
     proto.set_defaults(run=_bench_protocol)
+    learn = benches.add_parser("learn", help="train from scratch with several seeds: start/end accuracy, time split")
+    _add_node_flags(learn)
+    learn.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: %(default)s)")
+    learn.add_argument("--json", default="runs/bench/learn.json", help="JSON output (default: %(default)s)")
+    learn.set_defaults(run=_bench_learn)
     return parser
 
 

@@ -114,6 +114,8 @@ class NodeConfig(Section):
     """Seeds question order and sampling; a run is reproducible on CPU with the same seed and threads."""
     rounds: int = Field(0, ge=0)
     """Stop after this many rounds in total (0 = run until stopped)."""
+    minutes: float = Field(0.0, ge=0.0)
+    """Stop after this many minutes of this session (0 = no time limit)."""
     threads: int = Field(1, ge=1, le=1024)
     """torch CPU threads (one is often fastest for small models on a busy machine)."""
     silo: bool = True
@@ -134,7 +136,7 @@ class NodeConfig(Section):
 
     def training_digest(self) -> str:
         """SHA-256 over the fields that change what a run learns (not where it writes or how long it runs)."""
-        data = self.model_dump(mode="json", exclude={"run_dir", "rounds", "checkpoint", "eval"})
+        data = self.model_dump(mode="json", exclude={"run_dir", "rounds", "minutes", "checkpoint", "eval"})
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

@@ -75,6 +75,7 @@ class Node:
         self.stop_requested = False
         self.round = 0
         self.last_checkpoint_round = -1
+        self.last_eval_round = -1
         self.metrics_path = config.run_dir / "metrics.jsonl"
         self._setup()
 
@@ -140,9 +141,12 @@ class Node:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             cfg = self.config
+            deadline = time.monotonic() + cfg.minutes * 60 if cfg.minutes else float("inf")
             if self.round == 0 and cfg.eval.every:
                 self._evaluate()
-            while not self.stop_requested and (cfg.rounds == 0 or self.round < cfg.rounds):
+            while (
+                not self.stop_requested and (cfg.rounds == 0 or self.round < cfg.rounds) and time.monotonic() < deadline
+            ):
                 result = self.run_round(self.round + 1)
                 if result is None:
                     break
@@ -152,6 +156,8 @@ class Node:
                     self._evaluate()
                 if self.round % cfg.checkpoint.every == 0:
                     self._checkpoint()
+            if cfg.eval.every and self.round > self.last_eval_round:
+                self._evaluate()
             if self.round > self.last_checkpoint_round:
                 self._checkpoint()
             self.say(f"stopped after round {self.round}; run the same command to resume")
@@ -237,6 +243,7 @@ class Node:
             seed=cfg.eval.seed,
             max_new_tokens=cfg.generation.max_new_tokens,
         )
+        self.last_eval_round = self.round
         self._append_metrics(
             {
                 "round": self.round,
@@ -244,6 +251,7 @@ class Node:
                 "eval_greedy_accuracy": result.greedy_accuracy,
                 "eval_mean_reward": result.mean_reward,
                 "eval_questions": result.questions,
+                "eval_s": time.perf_counter() - start,
             }
         )
         self.say(

@@ -83,7 +83,7 @@ def test_silo_run_reports_rounds_and_writes_metrics(tmp_path: Path) -> None:
     train_rows = [r for r in rows if "mean_reward" in r]
     assert [r["round"] for r in train_rows] == [1, 2, 3]
     assert all(r["generate_s"] > 0 and r["tokens_per_s"] > 0 for r in train_rows)
-    assert [r["round"] for r in rows if "eval_greedy_accuracy" in r] == [0, 2]
+    assert [r["round"] for r in rows if "eval_greedy_accuracy" in r] == [0, 2, 3]  # and a final one
     assert json.loads((tmp_path / "config.json").read_text())["rounds"] == 3
     # running again with a higher round count resumes instead of starting over
     out = swarmnode("join", "--silo", "--rounds", "4", "--run-dir", str(tmp_path), *FAST)
@@ -240,3 +240,24 @@ def test_config_show_prints_the_resolved_config() -> None:
     assert out.returncode == 0, out.stderr
     cfg = json.loads(out.stdout)
     assert cfg["train"]["lr"] == 3e-5 and cfg["rounds"] == 9 and cfg["model"]["name"] == "swarmnode/tiny-add"
+
+
+def test_bench_learn_reports_each_seed(tmp_path: Path) -> None:
+    out = swarmnode(
+        "bench",
+        "learn",
+        "--rounds",
+        "3",
+        "--seeds",
+        "0,1",
+        "--set",
+        "eval.questions=10",
+        "--json",
+        str(tmp_path / "learn.json"),
+    )
+    assert out.returncode == 0, out.stderr
+    assert "gain (pts)" in out.stdout
+    doc = json.loads((tmp_path / "learn.json").read_text())
+    assert [r["seed"] for r in doc["rows"]] == [0, 1]
+    for row in doc["rows"]:
+        assert row["rounds"] == 3 and 0.0 <= row["start_accuracy"] <= 1.0 and row["generate_s"] > 0
