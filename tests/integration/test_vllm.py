@@ -118,3 +118,32 @@ def test_silo_run_with_vllm_learns(tmp_path: Path) -> None:
     rewards = [r["mean_reward"] for r in rows if "mean_reward" in r]
     assert len(rewards) == 80
     assert sum(rewards[-20:]) / 20 > sum(rewards[:20]) / 20
+
+
+def test_bench_generate_compares_both_backends(tmp_path: Path) -> None:
+    pytest.importorskip("vllm")
+    out = subprocess.run(
+        [
+            SWARMNODE,
+            "bench",
+            "generate",
+            "--questions",
+            "2",
+            "--completions",
+            "2",
+            "--max-new-tokens",
+            "8",
+            "--repeats",
+            "1",
+            "--json",
+            str(tmp_path / "gen.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = json.loads((tmp_path / "gen.json").read_text())["rows"]
+    assert {(r["model"], r["backend"]) for r in rows} >= {("tiny-add (1.1M)", "vllm"), ("llama-25M", "transformers")}
+    assert all(r["tokens_per_s"] > 0 for r in rows)
+    assert all(r["weight_sync_s"] > 0 for r in rows if r["backend"] == "vllm")
