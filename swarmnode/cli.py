@@ -136,6 +136,15 @@ def _bench_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_round(args: argparse.Namespace) -> int:
+    from swarmnode.bench import round as round_bench
+
+    if args.threads < 1:
+        raise UserError("--threads must be >= 1")
+    round_bench.run(args.threads, Path(args.json))
+    return 0
+
+
 def _add_node_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML config file (see `swarmnode config show` for every field)")
     parser.add_argument(
@@ -203,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--threads", type=int, default=2, help="torch threads for transformers (default: %(default)s)")
     gen.add_argument("--json", default="runs/bench/generate.json", help="JSON output (default: %(default)s)")
     gen.set_defaults(run=_bench_generate)
+    rnd = benches.add_parser("round", help="one RL round of fixed work: swarmnode (each backend) beside TRL")
+    rnd.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
+    rnd.add_argument("--json", default="runs/bench/round.json", help="JSON output (default: %(default)s)")
+    rnd.set_defaults(run=_bench_round)
     return parser
 
 

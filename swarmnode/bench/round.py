@@ -1,0 +1,175 @@
+"""`swarmnode bench round`: one RL round of fixed work through swarmnode (each backend) and through TRL's
+GRPOTrainer, in the same run, on the same model, prompts and rewards.
+
+Work: 8 reasoning-gym `basic_arithmetic` questions x 8 completions x up to 64 new tokens, temperature 1,
+one GRPO step (beta 0, clip 0.2 / 0.28), on a ~5M-parameter Llama built on the spot with random weights.
+A random model never answers correctly, so every system gets the same reward: the verifier's score plus
+a small deterministic bonus (completion length mod 7, x 0.01) that keeps reward variance non-zero and
+makes every system do its full update. Each system starts from the same saved weights; times are for
+one cold round after the engine or trainer exists.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from swarmnode.bench.report import format_table, write_json
+from swarmnode.config import GenerationConfig, TrainConfig
+from swarmnode.learner import Learner, TrainGroup
+from swarmnode.models import load_model
+from swarmnode.models.tiny import byte_tokenizer, tiny_llama
+from swarmnode.policy import Prompter, SamplingParams
+from swarmnode.policy.hf import HFBackend
+from swarmnode.policy.vllm import VLLMBackend, vllm_status
+from swarmnode.tasks import Question, make_task
+
+QUESTIONS, COMPLETIONS, NEW_TOKENS, LR = 8, 8, 64, 1e-5
+
+
+def reward(question: Question, completion: str) -> float:
+    return make_task("basic_arithmetic").score(question, completion) + 0.01 * (len(completion) % 7)
+
+
+def _model_dir(folder: Path) -> Path:
+    tokenizer = byte_tokenizer()
+    model = tiny_llama(tokenizer, hidden=256, layers=6, heads=4, intermediate=688, max_positions=512, seed=0)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def _swarmnode_round(backend: Any, model: Any, prompter: Prompter, questions: list[Question]) -> dict[str, float]:
+    learner = Learner(model, TrainConfig(lr=LR, warmup_updates=0), prompter.pad_id)
+    start = time.perf_counter()
+    prompts = [prompter.prompt_ids(q.text) for q in questions]
+    outputs = backend.generate(prompts, SamplingParams(n=COMPLETIONS, max_new_tokens=NEW_TOKENS, seed=0))
+    groups = [
+        TrainGroup(p, [c.token_ids for c in outs], [reward(q, c.text) for c in outs])
+        for q, p, outs in zip(questions, prompts, outputs, strict=True)
+    ]
+    generate_s = time.perf_counter() - start
+    stats = learner.step(groups)
+    backend.sync_weights()
+    round_s = time.perf_counter() - start
+    tokens = sum(len(c.token_ids) for outs in outputs for c in outs)
+    return {
+        "generate_s": generate_s,
+        "train_s": round_s - generate_s,
+        "round_s": round_s,
+        "generated_tokens": tokens,
+        "stepped": float(stats.stepped),
+    }
+
+
+def _trl_round(source: Path, questions: list[Question]) -> dict[str, float]:
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer  # type: ignore[attr-defined]
+
+    model, tokenizer = load_model(str(source))
+    by_text = {q.text: q for q in questions}
+
+    def rewards(prompts: list[str], completions: list[str], **_: Any) -> list[float | None]:
+        return [reward(by_text[p], c) for p, c in zip(prompts, completions, strict=True)]
+
+    with tempfile.TemporaryDirectory(prefix="swarmnode-trl-") as out:
+        args = GRPOConfig(
+            output_dir=out,
+            use_cpu=True,
+            bf16=False,
+            per_device_train_batch_size=QUESTIONS * COMPLETIONS,
+            num_generations=COMPLETIONS,
+            max_completion_length=NEW_TOKENS,
+            beta=0.0,
+            max_steps=1,
+            learning_rate=LR,
+            report_to=[],
+            save_strategy="no",
+            temperature=1.0,
+            epsilon=0.2,
+            epsilon_high=0.28,
+            disable_tqdm=True,
+            logging_strategy="no",
+            seed=0,
+        )
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=rewards,
+            args=args,
+            processing_class=tokenizer,
+            train_dataset=Dataset.from_list([{"prompt": q.text} for q in questions]),
+        )
+        spent = {"generate": 0.0}
+        original = trainer._generate_and_score_completions
+
+        def timed(*a: Any, **k: Any) -> Any:
+            t = time.perf_counter()
+            result = original(*a, **k)
+            spent["generate"] += time.perf_counter() - t
+            return result
+
+        trainer._generate_and_score_completions = timed  # type: ignore[method-assign]
+        start = time.perf_counter()
+        trainer.train()
+        round_s = time.perf_counter() - start
+    return {"generate_s": spent["generate"], "train_s": round_s - spent["generate"], "round_s": round_s}
+
+
+def run(threads: int, json_path: Path) -> list[dict[str, Any]]:
+    torch.set_num_threads(threads)
+    task = make_task("basic_arithmetic")
+    questions = [task.question(r) for r in task.refs(0, 0, QUESTIONS, "train")]
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="swarmnode-bench-round-") as tmp:
+        source = _model_dir(Path(tmp) / "model")
+        rows.append({"system": "TRL GRPOTrainer (fp32)", **_trl_round(source, questions)})
+        model, tokenizer = load_model(str(source))
+        prompter = Prompter(tokenizer, "off", "")
+        rows.append(
+            {
+                "system": "swarmnode, transformers",
+                **_swarmnode_round(HFBackend(model, prompter), model, prompter, questions),
+            }
+        )
+        ok, why = vllm_status()
+        if ok:  # last: vLLM pins the process's OpenMP threads when it starts
+            model, tokenizer = load_model(str(source))
+            prompter = Prompter(tokenizer, "off", "")
+            engine = VLLMBackend(
+                model,
+                str(source),
+                prompter,
+                dtype="float32",
+                memory_fraction=GenerationConfig().vllm_memory_fraction,
+                max_model_len=None,
+                cpu_kv_cache_gib=1,
+                seed=0,
+            )
+            rows.append({"system": "swarmnode, vLLM", **_swarmnode_round(engine, model, prompter, questions)})
+        else:
+            print(f"(no vLLM row: {why})")
+    trl = rows[0]["round_s"]
+    for row in rows:
+        row["x_trl_round"] = row["round_s"] / trl
+    print(
+        f"round bench: {QUESTIONS} basic_arithmetic questions x {COMPLETIONS} completions x up to {NEW_TOKENS} "
+        f"new tokens, 4.8M-parameter Llama, one GRPO step, {threads} torch thread(s)"
+    )
+    print(
+        format_table(
+            ("system", "generate s", "train s", "round s", "x TRL"),
+            [(r["system"], r["generate_s"], r["train_s"], r["round_s"], f"{r['x_trl_round']:.2f}x") for r in rows],
+        )
+    )
+    write_json(
+        json_path,
+        "round",
+        {"threads": threads, "questions": QUESTIONS, "completions": COMPLETIONS, "max_new_tokens": NEW_TOKENS},
+        rows,
+    )
+    print(f"wrote {json_path}")
+    return rows
