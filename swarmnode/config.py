@@ -84,8 +84,9 @@ class TrainConfig(Section):
     """Weight of the KL penalty to the starting policy (0 = off, no reference model kept)."""
     aggregation: Literal["token_mean", "sequence_mean"] = "token_mean"
     """How per-token losses are averaged over the batch."""
-    micro_batch_size: int = Field(64, ge=1)
-    """Completions per forward/backward pass; bounds training memory."""
+    micro_batch_size: int = Field(16, ge=1)
+    """Completions per forward/backward pass (sorted by length, so little compute goes to padding);
+    bounds training memory."""
     updates_per_batch: int = Field(1, ge=1, le=16)
     """Optimizer steps on each round's batch (1 = on-policy, the clip then never triggers)."""
     advantage_eps: float = Field(1e-4, gt=0.0)

@@ -125,7 +125,10 @@ class Learner:
 
         cfg = self.config
         normalizer = float(tokens) if cfg.aggregation == "token_mean" else float(len(rows))
-        chunks = [range(i, min(i + cfg.micro_batch_size, len(rows))) for i in range(0, len(rows), cfg.micro_batch_size)]
+        # similar lengths share a micro-batch, so little compute goes to padding
+        order = sorted(range(len(rows)), key=lambda i: (len(rows[i][0]), len(rows[i][1])))
+        size = cfg.micro_batch_size
+        chunks = [order[i : i + size] for i in range(0, len(order), size)]
         packed = [pack([rows[i] for i in chunk], self.pad_id) for chunk in chunks]
         adv_chunks = [torch.tensor([advantages[i] for i in chunk]) for chunk in chunks]
         old = self._no_grad_log_probs(self.model, packed) if cfg.updates_per_batch > 1 else None

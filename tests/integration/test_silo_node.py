@@ -280,3 +280,14 @@ def test_bench_generate_without_vllm_is_one_line() -> None:
         pytest.skip("vLLM is installed here")
     out = swarmnode("bench", "generate", "--repeats", "1")
     assert out.returncode == 2 and "vLLM is not installed" in out.stderr and out.stderr.strip().count("\n") == 0
+
+
+def test_bench_round_runs_swarmnode_beside_trl(tmp_path: Path) -> None:
+    out = swarmnode("bench", "round", "--json", str(tmp_path / "round.json"), timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = json.loads((tmp_path / "round.json").read_text())["rows"]
+    systems = [r["system"] for r in rows]
+    assert systems[:2] == ["TRL GRPOTrainer (fp32)", "swarmnode, transformers"]
+    for row in rows:
+        assert row["round_s"] > 0 and row["generate_s"] > 0 and row["train_s"] > 0
+    assert rows[1]["stepped"] == 1.0

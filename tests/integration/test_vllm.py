@@ -147,3 +147,17 @@ def test_bench_generate_compares_both_backends(tmp_path: Path) -> None:
     assert {(r["model"], r["backend"]) for r in rows} >= {("tiny-add (1.1M)", "vllm"), ("llama-25M", "transformers")}
     assert all(r["tokens_per_s"] > 0 for r in rows)
     assert all(r["weight_sync_s"] > 0 for r in rows if r["backend"] == "vllm")
+
+
+def test_bench_round_has_a_vllm_row(tmp_path: Path) -> None:
+    pytest.importorskip("vllm")
+    pytest.importorskip("trl")
+    out = subprocess.run(
+        [SWARMNODE, "bench", "round", "--json", str(tmp_path / "round.json")],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = json.loads((tmp_path / "round.json").read_text())["rows"]
+    assert [r["system"] for r in rows] == ["TRL GRPOTrainer (fp32)", "swarmnode, transformers", "swarmnode, vLLM"]
