@@ -1,0 +1,117 @@
+"""The peer book: what this node knows about each peer, and who is ignored for a while.
+
+A peer that keeps sending invalid data (bad signatures, malformed payloads, wrong answers to rebuilt
+questions) is ignored for `ban_s` seconds once its recent invalid count reaches `ban_after`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+PROTOCOL_INVALID = frozenset(
+    {
+        "bad_signature",
+        "malformed_envelope",
+        "malformed_payload",
+        "trailing_bytes",
+        "non_canonical_envelope",
+        "bad_utf8",
+        "ext_type",
+        "too_deep",
+        "non_finite_float",
+        "schema",
+        "limit_exceeded",
+        "question_mismatch",
+        "oversize",
+    }
+)
+"""Reasons that only a broken or hostile peer produces; they count toward a ban. Stale, duplicate and quota
+rejections are ordinary in a busy swarm and do not."""
+
+
+@dataclass
+class PeerRecord:
+    peer_id: str
+    first_seen: float
+    last_seen: float
+    model: str = ""
+    accepted_groups: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    recent_invalid: int = 0
+    banned_until: float = 0.0
+    reward_sum: float = 0.0
+    """Sum of this node's own scores of the peer's accepted completions (for the mean shown in the TUI)."""
+    scored_completions: int = 0
+
+    @property
+    def mean_reward(self) -> float:
+        return self.reward_sum / self.scored_completions if self.scored_completions else 0.0
+
+    @property
+    def score(self) -> float:
+        """Accepted groups minus five times the invalid messages: a ranking, not a protocol value."""
+        invalid = sum(n for reason, n in self.rejected.items() if reason in PROTOCOL_INVALID)
+        return self.accepted_groups - 5.0 * invalid
+
+
+class PeerBook:
+    def __init__(
+        self, ban_after: int = 5, ban_s: float = 600.0, max_peers: int = 10_000, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.ban_after = ban_after
+        self.ban_s = ban_s
+        self.max_peers = max_peers
+        self.clock = clock
+        self.peers: dict[str, PeerRecord] = {}
+
+    def _record(self, peer_id: str) -> PeerRecord:
+        now = self.clock()
+        record = self.peers.get(peer_id)
+        if record is None:
+            if len(self.peers) >= self.max_peers:  # forget the peer heard from least recently
+                oldest = min(self.peers.values(), key=lambda r: r.last_seen)
+                del self.peers[oldest.peer_id]
+            record = self.peers[peer_id] = PeerRecord(peer_id, now, now)
+        record.last_seen = now
+        return record
+
+    def is_banned(self, peer_id: str) -> bool:
+        record = self.peers.get(peer_id)
+        return record is not None and record.banned_until > self.clock()
+
+    def accepted(self, peer_id: str, model: str, groups: int, rewards: list[float]) -> None:
+        record = self._record(peer_id)
+        record.model = model[:128]
+        record.accepted_groups += groups
+        record.reward_sum += sum(rewards)
+        record.scored_completions += len(rewards)
+
+    def rejected(self, peer_id: str, reasons: Counter[str]) -> None:
+        record = self._record(peer_id)
+        record.rejected.update(reasons)
+        invalid = sum(n for reason, n in reasons.items() if reason in PROTOCOL_INVALID)
+        if invalid:
+            record.recent_invalid += invalid
+            if record.recent_invalid >= self.ban_after:
+                record.banned_until = self.clock() + self.ban_s
+                record.recent_invalid = 0
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        now = self.clock()
+        return [
+            {
+                "peer_id": r.peer_id,
+                "model": r.model,
+                "last_seen_s": now - r.last_seen,
+                "accepted_groups": r.accepted_groups,
+                "rejected": dict(r.rejected),
+                "mean_reward": r.mean_reward,
+                "score": r.score,
+                "banned": r.banned_until > now,
+            }
+            for r in sorted(self.peers.values(), key=lambda r: -r.last_seen)
+        ]

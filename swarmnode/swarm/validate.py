@@ -1,0 +1,160 @@
+"""The node's validation chain for a peer's rollout batch, after (and including) the wire checks.
+
+Order, each step counting its rejections by reason: size, signature, schema and limits (the protocol's
+`verify_and_decode`); kind and swarm; freshness (age window, bounded clock skew); duplicates (by message
+id, then per completion by task reference + completion digest); per-peer quota per round; rebuilding
+each question from its task reference with this node's own task code (a mismatch is rejected); and
+re-scoring every completion with this node's own verifier. A peer's reward numbers are never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import protocol
+from protocol import RolloutBatch, TaskRef
+from swarmnode.tasks import Question, TaskSet
+from swarmnode.tasks.base import TaskError
+
+
+@dataclass(frozen=True)
+class FreshnessPolicy:
+    max_age_s: float = 900.0
+    """Batches created longer ago than this are stale."""
+    max_future_s: float = 30.0
+    """Tolerated clock skew: batches stamped further in the future are rejected."""
+    batches_per_peer_per_round: int = 2
+    """Batches accepted from one peer in one of our rounds; more is flooding."""
+    seen_capacity: int = 100_000
+    """Message ids and completion digests remembered for duplicate detection (oldest forgotten first)."""
+
+
+@dataclass(frozen=True)
+class ExternalGroup:
+    """A peer's question group after every check: the question as this node rebuilt it, and rewards from
+    this node's own verifier."""
+
+    question: Question
+    completions: tuple[str, ...]
+    rewards: tuple[float, ...]
+    author: str
+    """Peer id of the author."""
+    model: str
+    message_id: bytes
+    claimed_rewards: tuple[float, ...]
+    """What the author said (kept only to measure how often peers misreport)."""
+
+
+@dataclass
+class Outcome:
+    accepted: list[ExternalGroup] = field(default_factory=list)
+    rejected: Counter[str] = field(default_factory=Counter)
+    author: str | None = None
+
+
+class _Seen:
+    """A bounded set that forgets its oldest entries first."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[bytes, None] = OrderedDict()
+
+    def add(self, key: bytes) -> bool:
+        """True if `key` is new (and remembers it)."""
+        if key in self._items:
+            return False
+        self._items[key] = None
+        if len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+        return True
+
+
+def completion_digest(ref: TaskRef, completion: str) -> bytes:
+    text = f"{ref.task}\0{ref.seed}\0{ref.index}\0{sorted(ref.params)!r}\0{completion}"
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
+class BatchValidator:
+    def __init__(
+        self,
+        swarm: str,
+        tasks: TaskSet,
+        limits: protocol.Limits,
+        policy: FreshnessPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.swarm = swarm
+        self.tasks = tasks
+        self.limits = limits
+        self.policy = policy or FreshnessPolicy()
+        self.clock = clock
+        self.counts: Counter[str] = Counter()
+        """Rejections by reason since start."""
+        self._seen_messages = _Seen(self.policy.seen_capacity)
+        self._seen_completions = _Seen(self.policy.seen_capacity)
+        self._per_peer_round: Counter[tuple[str, int]] = Counter()
+        self._last_round = -1
+
+    def check(self, raw: object, local_round: int) -> Outcome:
+        outcome = self._check(raw, local_round)
+        self.counts.update(outcome.rejected)
+        return outcome
+
+    def _check(self, raw: object, local_round: int) -> Outcome:
+        verdict = protocol.verify_and_decode(raw, self.limits)
+        if isinstance(verdict, protocol.Rejected):
+            return Outcome(rejected=Counter({verdict.reason.value: 1}))
+        author = verdict.peer_id
+        batch = verdict.payload
+        if not isinstance(batch, RolloutBatch):
+            return Outcome(rejected=Counter({"wrong_kind": 1}), author=author)
+        if batch.swarm != self.swarm:
+            return Outcome(rejected=Counter({"wrong_swarm": 1}), author=author)
+        age = self.clock() - batch.created_ms / 1000.0
+        if age > self.policy.max_age_s:
+            return Outcome(rejected=Counter({"stale": 1}), author=author)
+        if -age > self.policy.max_future_s:
+            return Outcome(rejected=Counter({"future": 1}), author=author)
+        if not self._seen_messages.add(verdict.message_id):
+            return Outcome(rejected=Counter({"duplicate_message": 1}), author=author)
+        if local_round != self._last_round:  # quotas are per round: forget the old ones
+            self._per_peer_round = Counter({k: v for k, v in self._per_peer_round.items() if k[1] >= local_round})
+            self._last_round = local_round
+        key = (author, local_round)
+        if self._per_peer_round[key] >= self.policy.batches_per_peer_per_round:
+            return Outcome(rejected=Counter({"quota": 1}), author=author)
+        self._per_peer_round[key] += 1
+        outcome = Outcome(author=author)
+        for group in batch.groups:
+            try:
+                question = self.tasks.rebuild(group.ref)
+            except TaskError:
+                outcome.rejected["unknown_task"] += 1
+                continue
+            if question.text != group.question:
+                outcome.rejected["question_mismatch"] += 1
+                continue
+            fresh = [
+                (c, r)
+                for c, r in zip(group.completions, group.rewards, strict=True)
+                if self._seen_completions.add(completion_digest(group.ref, c))
+            ]
+            if not fresh:
+                outcome.rejected["duplicate_completion"] += 1
+                continue
+            outcome.accepted.append(
+                ExternalGroup(
+                    question=question,
+                    completions=tuple(c for c, _ in fresh),
+                    rewards=tuple(self.tasks.score(question, c) for c, _ in fresh),
+                    author=author,
+                    model=batch.model,
+                    message_id=verdict.message_id,
+                    claimed_rewards=tuple(r for _, r in fresh),
+                )
+            )
+        return outcome
