@@ -1,0 +1,48 @@
+"""The I local / J external sampler."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from protocol import TaskRef
+from swarmnode.experience import ScoredGroup, select_groups
+from swarmnode.tasks import Question
+
+Q = Question(TaskRef("add", 0, 0), "01+01=", "2")
+
+
+def group(source: str, rewards: tuple[float, ...]) -> ScoredGroup:
+    return ScoredGroup(Q, [1], [[2]] * len(rewards), rewards, source)
+
+
+def test_silo_takes_only_local_groups() -> None:
+    local = [group("local", (1.0, 0.0)) for _ in range(5)]
+    assert select_groups(local, [group("p", (1.0, 0.0))], local_count=4, external_count=0) == local[:4]
+
+
+def test_external_groups_without_signal_are_never_picked() -> None:
+    external = [group("p", (1.0, 1.0)), group("q", (0.0, 0.0)), group("r", (1.0, 0.0))]
+    chosen = select_groups([], external, local_count=0, external_count=3, max_share_per_peer=1.0)
+    assert [g.source for g in chosen] == ["r"]
+
+
+def test_no_peer_fills_more_than_its_share() -> None:
+    external = [group("flood", (1.0, 0.0)) for _ in range(100)] + [group(f"p{i}", (1.0, 0.0)) for i in range(3)]
+    chosen = select_groups([], external, local_count=0, external_count=4, rng=random.Random(1), max_share_per_peer=0.5)
+    counts = Counter(g.source for g in chosen)
+    assert len(chosen) == 4 and counts["flood"] <= 2
+
+
+def test_advantage_aware_prefers_high_variance() -> None:
+    external = [group("a", (1.0, 0.0, 0.0, 0.0)), group("b", (1.0, 1.0, 0.0, 0.0)), group("c", (0.5, 0.0, 0.0, 0.0))]
+    chosen = select_groups([], external, local_count=0, external_count=1, policy="advantage-aware")
+    assert chosen[0].source == "b"
+
+
+def test_empty_pool_and_unknown_policy() -> None:
+    assert select_groups([], [], local_count=4, external_count=4) == []
+    with pytest.raises(ValueError, match="policy"):
+        select_groups([], [group("a", (1.0, 0.0))], local_count=0, external_count=1, policy="best")  # type: ignore[arg-type]
