@@ -1,2 +1,2 @@
 """Sharing rollouts with untrusted peers: validation of what arrives and the book of peers it came from.
-(The transports — in-memory and hivemind — are not built yet.)"""
+(In-memory transport built; the hivemind backend and the node wiring are not built yet.)"""

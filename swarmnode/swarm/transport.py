@@ -1,0 +1,29 @@
+"""The `Transport` interface every backend implements (in-memory now; hivemind and libp2p to come).
+
+The scheme (see docs/ARCHITECTURE.md): an author stores each batch under its content id and one small
+signed announcement per time window under its own peer id; a reader lists the window's announcements,
+chooses, and fetches only the batches it wants. Bytes a reader downloads per round therefore depend on
+how much it chooses to read, not on the size of the swarm.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Transport(Protocol):
+    def store_batch(self, batch_id: bytes, envelope: bytes) -> None:
+        """Make a batch envelope fetchable by its content id (SHA-256 of the envelope)."""
+        ...
+
+    def announce(self, window: int, envelope: bytes) -> None:
+        """Publish this node's signed announcement for a time window (replacing its previous one)."""
+        ...
+
+    def announcements(self, window: int) -> list[bytes]:
+        """The announcement envelopes currently visible for a window (unverified bytes)."""
+        ...
+
+    def fetch_batch(self, batch_id: bytes) -> bytes | None:
+        """The envelope stored under `batch_id`, or None when nobody has it (unverified bytes)."""
+        ...
