@@ -56,7 +56,7 @@ class Outcome:
     author: str | None = None
 
 
-class _Seen:
+class BoundedSet:
     """A bounded set that forgets its oldest entries first."""
 
     def __init__(self, capacity: int) -> None:
@@ -94,8 +94,8 @@ class BatchValidator:
         self.clock = clock
         self.counts: Counter[str] = Counter()
         """Rejections by reason since start."""
-        self._seen_messages = _Seen(self.policy.seen_capacity)
-        self._seen_completions = _Seen(self.policy.seen_capacity)
+        self._seen_messages = BoundedSet(self.policy.seen_capacity)
+        self._seen_completions = BoundedSet(self.policy.seen_capacity)
         self._per_peer_round: Counter[tuple[str, int]] = Counter()
         self._last_round = -1
 
