@@ -115,6 +115,33 @@ class EvalConfig(Section):
     """Seed of the held-out question stream (fixed, so evaluations are comparable across runs)."""
 
 
+class SwarmConfig(Section):
+    name: str = Field("swarmnode-default", min_length=1, max_length=64)
+    """Swarm to join: only batches announced for this name are read."""
+    external_groups: int = Field(8, ge=0, le=4096)
+    """J: peers' question groups trained on per round, on top of the node's own I (additive, the default
+    that a trial here found better than silo; set questions_per_round + external_groups = 8 + 0 for silo)."""
+    sampler: Literal["uniform", "advantage-aware"] = "uniform"
+    """How J is drawn from peers' groups with reward variance."""
+    max_share_per_peer: float = Field(0.5, gt=0.0, le=1.0)
+    """No single peer fills more than this share of J."""
+    window_s: float = Field(60.0, gt=0.0)
+    """Announcement time window; the current and previous windows are read."""
+    max_batches_per_round: int = Field(8, ge=1, le=1024)
+    """Batches fetched per round at most (bounds download per round as the swarm grows)."""
+    batches_per_peer_per_round: int = Field(2, ge=1)
+    """Batches accepted from one peer per round; more is flooding."""
+    max_age_s: float = Field(900.0, gt=0.0)
+    """Batches older than this are stale."""
+    max_clock_skew_s: float = Field(30.0, ge=0.0)
+    """Batches stamped further in the future than this are rejected."""
+    ban_after: int = Field(5, ge=1)
+    """Invalid messages after which a peer is ignored for ban_s."""
+    ban_s: float = Field(600.0, ge=0.0)
+    key_path: Path = Path("~/.swarmnode/identity.pem")
+    """The node's Ed25519 identity key (created on first use, mode 0600)."""
+
+
 class NodeConfig(Section):
     run_dir: Path = Path("runs/default")
     """Where checkpoints, metrics.jsonl and the resolved config.json go."""
@@ -127,7 +154,9 @@ class NodeConfig(Section):
     threads: int = Field(1, ge=1, le=1024)
     """torch CPU threads (one is often fastest for small models on a busy machine)."""
     silo: bool = True
-    """Train alone, with no network. (Swarm mode is not built yet.)"""
+    """Train alone, with no network (J = 0). Swarm mode needs a transport; only the in-memory one (tests and
+    simulations) is built so far."""
+    swarm: SwarmConfig = Field(default_factory=SwarmConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     task: TaskConfig = Field(default_factory=TaskConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -20,15 +22,21 @@ from typing import Any
 import torch
 from transformers.utils import logging as transformers_logging
 
+import protocol
 from swarmnode import checkpoint
 from swarmnode.config import NodeConfig
 from swarmnode.errors import UserError
 from swarmnode.evaluation import evaluate
 from swarmnode.experience import ScoredGroup, select_groups
+from swarmnode.identity import Identity, load_or_create
 from swarmnode.learner import Learner, StepStats, TrainGroup
 from swarmnode.models import load_model, resolve_model_source
 from swarmnode.policy import Prompter, SamplingParams
 from swarmnode.policy.select import make_backend
+from swarmnode.swarm.exchange import OwnGroup, RolloutExchange
+from swarmnode.swarm.peers import PeerBook
+from swarmnode.swarm.transport import Transport
+from swarmnode.swarm.validate import BatchValidator, FreshnessPolicy
 from swarmnode.tasks import TaskSet, make_task
 
 
@@ -46,6 +54,8 @@ class RoundResult:
     train_s: float
     round_s: float
     step: StepStats
+    external_available: int = 0
+    external_by_peer: dict[str, int] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, Any]:
         return {
@@ -64,13 +74,25 @@ class RoundResult:
             "loss": self.step.loss,
             "grad_norm": self.step.grad_norm,
             "clip_fraction": self.step.clip_fraction,
+            "external_available": self.external_available,
+            "external_groups": sum(self.external_by_peer.values()),
+            "external_by_peer": self.external_by_peer,
             "kl": self.step.kl,
         }
 
 
 class Node:
-    def __init__(self, config: NodeConfig, say: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        say: Callable[[str], None] = print,
+        transport: Transport | None = None,
+        identity: Identity | None = None,
+    ) -> None:
         self.config = config
+        self.transport = transport
+        self.identity = identity
+        self.exchange: RolloutExchange | None = None
         self.say = say
         self.stop_requested = False
         self.round = 0
@@ -86,8 +108,8 @@ class Node:
         torch.set_num_threads(cfg.threads)
         transformers_logging.disable_progress_bar()
         transformers_logging.set_verbosity_error()
-        if not cfg.silo:
-            raise UserError("swarm mode is not built yet; run with --silo (or set silo = true)")
+        if not cfg.silo and self.transport is None:
+            raise UserError("swarm mode over a network is not built yet (no hivemind transport); run with --silo")
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
         resume_from = None
         if cfg.checkpoint.resume:
@@ -124,7 +146,57 @@ class Node:
                 self.say("warning: the training settings differ from the checkpoint's; continuing with the new ones")
             self._truncate_metrics(self.round)
             self.say(f"resumed from {resume_from.path} (round {self.round})")
+        if not cfg.silo and self.transport is not None:
+            self._setup_swarm(self.transport)
         (cfg.run_dir / "config.json").write_text(cfg.model_dump_json(indent=2) + "\n")
+
+    def _setup_swarm(self, transport: Transport) -> None:
+        cfg = self.config
+        sw = cfg.swarm
+        identity = self.identity or load_or_create(sw.key_path)
+        limits = protocol.Limits()
+        policy = FreshnessPolicy(
+            max_age_s=sw.max_age_s,
+            max_future_s=sw.max_clock_skew_s,
+            batches_per_peer_per_round=sw.batches_per_peer_per_round,
+        )
+        self.exchange = RolloutExchange(
+            transport,
+            identity,
+            sw.name,
+            BatchValidator(sw.name, self.tasks, limits, policy),
+            PeerBook(ban_after=sw.ban_after, ban_s=sw.ban_s),
+            limits,
+            model=cfg.model.name,
+            window_s=sw.window_s,
+            max_batches=sw.max_batches_per_round,
+        )
+        self.say(f"swarm {sw.name}: peer id {identity.peer_id}")
+
+    def _external_groups(self, round_: int, local: list[ScoredGroup]) -> list[ScoredGroup]:
+        """Share this round's groups, then collect peers' as text, re-tokenised for this node's model."""
+        if self.exchange is None:
+            return []
+        self.exchange.publish(
+            round_,
+            self.learner.updates,
+            [
+                OwnGroup(
+                    g.question, tuple(self.prompter.decode(ids).text for ids in g.completion_ids), tuple(g.rewards)
+                )
+                for g in local
+            ],
+        )
+        return [
+            ScoredGroup(
+                g.question,
+                self.prompter.prompt_ids(g.question.text),
+                tuple(self.prompter.completion_ids(c) for c in g.completions),
+                g.rewards,
+                g.author,
+            )
+            for g in self.exchange.collect(round_)
+        ]
 
     def _truncate_metrics(self, last_round: int) -> None:
         """Drop metrics of rounds after the checkpoint: they are about to be run again."""
@@ -204,7 +276,18 @@ class Node:
         ]
         if self.stop_requested:
             return None
-        chosen = select_groups(local, [], local_count=gen.questions_per_round, external_count=0)
+        external = self._external_groups(round_, local)
+        sw = cfg.swarm
+        chosen = select_groups(
+            local,
+            external,
+            local_count=gen.questions_per_round,
+            external_count=0 if cfg.silo else sw.external_groups,
+            rng=random.Random(round_seed(cfg.seed, round_)),
+            policy=sw.sampler,
+            max_share_per_peer=sw.max_share_per_peer,
+        )
+        used = Counter(g.source for g in chosen if g.source != "local")
         step = self.learner.step([TrainGroup(g.prompt_ids, g.completion_ids, g.rewards) for g in chosen])
         self.backend.sync_weights()
         rewards = [r for g in local for r in g.rewards]
@@ -217,6 +300,8 @@ class Node:
             train_s=step.seconds,
             round_s=time.perf_counter() - start,
             step=step,
+            external_available=len(external),
+            external_by_peer=dict(used),
         )
 
     # ------------------------------------------------------------------ reporting, eval, checkpoints
@@ -233,6 +318,7 @@ class Node:
             f"round {result.round:5d} | reward {result.mean_reward:.3f} | acc {result.accuracy:6.1%} | "
             f"groups {result.step.groups:2d}/{self.config.generation.questions_per_round} | "
             f"{row['tokens_per_s']:7.0f} tok/s | gen {result.generate_s:.2f}s train {result.train_s:.2f}s"
+            + ("" if self.exchange is None else f" | external {row['external_groups']}/{result.external_available}")
         )
 
     def _evaluate(self) -> None:

@@ -1,0 +1,49 @@
+"""Three real nodes (tiny model, real learner) in one process sharing rollouts over the in-memory
+transport: each trains on groups from each of the others, re-scored by itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from swarmnode.config import load_config, parse_override
+from swarmnode.identity import Identity
+from swarmnode.node import Node, read_metrics
+from swarmnode.swarm.memory import MemoryHub, MemoryTransport
+
+
+def test_three_nodes_train_on_each_others_groups(tmp_path: Path) -> None:
+    hub = MemoryHub()
+    nodes = []
+    for i in range(3):
+        overrides = [
+            parse_override(s)
+            for s in (
+                f"run_dir={tmp_path / f'n{i}'}",
+                f"seed={i}",
+                "silo=false",
+                "eval.every=0",
+                "generation.questions_per_round=8",
+                "swarm.external_groups=8",
+                "generation.backend=hf",
+            )
+        ]
+        identity = Identity(Ed25519PrivateKey.generate())
+        nodes.append(
+            Node(load_config(None, overrides), say=lambda _: None, transport=MemoryTransport(hub), identity=identity)
+        )
+    ids = [n.exchange.identity.peer_id for n in nodes if n.exchange is not None]
+    assert len(ids) == 3
+    for round_ in range(1, 5):
+        for node in nodes:
+            result = node.run_round(round_)
+            assert result is not None
+            node.round = round_
+            node._report(result)
+    for i, node in enumerate(nodes):
+        used: set[str] = set()
+        for row in read_metrics(node.config.run_dir):
+            used |= set(row.get("external_by_peer", {}))
+        assert used == set(ids) - {ids[i]}
+        assert node.exchange is not None and sum(node.exchange.validator.counts.values()) == 0
