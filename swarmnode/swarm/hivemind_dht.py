@@ -1,0 +1,207 @@
+"""The hivemind DHT transport: a `DHTNode` run in this process, on its own thread and event loop.
+
+Why in-process: hivemind's `DHT` class talks to a child process through a pipe that uvloop makes
+non-blocking, and a value over ~60 KB kills that child (`BlockingIOError`, then `EOFError`). Rollout
+batches are bigger, so the node drives `DHTNode` directly. NAT port mapping, AutoNAT and relays stay off
+unless the user turns them on; tests bind 127.0.0.1.
+
+Keys: `<swarm>/batch/<sha256 hex>` holds one batch envelope; `<swarm>/ann/<window>` holds one
+announcement per peer under the subkey = its peer id. Every node's `SwarmRecordValidator` refuses to
+store or return a batch whose key is not the hash of its bytes, or an announcement that is not validly
+signed by the peer its subkey names — so no peer can overwrite another's entry on honest nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+
+import protocol
+from swarmnode.errors import UserError
+
+T = TypeVar("T")
+
+
+class TransportError(Exception):
+    """A DHT operation failed or timed out; the node carries on (silo for that round) and retries later."""
+
+
+def batch_key(swarm: str, batch_id: bytes) -> str:
+    return f"{swarm}/batch/{batch_id.hex()}"
+
+
+def announcement_key(swarm: str, window: int) -> str:
+    return f"{swarm}/ann/{window}"
+
+
+def _msgpack_bin(data: bytes) -> bytes | None:
+    """The payload of a msgpack bin value (how hivemind serialises bytes), parsed strictly by hand."""
+    if len(data) < 2:
+        return None
+    header = data[0]
+    widths = {0xC4: 1, 0xC5: 2, 0xC6: 4}
+    if header not in widths:
+        return None
+    width = widths[header]
+    length = int.from_bytes(data[1 : 1 + width], "big")
+    body = data[1 + width :]
+    return body if len(body) == length else None
+
+
+def _msgpack_str(data: bytes) -> str | None:
+    """A short msgpack str (fixstr or str8), parsed strictly by hand."""
+    if not data:
+        return None
+    if 0xA0 <= data[0] <= 0xBF:
+        length, body = data[0] - 0xA0, data[1:]
+    elif data[0] == 0xD9 and len(data) >= 2:
+        length, body = data[1], data[2:]
+    else:
+        return None
+    if len(body) != length:
+        return None
+    try:
+        return body.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+
+
+def make_record_validator(
+    swarm: str, limits: protocol.Limits, window_s: float, clock: Callable[[], float] = time.time
+) -> Any:
+    from hivemind.dht.routing import DHTID
+    from hivemind.dht.validation import DHTRecord, RecordValidatorBase
+
+    class SwarmRecordValidator(RecordValidatorBase):  # type: ignore[misc]
+        def validate(self, record: DHTRecord) -> bool:
+            value = _msgpack_bin(record.value)
+            if value is None or len(value) > limits.max_envelope_bytes:
+                return False
+            if record.subkey == b"\xc0":  # no subkey: a batch under the hash of its bytes
+                expected = DHTID.generate(source=batch_key(swarm, hashlib.sha256(value).digest())).to_bytes()
+                return bool(record.key == expected)
+            subkey = _msgpack_str(record.subkey)
+            verdict = protocol.verify_and_decode(value, limits)
+            if (
+                subkey is None
+                or not isinstance(verdict, protocol.Accepted)
+                or not isinstance(verdict.payload, protocol.Announcement)
+                or verdict.peer_id != subkey
+                or verdict.payload.swarm != swarm
+            ):
+                return False
+            now = int(clock() // window_s)
+            keys = {DHTID.generate(source=announcement_key(swarm, w)).to_bytes() for w in range(now - 2, now + 2)}
+            return record.key in keys
+
+    return SwarmRecordValidator()
+
+
+class HivemindTransport:
+    def __init__(
+        self,
+        swarm: str,
+        *,
+        initial_peers: Sequence[str] = (),
+        host_maddrs: Sequence[str] = ("/ip4/127.0.0.1/tcp/0",),
+        limits: protocol.Limits | None = None,
+        window_s: float = 60.0,
+        ttl_s: float = 900.0,
+        op_timeout_s: float = 30.0,
+        startup_timeout_s: float = 60.0,
+        nat_traversal: bool = False,
+    ) -> None:
+        from hivemind.dht.node import DHTNode
+
+        self.swarm = swarm
+        self.limits = limits or protocol.Limits()
+        self.ttl_s = ttl_s
+        self.op_timeout_s = op_timeout_s
+        self.bytes_downloaded = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="swarmnode-dht", daemon=True)
+        self._thread.start()
+        options: dict[str, Any] = dict(
+            host_maddrs=list(host_maddrs),
+            startup_timeout=startup_timeout_s,
+            nat_port_map=nat_traversal,
+            auto_nat=nat_traversal,
+            use_relay=nat_traversal,
+            use_auto_relay=nat_traversal,
+        )
+        try:
+            self.node = self._run(
+                DHTNode.create(
+                    initial_peers=list(initial_peers),
+                    record_validator=make_record_validator(swarm, self.limits, window_s),
+                    **options,
+                ),
+                startup_timeout_s + 10,
+            )
+        except TransportError as exc:
+            self.close()
+            raise UserError(f"the DHT node did not start: {exc} (a longer swarm.startup_timeout_s may help)") from exc
+
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            return future.result(timeout)
+        except Exception as exc:
+            future.cancel()
+            raise TransportError(f"{type(exc).__name__}: {str(exc)[:200]}") from exc
+
+    def visible_maddrs(self) -> list[str]:
+        return [str(m) for m in self._run(self.node.get_visible_maddrs(), self.op_timeout_s)]
+
+    def _expiration(self) -> float:
+        from hivemind.utils import get_dht_time
+
+        return float(get_dht_time()) + self.ttl_s
+
+    def store_batch(self, batch_id: bytes, envelope: bytes) -> None:
+        if hashlib.sha256(envelope).digest() != batch_id:
+            raise ValueError("a batch is stored under the SHA-256 of its envelope")
+        if not self._run(
+            self.node.store(batch_key(self.swarm, batch_id), envelope, self._expiration()), self.op_timeout_s
+        ):
+            raise TransportError("no DHT node accepted the batch")
+
+    def announce(self, window: int, envelope: bytes) -> None:
+        verdict = protocol.verify_and_decode(envelope, self.limits)
+        if not isinstance(verdict, protocol.Accepted):
+            raise ValueError("only valid signed announcements can be stored")
+        stored = self._run(
+            self.node.store(announcement_key(self.swarm, window), envelope, self._expiration(), subkey=verdict.peer_id),
+            self.op_timeout_s,
+        )
+        if not stored:
+            raise TransportError("no DHT node accepted the announcement")
+
+    def announcements(self, window: int) -> list[bytes]:
+        found = self._run(self.node.get(announcement_key(self.swarm, window), latest=True), self.op_timeout_s)
+        if found is None or not isinstance(found.value, dict):
+            return []
+        values = [entry.value for entry in found.value.values() if isinstance(getattr(entry, "value", None), bytes)]
+        self.bytes_downloaded += sum(len(v) for v in values)
+        return values
+
+    def fetch_batch(self, batch_id: bytes) -> bytes | None:
+        found = self._run(self.node.get(batch_key(self.swarm, batch_id)), self.op_timeout_s)
+        if found is None or not isinstance(found.value, bytes):
+            return None
+        self.bytes_downloaded += len(found.value)
+        return found.value
+
+    def close(self) -> None:
+        node = getattr(self, "node", None)
+        if node is not None:
+            try:
+                self._run(node.shutdown(), 10)
+            except TransportError:
+                pass
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)

@@ -1,0 +1,72 @@
+"""The hivemind DHT transport on 127.0.0.1 (NAT traversal off): a 2 MB batch stored and fetched, one
+announcement per peer, and forged entries refused by the record validator."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import protocol
+from protocol.testvectors import KEY_A, KEY_B, sample_announcement, sample_batch
+from swarmnode.swarm.hivemind_dht import HivemindTransport, announcement_key
+
+LIMITS = protocol.Limits()
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[HivemindTransport, HivemindTransport]]:
+    a = HivemindTransport("demo-swarm", window_s=60.0, op_timeout_s=20.0)
+    b = HivemindTransport("demo-swarm", initial_peers=a.visible_maddrs(), window_s=60.0, op_timeout_s=20.0)
+    try:
+        yield a, b
+    finally:
+        b.close()
+        a.close()
+
+
+def test_maddrs_are_loopback_only(pair: tuple[HivemindTransport, HivemindTransport]) -> None:
+    for transport in pair:
+        assert all(m.startswith("/ip4/127.0.0.1/") for m in transport.visible_maddrs())
+
+
+def test_a_two_megabyte_batch_is_stored_and_fetched(pair: tuple[HivemindTransport, HivemindTransport]) -> None:
+    a, b = pair
+    base = sample_batch()
+    group = base.groups[0]
+    big = protocol.RolloutGroup(
+        group.ref, group.question, tuple(os.urandom(6000).hex() for _ in range(64)), (0.0,) * 64
+    )
+    batch = protocol.RolloutBatch(base.swarm, 1, 1, base.created_ms, base.model, (big,) * 3)
+    raw = protocol.seal_payload(batch, KEY_A, LIMITS)
+    assert 2_000_000 < len(raw) < LIMITS.max_envelope_bytes
+    batch_id = protocol.message_id(raw)
+    a.store_batch(batch_id, raw)
+    assert b.fetch_batch(batch_id) == raw
+    assert b.fetch_batch(b"\x01" * 32) is None
+
+
+def test_announcements_one_per_peer(pair: tuple[HivemindTransport, HivemindTransport]) -> None:
+    a, b = pair
+    window = int(time.time() // 60.0)
+    a.announce(window, protocol.seal_payload(sample_announcement(), KEY_A, LIMITS))
+    b.announce(window, protocol.seal_payload(sample_announcement(), KEY_B, LIMITS))
+    seen = b.announcements(window)
+    authors = {protocol.verify_and_decode(e, LIMITS).peer_id for e in seen}  # type: ignore[union-attr]
+    assert authors == {protocol.peer_id(k.public_key().public_bytes_raw()) for k in (KEY_A, KEY_B)}
+
+
+def test_forged_subkey_is_refused(pair: tuple[HivemindTransport, HivemindTransport]) -> None:
+    from hivemind.utils import get_dht_time
+
+    a, b = pair
+    window = int(time.time() // 60.0)
+    victim = protocol.peer_id(KEY_B.public_key().public_bytes_raw())
+    forged = protocol.seal_payload(sample_announcement(), KEY_A, LIMITS)  # A's announcement under B's name
+    stored = a._run(
+        a.node.store(announcement_key("demo-swarm", window), forged, get_dht_time() + 60, subkey=victim), 20
+    )
+    assert not stored
+    assert b.announcements(window) == []
