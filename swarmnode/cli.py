@@ -46,8 +46,14 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
         ("generation.backend", args.backend),
         ("task.names", args.task),
     ]
+    if getattr(args, "silo", False) and getattr(args, "swarm", None):
+        raise UserError("--silo and --swarm contradict each other; pick one")
     if getattr(args, "silo", False):
         flags.append(("silo", True))
+    if getattr(args, "swarm", None):
+        flags += [("silo", False), ("swarm.name", args.swarm)]
+    if getattr(args, "peers", None):
+        flags.append(("swarm.peers", args.peers))
     overrides += [(key.split("."), value) for key, value in flags if value is not None]
     return load_config(Path(args.config) if args.config else None, overrides)
 
@@ -56,8 +62,9 @@ def _join(args: argparse.Namespace) -> int:
     from swarmnode.node import Node
 
     config = _node_config(args)
+    mode = "silo" if config.silo else f"swarm {config.swarm.name}"
     print(
-        f"swarmnode {__version__}: silo node, model {config.model.name}, tasks {', '.join(config.task.names)}, "
+        f"swarmnode {__version__}: {mode} node, model {config.model.name}, tasks {', '.join(config.task.names)}, "
         f"run dir {config.run_dir} (Ctrl-C saves a checkpoint and stops; run again to resume)",
         flush=True,
     )
@@ -145,6 +152,26 @@ def _bench_round(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bootstrap(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from swarmnode.node import open_dht
+
+    config = _node_config(args)
+    dht = open_dht(config)
+    print("bootstrap node (DHT only, no model); peers join with: --peers " + " ".join(dht.visible_maddrs()), flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        stop.wait()
+    finally:
+        dht.close()
+    print("bootstrap node stopped")
+    return 0
+
+
 def _add_node_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML config file (see `swarmnode config show` for every field)")
     parser.add_argument(
@@ -174,10 +201,18 @@ def build_parser() -> argparse.ArgumentParser:
     keygen.add_argument("--out", default=str(DEFAULT_KEY_PATH), help="where to write it (default: %(default)s)")
     keygen.set_defaults(run=_keygen)
 
-    join = commands.add_parser("join", help="run a node (today: --silo, training alone)")
+    join = commands.add_parser("join", help="run a node: --silo alone, or --swarm NAME --peers ADDR ...")
     _add_node_flags(join)
     join.add_argument("--silo", action="store_true", help="train alone, no network")
+    join.add_argument("--swarm", help="join this swarm over the hivemind DHT (turns silo off)")
+    join.add_argument("--peers", nargs="+", metavar="MULTIADDR", help="peers or bootstrap nodes to join through")
     join.set_defaults(run=_join)
+
+    boot = commands.add_parser("bootstrap", help="run a DHT-only node (no model) that others join through")
+    _add_node_flags(boot)
+    boot.add_argument("--swarm", help="swarm name (default: the config's)")
+    boot.add_argument("--peers", nargs="+", metavar="MULTIADDR", help="other bootstrap nodes")
+    boot.set_defaults(run=_bootstrap)
 
     config = commands.add_parser("config", help="configuration tools")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")

@@ -138,6 +138,18 @@ class SwarmConfig(Section):
     ban_after: int = Field(5, ge=1)
     """Invalid messages after which a peer is ignored for ban_s."""
     ban_s: float = Field(600.0, ge=0.0)
+    peers: list[str] = Field(default_factory=list)
+    """Multiaddrs of peers or bootstrap nodes to join through (none: start a new swarm)."""
+    host_maddrs: list[str] = Field(default_factory=lambda: ["/ip4/127.0.0.1/tcp/0"])
+    """Where the DHT listens. Loopback by default; volunteers use for example /ip4/0.0.0.0/tcp/31337."""
+    nat_traversal: bool = False
+    """Opt in to NAT port mapping, AutoNAT and relays (they contact machines outside your network)."""
+    startup_timeout_s: float = Field(60.0, gt=0.0)
+    """How long the p2p daemon may take to start (hivemind's 15 s is too short on busy machines)."""
+    op_timeout_s: float = Field(30.0, gt=0.0)
+    """Time limit of one DHT store or get."""
+    ttl_s: float = Field(900.0, gt=0.0)
+    """How long stored batches and announcements live in the DHT."""
     key_path: Path = Path("~/.swarmnode/identity.pem")
     """The node's Ed25519 identity key (created on first use, mode 0600)."""
 

@@ -34,10 +34,25 @@ from swarmnode.models import load_model, resolve_model_source
 from swarmnode.policy import Prompter, SamplingParams
 from swarmnode.policy.select import make_backend
 from swarmnode.swarm.exchange import OwnGroup, RolloutExchange
+from swarmnode.swarm.hivemind_dht import HivemindTransport, TransportError
 from swarmnode.swarm.peers import PeerBook
 from swarmnode.swarm.transport import Transport
 from swarmnode.swarm.validate import BatchValidator, FreshnessPolicy
 from swarmnode.tasks import TaskSet, make_task
+
+
+def open_dht(config: NodeConfig) -> HivemindTransport:
+    sw = config.swarm
+    return HivemindTransport(
+        sw.name,
+        initial_peers=sw.peers,
+        host_maddrs=sw.host_maddrs,
+        window_s=sw.window_s,
+        ttl_s=sw.ttl_s,
+        op_timeout_s=sw.op_timeout_s,
+        startup_timeout_s=sw.startup_timeout_s,
+        nat_traversal=sw.nat_traversal,
+    )
 
 
 def round_seed(seed: int, round_: int) -> int:
@@ -108,8 +123,7 @@ class Node:
         torch.set_num_threads(cfg.threads)
         transformers_logging.disable_progress_bar()
         transformers_logging.set_verbosity_error()
-        if not cfg.silo and self.transport is None:
-            raise UserError("swarm mode over a network is not built yet (no hivemind transport); run with --silo")
+        self._owns_transport = False
         cfg.run_dir.mkdir(parents=True, exist_ok=True)
         resume_from = None
         if cfg.checkpoint.resume:
@@ -146,7 +160,11 @@ class Node:
                 self.say("warning: the training settings differ from the checkpoint's; continuing with the new ones")
             self._truncate_metrics(self.round)
             self.say(f"resumed from {resume_from.path} (round {self.round})")
-        if not cfg.silo and self.transport is not None:
+        if not cfg.silo:
+            if self.transport is None:
+                dht = open_dht(cfg)
+                self.transport, self._owns_transport = dht, True
+                self.say("this node's addresses (others join with --peers ADDR): " + " ".join(dht.visible_maddrs()))
             self._setup_swarm(self.transport)
         (cfg.run_dir / "config.json").write_text(cfg.model_dump_json(indent=2) + "\n")
 
@@ -240,6 +258,8 @@ class Node:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            if self._owns_transport and isinstance(self.transport, HivemindTransport):
+                self.transport.close()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stop_requested:
@@ -276,7 +296,11 @@ class Node:
         ]
         if self.stop_requested:
             return None
-        external = self._external_groups(round_, local)
+        try:
+            external = self._external_groups(round_, local)
+        except TransportError as exc:  # peers unreachable: train on local groups this round, retry next
+            self.say(f"round {round_:5d} | swarm unreachable ({exc}); training on local groups")
+            external = []
         sw = cfg.swarm
         chosen = select_groups(
             local,

@@ -293,7 +293,7 @@ def test_bench_round_runs_swarmnode_beside_trl(tmp_path: Path) -> None:
     assert rows[1]["stepped"] == 1.0
 
 
-def test_swarm_mode_without_a_network_transport_is_one_line(tmp_path: Path) -> None:
-    out = swarmnode("join", "--set", "silo=false", "--rounds", "1", "--run-dir", str(tmp_path / "run"))
-    assert out.returncode == 2 and "swarm mode over a network is not built yet" in out.stderr
+def test_silo_and_swarm_together_is_one_line(tmp_path: Path) -> None:
+    out = swarmnode("join", "--silo", "--swarm", "x", "--rounds", "1", "--run-dir", str(tmp_path / "run"))
+    assert out.returncode == 2 and "--silo and --swarm contradict" in out.stderr
     assert out.stderr.strip().count("\n") == 0

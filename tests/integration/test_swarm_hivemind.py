@@ -1,0 +1,96 @@
+"""A bootstrap node and three training nodes as real processes on 127.0.0.1, sharing over the hivemind
+DHT: every node trains on groups from each of the others."""
+
+from __future__ import annotations
+
+import json
+import re
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SWARMNODE = str(Path(sys.executable).with_name("swarmnode"))
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for p in started:
+        if p.poll() is None:
+            p.kill()
+        p.wait(timeout=30)
+
+
+def read_line_matching(proc: subprocess.Popen[str], pattern: str, limit: float = 120.0) -> re.Match[str]:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + limit
+    seen = []
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 1.0)
+        if ready:
+            line = proc.stdout.readline()
+            seen.append(line)
+            found = re.search(pattern, line)
+            if found:
+                return found
+        if proc.poll() is not None:
+            break
+    raise AssertionError(f"no line matching {pattern!r}; got {seen[-10:]}")
+
+
+def test_three_nodes_and_a_bootstrap_share_rollouts(tmp_path: Path, procs: list[subprocess.Popen[str]]) -> None:
+    boot = subprocess.Popen(
+        [SWARMNODE, "bootstrap", "--swarm", "t"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    procs.append(boot)
+    maddr = read_line_matching(boot, r"--peers (\S+)").group(1)
+    assert maddr.startswith("/ip4/127.0.0.1/")
+    nodes = []
+    for i in range(3):
+        p = subprocess.Popen(
+            [
+                SWARMNODE,
+                "join",
+                "--swarm",
+                "t",
+                "--peers",
+                maddr,
+                "--rounds",
+                "40",
+                "--run-dir",
+                str(tmp_path / f"n{i}"),
+                "--seed",
+                str(i),
+                "--threads",
+                "1",
+                "--backend",
+                "hf",
+                "--set",
+                "eval.every=0",
+                "--set",
+                "generation.questions_per_round=8",
+                "--set",
+                f"swarm.key_path={tmp_path / f'key{i}.pem'}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        procs.append(p)
+        nodes.append(p)
+    peer_ids = [read_line_matching(p, r"peer id (\w+)").group(1) for p in nodes]
+    for p in nodes:
+        p.wait(timeout=600)
+        assert p.returncode == 0
+    for i in range(3):
+        used: set[str] = set()
+        rows = [json.loads(x) for x in (tmp_path / f"n{i}" / "metrics.jsonl").read_text().splitlines()]
+        for row in rows:
+            used |= set(row.get("external_by_peer", {}))
+        assert used == set(peer_ids) - {peer_ids[i]}, (i, used)
