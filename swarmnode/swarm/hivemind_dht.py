@@ -133,18 +133,59 @@ class HivemindTransport:
             use_relay=nat_traversal,
             use_auto_relay=nat_traversal,
         )
+        # Start alone, then join: hivemind's own bootstrap makes the daemon exit when no initial peer answers,
+        # which would stop the node; here unreachable peers only mean training alone and retrying with backoff.
         try:
             self.node = self._run(
-                DHTNode.create(
-                    initial_peers=list(initial_peers),
-                    record_validator=make_record_validator(swarm, self.limits, window_s),
-                    **options,
-                ),
+                DHTNode.create(record_validator=make_record_validator(swarm, self.limits, window_s), **options),
                 startup_timeout_s + 10,
             )
         except TransportError as exc:
             self.close()
             raise UserError(f"the DHT node did not start: {exc} (a longer swarm.startup_timeout_s may help)") from exc
+        self.initial_peers = list(initial_peers)
+        self.joined = not self.initial_peers
+        self.join_attempts = 0
+        self.last_join_error = ""
+        if self.initial_peers:
+            self._joiner = asyncio.run_coroutine_threadsafe(self._keep_joining(), self._loop)
+
+    async def _join_once(self) -> bool:
+        from hivemind.p2p import PeerID
+        from hivemind.utils.multiaddr import Multiaddr
+
+        reached = 0
+        for text in self.initial_peers:
+            try:
+                maddr = Multiaddr(text)
+                peer = PeerID.from_base58(maddr["p2p"])
+                transport_part = maddr.decapsulate(Multiaddr(f"/p2p/{maddr['p2p']}"))
+                await asyncio.wait_for(self.node.p2p._client.connect(peer, [transport_part]), self.op_timeout_s)
+                if await asyncio.wait_for(self.node.protocol.call_ping(peer), self.op_timeout_s) is not None:
+                    reached += 1
+            except Exception as exc:  # a bad address or a dead peer: try the others, and again later
+                self.last_join_error = f"{text}: {type(exc).__name__}"
+        if reached:
+            await asyncio.wait_for(self.node.find_nearest_nodes([self.node.node_id]), self.op_timeout_s)
+        return reached > 0
+
+    async def _keep_joining(self) -> None:
+        delay = 2.0
+        while not self.joined:
+            self.join_attempts += 1
+            try:
+                self.joined = await self._join_once()
+            except Exception as exc:  # never let the retry loop die
+                self.last_join_error = f"{type(exc).__name__}: {exc}"
+            if not self.joined:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 300.0)
+
+    def wait_joined(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.joined and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.joined
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
@@ -197,6 +238,9 @@ class HivemindTransport:
         return found.value
 
     def close(self) -> None:
+        joiner = getattr(self, "_joiner", None)
+        if joiner is not None:
+            joiner.cancel()
         node = getattr(self, "node", None)
         if node is not None:
             try:

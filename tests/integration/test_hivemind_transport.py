@@ -20,6 +20,7 @@ LIMITS = protocol.Limits()
 def pair() -> Iterator[tuple[HivemindTransport, HivemindTransport]]:
     a = HivemindTransport("demo-swarm", window_s=60.0, op_timeout_s=20.0)
     b = HivemindTransport("demo-swarm", initial_peers=a.visible_maddrs(), window_s=60.0, op_timeout_s=20.0)
+    assert b.wait_joined(30.0), b.last_join_error
     try:
         yield a, b
     finally:

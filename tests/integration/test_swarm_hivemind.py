@@ -94,3 +94,34 @@ def test_three_nodes_and_a_bootstrap_share_rollouts(tmp_path: Path, procs: list[
         for row in rows:
             used |= set(row.get("external_by_peer", {}))
         assert used == set(peer_ids) - {peer_ids[i]}, (i, used)
+
+
+def test_unreachable_bootstrap_peers_do_not_stop_training(tmp_path: Path) -> None:
+    dead = "/ip4/127.0.0.1/tcp/9/p2p/12D3KooWMz7ZLsS3F6D8B5UQr7gwLPnpHTbXTAR886r9oy7Capoc"
+    out = subprocess.run(
+        [
+            SWARMNODE,
+            "join",
+            "--swarm",
+            "t",
+            "--peers",
+            dead,
+            "--rounds",
+            "3",
+            "--run-dir",
+            str(tmp_path / "n"),
+            "--threads",
+            "1",
+            "--backend",
+            "hf",
+            "--set",
+            "eval.every=0",
+            "--set",
+            f"swarm.key_path={tmp_path / 'k.pem'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "stopped after round 3" in out.stdout
