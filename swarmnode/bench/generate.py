@@ -16,7 +16,6 @@ from typing import Any
 import torch
 
 from swarmnode.bench.report import format_table, write_json
-from swarmnode.config import GenerationConfig
 from swarmnode.errors import UserError
 from swarmnode.models import load_model
 from swarmnode.models.loading import EMBEDDED_DIR
@@ -77,16 +76,7 @@ def run(
             )
             loaded.append((label, source, model, prompter, prompts, n_params))
         for label, source, model, prompter, prompts, n_params in loaded:
-            engine = VLLMBackend(
-                model,
-                str(source),
-                prompter,
-                dtype="float32",
-                memory_fraction=GenerationConfig().vllm_memory_fraction,
-                max_model_len=None,
-                cpu_kv_cache_gib=1,
-                seed=0,
-            )
+            engine = VLLMBackend.with_defaults(model, str(source), prompter)
             seconds, tokens = _timed(engine, prompts, params, repeats)
             sync_start = time.perf_counter()
             engine.sync_weights()

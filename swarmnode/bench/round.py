@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from swarmnode.bench.report import format_table, write_json
-from swarmnode.config import GenerationConfig, TrainConfig
+from swarmnode.config import TrainConfig
 from swarmnode.learner import Learner, TrainGroup
 from swarmnode.models import load_model
 from swarmnode.models.tiny import byte_tokenizer, tiny_llama
@@ -139,16 +139,7 @@ def run(threads: int, json_path: Path) -> list[dict[str, Any]]:
         if ok:  # last: vLLM pins the process's OpenMP threads when it starts
             model, tokenizer = load_model(str(source))
             prompter = Prompter(tokenizer, "off", "")
-            engine = VLLMBackend(
-                model,
-                str(source),
-                prompter,
-                dtype="float32",
-                memory_fraction=GenerationConfig().vllm_memory_fraction,
-                max_model_len=None,
-                cpu_kv_cache_gib=1,
-                seed=0,
-            )
+            engine = VLLMBackend.with_defaults(model, str(source), prompter)
             rows.append({"system": "swarmnode, vLLM", **_swarmnode_round(engine, model, prompter, questions)})
         else:
             print(f"(no vLLM row: {why})")

@@ -82,6 +82,23 @@ class VLLMBackend:
             raise UserError(f"vLLM could not start the engine for {source}: {type(exc).__name__}: {detail}") from exc
         self.sync_weights()
 
+    @classmethod
+    def with_defaults(cls, model: Any, source: str, prompter: Prompter) -> VLLMBackend:
+        """An fp32 engine with the config's default memory settings (benchmarks)."""
+        from swarmnode.config import GenerationConfig
+
+        defaults = GenerationConfig()
+        return cls(
+            model,
+            source,
+            prompter,
+            dtype="float32",
+            memory_fraction=defaults.vllm_memory_fraction,
+            max_model_len=defaults.vllm_max_model_len,
+            cpu_kv_cache_gib=defaults.vllm_cpu_kv_cache_gib,
+            seed=0,
+        )
+
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> list[list[Completion]]:
         from vllm import SamplingParams as VSamplingParams
         from vllm.inputs import TokensPrompt

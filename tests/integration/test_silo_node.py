@@ -49,16 +49,6 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(str(newest / "model.safetensors"))
 
 
-@pytest.fixture
-def procs() -> object:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for p in started:
-        if p.poll() is None:
-            p.kill()
-        p.wait(timeout=30)
-
-
 def test_silo_run_reports_rounds_and_writes_metrics(tmp_path: Path) -> None:
     out = swarmnode(
         "join",

@@ -9,22 +9,9 @@ import select
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 SWARMNODE = str(Path(sys.executable).with_name("swarmnode"))
-
-
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for p in started:
-        if p.poll() is None:
-            p.kill()
-        p.wait(timeout=30)
 
 
 def read_line_matching(proc: subprocess.Popen[str], pattern: str, limit: float = 120.0) -> re.Match[str]:
