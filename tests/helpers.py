@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from swarmnode.models.tiny import byte_tokenizer, tiny_llama
+from swarmnode.models.tiny import byte_tokenizer, save_tiny_llama, tiny_llama
 
 
 def tiny_model(hidden: int = 32, layers: int = 2, heads: int = 2, seed: int = 0) -> tuple[Any, Any]:
@@ -15,8 +15,5 @@ def tiny_model(hidden: int = 32, layers: int = 2, heads: int = 2, seed: int = 0)
     ), tokenizer
 
 
-def save_tiny_model(path: Path, **kwargs: Any) -> Path:
-    model, tokenizer = tiny_model(**kwargs)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+def save_tiny_model(path: Path, hidden: int = 32, layers: int = 2, heads: int = 2) -> Path:
+    return Path(save_tiny_llama(path, hidden=hidden, layers=layers, heads=heads, intermediate=2 * hidden))

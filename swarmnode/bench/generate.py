@@ -19,7 +19,7 @@ from swarmnode.bench.report import format_table, write_json
 from swarmnode.errors import UserError
 from swarmnode.models import load_model
 from swarmnode.models.loading import EMBEDDED_DIR
-from swarmnode.models.tiny import byte_tokenizer, tiny_llama
+from swarmnode.models.tiny import save_tiny_llama
 from swarmnode.policy import Prompter, SamplingParams
 from swarmnode.policy.hf import HFBackend
 from swarmnode.policy.vllm import VLLMBackend, vllm_status
@@ -27,11 +27,7 @@ from swarmnode.tasks import TaskSet, make_task
 
 
 def _medium_model(folder: Path) -> Path:
-    tokenizer = byte_tokenizer()
-    model = tiny_llama(tokenizer, hidden=512, layers=8, heads=8, intermediate=1408, max_positions=512, seed=0)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return Path(save_tiny_llama(folder, hidden=512, layers=8, heads=8, intermediate=1408, max_positions=512))
 
 
 def _timed(backend: Any, prompts: list[list[int]], params: SamplingParams, repeats: int) -> tuple[float, int]:

@@ -22,7 +22,7 @@ from swarmnode.bench.report import format_table, write_json
 from swarmnode.config import TrainConfig
 from swarmnode.learner import Learner, TrainGroup
 from swarmnode.models import load_model
-from swarmnode.models.tiny import byte_tokenizer, tiny_llama
+from swarmnode.models.tiny import save_tiny_llama
 from swarmnode.policy import Prompter, SamplingParams
 from swarmnode.policy.hf import HFBackend
 from swarmnode.policy.vllm import VLLMBackend, vllm_status
@@ -36,11 +36,7 @@ def reward(question: Question, completion: str) -> float:
 
 
 def _model_dir(folder: Path) -> Path:
-    tokenizer = byte_tokenizer()
-    model = tiny_llama(tokenizer, hidden=256, layers=6, heads=4, intermediate=688, max_positions=512, seed=0)
-    model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return Path(save_tiny_llama(folder, hidden=256, layers=6, heads=4, intermediate=688, max_positions=512))
 
 
 def _swarmnode_round(backend: Any, model: Any, prompter: Prompter, questions: list[Question]) -> dict[str, float]:

@@ -31,6 +31,15 @@ def byte_tokenizer() -> Any:
     return tokenizer
 
 
+def save_tiny_llama(folder: Any, **sizes: int) -> Any:
+    """Build a byte-tokenizer Llama of the given sizes (see `tiny_llama`) and save it as a model folder."""
+    tokenizer = byte_tokenizer()
+    model = tiny_llama(tokenizer, **sizes)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 def tiny_llama(
     tokenizer: Any,
     hidden: int = 128,
