@@ -143,7 +143,8 @@ class SwarmConfig(Section):
     host_maddrs: list[str] = Field(default_factory=lambda: ["/ip4/127.0.0.1/tcp/0"])
     """Where the DHT listens. Loopback by default; volunteers use for example /ip4/0.0.0.0/tcp/31337."""
     nat_traversal: bool = False
-    """Opt in to NAT port mapping, AutoNAT and relays (they contact machines outside your network)."""
+    """Opt in to NAT port mapping, AutoNAT and relays (hivemind's nat_port_map, auto_nat, use_relay and
+    use_auto_relay; all off by default because they contact machines outside your network)."""
     startup_timeout_s: float = Field(60.0, gt=0.0)
     """How long the p2p daemon may take to start (hivemind's 15 s is too short on busy machines)."""
     op_timeout_s: float = Field(30.0, gt=0.0)

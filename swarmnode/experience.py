@@ -31,6 +31,8 @@ class ScoredGroup:
     """Scores from this node's own verifier (never a peer's claim)."""
     source: str
     """"local", or the peer id of the author."""
+    texts: Sequence[str] = ()
+    """The completions as text (what the node shares), kept so they are not decoded twice."""
 
     @property
     def informative(self) -> bool:

@@ -42,6 +42,8 @@ from swarmnode.tasks import TaskSet, make_task
 
 
 def open_dht(config: NodeConfig) -> HivemindTransport:
+    """The node's DHT. NAT port mapping, AutoNAT and relays (nat_port_map, auto_nat, use_relay) are on only when
+    the user sets swarm.nat_traversal = true."""
     sw = config.swarm
     return HivemindTransport(
         sw.name,
@@ -198,12 +200,7 @@ class Node:
         self.exchange.publish(
             round_,
             self.learner.updates,
-            [
-                OwnGroup(
-                    g.question, tuple(self.prompter.decode(ids).text for ids in g.completion_ids), tuple(g.rewards)
-                )
-                for g in local
-            ],
+            [OwnGroup(g.question, tuple(g.texts), tuple(g.rewards)) for g in local],
         )
         return [
             ScoredGroup(
@@ -212,6 +209,7 @@ class Node:
                 tuple(self.prompter.completion_ids(c) for c in g.completions),
                 g.rewards,
                 g.author,
+                g.completions,
             )
             for g in self.exchange.collect(round_)
         ]
@@ -291,6 +289,7 @@ class Node:
                 tuple(c.token_ids for c in outs),
                 tuple(self.tasks.score(q, c.text) for c in outs),
                 "local",
+                tuple(c.text for c in outs),
             )
             for q, p, outs in zip(questions, prompts, outputs, strict=True)
         ]

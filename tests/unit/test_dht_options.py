@@ -1,0 +1,34 @@
+"""Listening defaults: loopback, and no NAT port mapping, AutoNAT or relays unless the user opts in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from swarmnode.config import load_config, parse_override
+from swarmnode.node import open_dht
+
+
+class FakeNode:
+    async def shutdown(self) -> None:
+        return None
+
+
+@pytest.mark.parametrize("opt_in", [False, True])
+def test_nat_traversal_is_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch, opt_in: bool) -> None:
+    import hivemind.dht.node
+
+    seen: dict[str, Any] = {}
+
+    async def fake_create(**kwargs: Any) -> FakeNode:
+        seen.update(kwargs)
+        return FakeNode()
+
+    monkeypatch.setattr(hivemind.dht.node.DHTNode, "create", staticmethod(fake_create))
+    overrides = [parse_override(f"swarm.nat_traversal={'true' if opt_in else 'false'}")]
+    dht = open_dht(load_config(None, overrides))
+    dht.close()
+    assert seen["host_maddrs"] == ["/ip4/127.0.0.1/tcp/0"]
+    for key in ("nat_port_map", "auto_nat", "use_relay", "use_auto_relay"):
+        assert seen[key] is opt_in, key
