@@ -87,6 +87,10 @@ class TrainConfig(Section):
     micro_batch_size: int = Field(16, ge=1)
     """Completions per forward/backward pass (sorted by length, so little compute goes to padding);
     bounds training memory."""
+    prefix_sharing: bool = True
+    """Run each question's prompt once per micro-batch and reuse its key/value cache for all its
+    completions (same gradients, less compute). Turn off for architectures whose cache cannot be
+    repeated along the batch."""
     updates_per_batch: int = Field(1, ge=1, le=16)
     """Optimizer steps on each round's batch (1 = on-policy, the clip then never triggers)."""
     advantage_eps: float = Field(1e-4, gt=0.0)

@@ -1,6 +1,11 @@
 """One GRPO update on a round's question groups: drop groups without signal, compute advantages,
 recompute log-probs of every completion under the node's own policy (micro-batched), step AdamW.
 
+The completions of one question share their prompt, so by default the prompt runs through the model once
+per micro-batch and its key/value cache is repeated for every completion (`prefix_sharing`); gradients
+flow back through the shared cache, so the update is the same as running every (prompt, completion) row
+in full — a test checks this — at a fraction of the compute.
+
 Groups arrive as token ids produced by `Prompter` — local completions keep the ids that were sampled,
 peers' completions are re-tokenised from text — so text written by a different model trains this one.
 """
@@ -71,9 +76,32 @@ def pack(rows: Sequence[tuple[Sequence[int], Sequence[int]]], pad_id: int) -> Pa
     return Packed(ids, mask, position_ids, targets, target_mask)
 
 
-def completion_log_probs(model: Any, batch: Packed, temperature: float = 1.0) -> torch.Tensor:
+@dataclass(frozen=True)
+class SharedPrefix:
+    """Completions of one prompt: the prompt runs once, its cache is repeated for every completion."""
+
+    prompt: torch.Tensor
+    """[1, P]"""
+    targets: torch.Tensor
+    """[B, C] completion ids, right-padded (a causal model never looks right, so no attention mask)."""
+    target_mask: torch.Tensor
+
+
+def pack_shared(prompt: Sequence[int], completions: Sequence[Sequence[int]], pad_id: int) -> SharedPrefix:
+    width = max(len(c) for c in completions)
+    targets = torch.full((len(completions), width), pad_id, dtype=torch.long)
+    target_mask = torch.zeros((len(completions), width), dtype=torch.float32)
+    for i, completion in enumerate(completions):
+        targets[i, : len(completion)] = torch.tensor(list(completion), dtype=torch.long)
+        target_mask[i, : len(completion)] = 1.0
+    return SharedPrefix(torch.tensor([list(prompt)], dtype=torch.long), targets, target_mask)
+
+
+def completion_log_probs(model: Any, batch: Packed | SharedPrefix, temperature: float = 1.0) -> torch.Tensor:
     """log p(completion tokens) under `model` sampled at `temperature`, [B, C]; only completion positions
     get logits. The temperature matches the sampling distribution the completions came from."""
+    if isinstance(batch, SharedPrefix):
+        return _shared_prefix_log_probs(model, batch, temperature)
     c_width = batch.targets.shape[1]
     out = model(
         input_ids=batch.input_ids,
@@ -83,6 +111,22 @@ def completion_log_probs(model: Any, batch: Packed, temperature: float = 1.0) ->
         use_cache=False,
     )
     logits = out.logits[:, :-1, :]
+    if temperature not in (0.0, 1.0):
+        logits = logits / temperature
+    return grpo.token_log_probs(logits, batch.targets)
+
+
+def _shared_prefix_log_probs(model: Any, batch: SharedPrefix, temperature: float) -> torch.Tensor:
+    rows, c_width = batch.targets.shape
+    p_width = batch.prompt.shape[1]
+    head = model(input_ids=batch.prompt, use_cache=c_width > 1, logits_to_keep=1)
+    logits = head.logits.expand(rows, -1, -1)
+    if c_width > 1:
+        cache = head.past_key_values
+        cache.batch_repeat_interleave(rows)
+        positions = torch.arange(p_width, p_width + c_width - 1).expand(rows, -1)
+        tail = model(input_ids=batch.targets[:, :-1], past_key_values=cache, position_ids=positions, use_cache=True)
+        logits = torch.cat([logits, tail.logits], dim=1)
     if temperature not in (0.0, 1.0):
         logits = logits / temperature
     return grpo.token_log_probs(logits, batch.targets)
@@ -125,12 +169,7 @@ class Learner:
 
         cfg = self.config
         normalizer = float(tokens) if cfg.aggregation == "token_mean" else float(len(rows))
-        # similar lengths share a micro-batch, so little compute goes to padding
-        order = sorted(range(len(rows)), key=lambda i: (len(rows[i][0]), len(rows[i][1])))
-        size = cfg.micro_batch_size
-        chunks = [order[i : i + size] for i in range(0, len(order), size)]
-        packed = [pack([rows[i] for i in chunk], self.pad_id) for chunk in chunks]
-        adv_chunks = [torch.tensor([advantages[i] for i in chunk]) for chunk in chunks]
+        packed, adv_chunks = self._micro_batches(rows, advantages)
         old = self._no_grad_log_probs(self.model, packed) if cfg.updates_per_batch > 1 else None
         ref = self._no_grad_log_probs(self.ref_model, packed) if self.ref_model is not None else None
 
@@ -167,6 +206,28 @@ class Learner:
             True, len(useful), len(rows), tokens, loss_total, grad_norm, clip, kl, time.perf_counter() - start
         )
 
+    def _micro_batches(
+        self, rows: list[tuple[Sequence[int], Sequence[int]]], advantages: list[float]
+    ) -> tuple[list[Packed | SharedPrefix], list[torch.Tensor]]:
+        size = self.config.micro_batch_size
+        chunks: list[list[int]] = []
+        if self.config.prefix_sharing and all(p for p, _ in rows):
+            by_prompt: dict[tuple[int, ...], list[int]] = {}
+            for i, (prompt, _) in enumerate(rows):
+                by_prompt.setdefault(tuple(prompt), []).append(i)
+            for members in by_prompt.values():
+                members.sort(key=lambda i: len(rows[i][1]))
+                chunks += [members[k : k + size] for k in range(0, len(members), size)]
+            packed: list[Packed | SharedPrefix] = [
+                pack_shared(rows[c[0]][0], [rows[i][1] for i in c], self.pad_id) for c in chunks
+            ]
+        else:
+            # similar lengths share a micro-batch, so little compute goes to padding
+            order = sorted(range(len(rows)), key=lambda i: (len(rows[i][0]), len(rows[i][1])))
+            chunks = [order[k : k + size] for k in range(0, len(order), size)]
+            packed = [pack([rows[i] for i in c], self.pad_id) for c in chunks]
+        return packed, [torch.tensor([advantages[i] for i in c]) for c in chunks]
+
     def _set_learning_rate(self) -> None:
         """Warm-up as a function of the update count alone, so a resumed run follows the same schedule."""
         warmup = self.config.warmup_updates
@@ -175,5 +236,5 @@ class Learner:
             group["lr"] = self.config.lr * scale
 
     @torch.no_grad()
-    def _no_grad_log_probs(self, model: Any, packed: list[Packed]) -> list[torch.Tensor]:
+    def _no_grad_log_probs(self, model: Any, packed: list[Packed | SharedPrefix]) -> list[torch.Tensor]:
         return [completion_log_probs(model, batch, self.temperature) for batch in packed]

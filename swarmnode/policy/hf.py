@@ -50,8 +50,10 @@ class HFBackend:
         config = GenerationConfig(
             do_sample=not greedy,
             temperature=None if greedy else params.temperature,
-            top_p=None if greedy or params.top_p >= 1.0 else params.top_p,
-            top_k=None if greedy or params.top_k == 0 else params.top_k,
+            # explicit "off" values: None would fall back to transformers' default top_k=50, and the learner's
+            # log-probs (full softmax at this temperature) would no longer match what was sampled
+            top_p=None if greedy else params.top_p,
+            top_k=None if greedy else params.top_k,
             max_new_tokens=params.max_new_tokens,
             num_return_sequences=params.n,
             pad_token_id=self.prompter.pad_id,

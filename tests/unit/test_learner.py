@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 from swarmnode.config import TrainConfig
-from swarmnode.learner import Learner, TrainGroup, completion_log_probs, pack
+from swarmnode.learner import Learner, TrainGroup, completion_log_probs, pack, pack_shared
 from swarmnode.policy import Prompter, SamplingParams
 from swarmnode.policy.hf import HFBackend
 from tests.helpers import tiny_model
@@ -72,10 +73,11 @@ def _groups(prompter: Prompter) -> list[TrainGroup]:
     ]
 
 
-def _gradients(micro_batch_size: int) -> list[torch.Tensor]:
+def _gradients(micro_batch_size: int, prefix_sharing: bool = True) -> list[torch.Tensor]:
     """The gradient the optimizer would apply (Adam's first step is sign-like, so compare gradients)."""
     model, prompter = _setup()
-    learner = Learner(model, TrainConfig(micro_batch_size=micro_batch_size), prompter.pad_id)
+    config = TrainConfig(micro_batch_size=micro_batch_size, prefix_sharing=prefix_sharing)
+    learner = Learner(model, config, prompter.pad_id)
     captured: list[torch.Tensor] = []
 
     def capture(*args: object, **kwargs: object) -> None:
@@ -91,6 +93,28 @@ def test_micro_batch_size_does_not_change_the_update() -> None:
     assert len(whole) == len(pieces) > 0
     for a, b in zip(whole, pieces, strict=True):
         assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_prefix_sharing_gives_the_same_update_as_full_rows() -> None:
+    """The shared prompt cache carries gradients back into the prompt's forward pass: dropping that path
+    (or misplacing positions) would change these gradients."""
+    full = _gradients(64, prefix_sharing=False)
+    for size in (64, 2, 1):
+        shared = _gradients(size, prefix_sharing=True)
+        assert len(shared) == len(full) > 0
+        for a, b in zip(shared, full, strict=True):
+            assert torch.allclose(a, b, atol=1e-6, rtol=1e-4), (a - b).abs().max()
+
+
+def test_shared_prefix_log_probs_match_full_rows() -> None:
+    model, prompter = _setup()
+    prompt = prompter.prompt_ids("12+30=")
+    completions = [prompter.completion_ids(t) for t in ("<answer>42</answer>", "4", "<answer>x")]
+    with torch.no_grad():
+        shared = completion_log_probs(model, pack_shared(prompt, completions, prompter.pad_id))
+        for i, c in enumerate(completions):
+            full = completion_log_probs(model, pack([(prompt, c)], prompter.pad_id))[0]
+            assert torch.allclose(shared[i, : len(c)], full, atol=1e-5), (shared[i, : len(c)] - full).abs().max()
 
 
 def test_updates_raise_the_advantage_weighted_log_prob() -> None:
@@ -128,3 +152,26 @@ def test_hf_backend_shapes_and_seeded_sampling() -> None:
             assert 1 <= len(c.token_ids) <= 4
             assert c.finished == (c.token_ids[-1] == prompter.eos_id)
     assert out == backend.generate(prompts, params)  # same seed, same samples
+
+
+def test_hf_sampling_uses_the_full_distribution_unless_top_k_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """transformers filters to its default top-k of 50 unless told otherwise; the learner scores samples
+    under the full softmax, so sampling must not be silently truncated."""
+    import transformers.generation.utils as gen_utils
+
+    model, prompter = _setup()
+    seen: list[list[str]] = []
+    original = gen_utils.GenerationMixin._get_logits_processor
+
+    def spy(self: object, generation_config: object, *args: object, **kwargs: object) -> object:
+        processors = original(self, generation_config, *args, **kwargs)  # type: ignore[arg-type]
+        seen.append([type(p).__name__ for p in processors])
+        return processors
+
+    monkeypatch.setattr(gen_utils.GenerationMixin, "_get_logits_processor", spy)
+    backend = HFBackend(model, prompter)
+    prompts = [prompter.prompt_ids("1+1=")]
+    backend.generate(prompts, SamplingParams(n=2, max_new_tokens=2, temperature=1.0, seed=0))
+    assert not any("TopK" in name or "TopP" in name for name in seen[-1]), seen[-1]
+    backend.generate(prompts, SamplingParams(n=2, max_new_tokens=2, temperature=1.0, top_k=5, seed=0))
+    assert any("TopK" in name for name in seen[-1]), seen[-1]
