@@ -153,6 +153,9 @@ class SwarmConfig(Section):
     """How long the p2p daemon may take to start (hivemind's 15 s is too short on busy machines)."""
     op_timeout_s: float = Field(30.0, gt=0.0)
     """Time limit of one DHT store or get."""
+    round_timeout_s: float = Field(15.0, gt=0.0)
+    """The most time one round spends on swarm I/O (publish and collect together); when it runs out the round
+    trains on what it has, so dead or slow peers delay a round by at most this much."""
     ttl_s: float = Field(900.0, gt=0.0)
     """How long stored batches and announcements live in the DHT."""
     key_path: Path = Path("~/.swarmnode/identity.pem")

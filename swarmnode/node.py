@@ -38,7 +38,7 @@ from swarmnode.swarm.hivemind_dht import HivemindTransport, TransportError
 from swarmnode.swarm.peers import PeerBook
 from swarmnode.swarm.transport import Transport
 from swarmnode.swarm.validate import BatchValidator, FreshnessPolicy
-from swarmnode.tasks import TaskSet, make_task
+from swarmnode.tasks import Question, TaskSet, make_task
 
 
 def open_dht(config: NodeConfig) -> HivemindTransport:
@@ -184,24 +184,35 @@ class Node:
             transport,
             identity,
             sw.name,
-            BatchValidator(sw.name, self.tasks, limits, policy),
+            BatchValidator(sw.name, self.tasks, limits, policy, held_out=self._held_out()),
             PeerBook(ban_after=sw.ban_after, ban_s=sw.ban_s),
             limits,
             model=cfg.model.name,
             window_s=sw.window_s,
             max_batches=sw.max_batches_per_round,
+            round_timeout_s=sw.round_timeout_s,
         )
         self.say(f"swarm {sw.name}: peer id {identity.peer_id}")
+
+    def _held_out(self) -> Callable[[Question], bool]:
+        """This node's evaluation questions (by text), and anything a task marks as its eval split."""
+        cfg = self.config
+        texts = {q.text for q in self.tasks.draw(cfg.eval.seed, 0, cfg.eval.questions, split="eval")}
+        return lambda q: q.text in texts or dict(q.ref.params).get("split") == "eval"
 
     def _external_groups(self, round_: int, local: list[ScoredGroup]) -> list[ScoredGroup]:
         """Share this round's groups, then collect peers' as text, re-tokenised for this node's model."""
         if self.exchange is None:
             return []
-        self.exchange.publish(
-            round_,
-            self.learner.updates,
-            [OwnGroup(g.question, tuple(g.texts), tuple(g.rewards)) for g in local],
-        )
+        self.exchange.start_round()
+        try:
+            self.exchange.publish(
+                round_,
+                self.learner.updates,
+                [OwnGroup(g.question, tuple(g.texts), tuple(g.rewards)) for g in local],
+            )
+        except TransportError as exc:  # peers unreachable: still read what is there, retry next round
+            self.say(f"round {round_:5d} | could not publish ({exc})")
         return [
             ScoredGroup(
                 g.question,
@@ -295,11 +306,7 @@ class Node:
         ]
         if self.stop_requested:
             return None
-        try:
-            external = self._external_groups(round_, local)
-        except TransportError as exc:  # peers unreachable: train on local groups this round, retry next
-            self.say(f"round {round_:5d} | swarm unreachable ({exc}); training on local groups")
-            external = []
+        external = self._external_groups(round_, local)
         sw = cfg.swarm
         chosen = select_groups(
             local,
@@ -336,6 +343,8 @@ class Node:
     def _report(self, result: RoundResult) -> None:
         row = result.metrics()
         row["policy_version"] = self.learner.updates
+        if self.exchange is not None:
+            row.update(self.swarm_metrics())
         self._append_metrics(row)
         self.say(
             f"round {result.round:5d} | reward {result.mean_reward:.3f} | acc {result.accuracy:6.1%} | "
@@ -343,6 +352,22 @@ class Node:
             f"{row['tokens_per_s']:7.0f} tok/s | gen {result.generate_s:.2f}s train {result.train_s:.2f}s"
             + ("" if self.exchange is None else f" | external {row['external_groups']}/{result.external_available}")
         )
+
+    def swarm_metrics(self) -> dict[str, Any]:
+        """Cumulative swarm counters: rejections by reason (of offers, of batches and of DHT records),
+        peers known and ignored, misreported rewards, failed fetches and I/O errors."""
+        assert self.exchange is not None and self.transport is not None
+        rejected = self.exchange.rejections()
+        rejected.update(self.transport.rejections())
+        peers = self.exchange.book.snapshot()
+        return {
+            "rejected": dict(sorted(rejected.items())),
+            "peers": len(peers),
+            "banned_peers": sum(1 for p in peers if p["banned"]),
+            "misreported_rewards": self.exchange.validator.misreported,
+            "fetch_misses": self.exchange.misses,
+            "io_errors": self.exchange.io_errors,
+        }
 
     def _evaluate(self) -> None:
         cfg = self.config

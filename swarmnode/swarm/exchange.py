@@ -3,21 +3,28 @@
 Publish: one signed batch per round, stored under its content id, and one signed announcement for the
 current time window that lists it. Collect: read the announcements of the current and previous window,
 drop our own, banned peers' and invalid ones, fetch the most informative batches first (at most
-`max_batches` and one per peer per pass), and run each through the `BatchValidator`. Every rejection is
-counted there and recorded in the peer book.
+`max_batches` per pass, and at most the per-peer round quota from any one announcer), and run each through
+the `BatchValidator`.
+
+Before anything is downloaded, offers are checked and their rejections counted here (`counts`) and in the
+peer book: an announcement that does not verify (`announcement_invalid`), a batch claimed bigger than the
+limit (`oversize`), a batch already processed that a peer other than its signer offers again — a replay
+(`duplicate_message`), and offers beyond the announcer's quota (`quota`). Everything after download is
+counted by the validator. All I/O of one round shares one deadline, so dead peers cannot stall a round.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import protocol
 from swarmnode.identity import Identity
 from swarmnode.swarm.peers import PeerBook
-from swarmnode.swarm.transport import Transport
-from swarmnode.swarm.validate import BatchValidator, BoundedSet, ExternalGroup
+from swarmnode.swarm.transport import Transport, TransportError
+from swarmnode.swarm.validate import BatchValidator, ExternalGroup
 from swarmnode.tasks import Question
 
 
@@ -43,6 +50,7 @@ class RolloutExchange:
         model: str,
         window_s: float = 60.0,
         max_batches: int = 8,
+        round_timeout_s: float = 15.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.transport = transport
@@ -54,10 +62,46 @@ class RolloutExchange:
         self.model = model[: limits.max_name_chars]
         self.window_s = window_s
         self.max_batches = max_batches
+        self.round_timeout_s = round_timeout_s
         self.clock = clock
         self._published: list[protocol.BatchSummary] = []
-        self.announcement_rejections = 0
-        self._done = BoundedSet(100_000)  # batches already fetched: announcements repeat them
+        self.counts: Counter[str] = Counter()
+        """Rejections of offers (before download), by reason, since start."""
+        self.misses = 0
+        self.io_errors = 0
+        """Transport operations that failed or ran out of the round's time (collect keeps what it has)."""
+        self.last_io_error = ""
+        """Offered batches that could not be fetched (expired, or their holder is gone)."""
+        self._done: OrderedDict[bytes, str] = OrderedDict()
+        """Batches already processed -> their signer (announcements list a peer's batches again and again)."""
+        self._done_capacity = 100_000
+        self._deadline = float("inf")
+
+    def start_round(self) -> None:
+        """Start the I/O budget of one round: publish and collect together take at most `round_timeout_s`."""
+        self._deadline = time.monotonic() + self.round_timeout_s
+
+    def _left(self) -> float:
+        """Seconds of this round's I/O budget left (a transport op gets at most that)."""
+        return max(0.0, self._deadline - time.monotonic())
+
+    def rejections(self) -> Counter[str]:
+        """Every rejection counted so far: of offers here, and of downloaded batches by the validator."""
+        return self.counts + self.validator.counts
+
+    def _io_error(self, exc: TransportError) -> None:
+        self.io_errors += 1
+        self.last_io_error = str(exc)
+
+    def _reject(self, author: str, reason: str) -> None:
+        self.counts[reason] += 1
+        self.book.rejected(author, Counter({reason: 1}))
+
+    def _remember(self, batch_id: bytes, signer: str) -> None:
+        self._done[batch_id] = signer
+        self._done.move_to_end(batch_id)
+        if len(self._done) > self._done_capacity:
+            self._done.popitem(last=False)
 
     def window(self) -> int:
         return int(self.clock() // self.window_s)
@@ -86,7 +130,7 @@ class RolloutExchange:
         )
         envelope = protocol.seal_payload(batch, self.identity.key, self.limits)
         batch_id = protocol.message_id(envelope)
-        self.transport.store_batch(batch_id, envelope)
+        self.transport.store_batch(batch_id, envelope, timeout=self._left())
         rewards = [r for g in shared for r in g.rewards]
         summary = protocol.BatchSummary(
             batch_id,
@@ -98,7 +142,9 @@ class RolloutExchange:
         )
         self._published = [summary, *self._published][: self.limits.max_batches_per_announcement]
         announcement = protocol.Announcement(self.swarm, round_, now_ms, self.model, tuple(self._published))
-        self.transport.announce(self.window(), protocol.seal_payload(announcement, self.identity.key, self.limits))
+        self.transport.announce(
+            self.window(), protocol.seal_payload(announcement, self.identity.key, self.limits), timeout=self._left()
+        )
         return batch_id
 
     def collect(self, local_round: int) -> list[ExternalGroup]:
@@ -106,10 +152,17 @@ class RolloutExchange:
         own = self.identity.peer_id
         offers: list[tuple[int, str, protocol.BatchSummary]] = []
         window = self.window()
-        for envelope in self.transport.announcements(window) + self.transport.announcements(window - 1):
+        envelopes: list[bytes] = []
+        for w in (window, window - 1):
+            try:
+                envelopes += self.transport.announcements(w, timeout=self._left())
+            except TransportError as exc:
+                self._io_error(exc)
+                break
+        for envelope in envelopes:
             verdict = protocol.verify_and_decode(envelope, self.limits)
             if not isinstance(verdict, protocol.Accepted) or not isinstance(verdict.payload, protocol.Announcement):
-                self.announcement_rejections += 1
+                self.counts["announcement_invalid"] += 1
                 continue
             author = verdict.peer_id
             if author == own or verdict.payload.swarm != self.swarm or self.book.is_banned(author):
@@ -117,22 +170,48 @@ class RolloutExchange:
             offers += [(s.informative_groups, author, s) for s in verdict.payload.batches]
         offers.sort(key=lambda o: -o[0])
         accepted: list[ExternalGroup] = []
+        from_announcer: Counter[str] = Counter()
+        quota = self.validator.policy.batches_per_peer_per_round
         downloads = 0
+        seen_here: set[bytes] = set()
         for _, author, summary in offers:
-            if downloads >= self.max_batches:
+            if summary.batch_id in seen_here:
+                continue  # the same announcement read in both windows
+            seen_here.add(summary.batch_id)
+            signer = self._done.get(summary.batch_id)
+            if signer is not None:
+                if signer and signer != author:
+                    self._reject(author, "duplicate_message")  # someone else's batch offered again: a replay
+                continue
+            if summary.size > self.limits.max_envelope_bytes:
+                self._reject(author, "oversize")
+                continue
+            if from_announcer[author] >= quota:
+                self._reject(author, "quota")
+                continue
+            if downloads >= self.max_batches or self._left() <= 0:
                 break
-            if summary.size > self.limits.max_envelope_bytes or not self._done.add(summary.batch_id):
-                continue  # too big, or already fetched in an earlier pass (announcements repeat batches)
+            from_announcer[author] += 1
             downloads += 1
-            raw = self.transport.fetch_batch(summary.batch_id)
-            if raw is None or protocol.message_id(raw) != summary.batch_id:
+            try:
+                raw = self.transport.fetch_batch(summary.batch_id, timeout=self._left())
+            except TransportError as exc:
+                self._io_error(exc)
+                break
+            if raw is None:
+                self.misses += 1
+                continue
+            if protocol.message_id(raw) != summary.batch_id:
+                self._reject(author, "batch_id_mismatch")
                 continue
             outcome = self.validator.check(raw, local_round)
+            self._remember(summary.batch_id, outcome.author or "")
             if outcome.author is not None and outcome.rejected:
                 self.book.rejected(outcome.author, outcome.rejected)
             if outcome.accepted:
+                signer = outcome.accepted[0].author
                 self.book.accepted(
-                    author,
+                    signer,
                     outcome.accepted[0].model,
                     len(outcome.accepted),
                     [r for g in outcome.accepted for r in g.rewards],

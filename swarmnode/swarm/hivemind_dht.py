@@ -17,17 +17,17 @@ import asyncio
 import hashlib
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 import protocol
 from swarmnode.errors import UserError
+from swarmnode.swarm.transport import TransportError
+
+__all__ = ["HivemindTransport", "TransportError", "make_record_validator"]
 
 T = TypeVar("T")
-
-
-class TransportError(Exception):
-    """A DHT operation failed or timed out; the node carries on (silo for that round) and retries later."""
 
 
 def batch_key(swarm: str, batch_id: bytes) -> str:
@@ -77,13 +77,27 @@ def make_record_validator(
     from hivemind.dht.validation import DHTRecord, RecordValidatorBase
 
     class SwarmRecordValidator(RecordValidatorBase):  # type: ignore[misc]
+        """Refuses records that no honest node writes; counts each refusal by reason (`counts`)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.counts: Counter[str] = Counter()
+
         def validate(self, record: DHTRecord) -> bool:
+            reason = self._problem(record)
+            if reason:
+                self.counts[reason] += 1
+            return not reason
+
+        def _problem(self, record: DHTRecord) -> str:
             value = _msgpack_bin(record.value)
-            if value is None or len(value) > limits.max_envelope_bytes:
-                return False
+            if value is None:
+                return "dht_malformed_record"
+            if len(value) > limits.max_envelope_bytes:
+                return "dht_oversize"
             if record.subkey == b"\xc0":  # no subkey: a batch under the hash of its bytes
                 expected = DHTID.generate(source=batch_key(swarm, hashlib.sha256(value).digest())).to_bytes()
-                return bool(record.key == expected)
+                return "" if record.key == expected else "dht_batch_key_mismatch"
             subkey = _msgpack_str(record.subkey)
             verdict = protocol.verify_and_decode(value, limits)
             if (
@@ -93,10 +107,10 @@ def make_record_validator(
                 or verdict.peer_id != subkey
                 or verdict.payload.swarm != swarm
             ):
-                return False
+                return "dht_bad_announcement"
             now = int(clock() // window_s)
             keys = {DHTID.generate(source=announcement_key(swarm, w)).to_bytes() for w in range(now - 2, now + 2)}
-            return record.key in keys
+            return "" if record.key in keys else "dht_announcement_window"
 
     return SwarmRecordValidator()
 
@@ -136,10 +150,8 @@ class HivemindTransport:
         # Start alone, then join: hivemind's own bootstrap makes the daemon exit when no initial peer answers,
         # which would stop the node; here unreachable peers only mean training alone and retrying with backoff.
         try:
-            self.node = self._run(
-                DHTNode.create(record_validator=make_record_validator(swarm, self.limits, window_s), **options),
-                startup_timeout_s + 10,
-            )
+            self.validator = make_record_validator(swarm, self.limits, window_s)
+            self.node = self._run(DHTNode.create(record_validator=self.validator, **options), startup_timeout_s + 10)
         except TransportError as exc:
             self.close()
             raise UserError(f"the DHT node did not start: {exc} (a longer swarm.startup_timeout_s may help)") from exc
@@ -187,7 +199,16 @@ class HivemindTransport:
             time.sleep(0.05)
         return self.joined
 
+    def rejections(self) -> dict[str, int]:
+        return dict(self.validator.counts)
+
+    def _timeout(self, timeout: float | None) -> float:
+        return self.op_timeout_s if timeout is None else min(self.op_timeout_s, timeout)
+
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        if timeout <= 0:
+            coro.close()
+            raise TransportError("no time left in this round for swarm I/O")
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return future.result(timeout)
@@ -203,35 +224,35 @@ class HivemindTransport:
 
         return float(get_dht_time()) + self.ttl_s
 
-    def store_batch(self, batch_id: bytes, envelope: bytes) -> None:
+    def store_batch(self, batch_id: bytes, envelope: bytes, timeout: float | None = None) -> None:
         if hashlib.sha256(envelope).digest() != batch_id:
             raise ValueError("a batch is stored under the SHA-256 of its envelope")
         if not self._run(
-            self.node.store(batch_key(self.swarm, batch_id), envelope, self._expiration()), self.op_timeout_s
+            self.node.store(batch_key(self.swarm, batch_id), envelope, self._expiration()), self._timeout(timeout)
         ):
             raise TransportError("no DHT node accepted the batch")
 
-    def announce(self, window: int, envelope: bytes) -> None:
+    def announce(self, window: int, envelope: bytes, timeout: float | None = None) -> None:
         verdict = protocol.verify_and_decode(envelope, self.limits)
         if not isinstance(verdict, protocol.Accepted):
             raise ValueError("only valid signed announcements can be stored")
         stored = self._run(
             self.node.store(announcement_key(self.swarm, window), envelope, self._expiration(), subkey=verdict.peer_id),
-            self.op_timeout_s,
+            self._timeout(timeout),
         )
         if not stored:
             raise TransportError("no DHT node accepted the announcement")
 
-    def announcements(self, window: int) -> list[bytes]:
-        found = self._run(self.node.get(announcement_key(self.swarm, window), latest=True), self.op_timeout_s)
+    def announcements(self, window: int, timeout: float | None = None) -> list[bytes]:
+        found = self._run(self.node.get(announcement_key(self.swarm, window), latest=True), self._timeout(timeout))
         if found is None or not isinstance(found.value, dict):
             return []
         values = [entry.value for entry in found.value.values() if isinstance(getattr(entry, "value", None), bytes)]
         self.bytes_downloaded += sum(len(v) for v in values)
         return values
 
-    def fetch_batch(self, batch_id: bytes) -> bytes | None:
-        found = self._run(self.node.get(batch_key(self.swarm, batch_id)), self.op_timeout_s)
+    def fetch_batch(self, batch_id: bytes, timeout: float | None = None) -> bytes | None:
+        found = self._run(self.node.get(batch_key(self.swarm, batch_id)), self._timeout(timeout))
         if found is None or not isinstance(found.value, bytes):
             return None
         self.bytes_downloaded += len(found.value)

@@ -43,28 +43,31 @@ class MemoryTransport:
         self.hub = hub
         self.bytes_downloaded = 0
 
-    def store_batch(self, batch_id: bytes, envelope: bytes) -> None:
+    def store_batch(self, batch_id: bytes, envelope: bytes, timeout: float | None = None) -> None:
         if hashlib.sha256(envelope).digest() != batch_id or len(envelope) > self.hub.limits.max_envelope_bytes:
             raise ValueError("a batch is stored under the SHA-256 of its envelope, within the size limit")
         self.hub._batches[batch_id] = (self.hub.clock() + self.hub.ttl_s, envelope)
 
-    def announce(self, window: int, envelope: bytes) -> None:
+    def announce(self, window: int, envelope: bytes, timeout: float | None = None) -> None:
         verdict = protocol.verify_and_decode(envelope, self.hub.limits)
         if not isinstance(verdict, protocol.Accepted) or not isinstance(verdict.payload, protocol.Announcement):
             raise ValueError("only valid signed announcements can be stored")
         entries = self.hub._announcements.setdefault(window, {})
         entries[verdict.peer_id] = (self.hub.clock() + self.hub.ttl_s, envelope)
 
-    def announcements(self, window: int) -> list[bytes]:
+    def announcements(self, window: int, timeout: float | None = None) -> list[bytes]:
         self.hub._expire()
         found = [envelope for _, envelope in self.hub._announcements.get(window, {}).values()]
         self.bytes_downloaded += sum(len(e) for e in found)
         return found
 
-    def fetch_batch(self, batch_id: bytes) -> bytes | None:
+    def fetch_batch(self, batch_id: bytes, timeout: float | None = None) -> bytes | None:
         self.hub._expire()
         entry = self.hub._batches.get(batch_id)
         if entry is None:
             return None
         self.bytes_downloaded += len(entry[1])
         return entry[1]
+
+    def rejections(self) -> dict[str, int]:
+        return {}

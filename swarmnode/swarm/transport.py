@@ -11,19 +11,30 @@ from __future__ import annotations
 from typing import Protocol
 
 
+class TransportError(Exception):
+    """A network operation failed or timed out; the node carries on (silo for that round) and retries later."""
+
+
 class Transport(Protocol):
-    def store_batch(self, batch_id: bytes, envelope: bytes) -> None:
+    """Every operation takes `timeout` (seconds, None for the transport's own default); a network transport
+    raises `TransportError` when it cannot finish in time."""
+
+    def store_batch(self, batch_id: bytes, envelope: bytes, timeout: float | None = None) -> None:
         """Make a batch envelope fetchable by its content id (SHA-256 of the envelope)."""
         ...
 
-    def announce(self, window: int, envelope: bytes) -> None:
+    def announce(self, window: int, envelope: bytes, timeout: float | None = None) -> None:
         """Publish this node's signed announcement for a time window (replacing its previous one)."""
         ...
 
-    def announcements(self, window: int) -> list[bytes]:
+    def announcements(self, window: int, timeout: float | None = None) -> list[bytes]:
         """The announcement envelopes currently visible for a window (unverified bytes)."""
         ...
 
-    def fetch_batch(self, batch_id: bytes) -> bytes | None:
+    def fetch_batch(self, batch_id: bytes, timeout: float | None = None) -> bytes | None:
         """The envelope stored under `batch_id`, or None when nobody has it (unverified bytes)."""
+        ...
+
+    def rejections(self) -> dict[str, int]:
+        """Records this transport itself refused (for example by a DHT record validator), by reason."""
         ...

@@ -3,8 +3,9 @@
 Order, each step counting its rejections by reason: size, signature, schema and limits (the protocol's
 `verify_and_decode`); kind and swarm; freshness (age window, bounded clock skew); duplicates (by message
 id, then per completion by task reference + completion digest); per-peer quota per round; rebuilding
-each question from its task reference with this node's own task code (a mismatch is rejected); and
-re-scoring every completion with this node's own verifier. A peer's reward numbers are never used.
+each question from its task reference with this node's own task code (a mismatch is rejected);
+refusing questions of this node's held-out evaluation set; and re-scoring every completion with this node's
+own verifier. A peer's reward numbers are never used.
 """
 
 from __future__ import annotations
@@ -86,7 +87,11 @@ class BatchValidator:
         limits: protocol.Limits,
         policy: FreshnessPolicy | None = None,
         clock: Callable[[], float] = time.time,
+        held_out: Callable[[Question], bool] = lambda q: False,
     ) -> None:
+        self.held_out = held_out
+        """True for questions this node evaluates on: peers' groups on them are refused, so nobody can train
+        a node on its own test set."""
         self.swarm = swarm
         self.tasks = tasks
         self.limits = limits
@@ -94,6 +99,8 @@ class BatchValidator:
         self.clock = clock
         self.counts: Counter[str] = Counter()
         """Rejections by reason since start."""
+        self.misreported = 0
+        """Accepted completions whose claimed reward differed from this node's own score (the claim is unused)."""
         self._seen_messages = BoundedSet(self.policy.seen_capacity)
         self._seen_completions = BoundedSet(self.policy.seen_capacity)
         self._per_peer_round: Counter[tuple[str, int]] = Counter()
@@ -138,6 +145,9 @@ class BatchValidator:
             if question.text != group.question:
                 outcome.rejected["question_mismatch"] += 1
                 continue
+            if self.held_out(question):
+                outcome.rejected["held_out_question"] += 1
+                continue
             fresh = [
                 (c, r)
                 for c, r in zip(group.completions, group.rewards, strict=True)
@@ -146,11 +156,13 @@ class BatchValidator:
             if not fresh:
                 outcome.rejected["duplicate_completion"] += 1
                 continue
+            rewards = tuple(self.tasks.score(question, c) for c, _ in fresh)
+            self.misreported += sum(abs(own - claim) > 1e-6 for own, (_, claim) in zip(rewards, fresh, strict=True))
             outcome.accepted.append(
                 ExternalGroup(
                     question=question,
                     completions=tuple(c for c, _ in fresh),
-                    rewards=tuple(self.tasks.score(question, c) for c, _ in fresh),
+                    rewards=rewards,
                     author=author,
                     model=batch.model,
                     message_id=verdict.message_id,

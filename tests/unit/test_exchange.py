@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import protocol
@@ -9,8 +10,10 @@ from swarmnode.identity import Identity
 from swarmnode.swarm.exchange import OwnGroup, RolloutExchange
 from swarmnode.swarm.memory import MemoryHub, MemoryTransport
 from swarmnode.swarm.peers import PeerBook
+from swarmnode.swarm.transport import TransportError
 from swarmnode.swarm.validate import BatchValidator
 from swarmnode.tasks import TaskSet, make_task
+from tests.hostile import Attacker, good_group, rewrapped
 
 LIMITS = protocol.Limits()
 
@@ -68,3 +71,96 @@ def test_a_lying_peer_is_rejected_and_recorded() -> None:
     assert reader.collect(1) == []
     assert reader.validator.counts["question_mismatch"] == 3
     assert reader.book.snapshot()[0]["rejected"] == {"question_mismatch": 3}
+
+
+# ---------------------------------------------------------------- offers checked before download
+
+
+def _victim_and_attacker() -> tuple[RolloutExchange, Attacker, MemoryHub]:
+    tasks = TaskSet([make_task("add")])
+    hub = MemoryHub()
+    return node(hub, tasks), Attacker(MemoryTransport(hub), "s", tasks), hub
+
+
+def test_a_batch_claimed_oversize_is_never_downloaded() -> None:
+    victim, attacker, _ = _victim_and_attacker()
+    envelope = attacker.batch([good_group(q) for q in attacker.questions(1)])
+    attacker.offer([envelope], claimed_sizes=[LIMITS.max_envelope_bytes + 1])
+    fetched = victim.transport.bytes_downloaded  # type: ignore[attr-defined]
+    assert victim.collect(1) == []
+    assert victim.counts["oversize"] == 1
+    assert victim.transport.bytes_downloaded - fetched < len(envelope)  # type: ignore[attr-defined]
+    assert victim.book.snapshot()[0]["rejected"] == {"oversize": 1}
+
+
+def test_replays_by_another_peer_are_counted_and_not_fetched_again() -> None:
+    victim, attacker, hub = _victim_and_attacker()
+    honest = node(hub, victim.validator.tasks)
+    honest.publish(1, 1, own_groups(victim.validator.tasks, 0))
+    assert len(victim.collect(1)) == 3
+    batch_id = next(iter(victim._done))
+    envelope = hub._batches[batch_id][1]
+    attacker.offer([envelope])  # the very same bytes, announced by somebody else
+    assert victim.collect(2) == []
+    assert victim.counts["duplicate_message"] == 1
+    assert victim.collect(3) == [] and victim.counts["duplicate_message"] == 2  # again in a later round
+    # the honest author's own announcement lists its batch every round: that is not a replay
+    assert victim.book.peers[honest.identity.peer_id].rejected == {}
+    # and the same completions re-signed by the attacker are duplicates of content
+    attacker.offer([rewrapped(attacker, envelope)])
+    assert victim.collect(4) == []
+    assert victim.validator.counts["duplicate_completion"] == 3
+
+
+def test_offers_beyond_the_announcers_round_quota_are_not_downloaded() -> None:
+    victim, attacker, _ = _victim_and_attacker()
+    quota = victim.validator.policy.batches_per_peer_per_round
+    envelopes = [attacker.batch([good_group(q)]) for q in attacker.questions(LIMITS.max_batches_per_announcement)]
+    attacker.offer(envelopes)
+    got = victim.collect(1)
+    assert len(got) == quota
+    assert victim.counts["quota"] == LIMITS.max_batches_per_announcement - quota
+    assert len(victim.collect(2)) == quota  # the next round takes the next ones
+
+
+def test_an_announcement_over_the_limits_is_refused_by_the_store() -> None:
+    _, attacker, _ = _victim_and_attacker()
+    envelope = attacker.batch([good_group(q) for q in attacker.questions(1)])
+    ids = attacker.offer([envelope])
+    flood = [protocol.BatchSummary(ids[0], len(envelope), 1, 1, 1, 1.0)] * (100 * 2)
+    with pytest.raises(ValueError):  # honest hubs and DHT nodes refuse to store it
+        attacker.announce(flood, check_limits=False)
+
+
+def test_a_round_deadline_stops_swarm_io() -> None:
+    victim, attacker, _ = _victim_and_attacker()
+    attacker.offer([attacker.batch([good_group(q)]) for q in attacker.questions(2)])
+    victim.round_timeout_s = 0.0
+    victim.start_round()
+    calls: list[str] = []
+
+    class Refusing(MemoryTransport):
+        def announcements(self, window: int, timeout: float | None = None) -> list[bytes]:
+            calls.append("announcements")
+            if timeout is not None and timeout <= 0:
+                raise TransportError("no time left")
+            return super().announcements(window, timeout)
+
+    victim.transport = Refusing(attacker.transport.hub)  # type: ignore[attr-defined]
+    assert victim.collect(1) == [] and victim.io_errors == 1 and calls == ["announcements"]
+    victim.round_timeout_s = 10.0
+    victim.start_round()
+    assert len(victim.collect(2)) == 2
+
+
+def test_peers_cannot_train_a_node_on_its_held_out_questions() -> None:
+    tasks = TaskSet([make_task("add")])
+    hub = MemoryHub()
+    held = {q.text for q in tasks.draw(0, 0, 20, split="eval")}
+    victim = node(hub, tasks)
+    victim.validator.held_out = lambda q: q.text in held
+    attacker = Attacker(MemoryTransport(hub), "s", tasks)
+    evaluation = tasks.draw(0, 0, 2, split="eval")
+    attacker.offer([attacker.batch([good_group(q) for q in evaluation])])
+    assert victim.collect(1) == []
+    assert victim.validator.counts["held_out_question"] == 2
