@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from swarmnode.models.tiny import byte_tokenizer, save_tiny_llama, tiny_llama
 
@@ -17,3 +24,51 @@ def tiny_model(hidden: int = 32, layers: int = 2, heads: int = 2, seed: int = 0)
 
 def save_tiny_model(path: Path, hidden: int = 32, layers: int = 2, heads: int = 2) -> Path:
     return Path(save_tiny_llama(path, hidden=hidden, layers=layers, heads=heads, intermediate=2 * hidden))
+
+
+SWARMNODE = str(Path(sys.executable).with_name("swarmnode"))
+"""The `swarmnode` command of the environment running the tests."""
+
+T = TypeVar("T")
+
+
+def read_line_matching(proc: subprocess.Popen[str], pattern: str, limit: float = 120.0) -> re.Match[str]:
+    """Read `proc`'s output until a line matches `pattern` (bounded in time)."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + limit
+    seen = []
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 1.0)
+        if ready:
+            line = proc.stdout.readline()
+            seen.append(line)
+            found = re.search(pattern, line)
+            if found:
+                return found
+        if proc.poll() is not None:
+            break
+    raise AssertionError(f"no line matching {pattern!r}; got {seen[-10:]}")
+
+
+def metrics_rows(run_dir: Path) -> list[dict[str, Any]]:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:  # a line being written right now
+            pass
+    return rows
+
+
+def wait_for(check: Callable[[], T | None], what: str, limit: float = 90.0, every: float = 0.5) -> T:
+    """Poll `check` until it returns something truthy (bounded in time)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(every)
+    raise AssertionError(f"timed out after {limit:.0f} s waiting for {what}")

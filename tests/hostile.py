@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 import protocol
 from protocol.envelope import pack_envelope
 from swarmnode.identity import Identity
-from swarmnode.swarm.transport import Transport
+from swarmnode.swarm.transport import Transport, TransportError
 from swarmnode.tasks import Question, TaskSet
 
 LIMITS = protocol.Limits()
@@ -57,11 +57,14 @@ class Attacker:
         created_ms: int | None = None,
         key: Ed25519PrivateKey | None = None,
         round_: int = 1,
+        check_limits: bool = True,
     ) -> bytes:
         payload = protocol.RolloutBatch(
             self.swarm, round_, 0, int(time.time() * 1000) if created_ms is None else created_ms, "evil", tuple(groups)
         )
-        return protocol.seal_payload(payload, key or self.identity.key, LIMITS)
+        if check_limits:
+            return protocol.seal_payload(payload, key or self.identity.key, LIMITS)
+        return protocol.seal(protocol.KIND_ROLLOUTS, protocol.encode_payload(payload), key or self.identity.key)
 
     def offer(self, envelopes: Sequence[bytes], claimed_sizes: Sequence[int] | None = None) -> list[bytes]:
         """Store each envelope under its content id and announce them all, signed by this attacker, in the
@@ -82,7 +85,14 @@ class Attacker:
             envelope = protocol.seal_payload(announcement, self.identity.key, LIMITS)
         else:  # an announcement over the protocol's limits: sealed by hand, as a hostile peer would
             envelope = protocol.seal(protocol.KIND_ANNOUNCE, protocol.encode_payload(announcement), self.identity.key)
-        self.transport.announce(int(time.time() // self.window_s), envelope)
+        for attempt in range(5):  # a DHT that just refused a hostile store may need a moment
+            try:
+                self.transport.announce(int(time.time() // self.window_s), envelope)
+                return
+            except TransportError:
+                if attempt == 4:
+                    raise
+                time.sleep(1.0)
 
 
 # ---------------------------------------------------------------- the attacks, as bytes

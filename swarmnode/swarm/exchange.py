@@ -27,6 +27,9 @@ from swarmnode.swarm.transport import Transport, TransportError
 from swarmnode.swarm.validate import BatchValidator, ExternalGroup
 from swarmnode.tasks import Question
 
+MAX_MISSES = 3
+"""Rounds an offered batch may fail to download before this node stops trying it."""
+
 
 @dataclass(frozen=True)
 class OwnGroup:
@@ -75,6 +78,7 @@ class RolloutExchange:
         self._done: OrderedDict[bytes, str] = OrderedDict()
         """Batches already processed -> their signer (announcements list a peer's batches again and again)."""
         self._done_capacity = 100_000
+        self._missed: Counter[bytes] = Counter()
         self._deadline = float("inf")
 
     def start_round(self) -> None:
@@ -173,11 +177,11 @@ class RolloutExchange:
         from_announcer: Counter[str] = Counter()
         quota = self.validator.policy.batches_per_peer_per_round
         downloads = 0
-        seen_here: set[bytes] = set()
+        seen_here: set[tuple[str, bytes]] = set()
         for _, author, summary in offers:
-            if summary.batch_id in seen_here:
-                continue  # the same announcement read in both windows
-            seen_here.add(summary.batch_id)
+            if (author, summary.batch_id) in seen_here:
+                continue  # the same peer's announcement read in both windows
+            seen_here.add((author, summary.batch_id))
             signer = self._done.get(summary.batch_id)
             if signer is not None:
                 if signer and signer != author:
@@ -190,7 +194,7 @@ class RolloutExchange:
                 self._reject(author, "quota")
                 continue
             if downloads >= self.max_batches or self._left() <= 0:
-                break
+                continue  # no download budget left this round; the cheap checks above still run for every offer
             from_announcer[author] += 1
             downloads += 1
             try:
@@ -200,14 +204,20 @@ class RolloutExchange:
                 break
             if raw is None:
                 self.misses += 1
+                self._missed[summary.batch_id] += 1
+                if self._missed[summary.batch_id] >= MAX_MISSES:  # gone, or refused by the DHT: stop asking
+                    del self._missed[summary.batch_id]
+                    self._remember(summary.batch_id, "")
+                if len(self._missed) > self._done_capacity:
+                    self._missed.clear()
                 continue
             if protocol.message_id(raw) != summary.batch_id:
                 self._reject(author, "batch_id_mismatch")
                 continue
             outcome = self.validator.check(raw, local_round)
             self._remember(summary.batch_id, outcome.author or "")
-            if outcome.author is not None and outcome.rejected:
-                self.book.rejected(outcome.author, outcome.rejected)
+            if outcome.rejected:  # bytes that name no valid signer are blamed on the peer that offered them
+                self.book.rejected(outcome.author or author, outcome.rejected)
             if outcome.accepted:
                 signer = outcome.accepted[0].author
                 self.book.accepted(

@@ -4,31 +4,10 @@ DHT: every node trains on groups from each of the others."""
 from __future__ import annotations
 
 import json
-import re
-import select
 import subprocess
-import sys
-import time
 from pathlib import Path
 
-SWARMNODE = str(Path(sys.executable).with_name("swarmnode"))
-
-
-def read_line_matching(proc: subprocess.Popen[str], pattern: str, limit: float = 120.0) -> re.Match[str]:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + limit
-    seen = []
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stdout], [], [], 1.0)
-        if ready:
-            line = proc.stdout.readline()
-            seen.append(line)
-            found = re.search(pattern, line)
-            if found:
-                return found
-        if proc.poll() is not None:
-            break
-    raise AssertionError(f"no line matching {pattern!r}; got {seen[-10:]}")
+from tests.helpers import SWARMNODE, read_line_matching
 
 
 def test_three_nodes_and_a_bootstrap_share_rollouts(tmp_path: Path, procs: list[subprocess.Popen[str]]) -> None:
