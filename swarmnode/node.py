@@ -162,6 +162,8 @@ class Node:
                 self.say("warning: the training settings differ from the checkpoint's; continuing with the new ones")
             self._truncate_metrics(self.round)
             self.say(f"resumed from {resume_from.path} (round {self.round})")
+        else:
+            self._truncate_metrics(0)  # a run that died before its first checkpoint starts over, metrics too
         if not cfg.silo:
             if self.transport is None:
                 dht = open_dht(cfg)
