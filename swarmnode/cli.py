@@ -152,6 +152,27 @@ def _bench_round(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sizes(text: str, flag: str, minimum: int) -> list[int]:
+    try:
+        sizes = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"{flag} takes comma-separated node counts, e.g. 2,4,8; got {text!r}") from None
+    if any(n < minimum for n in sizes):
+        raise UserError(f"{flag}: every node count must be at least {minimum}")
+    return sizes
+
+
+def _bench_swarm(args: argparse.Namespace) -> int:
+    from swarmnode.bench import swarm
+
+    if args.rounds < 2:
+        raise UserError("--rounds must be at least 2 (the first round is not counted)")
+    sizes = _sizes(args.sizes, "--sizes", 2)
+    dht_sizes = _sizes(args.dht_sizes, "--dht-sizes", 2)
+    swarm.run(sizes, dht_sizes, args.rounds, Path(args.json))
+    return 0
+
+
 def _bootstrap(args: argparse.Namespace) -> int:
     import signal
     import threading
@@ -251,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
     rnd.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
     rnd.add_argument("--json", default="runs/bench/round.json", help="JSON output (default: %(default)s)")
     rnd.set_defaults(run=_bench_round)
+    sw = benches.add_parser("swarm", help="bytes per node per round, visibility latency, validation rate vs swarm size")
+    sw.add_argument("--sizes", default="2,4,8,16,32,64", help="in-memory swarm sizes (default: %(default)s)")
+    sw.add_argument("--dht-sizes", default="2,4,8", help="hivemind swarm sizes on 127.0.0.1 (default: %(default)s)")
+    sw.add_argument("--rounds", type=int, default=6, help="rounds per size, the first not counted (default: 6)")
+    sw.add_argument("--json", default="runs/bench/swarm.json", help="JSON output (default: %(default)s)")
+    sw.set_defaults(run=_bench_swarm)
     return parser
 
 

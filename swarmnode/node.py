@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import signal
 import time
@@ -204,6 +205,8 @@ class Node:
 
     def _external_groups(self, round_: int, local: list[ScoredGroup]) -> list[ScoredGroup]:
         """Share this round's groups, then collect peers' as text, re-tokenised for this node's model."""
+        sw = self.config.swarm
+        per_peer = max(1, math.floor(sw.max_share_per_peer * sw.external_groups))
         if self.exchange is None:
             return []
         self.exchange.start_round()
@@ -224,7 +227,7 @@ class Node:
                 g.author,
                 g.completions,
             )
-            for g in self.exchange.collect(round_)
+            for g in self.exchange.collect(round_, want_groups=sw.external_groups, per_peer_groups=per_peer)
         ]
 
     def _truncate_metrics(self, last_round: int) -> None:

@@ -15,6 +15,7 @@ counted by the validator. All I/O of one round shares one deadline, so dead peer
 
 from __future__ import annotations
 
+import random
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
@@ -54,6 +55,7 @@ class RolloutExchange:
         window_s: float = 60.0,
         max_batches: int = 8,
         round_timeout_s: float = 15.0,
+        announce_batches: int = 4,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.transport = transport
@@ -66,6 +68,9 @@ class RolloutExchange:
         self.window_s = window_s
         self.max_batches = max_batches
         self.round_timeout_s = round_timeout_s
+        self.announce_batches = announce_batches
+        """How many of its latest batches a node's announcement lists."""
+        self._rng = random.Random(identity.peer_id)
         self.clock = clock
         self._published: list[protocol.BatchSummary] = []
         self.counts: Counter[str] = Counter()
@@ -144,37 +149,60 @@ class RolloutExchange:
             sum(1 for g in shared if len(set(g.rewards)) > 1),
             sum(rewards) / len(rewards),
         )
-        self._published = [summary, *self._published][: self.limits.max_batches_per_announcement]
+        self._published = [summary, *self._published][
+            : min(self.announce_batches, self.limits.max_batches_per_announcement)
+        ]
         announcement = protocol.Announcement(self.swarm, round_, now_ms, self.model, tuple(self._published))
         self.transport.announce(
             self.window(), protocol.seal_payload(announcement, self.identity.key, self.limits), timeout=self._left()
         )
         return batch_id
 
-    def collect(self, local_round: int) -> list[ExternalGroup]:
-        """Peers' validated, re-scored groups available now."""
+    def collect(
+        self, local_round: int, want_groups: int | None = None, per_peer_groups: int | None = None
+    ) -> list[ExternalGroup]:
+        """Peers' validated, re-scored groups available now.
+
+        With `want_groups`, reading stops once enough is found: announcement buckets are read in a random
+        order until their new offers promise twice that many informative groups (counting at most
+        `per_peer_groups` per peer), and downloads stop once the accepted groups cover `want_groups`. So
+        what a node reads per round depends on what it wants, not on how many peers there are."""
+        cap = per_peer_groups or want_groups or 0
         own = self.identity.peer_id
         offers: list[tuple[int, str, protocol.BatchSummary]] = []
         window = self.window()
-        envelopes: list[bytes] = []
-        for w in (window, window - 1):
+        order = list(range(self.transport.buckets))
+        self._rng.shuffle(order)
+        promised: Counter[str] = Counter()
+
+        def covered(counts: Counter[str], target: int) -> bool:
+            return want_groups is not None and sum(min(n, cap) for n in counts.values()) >= target
+
+        reads = [(w, b) for w in (window, window - 1) for b in order]
+        for w, b in reads:
+            if covered(promised, 2 * (want_groups or 0)):
+                break
             try:
-                envelopes += self.transport.announcements(w, timeout=self._left())
+                envelopes = self.transport.announcements(w, b, timeout=self._left())
             except TransportError as exc:
                 self._io_error(exc)
                 break
-        for envelope in envelopes:
-            verdict = protocol.verify_and_decode(envelope, self.limits)
-            if not isinstance(verdict, protocol.Accepted) or not isinstance(verdict.payload, protocol.Announcement):
-                self.counts["announcement_invalid"] += 1
-                continue
-            author = verdict.peer_id
-            if author == own or verdict.payload.swarm != self.swarm or self.book.is_banned(author):
-                continue
-            offers += [(s.informative_groups, author, s) for s in verdict.payload.batches]
+            for envelope in envelopes:
+                verdict = protocol.verify_and_decode(envelope, self.limits)
+                if not isinstance(verdict, protocol.Accepted) or not isinstance(verdict.payload, protocol.Announcement):
+                    self.counts["announcement_invalid"] += 1
+                    continue
+                author = verdict.peer_id
+                if author == own or verdict.payload.swarm != self.swarm or self.book.is_banned(author):
+                    continue
+                offers += [(s.informative_groups, author, s) for s in verdict.payload.batches]
+                promised[author] += sum(
+                    s.informative_groups for s in verdict.payload.batches if s.batch_id not in self._done
+                )
         offers.sort(key=lambda o: -o[0])
         accepted: list[ExternalGroup] = []
         from_announcer: Counter[str] = Counter()
+        got: Counter[str] = Counter()  # informative groups accepted, by signer
         quota = self.validator.policy.batches_per_peer_per_round
         downloads = 0
         seen_here: set[tuple[str, bytes]] = set()
@@ -190,11 +218,11 @@ class RolloutExchange:
             if summary.size > self.limits.max_envelope_bytes:
                 self._reject(author, "oversize")
                 continue
+            if downloads >= self.max_batches or self._left() <= 0 or covered(got, want_groups or 0):
+                continue  # nothing more to download this round; the cheap checks above still run for every offer
             if from_announcer[author] >= quota:
                 self._reject(author, "quota")
                 continue
-            if downloads >= self.max_batches or self._left() <= 0:
-                continue  # no download budget left this round; the cheap checks above still run for every offer
             from_announcer[author] += 1
             downloads += 1
             try:
@@ -227,4 +255,5 @@ class RolloutExchange:
                     [r for g in outcome.accepted for r in g.rewards],
                 )
                 accepted += outcome.accepted
+                got[signer] += sum(1 for g in outcome.accepted if len(set(g.rewards)) > 1)
         return accepted

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import protocol
 from swarmnode.errors import UserError
-from swarmnode.swarm.transport import TransportError
+from swarmnode.swarm.transport import ANNOUNCE_BUCKETS, TransportError, announcement_bucket
 
 __all__ = ["HivemindTransport", "TransportError", "make_record_validator"]
 
@@ -34,8 +34,8 @@ def batch_key(swarm: str, batch_id: bytes) -> str:
     return f"{swarm}/batch/{batch_id.hex()}"
 
 
-def announcement_key(swarm: str, window: int) -> str:
-    return f"{swarm}/ann/{window}"
+def announcement_key(swarm: str, window: int, bucket: int) -> str:
+    return f"{swarm}/ann/{window}/{bucket}"
 
 
 def _msgpack_bin(data: bytes) -> bytes | None:
@@ -71,7 +71,11 @@ def _msgpack_str(data: bytes) -> str | None:
 
 
 def make_record_validator(
-    swarm: str, limits: protocol.Limits, window_s: float, clock: Callable[[], float] = time.time
+    swarm: str,
+    limits: protocol.Limits,
+    window_s: float,
+    clock: Callable[[], float] = time.time,
+    buckets: int = ANNOUNCE_BUCKETS,
 ) -> Any:
     from hivemind.dht.routing import DHTID
     from hivemind.dht.validation import DHTRecord, RecordValidatorBase
@@ -109,7 +113,10 @@ def make_record_validator(
             ):
                 return "dht_bad_announcement"
             now = int(clock() // window_s)
-            keys = {DHTID.generate(source=announcement_key(swarm, w)).to_bytes() for w in range(now - 2, now + 2)}
+            bucket = announcement_bucket(subkey, buckets)
+            keys = {
+                DHTID.generate(source=announcement_key(swarm, w, bucket)).to_bytes() for w in range(now - 2, now + 2)
+            }
             return "" if record.key in keys else "dht_announcement_window"
 
     return SwarmRecordValidator()
@@ -128,10 +135,12 @@ class HivemindTransport:
         op_timeout_s: float = 30.0,
         startup_timeout_s: float = 60.0,
         nat_traversal: bool = False,
+        buckets: int = ANNOUNCE_BUCKETS,
     ) -> None:
         from hivemind.dht.node import DHTNode
 
         self.swarm = swarm
+        self.buckets = buckets
         self.limits = limits or protocol.Limits()
         self.ttl_s = ttl_s
         self.op_timeout_s = op_timeout_s
@@ -150,7 +159,7 @@ class HivemindTransport:
         # Start alone, then join: hivemind's own bootstrap makes the daemon exit when no initial peer answers,
         # which would stop the node; here unreachable peers only mean training alone and retrying with backoff.
         try:
-            self.validator = make_record_validator(swarm, self.limits, window_s)
+            self.validator = make_record_validator(swarm, self.limits, window_s, buckets=buckets)
             self.node = self._run(DHTNode.create(record_validator=self.validator, **options), startup_timeout_s + 10)
         except TransportError as exc:
             self.close()
@@ -237,17 +246,25 @@ class HivemindTransport:
         if not isinstance(verdict, protocol.Accepted):
             raise ValueError("only valid signed announcements can be stored")
         stored = self._run(
-            self.node.store(announcement_key(self.swarm, window), envelope, self._expiration(), subkey=verdict.peer_id),
+            self.node.store(
+                announcement_key(self.swarm, window, announcement_bucket(verdict.peer_id, self.buckets)),
+                envelope,
+                self._expiration(),
+                subkey=verdict.peer_id,
+            ),
             self._timeout(timeout),
         )
         if not stored:
             raise TransportError("no DHT node accepted the announcement")
 
-    def announcements(self, window: int, timeout: float | None = None) -> list[bytes]:
-        found = self._run(self.node.get(announcement_key(self.swarm, window), latest=True), self._timeout(timeout))
-        if found is None or not isinstance(found.value, dict):
-            return []
-        values = [entry.value for entry in found.value.values() if isinstance(getattr(entry, "value", None), bytes)]
+    def announcements(self, window: int, bucket: int | None = None, timeout: float | None = None) -> list[bytes]:
+        values: list[bytes] = []
+        for b in range(self.buckets) if bucket is None else [bucket]:
+            key = announcement_key(self.swarm, window, b)
+            found = self._run(self.node.get(key, latest=True), self._timeout(timeout))
+            if found is None or not isinstance(found.value, dict):
+                continue
+            values += [e.value for e in found.value.values() if isinstance(getattr(e, "value", None), bytes)]
         self.bytes_downloaded += sum(len(v) for v in values)
         return values
 
@@ -268,5 +285,17 @@ class HivemindTransport:
                 self._run(node.shutdown(), 10)
             except TransportError:
                 pass
+        try:
+            self._run(_cancel_pending(), 10)
+        except TransportError:
+            pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+
+
+async def _cancel_pending() -> None:
+    """Cancel the tasks hivemind leaves running on its loop, so none is destroyed while still pending."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

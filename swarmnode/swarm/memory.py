@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 import protocol
+from swarmnode.swarm.transport import ANNOUNCE_BUCKETS, announcement_bucket
 
 
 class MemoryHub:
@@ -22,7 +23,7 @@ class MemoryHub:
         self.limits = limits or protocol.Limits()
         self.clock = clock
         self._batches: dict[bytes, tuple[float, bytes]] = {}
-        self._announcements: dict[int, dict[str, tuple[float, bytes]]] = {}
+        self._announcements: dict[tuple[int, int], dict[str, tuple[float, bytes]]] = {}
         self.bytes_served = 0
 
     def _expire(self) -> None:
@@ -39,8 +40,9 @@ class MemoryHub:
 class MemoryTransport:
     """One node's view of a `MemoryHub`."""
 
-    def __init__(self, hub: MemoryHub) -> None:
+    def __init__(self, hub: MemoryHub, buckets: int = ANNOUNCE_BUCKETS) -> None:
         self.hub = hub
+        self.buckets = buckets
         self.bytes_downloaded = 0
 
     def store_batch(self, batch_id: bytes, envelope: bytes, timeout: float | None = None) -> None:
@@ -52,12 +54,13 @@ class MemoryTransport:
         verdict = protocol.verify_and_decode(envelope, self.hub.limits)
         if not isinstance(verdict, protocol.Accepted) or not isinstance(verdict.payload, protocol.Announcement):
             raise ValueError("only valid signed announcements can be stored")
-        entries = self.hub._announcements.setdefault(window, {})
+        entries = self.hub._announcements.setdefault((window, announcement_bucket(verdict.peer_id, self.buckets)), {})
         entries[verdict.peer_id] = (self.hub.clock() + self.hub.ttl_s, envelope)
 
-    def announcements(self, window: int, timeout: float | None = None) -> list[bytes]:
+    def announcements(self, window: int, bucket: int | None = None, timeout: float | None = None) -> list[bytes]:
         self.hub._expire()
-        found = [envelope for _, envelope in self.hub._announcements.get(window, {}).values()]
+        buckets = range(self.buckets) if bucket is None else [bucket]
+        found = [e for b in buckets for _, e in self.hub._announcements.get((window, b), {}).values()]
         self.bytes_downloaded += sum(len(e) for e in found)
         return found
 

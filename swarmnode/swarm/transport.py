@@ -8,7 +8,17 @@ how much it chooses to read, not on the size of the swarm.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Protocol
+
+ANNOUNCE_BUCKETS = 8
+"""Announcements of one window are spread over this many keys by author (`announcement_bucket`), so a
+reader can list a few buckets instead of every peer's announcement: what it reads per round stays flat as
+the swarm grows. Every node of a swarm must use the same number."""
+
+
+def announcement_bucket(peer_id: str, buckets: int) -> int:
+    return int.from_bytes(hashlib.sha256(b"swarmnode/bucket\0" + peer_id.encode("ascii")).digest()[:4], "big") % buckets
 
 
 class TransportError(Exception):
@@ -19,16 +29,21 @@ class Transport(Protocol):
     """Every operation takes `timeout` (seconds, None for the transport's own default); a network transport
     raises `TransportError` when it cannot finish in time."""
 
+    buckets: int
+    """Announcement buckets per window (`ANNOUNCE_BUCKETS` unless the swarm chose otherwise)."""
+
     def store_batch(self, batch_id: bytes, envelope: bytes, timeout: float | None = None) -> None:
         """Make a batch envelope fetchable by its content id (SHA-256 of the envelope)."""
         ...
 
     def announce(self, window: int, envelope: bytes, timeout: float | None = None) -> None:
-        """Publish this node's signed announcement for a time window (replacing its previous one)."""
+        """Publish this node's signed announcement for a time window (replacing its previous one), in its
+        author's bucket."""
         ...
 
-    def announcements(self, window: int, timeout: float | None = None) -> list[bytes]:
-        """The announcement envelopes currently visible for a window (unverified bytes)."""
+    def announcements(self, window: int, bucket: int | None = None, timeout: float | None = None) -> list[bytes]:
+        """The announcement envelopes currently visible for a window, in one bucket or (None) in all of them
+        (unverified bytes)."""
         ...
 
     def fetch_batch(self, batch_id: bytes, timeout: float | None = None) -> bytes | None:

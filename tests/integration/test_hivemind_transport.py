@@ -12,6 +12,7 @@ import pytest
 import protocol
 from protocol.testvectors import KEY_A, KEY_B, sample_announcement, sample_batch
 from swarmnode.swarm.hivemind_dht import HivemindTransport, announcement_key
+from swarmnode.swarm.transport import announcement_bucket
 
 LIMITS = protocol.Limits()
 
@@ -67,7 +68,13 @@ def test_forged_subkey_is_refused(pair: tuple[HivemindTransport, HivemindTranspo
     victim = protocol.peer_id(KEY_B.public_key().public_bytes_raw())
     forged = protocol.seal_payload(sample_announcement(), KEY_A, LIMITS)  # A's announcement under B's name
     stored = a._run(
-        a.node.store(announcement_key("demo-swarm", window), forged, get_dht_time() + 60, subkey=victim), 20
+        a.node.store(
+            announcement_key("demo-swarm", window, announcement_bucket(victim, 8)),
+            forged,
+            get_dht_time() + 60,
+            subkey=victim,
+        ),
+        20,
     )
     assert not stored
     assert b.announcements(window) == []

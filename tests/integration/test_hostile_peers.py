@@ -20,6 +20,7 @@ from swarmnode.identity import Identity
 from swarmnode.swarm.exchange import OwnGroup, RolloutExchange
 from swarmnode.swarm.hivemind_dht import HivemindTransport, TransportError, announcement_key, batch_key
 from swarmnode.swarm.peers import PeerBook
+from swarmnode.swarm.transport import announcement_bucket
 from swarmnode.swarm.validate import BatchValidator
 from swarmnode.tasks import TaskSet, make_task
 from tests import hostile
@@ -248,7 +249,10 @@ def test_flooding_100x_the_quota_is_limited(arena: Arena) -> None:
     window = int(time.time() // 60)
     arena.transport._run(
         arena.transport.node.store(
-            announcement_key(SWARM, window), sealed, arena.transport._expiration(), subkey=flooder.peer_id
+            announcement_key(SWARM, window, announcement_bucket(flooder.peer_id, arena.transport.buckets)),
+            sealed,
+            arena.transport._expiration(),
+            subkey=flooder.peer_id,
         ),
         30,
     )

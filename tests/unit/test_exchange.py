@@ -140,11 +140,11 @@ def test_a_round_deadline_stops_swarm_io() -> None:
     calls: list[str] = []
 
     class Refusing(MemoryTransport):
-        def announcements(self, window: int, timeout: float | None = None) -> list[bytes]:
+        def announcements(self, window: int, bucket: int | None = None, timeout: float | None = None) -> list[bytes]:
             calls.append("announcements")
             if timeout is not None and timeout <= 0:
                 raise TransportError("no time left")
-            return super().announcements(window, timeout)
+            return super().announcements(window, bucket, timeout)
 
     victim.transport = Refusing(attacker.transport.hub)  # type: ignore[attr-defined]
     assert victim.collect(1) == [] and victim.io_errors == 1 and calls == ["announcements"]

@@ -1,0 +1,47 @@
+"""The sharing layer's cost stays flat as the swarm grows (in-memory nodes, the real exchange and
+validation chain), and `swarmnode bench swarm` prints its table and writes JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from swarmnode.bench.swarm import run_memory
+from tests.helpers import SWARMNODE
+
+
+def test_bytes_per_node_per_round_stay_flat_from_4_to_64_nodes() -> None:
+    small, large = run_memory(4, 4), run_memory(64, 4)
+    # honest peers are never rejected; offers over a peer's per-round download cap wait (counted as quota)
+    assert set(small["rejections"]) <= {"quota"} and set(large["rejections"]) <= {"quota"}
+    assert small["batches_per_node_round"] >= 1
+    assert large["bytes_per_node_round"] <= 1.5 * small["bytes_per_node_round"], (small, large)
+
+
+def test_bench_swarm_command(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [
+            SWARMNODE,
+            "bench",
+            "swarm",
+            "--sizes",
+            "2,4",
+            "--dht-sizes",
+            "2",
+            "--rounds",
+            "2",
+            "--json",
+            str(tmp_path / "s.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "visible p50 ms" in out.stdout
+    rows = json.loads((tmp_path / "s.json").read_text())["rows"]
+    assert [(r["backend"], r["nodes"]) for r in rows] == [("memory", 2), ("memory", 4), ("hivemind", 2)]
+    assert all(r["bytes_per_node_round"] > 0 and r["validated_msgs_per_s"] > 0 for r in rows)
+    bad = subprocess.run([SWARMNODE, "bench", "swarm", "--sizes", "1,x"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--sizes" in bad.stderr
