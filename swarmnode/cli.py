@@ -156,9 +156,9 @@ def _sizes(text: str, flag: str, minimum: int) -> list[int]:
     try:
         sizes = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise UserError(f"{flag} takes comma-separated node counts, e.g. 2,4,8; got {text!r}") from None
+        raise UserError(f"{flag} takes comma-separated whole numbers, e.g. 2,4,8; got {text!r}") from None
     if any(n < minimum for n in sizes):
-        raise UserError(f"{flag}: every node count must be at least {minimum}")
+        raise UserError(f"{flag}: every number must be at least {minimum}")
     return sizes
 
 
@@ -170,6 +170,20 @@ def _bench_swarm(args: argparse.Namespace) -> int:
     sizes = _sizes(args.sizes, "--sizes", 2)
     dht_sizes = _sizes(args.dht_sizes, "--dht-sizes", 2)
     swarm.run(sizes, dht_sizes, args.rounds, Path(args.json))
+    return 0
+
+
+def _bench_sapo(args: argparse.Namespace) -> int:
+    from swarmnode.bench import sapo
+
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = sorted(set(configs) - set(sapo.CONFIGS))
+    if unknown or not configs:
+        raise UserError(f"--configs takes some of {', '.join(sapo.CONFIGS)}; got {args.configs!r}")
+    seeds = _sizes(args.seeds, "--seeds", 0)
+    if not seeds or min(args.nodes, args.rounds, args.eval_questions, args.jobs) < 1:
+        raise UserError("--seeds needs a seed; --nodes, --rounds, --eval-questions and --jobs must be >= 1")
+    sapo.run(configs, seeds, args.nodes, args.rounds, args.eval_questions, args.jobs, Path(args.json))
     return 0
 
 
@@ -278,6 +292,15 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--rounds", type=int, default=6, help="rounds per size, the first not counted (default: 6)")
     sw.add_argument("--json", default="runs/bench/swarm.json", help="JSON output (default: %(default)s)")
     sw.set_defaults(run=_bench_swarm)
+    sapo = benches.add_parser("sapo", help="N nodes sharing vs silo: cumulative reward and held-out accuracy")
+    sapo.add_argument("--configs", default="silo,4/4,8/8", help="sampling configurations (default: %(default)s)")
+    sapo.add_argument("--seeds", default="0,1,2", help="seeds (default: %(default)s)")
+    sapo.add_argument("--nodes", type=int, default=4, help="nodes per swarm (default: 4)")
+    sapo.add_argument("--rounds", type=int, default=120, help="rounds per node (default: 120)")
+    sapo.add_argument("--eval-questions", type=int, default=200, help="held-out questions at the end (default: 200)")
+    sapo.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each (default: 2)")
+    sapo.add_argument("--json", default="runs/bench/sapo.json", help="JSON output (default: %(default)s)")
+    sapo.set_defaults(run=_bench_sapo)
     return parser
 
 
