@@ -162,6 +162,17 @@ class SwarmConfig(Section):
     """The node's Ed25519 identity key (created on first use, mode 0600)."""
 
 
+class StatusConfig(Section):
+    enabled: bool = True
+    """Serve the node's status API (/status, /metrics, /events) for `swarmnode tui` and Prometheus."""
+    host: str = Field("127.0.0.1", min_length=1, max_length=255)
+    """Where the status API listens. Any address other than loopback requires `token`."""
+    port: int = Field(7391, ge=0, le=65535)
+    """Its port; when taken, the node falls back to a free one (written to RUN_DIR/status.url). 0: any."""
+    token: str = Field("", max_length=256)
+    """Bearer token required by every request when set (and always when `host` is not loopback)."""
+
+
 class NodeConfig(Section):
     run_dir: Path = Path("runs/default")
     """Where checkpoints, metrics.jsonl and the resolved config.json go."""
@@ -177,6 +188,7 @@ class NodeConfig(Section):
     """Train alone, with no network (J = 0). Swarm mode needs a transport; only the in-memory one (tests and
     simulations) is built so far."""
     swarm: SwarmConfig = Field(default_factory=SwarmConfig)
+    status: StatusConfig = Field(default_factory=StatusConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     task: TaskConfig = Field(default_factory=TaskConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)

@@ -24,7 +24,7 @@ import torch
 from transformers.utils import logging as transformers_logging
 
 import protocol
-from swarmnode import checkpoint
+from swarmnode import __version__, checkpoint
 from swarmnode.config import NodeConfig
 from swarmnode.errors import UserError
 from swarmnode.evaluation import evaluate
@@ -34,6 +34,7 @@ from swarmnode.learner import Learner, StepStats, TrainGroup
 from swarmnode.models import load_model, resolve_model_source
 from swarmnode.policy import Prompter, SamplingParams
 from swarmnode.policy.select import make_backend
+from swarmnode.status import NodeStatus, StatusServer, write_url
 from swarmnode.swarm.exchange import OwnGroup, RolloutExchange
 from swarmnode.swarm.hivemind_dht import HivemindTransport, TransportError
 from swarmnode.swarm.peers import PeerBook
@@ -69,6 +70,7 @@ class RoundResult:
     accuracy: float
     generated_tokens: int
     generate_s: float
+    share_s: float
     train_s: float
     round_s: float
     step: StepStats
@@ -86,6 +88,7 @@ class RoundResult:
             "generated_tokens": self.generated_tokens,
             "tokens_per_s": self.generated_tokens / self.generate_s if self.generate_s > 0 else 0.0,
             "generate_s": self.generate_s,
+            "share_s": self.share_s,
             "train_s": self.train_s,
             "round_s": self.round_s,
             "stepped": self.step.stepped,
@@ -111,7 +114,7 @@ class Node:
         self.transport = transport
         self.identity = identity
         self.exchange: RolloutExchange | None = None
-        self.say = say
+        self._print = say
         self.stop_requested = False
         self.round = 0
         self.last_checkpoint_round = -1
@@ -119,10 +122,32 @@ class Node:
         self.metrics_path = config.run_dir / "metrics.jsonl"
         self._setup()
 
+    def say(self, line: str) -> None:
+        """A line for the user: printed, and in the status API's event stream (the dashboard's log pane)."""
+        self._print(line)
+        status = getattr(self, "status", None)
+        if status is not None:
+            status.event("log", line)
+
     # ------------------------------------------------------------------ setup
 
     def _setup(self) -> None:
         cfg = self.config
+        self.server: StatusServer | None = None
+        self.status = NodeStatus(
+            {
+                "version": __version__,
+                "swarm": None if cfg.silo else cfg.swarm.name,
+                "silo": cfg.silo,
+                "model": cfg.model.name,
+                "tasks": list(cfg.task.names),
+                "run_dir": str(cfg.run_dir),
+                "questions_per_round": cfg.generation.questions_per_round,
+                "external_groups": 0 if cfg.silo else cfg.swarm.external_groups,
+                "backend": cfg.generation.backend,
+                "peer_id": None,
+            }
+        )
         torch.set_num_threads(cfg.threads)
         transformers_logging.disable_progress_bar()
         transformers_logging.set_verbosity_error()
@@ -172,6 +197,15 @@ class Node:
                 self.say("this node's addresses (others join with --peers ADDR): " + " ".join(dht.visible_maddrs()))
             self._setup_swarm(self.transport)
         (cfg.run_dir / "config.json").write_text(cfg.model_dump_json(indent=2) + "\n")
+        self.status.set_info(
+            peer_id=self.exchange.identity.peer_id if self.exchange else None,
+            backend=self.backend.name,
+        )
+        if cfg.status.enabled:
+            self.server = StatusServer(self.status, cfg.status.host, cfg.status.port, cfg.status.token)
+            write_url(cfg.run_dir, self.server.url)
+            taken = f" (port {cfg.status.port} was taken)" if self.server.fallback else ""
+            self.say(f"status API: {self.server.url}/status{taken}; dashboard: swarmnode tui --url {self.server.url}")
 
     def _setup_swarm(self, transport: Transport) -> None:
         cfg = self.config
@@ -254,6 +288,10 @@ class Node:
             while (
                 not self.stop_requested and (cfg.rounds == 0 or self.round < cfg.rounds) and time.monotonic() < deadline
             ):
+                if self.status.pause_requested.is_set():  # held from the dashboard or the status API
+                    self.status.set_phase("paused")
+                    time.sleep(0.2)
+                    continue
                 result = self.run_round(self.round + 1)
                 if result is None:
                     break
@@ -268,8 +306,11 @@ class Node:
             if self.round > self.last_checkpoint_round:
                 self._checkpoint()
             self.say(f"stopped after round {self.round}; run the same command to resume")
+            self.status.set_phase("stopped")
             return self.round
         finally:
+            if self.server is not None:
+                self.server.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             if self._owns_transport and isinstance(self.transport, HivemindTransport):
@@ -286,6 +327,7 @@ class Node:
         cfg = self.config
         gen = cfg.generation
         start = time.perf_counter()
+        self.status.set_phase("generating")
         questions = self.tasks.draw(cfg.seed, (round_ - 1) * gen.questions_per_round, gen.questions_per_round)
         prompts = [self.prompter.prompt_ids(q.text) for q in questions]
         params = SamplingParams(
@@ -311,7 +353,11 @@ class Node:
         ]
         if self.stop_requested:
             return None
+        self.status.set_phase("sharing")
+        shared_at = time.perf_counter()
         external = self._external_groups(round_, local)
+        share_s = time.perf_counter() - shared_at
+        self.status.set_phase("training")
         sw = cfg.swarm
         chosen = select_groups(
             local,
@@ -332,6 +378,7 @@ class Node:
             accuracy=sum(r >= 1.0 for r in rewards) / len(rewards),
             generated_tokens=sum(len(c.token_ids) for outs in outputs for c in outs),
             generate_s=generate_s,
+            share_s=share_s,
             train_s=step.seconds,
             round_s=time.perf_counter() - start,
             step=step,
@@ -351,6 +398,7 @@ class Node:
         if self.exchange is not None:
             row.update(self.swarm_metrics())
         self._append_metrics(row)
+        self.status.round_done(row, self.exchange.book.snapshot() if self.exchange is not None else None)
         self.say(
             f"round {result.round:5d} | reward {result.mean_reward:.3f} | acc {result.accuracy:6.1%} | "
             f"groups {result.step.groups:2d}/{self.config.generation.questions_per_round} | "
@@ -376,6 +424,7 @@ class Node:
 
     def _evaluate(self) -> None:
         cfg = self.config
+        self.status.set_phase("evaluating")
         start = time.perf_counter()
         result = evaluate(
             self.backend,
@@ -386,16 +435,16 @@ class Node:
             max_new_tokens=cfg.generation.max_new_tokens,
         )
         self.last_eval_round = self.round
-        self._append_metrics(
-            {
-                "round": self.round,
-                "time": time.time(),
-                "eval_greedy_accuracy": result.greedy_accuracy,
-                "eval_mean_reward": result.mean_reward,
-                "eval_questions": result.questions,
-                "eval_s": time.perf_counter() - start,
-            }
-        )
+        row = {
+            "round": self.round,
+            "time": time.time(),
+            "eval_greedy_accuracy": result.greedy_accuracy,
+            "eval_mean_reward": result.mean_reward,
+            "eval_questions": result.questions,
+            "eval_s": time.perf_counter() - start,
+        }
+        self._append_metrics(row)
+        self.status.eval_done(row)
         self.say(
             f"round {self.round:5d} | held-out greedy accuracy {result.greedy_accuracy:6.1%} "
             f"({result.questions} questions, {time.perf_counter() - start:.1f}s)"
@@ -403,6 +452,7 @@ class Node:
 
     def _checkpoint(self) -> None:
         cfg = self.config
+        self.status.set_phase("checkpointing")
         meta = {
             "model_name": cfg.model.name,
             "policy_version": self.learner.updates,
