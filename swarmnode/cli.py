@@ -62,6 +62,8 @@ def _join(args: argparse.Namespace) -> int:
     from swarmnode.node import Node
 
     config = _node_config(args)
+    if args.tui:
+        return _join_with_dashboard(config, args.argv)
     mode = "silo" if config.silo else f"swarm {config.swarm.name}"
     print(
         f"swarmnode {__version__}: {mode} node, model {config.model.name}, tasks {', '.join(config.task.names)}, "
@@ -69,6 +71,70 @@ def _join(args: argparse.Namespace) -> int:
         flush=True,
     )
     Node(config, say=lambda line: print(line, flush=True)).run()
+    return 0
+
+
+def _join_with_dashboard(config: NodeConfig, argv: list[str]) -> int:
+    """The node in a child process (its output in RUN_DIR/node.log), the dashboard in this one; quitting
+    the dashboard stops the node with a checkpoint."""
+    import signal
+    import subprocess
+    import time
+
+    from swarmnode.tui import Dashboard, HttpFeed
+
+    if not config.status.enabled:
+        raise UserError("--tui needs the status API: drop status.enabled=false")
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    url_file = config.run_dir / "status.url"
+    url_file.unlink(missing_ok=True)
+    argv = [a for a in argv if a != "--tui"]
+    log_path = config.run_dir / "node.log"
+    with log_path.open("a") as log:
+        # the user's own command line, minus --tui, run again by this same interpreter
+        command = [sys.executable, "-m", "swarmnode", *argv]
+        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+    try:
+        deadline = time.monotonic() + 300
+        while not url_file.exists() and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not url_file.exists():
+            tail = log_path.read_text()[-1500:].strip().splitlines()[-1:] or ["(no output)"]
+            raise UserError(f"the node did not start its status API; last line of {log_path}: {tail[0]}")
+        Dashboard(HttpFeed(url_file.read_text().strip(), config.status.token)).run()
+    finally:
+        if child.poll() is None:
+            print("stopping the node (saving a checkpoint)…", flush=True)
+            child.send_signal(signal.SIGINT)
+            try:
+                child.wait(timeout=300)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    print(f"node stopped; its output is in {log_path}", flush=True)
+    return 0
+
+
+def _tui(args: argparse.Namespace) -> int:
+    from swarmnode.tui import Dashboard, HttpFeed
+
+    url = args.url
+    if url is None and args.run_dir:
+        url_file = Path(args.run_dir) / "status.url"
+        if not url_file.exists():
+            raise UserError(f"{url_file} does not exist: is a node running with --run-dir {args.run_dir}?")
+        url = url_file.read_text().strip()
+    url = url or "http://127.0.0.1:7391"
+    if not url.startswith(("http://", "https://")):
+        raise UserError(f"--url must start with http:// or https://, got {url!r}")
+    Dashboard(HttpFeed(url, args.token)).run()
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from swarmnode.report import plot_runs
+
+    out = plot_runs([Path(d) for d in args.run_dirs], Path(args.out))
+    print(f"wrote {out}")
     return 0
 
 
@@ -241,7 +307,19 @@ def build_parser() -> argparse.ArgumentParser:
     join.add_argument("--silo", action="store_true", help="train alone, no network")
     join.add_argument("--swarm", help="join this swarm over the hivemind DHT (turns silo off)")
     join.add_argument("--peers", nargs="+", metavar="MULTIADDR", help="peers or bootstrap nodes to join through")
+    join.add_argument("--tui", action="store_true", help="run with the dashboard attached (q stops the node)")
     join.set_defaults(run=_join)
+
+    tui = commands.add_parser("tui", help="the dashboard of a running node (reads its status API)")
+    tui.add_argument("--url", help="the node's status API (default: from --run-dir, else http://127.0.0.1:7391)")
+    tui.add_argument("--run-dir", help="read the node's status URL from RUN_DIR/status.url")
+    tui.add_argument("--token", default="", help="the node's status.token, if it set one")
+    tui.set_defaults(run=_tui)
+
+    rep = commands.add_parser("report", help="PNG plots of reward and held-out accuracy of one or more runs")
+    rep.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories (several: compared)")
+    rep.add_argument("--out", default="report.png", help="PNG output (default: %(default)s)")
+    rep.set_defaults(run=_report)
 
     boot = commands.add_parser("bootstrap", help="run a DHT-only node (no model) that others join through")
     _add_node_flags(boot)
@@ -306,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         code: int = args.run(args)
         return code

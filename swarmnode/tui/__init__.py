@@ -1,0 +1,5 @@
+"""The Textual dashboard: reads a node's status API only (`swarmnode tui`, `swarmnode join --tui`)."""
+
+from swarmnode.tui.app import Dashboard, DeadFeed, Feed, HttpFeed, RecordedFeed
+
+__all__ = ["Dashboard", "DeadFeed", "Feed", "HttpFeed", "RecordedFeed"]
