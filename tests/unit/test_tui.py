@@ -39,7 +39,7 @@ async def test_the_main_screen_follows_the_feed() -> None:
         assert shown == {p["peer_id"][:8] for p in FEED[2]["peers"]}
         assert f"round {FEED[2]['round']}" in text(app, "#title")
         assert "tokens/s" in text(app, "#throughput")
-        assert "external" in text(app, "#mix")
+        assert f"{FEED[2]['questions_per_round']} own + " in text(app, "#mix")
         assert "Held-out accuracy: " in text(app, "#accuracy-label")
         assert not app.query_one("#banner").has_class("shown")
         await pilot.press("p")
