@@ -32,6 +32,16 @@ SWARMNODE = str(Path(sys.executable).with_name("swarmnode"))
 T = TypeVar("T")
 
 
+def join_command(swarm: str, run_dir: Path, key: Path, *extra: str, sets: tuple[str, ...] = ()) -> list[str]:
+    """`swarmnode join --swarm SWARM` as the networked tests run it: one thread, transformers, no periodic
+    eval, its own run directory and identity key; `extra` flags and `--set` overrides appended."""
+    command = [SWARMNODE, "join", "--swarm", swarm, "--run-dir", str(run_dir), "--threads", "1"]
+    command += ["--backend", "hf", "--set", "eval.every=0", "--set", f"swarm.key_path={key}", *extra]
+    for setting in sets:
+        command += ["--set", setting]
+    return command
+
+
 def read_line_matching(proc: subprocess.Popen[str], pattern: str, limit: float = 120.0) -> re.Match[str]:
     """Read `proc`'s output until a line matches `pattern` (bounded in time)."""
     assert proc.stdout is not None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from swarmnode.swarm.transport import announcement_bucket
 from swarmnode.swarm.validate import BatchValidator
 from swarmnode.tasks import TaskSet, make_task
 from tests import hostile
-from tests.helpers import SWARMNODE, metrics_rows, wait_for
+from tests.helpers import join_command, metrics_rows, wait_for
 
 SWARM = "hostile"
 pytestmark = pytest.mark.timeout(600)
@@ -69,28 +69,14 @@ def arena(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arena]:
     tmp = tmp_path_factory.mktemp("hostile")
     log = (tmp / "node.log").open("w")
     proc = subprocess.Popen(
-        [
-            SWARMNODE,
-            "join",
-            "--swarm",
+        join_command(
             SWARM,
+            tmp / "run",
+            tmp / "key.pem",
             "--minutes",
             "15",
-            "--run-dir",
-            str(tmp / "run"),
-            "--threads",
-            "1",
-            "--backend",
-            "hf",
-            "--set",
-            "eval.every=0",
-            "--set",
-            "generation.questions_per_round=4",
-            "--set",
-            "generation.max_new_tokens=24",
-            "--set",
-            f"swarm.key_path={tmp / 'key.pem'}",
-        ],
+            sets=("generation.questions_per_round=4", "generation.max_new_tokens=24"),
+        ),
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
@@ -116,26 +102,33 @@ def arena(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arena]:
         log.close()
 
 
-def test_forged_signature(arena: Arena) -> None:
-    before = arena.count("bad_signature")
+def _forged(attacker: hostile.Attacker) -> bytes:
+    return hostile.forged_signature(attacker, hostile.new_identity().key.public_key().public_bytes_raw())
+
+
+def _held_out(attacker: hostile.Attacker) -> bytes:
+    evaluation = attacker.tasks.draw(0, 0, 2, split="eval")  # the node's own evaluation questions
+    return attacker.batch([hostile.good_group(q) for q in evaluation])
+
+
+@pytest.mark.parametrize(
+    ("attack", "reason"),
+    [
+        (_forged, "bad_signature"),
+        (hostile.tampered_payload, "bad_signature"),
+        (hostile.malformed, "malformed_envelope"),
+        (hostile.mismatched_question, "question_mismatch"),
+        (_held_out, "held_out_question"),
+    ],
+    ids=["forged-signature", "tampered-payload", "malformed-msgpack", "question-mismatch", "held-out-question"],
+)
+def test_a_bad_batch_is_rejected_with_its_reason(
+    arena: Arena, attack: Callable[[hostile.Attacker], bytes], reason: str
+) -> None:
+    before = arena.count(reason)
     attacker = arena.attacker()
-    someone = hostile.new_identity().key.public_key().public_bytes_raw()
-    attacker.offer([hostile.forged_signature(attacker, someone)])
-    arena.wait_count("bad_signature", before)
-
-
-def test_tampered_payload(arena: Arena) -> None:
-    before = arena.count("bad_signature")
-    attacker = arena.attacker()
-    attacker.offer([hostile.tampered_payload(attacker)])
-    arena.wait_count("bad_signature", before)
-
-
-def test_malformed_msgpack(arena: Arena) -> None:
-    before = arena.count("malformed_envelope")
-    attacker = arena.attacker()
-    attacker.offer([hostile.malformed(attacker)])
-    arena.wait_count("malformed_envelope", before)
+    attacker.offer([attack(attacker)])
+    arena.wait_count(reason, before)
 
 
 def test_stale_and_future_batches(arena: Arena) -> None:
@@ -176,21 +169,6 @@ def test_wrong_answers_claiming_reward_one(arena: Arena) -> None:
     attacker = arena.attacker()
     attacker.offer([hostile.wrong_answers_claiming_reward(attacker)])
     wait_for(lambda: arena.last()["misreported_rewards"] >= before + 6, "six misreported rewards re-scored to 0", 120)
-
-
-def test_question_that_does_not_match_its_reference(arena: Arena) -> None:
-    before = arena.count("question_mismatch")
-    attacker = arena.attacker()
-    attacker.offer([hostile.mismatched_question(attacker)])
-    arena.wait_count("question_mismatch", before)
-
-
-def test_held_out_questions(arena: Arena) -> None:
-    before = arena.count("held_out_question")
-    attacker = arena.attacker()
-    evaluation = arena.tasks.draw(0, 0, 2, split="eval")
-    attacker.offer([attacker.batch([hostile.good_group(q) for q in evaluation])])
-    arena.wait_count("held_out_question", before)
 
 
 def test_replays_immediately_and_in_a_later_round(arena: Arena) -> None:

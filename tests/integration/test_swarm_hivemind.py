@@ -11,40 +11,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import SWARMNODE, metrics_rows, read_line_matching, wait_for
+from tests.helpers import SWARMNODE, join_command, metrics_rows, read_line_matching, wait_for
 
 ROUND_TIMEOUT_S = 5.0
 
 
 def _node_command(tmp_path: Path, i: int, bootstrap: str) -> list[str]:
-    return [
-        SWARMNODE,
-        "join",
-        "--swarm",
+    return join_command(
         "t",
-        "--peers",
-        bootstrap,
-        "--minutes",
-        "10",
-        "--run-dir",
-        str(tmp_path / f"n{i}"),
-        "--seed",
-        str(i),
-        "--threads",
-        "1",
-        "--backend",
-        "hf",
-        "--set",
-        "eval.every=0",
-        "--set",
-        "checkpoint.every=5",
-        "--set",
-        "generation.questions_per_round=8",
-        "--set",
-        f"swarm.round_timeout_s={ROUND_TIMEOUT_S}",
-        "--set",
-        f"swarm.key_path={tmp_path / f'key{i}.pem'}",
-    ]
+        tmp_path / f"n{i}",
+        tmp_path / f"key{i}.pem",
+        *("--peers", bootstrap, "--minutes", "10", "--seed", str(i)),
+        sets=("checkpoint.every=5", "generation.questions_per_round=8", f"swarm.round_timeout_s={ROUND_TIMEOUT_S}"),
+    )
 
 
 def _start(tmp_path: Path, i: int, bootstrap: str, procs: list[subprocess.Popen[str]]) -> subprocess.Popen[str]:
@@ -124,26 +103,7 @@ def test_three_nodes_share_survive_a_sigkill_and_a_rejoin(tmp_path: Path, procs:
 def test_unreachable_bootstrap_peers_do_not_stop_training(tmp_path: Path) -> None:
     dead = "/ip4/127.0.0.1/tcp/9/p2p/12D3KooWMz7ZLsS3F6D8B5UQr7gwLPnpHTbXTAR886r9oy7Capoc"
     out = subprocess.run(
-        [
-            SWARMNODE,
-            "join",
-            "--swarm",
-            "t",
-            "--peers",
-            dead,
-            "--rounds",
-            "3",
-            "--run-dir",
-            str(tmp_path / "n"),
-            "--threads",
-            "1",
-            "--backend",
-            "hf",
-            "--set",
-            "eval.every=0",
-            "--set",
-            f"swarm.key_path={tmp_path / 'k.pem'}",
-        ],
+        join_command("t", tmp_path / "n", tmp_path / "k.pem", "--peers", dead, "--rounds", "3"),
         capture_output=True,
         text=True,
         timeout=300,

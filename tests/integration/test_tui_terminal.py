@@ -13,16 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import SWARMNODE, wait_for
+from tests.helpers import join_command, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (apt-get install tmux)")
 
 
 def test_dashboard_in_a_real_terminal(tmp_path: Path, procs: list[subprocess.Popen[str]]) -> None:
-    common = ["--swarm", "e2e", "--minutes", "5", "--threads", "1", "--backend", "hf", "--set", "eval.every=0"]
     log = (tmp_path / "a.log").open("w")
     node_a = subprocess.Popen(
-        [SWARMNODE, "join", *common, "--run-dir", str(tmp_path / "a"), "--set", f"swarm.key_path={tmp_path / 'a.pem'}"],
+        join_command("e2e", tmp_path / "a", tmp_path / "a.pem", "--minutes", "5"),
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
@@ -32,15 +31,8 @@ def test_dashboard_in_a_real_terminal(tmp_path: Path, procs: list[subprocess.Pop
     peer_a = wait_for(lambda: re.search(r"peer id (\w+)", (tmp_path / "a.log").read_text()), "a's id", 60).group(1)
     socket = f"swarmnode-{uuid.uuid4().hex[:8]}"
     tmux = ["tmux", "-u", "-L", socket]  # -u: UTF-8 even when the test's locale is not
-    b_flags = [
-        "--run-dir",
-        str(tmp_path / "b"),
-        "--peers",
-        addr.group(1),
-        "--set",
-        f"swarm.key_path={tmp_path / 'b.pem'}",
-    ]
-    command = " ".join([SWARMNODE, "join", *common, *b_flags, "--tui", "; echo DASHBOARD-EXITED-$?; sleep 60"])
+    node_b = join_command("e2e", tmp_path / "b", tmp_path / "b.pem", "--minutes", "5", "--peers", addr.group(1))
+    command = " ".join([*node_b, "--tui", "; echo DASHBOARD-EXITED-$?; sleep 60"])
     subprocess.run([*tmux, "new-session", "-d", "-s", "e2e", "-x", "150", "-y", "45", command], check=True)
     subprocess.run([*tmux, "resize-window", "-t", "e2e", "-x", "150", "-y", "45"], capture_output=True)
     try:
