@@ -138,6 +138,13 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_reference(args: argparse.Namespace) -> int:
+    from swarmnode.config_reference import reference
+
+    print(reference(), end="")
+    return 0
+
+
 def _config_show(args: argparse.Namespace) -> int:
     print(_node_config(args).model_dump_json(indent=2))
     return 0
@@ -332,6 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
     show = config_commands.add_parser("show", help="print the resolved configuration as JSON")
     _add_node_flags(show)
     show.set_defaults(run=_config_show)
+    ref = config_commands.add_parser("reference", help="print the configuration reference (Markdown)")
+    ref.set_defaults(run=_config_reference)
 
     ev = commands.add_parser("eval", help="held-out accuracy (greedy, pass@k) of a model or a run's checkpoint")
     _add_node_flags(ev)

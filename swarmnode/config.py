@@ -185,8 +185,7 @@ class NodeConfig(Section):
     threads: int = Field(1, ge=1, le=1024)
     """torch CPU threads (one is often fastest for small models on a busy machine)."""
     silo: bool = True
-    """Train alone, with no network (J = 0). Swarm mode needs a transport; only the in-memory one (tests and
-    simulations) is built so far."""
+    """Train alone, with no network (J = 0). `join --swarm NAME` turns it off."""
     swarm: SwarmConfig = Field(default_factory=SwarmConfig)
     status: StatusConfig = Field(default_factory=StatusConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)

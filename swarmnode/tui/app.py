@@ -133,8 +133,8 @@ def title_line(snap: dict[str, Any]) -> str:
     uptime = duration(_num(snap.get("now"), time.time()) - _num(snap.get("started"), time.time()))
     return (
         f"round {int(_num(snap.get('round')))} · {phase}  │  up {uptime}  │  {mode}  │  "
-        f"peer {short(snap.get('peer_id'))}  │  model {snap.get('model', '?')}  │  backend {snap.get('backend', '?')}  │  "
-        f"swarmnode {snap.get('version', '')}"
+        f"peer {short(snap.get('peer_id'))}  │  model {snap.get('model', '?')}  │  "
+        f"backend {snap.get('backend', '?')}  │  swarmnode {snap.get('version', '')}"
     )
 
 

@@ -64,3 +64,16 @@ def test_training_digest_ignores_where_and_how_long() -> None:
     a = NodeConfig()
     assert a.training_digest() == NodeConfig(run_dir=Path("elsewhere"), rounds=5).training_digest()
     assert a.training_digest() != load_config(None, [parse_override("train.lr=2e-4")]).training_digest()
+
+
+def test_the_committed_configuration_reference_is_current() -> None:
+    """docs/CONFIG.md is generated from the config model; regenerate it with
+    `swarmnode config reference > docs/CONFIG.md` after changing a field."""
+    from pathlib import Path
+
+    from swarmnode.config_reference import reference
+
+    committed = (Path(__file__).parents[2] / "docs" / "CONFIG.md").read_text()
+    assert committed == reference(), "docs/CONFIG.md is stale: run `swarmnode config reference > docs/CONFIG.md`"
+    for field in ("swarm.round_timeout_s", "status.token", "train.prefix_sharing", "generation.backend"):
+        assert f"`{field}`" in committed
