@@ -114,6 +114,14 @@ def _join_with_dashboard(config: NodeConfig, argv: list[str]) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    from swarmnode import doctor
+
+    if not 0 < args.timeout <= 120:
+        raise UserError("--timeout must be between 0 and 120 seconds")
+    return doctor.run(_node_config(args), args.timeout)
+
+
 def _tui(args: argparse.Namespace) -> int:
     from swarmnode.tui import Dashboard, HttpFeed
 
@@ -316,6 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
     join.add_argument("--peers", nargs="+", metavar="MULTIADDR", help="peers or bootstrap nodes to join through")
     join.add_argument("--tui", action="store_true", help="run with the dashboard attached (q stops the node)")
     join.set_defaults(run=_join)
+
+    doc = commands.add_parser("doctor", help="check this machine and configuration; one line per check")
+    _add_node_flags(doc)
+    doc.add_argument("--swarm", help="check as for joining this swarm (peers, key, DHT ports)")
+    doc.add_argument("--peers", nargs="+", metavar="MULTIADDR", help="peers or bootstrap nodes to try")
+    doc.add_argument("--timeout", type=float, default=5.0, help="seconds per peer (default: %(default)s)")
+    doc.set_defaults(run=_doctor)
 
     tui = commands.add_parser("tui", help="the dashboard of a running node (reads its status API)")
     tui.add_argument("--url", help="the node's status API (default: from --run-dir, else http://127.0.0.1:7391)")
