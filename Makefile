@@ -20,8 +20,8 @@ run: $(STAMP)
 	$(BIN)/swarmnode join --silo
 
 lint: $(STAMP)
-	$(BIN)/ruff check protocol swarmnode tests
-	$(BIN)/ruff format --check protocol swarmnode tests
+	$(BIN)/ruff check protocol swarmnode tests examples
+	$(BIN)/ruff format --check protocol swarmnode tests examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
