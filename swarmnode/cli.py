@@ -52,10 +52,28 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
         flags.append(("silo", True))
     if getattr(args, "swarm", None):
         flags += [("silo", False), ("swarm.name", args.swarm)]
-    if getattr(args, "peers", None):
-        flags.append(("swarm.peers", args.peers))
+    peers = list(getattr(args, "peers", None) or [])
+    if getattr(args, "peers_file", None):
+        peers += _read_peers_file(Path(args.peers_file))
+    if peers:
+        flags.append(("swarm.peers", peers))
     overrides += [(key.split("."), value) for key, value in flags if value is not None]
     return load_config(Path(args.config) if args.config else None, overrides)
+
+
+def _read_peers_file(path: Path, wait_s: float = 300.0) -> list[str]:
+    """Multiaddrs, one per line, from a file another node writes (bootstrap --addr-file); waits for it."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise UserError(f"--peers-file {path} did not appear within {wait_s:.0f} s")
+        time.sleep(0.5)
+    peers = [line.strip() for line in path.read_text().splitlines() if line.strip().startswith("/")]
+    if not peers:
+        raise UserError(f"--peers-file {path} holds no multiaddr (one per line, starting with /)")
+    return peers
 
 
 def _join(args: argparse.Namespace) -> int:
@@ -276,7 +294,14 @@ def _bootstrap(args: argparse.Namespace) -> int:
 
     config = _node_config(args)
     dht = open_dht(config)
-    print("bootstrap node (DHT only, no model); peers join with: --peers " + " ".join(dht.visible_maddrs()), flush=True)
+    addresses = dht.visible_maddrs()
+    print("bootstrap node (DHT only, no model); peers join with: --peers " + " ".join(addresses), flush=True)
+    if args.addr_file:  # for containers: the others wait for this file (join --peers-file)
+        target = Path(args.addr_file)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text("".join(a + "\n" for a in addresses))
+        tmp.replace(target)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -322,6 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     join.add_argument("--silo", action="store_true", help="train alone, no network")
     join.add_argument("--swarm", help="join this swarm over the hivemind DHT (turns silo off)")
     join.add_argument("--peers", nargs="+", metavar="MULTIADDR", help="peers or bootstrap nodes to join through")
+    join.add_argument(
+        "--peers-file", metavar="FILE", help="read peers from FILE (waits for it; see bootstrap --addr-file)"
+    )
     join.add_argument("--tui", action="store_true", help="run with the dashboard attached (q stops the node)")
     join.set_defaults(run=_join)
 
@@ -347,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_node_flags(boot)
     boot.add_argument("--swarm", help="swarm name (default: the config's)")
     boot.add_argument("--peers", nargs="+", metavar="MULTIADDR", help="other bootstrap nodes")
+    boot.add_argument("--addr-file", metavar="FILE", help="also write this node's addresses to FILE, one per line")
     boot.set_defaults(run=_bootstrap)
 
     config = commands.add_parser("config", help="configuration tools")
