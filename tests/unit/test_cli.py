@@ -9,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from swarmnode.errors import UserError
+
 # the console script installed beside the interpreter running the tests
 SWARMNODE = Path(sys.executable).with_name("swarmnode")
 
@@ -57,3 +61,16 @@ def test_bench_protocol_prints_a_table_and_writes_json(tmp_path: Path) -> None:
 def test_bad_flag_value_is_one_line(tmp_path: Path) -> None:
     out = run("bench", "protocol", "--seconds", "-1", "--json", str(tmp_path / "p.json"))
     assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "--seconds" in out.stderr
+
+
+def test_peers_file(tmp_path: Path) -> None:
+    from swarmnode.cli import _read_peers_file
+
+    path = tmp_path / "bootstrap.addr"
+    with pytest.raises(UserError, match="did not appear"):
+        _read_peers_file(path, wait_s=0.3)
+    path.write_text("\n# nothing\n")
+    with pytest.raises(UserError, match="no multiaddr"):
+        _read_peers_file(path, wait_s=0.3)
+    path.write_text("/ip4/10.0.0.2/tcp/31337/p2p/X\n/ip4/127.0.0.1/tcp/31337/p2p/X\n")
+    assert _read_peers_file(path) == ["/ip4/10.0.0.2/tcp/31337/p2p/X", "/ip4/127.0.0.1/tcp/31337/p2p/X"]
