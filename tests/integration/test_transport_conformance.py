@@ -1,0 +1,162 @@
+"""One conformance suite for every `Transport` backend: the same tests, parametrised over the in-memory
+hub and real hivemind DHT nodes on 127.0.0.1 (each with its own p2p daemon process). A new backend
+(libp2p) joins by adding a factory to BACKENDS.
+
+Not covered yet: a 2-group partition that heals (loopback hivemind nodes cannot be partitioned from
+inside a test without a firewall)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import protocol
+from protocol.testvectors import KEY_A, KEY_B, sample_announcement, sample_batch
+from swarmnode.swarm.hivemind_dht import HivemindTransport
+from swarmnode.swarm.memory import MemoryHub, MemoryTransport
+from swarmnode.swarm.transport import Transport, TransportError, announcement_bucket
+
+LIMITS = protocol.Limits()
+SWARM = "demo-swarm"  # the swarm of the protocol's sample messages
+
+
+class Swarm:
+    """Creates transports that can see each other, and closes them all at the end."""
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+        self.hub = MemoryHub()
+        self.opened: list[Any] = []
+
+    def node(self) -> Transport:
+        if self.backend == "memory":
+            t: Any = MemoryTransport(self.hub)
+        else:
+            peers = self.opened[0].visible_maddrs() if self.opened else []
+            t = HivemindTransport(SWARM, initial_peers=peers, op_timeout_s=20.0)
+            assert t.wait_joined(30.0), t.last_join_error
+        self.opened.append(t)
+        return t  # type: ignore[no-any-return]
+
+    def leave(self, t: Transport) -> None:
+        if isinstance(t, HivemindTransport):
+            t.close()
+        self.opened.remove(t)
+
+    def close(self) -> None:
+        for t in self.opened:
+            if isinstance(t, HivemindTransport):
+                t.close()
+
+
+BACKENDS: list[str] = ["memory", "hivemind"]
+
+
+@pytest.fixture(params=BACKENDS)
+def swarm(request: pytest.FixtureRequest) -> Iterator[Swarm]:
+    s = Swarm(request.param)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def window() -> int:
+    return int(time.time() // 60.0)
+
+
+def authors(envelopes: list[bytes]) -> set[str]:
+    found = set()
+    for e in envelopes:
+        verdict = protocol.verify_and_decode(e, LIMITS)
+        assert isinstance(verdict, protocol.Accepted)
+        found.add(verdict.peer_id)
+    return found
+
+
+def peer(key: Any) -> str:
+    return protocol.peer_id(key.public_key().public_bytes_raw())
+
+
+def eventually(check: Callable[[], bool], limit: float = 20.0) -> bool:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_publish_and_receive(swarm: Swarm) -> None:
+    a, b = swarm.node(), swarm.node()
+    raw = protocol.seal_payload(sample_batch(), KEY_A, LIMITS)
+    batch_id = protocol.message_id(raw)
+    a.store_batch(batch_id, raw)
+    a.announce(window(), protocol.seal_payload(sample_announcement(), KEY_A, LIMITS))
+    assert eventually(lambda: b.fetch_batch(batch_id) == raw)
+    bucket = announcement_bucket(peer(KEY_A), b.buckets)
+    assert authors(b.announcements(window(), bucket)) == {peer(KEY_A)}
+    assert authors(b.announcements(window())) == {peer(KEY_A)}  # all buckets
+    other = (bucket + 1) % b.buckets
+    assert b.announcements(window(), other) == []
+    assert b.fetch_batch(b"\x02" * 32) is None
+
+
+def test_only_signed_announcements_and_content_addressed_batches_are_stored(swarm: Swarm) -> None:
+    a = swarm.node()
+    swarm.node()
+    good = bytearray(protocol.seal_payload(sample_announcement(), KEY_A, LIMITS))
+    good[-3] ^= 0x01  # tampered after signing
+    with pytest.raises((ValueError, TransportError)):
+        a.announce(window(), bytes(good))
+    raw = protocol.seal_payload(sample_batch(), KEY_A, LIMITS)
+    with pytest.raises((ValueError, TransportError)):
+        a.store_batch(b"\x03" * 32, raw)  # not the SHA-256 of the bytes
+
+
+def test_size_cap(swarm: Swarm) -> None:
+    a, b = swarm.node(), swarm.node()
+    big = b"\x00" * (LIMITS.max_envelope_bytes + 1)
+    big_id = protocol.message_id(big)
+    try:
+        a.store_batch(big_id, big)
+    except (ValueError, TransportError):
+        pass  # refused at once, or by every node
+    assert b.fetch_batch(big_id) is None  # in no case can another node get it
+
+
+def test_one_announcement_per_author_per_window(swarm: Swarm) -> None:
+    a, b = swarm.node(), swarm.node()
+    first = protocol.seal_payload(sample_announcement(), KEY_A, LIMITS)
+    later = protocol.seal_payload(
+        protocol.Announcement(SWARM, 2, sample_announcement().created_ms + 1000, "m", sample_announcement().batches),
+        KEY_A,
+        LIMITS,
+    )
+    a.announce(window(), first)
+    time.sleep(0.05)  # a later expiration for the replacement
+    a.announce(window(), later)
+    b.announce(window(), protocol.seal_payload(sample_announcement(), KEY_B, LIMITS))
+
+    def settled() -> bool:
+        seen = b.announcements(window())
+        return len(seen) == 2 and later in seen and first not in seen
+
+    assert eventually(settled)
+
+
+def test_a_peer_leaves_and_comes_back(swarm: Swarm) -> None:
+    a, b, c = swarm.node(), swarm.node(), swarm.node()
+    c.announce(window(), protocol.seal_payload(sample_announcement(), KEY_B, LIMITS))
+    assert eventually(lambda: peer(KEY_B) in authors(a.announcements(window())))
+    swarm.leave(c)
+    raw = protocol.seal_payload(sample_batch(), KEY_A, LIMITS)
+    b.store_batch(protocol.message_id(raw), raw)  # the others carry on without it
+    assert eventually(lambda: a.fetch_batch(protocol.message_id(raw)) == raw)
+    back = swarm.node()  # the same peer, restarted
+    back.announce(window(), protocol.seal_payload(sample_announcement(), KEY_B, LIMITS))
+    assert eventually(lambda: back.fetch_batch(protocol.message_id(raw)) == raw)
+    assert eventually(lambda: peer(KEY_B) in authors(a.announcements(window())))
