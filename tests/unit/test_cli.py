@@ -74,3 +74,32 @@ def test_peers_file(tmp_path: Path) -> None:
         _read_peers_file(path, wait_s=0.3)
     path.write_text("/ip4/10.0.0.2/tcp/31337/p2p/X\n/ip4/127.0.0.1/tcp/31337/p2p/X\n")
     assert _read_peers_file(path) == ["/ip4/10.0.0.2/tcp/31337/p2p/X", "/ip4/127.0.0.1/tcp/31337/p2p/X"]
+
+
+def test_report_plots_runs(tmp_path: Path) -> None:
+    import json as json_
+
+    runs = []
+    for name, silo in (("swarm-run", False), ("silo-run", True)):
+        run = tmp_path / name
+        run.mkdir()
+        rows = [{"round": r, "mean_reward": r / 10} for r in range(1, 6)]
+        rows += [{"round": 5, "eval_greedy_accuracy": 0.4}]
+        (run / "metrics.jsonl").write_text("".join(json_.dumps(r) + "\n" for r in rows))
+        (run / "config.json").write_text(json_.dumps({"silo": silo, "swarm": {"name": "demo"}}))
+        runs.append(str(run))
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("swarmnode")), "report", *runs, "--out", str(tmp_path / "r.png")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "r.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = subprocess.run(
+        [str(Path(sys.executable).with_name("swarmnode")), "report", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "no metrics.jsonl" in bad.stderr and bad.stderr.count("\n") == 1
