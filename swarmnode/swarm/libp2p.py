@@ -1,0 +1,166 @@
+"""The GossipSub transport: a py-libp2p host in a child process (`libp2p_host.py`; py-libp2p and hivemind
+cannot share a process), driven over its stdin/stdout with bounded frames. Announcements and batches are
+pushed over one GossipSub topic per swarm and kept by every node that validates them; big batches are
+fetched on demand from the peers that hold them. Needs the `libp2p` extra."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from typing import Any
+
+import msgpack
+
+from swarmnode.errors import UserError
+from swarmnode.swarm.libp2p_host import MAX_FRAME, frame
+from swarmnode.swarm.transport import ANNOUNCE_BUCKETS, TransportError
+
+
+def libp2p_available() -> bool:
+    return importlib.util.find_spec("libp2p") is not None and importlib.util.find_spec("trio") is not None
+
+
+class Libp2pTransport:
+    def __init__(
+        self,
+        swarm: str,
+        *,
+        initial_peers: Sequence[str] = (),
+        host_maddrs: Sequence[str] = ("/ip4/127.0.0.1/tcp/0",),
+        window_s: float = 60.0,
+        op_timeout_s: float = 20.0,
+        startup_timeout_s: float = 60.0,
+        buckets: int = ANNOUNCE_BUCKETS,
+    ) -> None:
+        if not libp2p_available():
+            raise UserError("the libp2p transport needs its extra: pip install 'swarmnode[libp2p]'")
+        self.swarm = swarm
+        self.buckets = buckets
+        self.op_timeout_s = op_timeout_s
+        self.bytes_downloaded = 0
+        self._ids = itertools.count(1)
+        self._pending: dict[int, Future[Any]] = {}
+        self._lock = threading.Lock()
+        self._write = threading.Lock()
+        self._ready: Future[list[str]] = Future()
+        command = [sys.executable, "-m", "swarmnode.swarm.libp2p_host", "--swarm", swarm, "--listen", *host_maddrs]
+        command += ["--window-s", str(window_s), "--buckets", str(buckets), "--op-timeout-s", str(op_timeout_s)]
+        if initial_peers:
+            command += ["--peers", *initial_peers]
+        self._proc = subprocess.Popen(  # noqa: S603 - this interpreter running our own module
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+        self._reader = threading.Thread(target=self._read_loop, name="swarmnode-libp2p", daemon=True)
+        self._reader.start()
+        try:
+            self.addrs = self._ready.result(startup_timeout_s)
+        except Exception as exc:
+            self.close()
+            raise UserError(f"the libp2p host did not start: {exc or type(exc).__name__}") from exc
+
+    def _read_loop(self) -> None:
+        stream = self._proc.stdout
+        assert stream is not None
+        while True:
+            header = stream.read(4)
+            if len(header) < 4:
+                break
+            length = int.from_bytes(header, "big")
+            if length > MAX_FRAME:
+                break
+            body = stream.read(length)
+            if len(body) < length:
+                break
+            reply = msgpack.unpackb(body, raw=False)
+            if reply.get("op") == "ready":
+                self._ready.set_result(list(reply.get("addrs", [])))
+                continue
+            with self._lock:
+                future = self._pending.pop(reply.get("id"), None)
+            if future is not None:
+                future.set_result(reply)
+        error = TransportError("the libp2p host process ended")
+        if not self._ready.done():
+            self._ready.set_exception(error)
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for future in pending.values():
+            future.set_exception(error)
+
+    def _call(self, op: str, timeout: float | None = None, **fields: Any) -> Any:
+        limit = self.op_timeout_s if timeout is None else min(self.op_timeout_s, timeout)
+        if limit <= 0:
+            raise TransportError("no time left in this round for swarm I/O")
+        request_id = next(self._ids)
+        future: Future[Any] = Future()
+        with self._lock:
+            self._pending[request_id] = future
+        try:
+            with self._write:
+                assert self._proc.stdin is not None
+                self._proc.stdin.write(frame({"id": request_id, "op": op, **fields}))
+                self._proc.stdin.flush()
+            reply = future.result(limit + 1.0)
+        except (OSError, TimeoutError, TransportError) as exc:
+            raise TransportError(f"libp2p {op}: {type(exc).__name__} {exc}"[:300]) from exc
+        finally:
+            with self._lock:
+                self._pending.pop(request_id, None)
+        if not reply.get("ok"):
+            error = str(reply.get("error", ""))
+            if error.startswith("ValueError"):
+                raise ValueError(error)
+            raise TransportError(f"libp2p {op}: {error}")
+        return reply.get("value")
+
+    def visible_maddrs(self) -> list[str]:
+        return list(self.addrs)
+
+    def connect(self, maddr: str) -> None:
+        self._call("connect", maddr=maddr)
+
+    def peer_count(self) -> int:
+        return int(self._call("peers"))
+
+    def store_batch(self, batch_id: bytes, envelope: bytes, timeout: float | None = None) -> None:
+        self._call("store_batch", timeout, batch_id=batch_id, data=envelope)
+
+    def announce(self, window: int, envelope: bytes, timeout: float | None = None) -> None:
+        self._call("announce", timeout, window=window, data=envelope)
+
+    def announcements(self, window: int, bucket: int | None = None, timeout: float | None = None) -> list[bytes]:
+        found = [e for e in self._call("announcements", timeout, window=window, bucket=bucket) if isinstance(e, bytes)]
+        self.bytes_downloaded += sum(len(e) for e in found)
+        return found
+
+    def fetch_batch(self, batch_id: bytes, timeout: float | None = None) -> bytes | None:
+        found = self._call("fetch_batch", timeout, batch_id=batch_id)
+        if isinstance(found, bytes):
+            self.bytes_downloaded += len(found)
+            return found
+        return None
+
+    def rejections(self) -> dict[str, int]:
+        try:
+            return dict(self._call("rejections", 5.0))
+        except TransportError:
+            return {}
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            try:
+                if self._proc.stdin is not None:
+                    self._proc.stdin.close()  # the host stops when its input ends
+                self._proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                self._proc.kill()
+                self._proc.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while self._reader.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)

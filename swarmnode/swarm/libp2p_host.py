@@ -1,0 +1,307 @@
+"""The py-libp2p host of the GossipSub transport, run as its own process (`python -m
+swarmnode.swarm.libp2p_host`): py-libp2p cannot share a process with hivemind (duplicate protobuf
+symbols) and runs only on trio. It imports `protocol` and nothing of the node.
+
+It talks to its parent over stdin/stdout in frames (4-byte big-endian length + msgpack map, each at most
+MAX_FRAME bytes): requests {"id", "op", ...} in, replies {"id", "ok", "value" | "error"} out, and first a
+{"id": 0, "op": "ready", "addrs": [...]} frame.
+
+One GossipSub topic per swarm carries ["ann", window, envelope] (announcements) and ["batch", id, envelope]
+(batches up to `push_limit` bytes). Bigger batches stay with their author and are fetched on demand over
+the `/swarmnode/fetch/1.0.0` stream protocol (request: 32-byte id; answer: the envelope or nothing, read
+with a size cap). The topic validator drops, counts and does not forward anything over the size cap,
+anything malformed, an announcement not validly signed for this swarm or outside the window range, and a
+batch whose bytes do not hash to its id. Rate limit and peer-score thresholds are set explicitly (py-libp2p's
+defaults are permissive).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import sys
+import time
+from collections import Counter, OrderedDict
+from typing import Any
+
+import msgpack
+
+import protocol
+from swarmnode.swarm.transport import ANNOUNCE_BUCKETS, announcement_bucket
+
+MAX_FRAME = 8 * 1024 * 1024
+FETCH_PROTOCOL = "/swarmnode/fetch/1.0.0"
+log = logging.getLogger("swarmnode.libp2p")
+
+
+class State:
+    def __init__(self, swarm: str, limits: protocol.Limits, window_s: float, buckets: int, store_bytes: int) -> None:
+        self.swarm = swarm
+        self.limits = limits
+        self.window_s = window_s
+        self.buckets = buckets
+        self.store_bytes = store_bytes
+        self.batches: OrderedDict[bytes, bytes] = OrderedDict()
+        self.held = 0
+        self.announcements: dict[tuple[int, int], dict[str, bytes]] = {}
+        self.rejected: Counter[str] = Counter()
+
+    def keep_batch(self, batch_id: bytes, data: bytes) -> None:
+        if batch_id in self.batches:
+            return
+        self.batches[batch_id] = data
+        self.held += len(data)
+        while self.held > self.store_bytes and self.batches:
+            _, old = self.batches.popitem(last=False)
+            self.held -= len(old)
+
+    def check_announcement(self, window: object, data: object) -> str | None:
+        """The peer id of a valid announcement for a current window, or None (and counted)."""
+        if not isinstance(window, int) or not isinstance(data, bytes):
+            self.rejected["libp2p_malformed"] += 1
+            return None
+        now = int(time.time() // self.window_s)
+        if not now - 2 <= window <= now + 1:
+            self.rejected["libp2p_announcement_window"] += 1
+            return None
+        verdict = protocol.verify_and_decode(data, self.limits)
+        if (
+            not isinstance(verdict, protocol.Accepted)
+            or not isinstance(verdict.payload, protocol.Announcement)
+            or verdict.payload.swarm != self.swarm
+        ):
+            self.rejected["libp2p_bad_announcement"] += 1
+            return None
+        return verdict.peer_id
+
+    def keep_announcement(self, window: int, author: str, data: bytes) -> None:
+        bucket = announcement_bucket(author, self.buckets)
+        self.announcements.setdefault((window, bucket), {})[author] = data
+        oldest = int(time.time() // self.window_s) - 3
+        for key in [k for k in self.announcements if k[0] < oldest]:
+            del self.announcements[key]
+
+    def accept_message(self, data: bytes) -> bool:
+        """Validate one GossipSub message, and keep what it carries."""
+        if len(data) > self.limits.max_envelope_bytes + 1024:
+            self.rejected["libp2p_oversize"] += 1
+            return False
+        try:
+            item = msgpack.unpackb(data, raw=False, max_bin_len=self.limits.max_envelope_bytes, max_str_len=64)
+        except Exception:  # any decoding failure of peer bytes is a rejection, never a crash
+            self.rejected["libp2p_malformed"] += 1
+            return False
+        if not isinstance(item, list) or len(item) != 3 or item[0] not in ("ann", "batch"):
+            self.rejected["libp2p_malformed"] += 1
+            return False
+        if item[0] == "ann":
+            author = self.check_announcement(item[1], item[2])
+            if author is None:
+                return False
+            self.keep_announcement(item[1], author, item[2])
+            return True
+        batch_id, envelope = item[1], item[2]
+        if not isinstance(batch_id, bytes) or not isinstance(envelope, bytes):
+            self.rejected["libp2p_malformed"] += 1
+            return False
+        if len(envelope) > self.limits.max_envelope_bytes:
+            self.rejected["libp2p_oversize"] += 1
+            return False
+        if hashlib.sha256(envelope).digest() != batch_id:
+            self.rejected["libp2p_batch_id_mismatch"] += 1
+            return False
+        self.keep_batch(batch_id, envelope)
+        return True
+
+
+async def read_frame(stream: Any) -> dict[str, Any] | None:
+    header = await _read_exactly(stream, 4)
+    if header is None:
+        return None
+    length = int.from_bytes(header, "big")
+    if length > MAX_FRAME:
+        raise ValueError(f"frame of {length} bytes from the parent")
+    body = await _read_exactly(stream, length)
+    if body is None:
+        return None
+    value = msgpack.unpackb(body, raw=False)
+    return value if isinstance(value, dict) else None
+
+
+async def _read_exactly(stream: Any, n: int) -> bytes | None:
+    chunks = b""
+    while len(chunks) < n:
+        chunk = await stream.receive_some(n - len(chunks))
+        if not chunk:
+            return None
+        chunks += chunk
+    return chunks
+
+
+def frame(value: dict[str, Any]) -> bytes:
+    body: bytes = msgpack.packb(value, use_bin_type=True)
+    return len(body).to_bytes(4, "big") + body
+
+
+async def serve(args: argparse.Namespace) -> None:
+    import multiaddr
+    import trio
+    from libp2p import new_host
+    from libp2p.custom_types import TProtocol
+    from libp2p.peer.peerinfo import info_from_p2p_addr
+    from libp2p.pubsub.gossipsub import GossipSub
+    from libp2p.pubsub.pubsub import Pubsub
+    from libp2p.pubsub.score import ScoreParams, TopicScoreParams
+    from libp2p.tools.anyio_service import background_trio_service
+
+    limits = protocol.Limits()
+    state = State(args.swarm, limits, args.window_s, args.buckets, args.store_bytes)
+    topic = f"swarmnode/{args.swarm}/v1"
+    host = new_host(enable_mDNS=False, enable_upnp=False)
+    scores = ScoreParams(
+        p4_invalid_messages=TopicScoreParams(weight=-10.0, cap=100.0, decay=0.9),
+        publish_threshold=-50.0,
+        gossip_threshold=-20.0,
+        graylist_threshold=-80.0,
+        accept_px_threshold=0.0,
+    )
+    gossipsub = GossipSub(
+        protocols=[TProtocol("/meshsub/1.1.0"), TProtocol("/meshsub/1.0.0")],
+        degree=6,
+        degree_low=4,
+        degree_high=12,
+        time_to_live=60,
+        heartbeat_initial_delay=0.2,
+        heartbeat_interval=1,
+        score_params=scores,
+        max_messages_per_topic_per_second=args.rate,
+        min_mesh_diversity_ips=1,  # loopback swarms share one IP
+    )
+    pubsub = Pubsub(host, gossipsub)
+    out = trio.lowlevel.FdStream(os.dup(sys.stdout.fileno()))
+    stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    write_lock = trio.Lock()
+
+    async def send(value: dict[str, Any]) -> None:
+        async with write_lock:
+            await out.send_all(frame(value))
+
+    async def fetch_handler(stream: Any) -> None:
+        try:
+            wanted = await _read_exactly(stream, 32)
+            data = state.batches.get(wanted or b"")
+            await stream.write(len(data or b"").to_bytes(4, "big") + (data or b""))
+        finally:
+            await stream.close()
+
+    async def fetch_remote(batch_id: bytes) -> bytes | None:
+        for peer in list(host.get_connected_peers()):
+            try:
+                with trio.move_on_after(args.op_timeout_s):
+                    stream = await host.new_stream(peer, [TProtocol(FETCH_PROTOCOL)])
+                    await stream.write(batch_id)
+                    header = await _read_exactly(stream, 4)
+                    length = int.from_bytes(header or b"\0\0\0\0", "big")
+                    data = await _read_exactly(stream, length) if 0 < length <= limits.max_envelope_bytes else None
+                    await stream.close()
+                    if data is not None and hashlib.sha256(data).digest() == batch_id:
+                        state.keep_batch(batch_id, data)
+                        return data
+            except Exception as exc:  # a peer that fails to answer: try the next one
+                log.debug("fetch from %s failed: %s", peer, exc)
+        return None
+
+    async def handle(request: dict[str, Any]) -> Any:
+        op = request.get("op")
+        if op == "store_batch":
+            batch_id, data = request["batch_id"], request["data"]
+            if hashlib.sha256(data).digest() != batch_id or len(data) > limits.max_envelope_bytes:
+                raise ValueError("a batch is stored under the SHA-256 of its envelope, within the size limit")
+            state.keep_batch(batch_id, data)
+            if len(data) <= args.push_limit:
+                await pubsub.publish(topic, msgpack.packb(["batch", batch_id, data], use_bin_type=True))
+            return True
+        if op == "announce":
+            author = state.check_announcement(request["window"], request["data"])
+            if author is None:
+                raise ValueError("only valid signed announcements can be stored")
+            state.keep_announcement(request["window"], author, request["data"])
+            await pubsub.publish(topic, msgpack.packb(["ann", request["window"], request["data"]], use_bin_type=True))
+            return True
+        if op == "announcements":
+            window, bucket = request["window"], request.get("bucket")
+            buckets = range(state.buckets) if bucket is None else [bucket]
+            return [e for b in buckets for e in state.announcements.get((window, b), {}).values()]
+        if op == "fetch_batch":
+            found = state.batches.get(request["batch_id"])
+            return found if found is not None else await fetch_remote(request["batch_id"])
+        if op == "connect":
+            info = info_from_p2p_addr(multiaddr.Multiaddr(request["maddr"]))
+            await host.connect(info)
+            return True
+        if op == "rejections":
+            return dict(state.rejected)
+        if op == "peers":
+            return len(host.get_connected_peers())
+        raise ValueError(f"unknown op {op!r}")
+
+    async def answer(request: dict[str, Any]) -> None:
+        try:
+            with trio.fail_after(args.op_timeout_s):
+                value = await handle(request)
+            await send({"id": request.get("id"), "ok": True, "value": value})
+        except Exception as exc:  # reported to the parent, which raises it there
+            await send({"id": request.get("id"), "ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]})
+
+    listen = [multiaddr.Multiaddr(a) for a in args.listen]
+    async with host.run(listen_addrs=listen), trio.open_nursery() as nursery:
+        host.set_stream_handler(TProtocol(FETCH_PROTOCOL), fetch_handler)
+        pubsub.set_topic_validator(topic, lambda peer, msg: state.accept_message(msg.data), False)
+        async with background_trio_service(pubsub), background_trio_service(gossipsub):
+            await pubsub.wait_until_ready()
+            subscription = await pubsub.subscribe(topic)
+
+            async def drain() -> None:  # validated messages were kept by the validator; just consume them
+                while True:
+                    await subscription.get()
+
+            nursery.start_soon(drain)
+            for maddr in args.peers:
+                try:
+                    with trio.fail_after(args.op_timeout_s):
+                        await host.connect(info_from_p2p_addr(multiaddr.Multiaddr(maddr)))
+                except Exception as exc:  # an unreachable peer: the parent retries through "connect"
+                    log.warning("could not reach %s: %s", maddr, exc)
+            peer_id = host.get_id().to_string()
+            addrs = [f"{a}" if "/p2p/" in str(a) else f"{a}/p2p/{peer_id}" for a in host.get_addrs()]
+            await send({"id": 0, "op": "ready", "addrs": addrs})
+            while True:
+                request = await read_frame(stdin)
+                if request is None:  # the parent is gone
+                    nursery.cancel_scope.cancel()
+                    return
+                nursery.start_soon(answer, request)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="swarmnode's py-libp2p GossipSub host (run by the node)")
+    parser.add_argument("--swarm", required=True)
+    parser.add_argument("--listen", nargs="+", default=["/ip4/127.0.0.1/tcp/0"])
+    parser.add_argument("--peers", nargs="*", default=[])
+    parser.add_argument("--window-s", type=float, default=60.0)
+    parser.add_argument("--buckets", type=int, default=ANNOUNCE_BUCKETS)
+    parser.add_argument("--push-limit", type=int, default=512 * 1024, help="batches above this go by fetch")
+    parser.add_argument("--store-bytes", type=int, default=256 * 1024 * 1024, help="batch store cap")
+    parser.add_argument("--rate", type=float, default=50.0, help="messages per topic per second accepted")
+    parser.add_argument("--op-timeout-s", type=float, default=20.0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    import trio
+
+    trio.run(serve, args)
+
+
+if __name__ == "__main__":
+    main()
