@@ -268,7 +268,15 @@ def _bench_swarm(args: argparse.Namespace) -> int:
         raise UserError("--rounds must be at least 2 (the first round is not counted)")
     sizes = _sizes(args.sizes, "--sizes", 2)
     dht_sizes = _sizes(args.dht_sizes, "--dht-sizes", 2)
-    swarm.run(sizes, dht_sizes, args.rounds, Path(args.json))
+    from swarmnode.swarm.libp2p import libp2p_available
+
+    transports = ["hivemind", "libp2p"] if args.transport == "all" else [args.transport]
+    if "libp2p" in transports and not libp2p_available():
+        if args.transport == "libp2p":
+            raise UserError("--transport libp2p needs the libp2p extra: pip install 'swarmnode[libp2p]'")
+        transports.remove("libp2p")
+        print("(no libp2p rows: the libp2p extra is not installed)")
+    swarm.run(sizes, dht_sizes, args.rounds, Path(args.json), transports)
     return 0
 
 
@@ -419,7 +427,10 @@ def build_parser() -> argparse.ArgumentParser:
     rnd.set_defaults(run=_bench_round)
     sw = benches.add_parser("swarm", help="bytes per node per round, visibility latency, validation rate vs swarm size")
     sw.add_argument("--sizes", default="2,4,8,16,32,64", help="in-memory swarm sizes (default: %(default)s)")
-    sw.add_argument("--dht-sizes", default="2,4,8", help="hivemind swarm sizes on 127.0.0.1 (default: %(default)s)")
+    sw.add_argument("--dht-sizes", default="2,4,8", help="network swarm sizes on 127.0.0.1 (default: %(default)s)")
+    sw.add_argument(
+        "--transport", choices=["hivemind", "libp2p", "all"], default="all", help="network rows (default: all)"
+    )
     sw.add_argument("--rounds", type=int, default=6, help="rounds per size, the first not counted (default: 6)")
     sw.add_argument("--json", default="runs/bench/swarm.json", help="JSON output (default: %(default)s)")
     sw.set_defaults(run=_bench_swarm)

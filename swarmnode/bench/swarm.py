@@ -1,10 +1,12 @@
 """`swarmnode bench swarm`: what sharing costs a node as the swarm grows.
 
-N nodes (in-memory transport, and real hivemind DHT nodes on 127.0.0.1) each publish one signed batch per
-round — 8 `add` questions x 8 completions, about the size the tiny default produces — and then collect
-peers' groups the way a node does (want 8 external groups, at most 4 from one peer). Printed per N:
+N nodes (in-memory transport, real hivemind DHT nodes, py-libp2p GossipSub hosts; all on 127.0.0.1) each
+publish one signed batch per round — 8 `add` questions x 8 completions, about the size the tiny default
+produces — and then collect peers' groups the way a node does (want 8 external groups, at most 4 from one
+peer). Printed per N:
 
-- bytes a node downloads per round (announcements + batches), and what that is made of;
+- bytes a node downloads per round: what it reads (announcements + batches; for GossipSub, everything its
+  host received, since push delivers every peer's messages whether the node wants them or not);
 - publish-to-visible latency: from the start of a publish until another node listing the author's
   announcement bucket sees the batch (p50 / p99);
 - validated messages per second: batches through the full validation chain (signature, schema, freshness,
@@ -97,6 +99,13 @@ def _visible_after(reader: RolloutExchange, author: RolloutExchange, batch_id: b
         transport.bytes_downloaded = before
 
 
+def _downloaded(node: RolloutExchange) -> int:
+    """Bytes the node took in so far: what it read, or for a push transport all its host received."""
+    transport: Any = node.transport
+    wire = getattr(transport, "wire_bytes", None)
+    return int(wire() if wire is not None else transport.bytes_downloaded)
+
+
 def measure(nodes: Sequence[RolloutExchange], rounds: int, backend: str) -> dict[str, Any]:
     tasks = nodes[0].validator.tasks
     latencies: list[float] = []
@@ -104,6 +113,7 @@ def measure(nodes: Sequence[RolloutExchange], rounds: int, backend: str) -> dict
     fetched: list[int] = []
     n = len(nodes)
     for round_ in range(1, rounds + 1):
+        start_bytes = [_downloaded(node) for node in nodes]
         for i, node in enumerate(nodes):
             node.start_round()
             start = time.perf_counter()
@@ -113,13 +123,14 @@ def measure(nodes: Sequence[RolloutExchange], rounds: int, backend: str) -> dict
             reader = nodes[(i + 1) % n]
             latencies.append(published + _visible_after(reader, node, batch_id))
         for node in nodes:
-            transport: Any = node.transport
-            before, misses = transport.bytes_downloaded, node.validator.checked  # type: ignore[attr-defined]
+            checked_before = node.validator.checked  # type: ignore[attr-defined]
             node.start_round()
             node.collect(round_, want_groups=WANT, per_peer_groups=PER_PEER)
             if round_ > 1:  # the first round fills an empty swarm
-                per_round.append(transport.bytes_downloaded - before)
-                fetched.append(node.validator.checked - misses)  # type: ignore[attr-defined]
+                fetched.append(node.validator.checked - checked_before)  # type: ignore[attr-defined]
+        if round_ > 1:
+            time.sleep(0.2 if backend == "libp2p" else 0.0)  # pushes still in flight belong to this round
+            per_round += [_downloaded(node) - b for node, b in zip(nodes, start_bytes, strict=True)]
     seconds = sum(node.validator.seconds for node in nodes)  # type: ignore[attr-defined]
     checked = sum(node.validator.checked for node in nodes)  # type: ignore[attr-defined]
     rejected: Counter[str] = Counter()
@@ -164,10 +175,35 @@ def run_hivemind(n: int, rounds: int) -> dict[str, Any]:
             t.close()
 
 
-def run(sizes: Sequence[int], dht_sizes: Sequence[int], rounds: int, json_path: Path) -> list[dict[str, Any]]:
+def run_libp2p(n: int, rounds: int) -> dict[str, Any]:
+    from swarmnode.swarm.libp2p import Libp2pTransport
+
+    tasks = TaskSet([make_task("add")])
+    transports: list[Libp2pTransport] = []
+    try:
+        first = Libp2pTransport(SWARM)
+        transports.append(first)
+        transports += [Libp2pTransport(SWARM, initial_peers=first.visible_maddrs()[:1]) for _ in range(n - 1)]
+        time.sleep(3.0)  # a few GossipSub heartbeats to build the mesh
+        return measure([_exchange(t, tasks) for t in transports], rounds, "libp2p")
+    finally:
+        for t in transports:
+            t.close()
+
+
+def run(
+    sizes: Sequence[int],
+    dht_sizes: Sequence[int],
+    rounds: int,
+    json_path: Path,
+    transports: Sequence[str] = ("hivemind",),
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     jobs: list[tuple[Callable[[int, int], dict[str, Any]], int]] = [(run_memory, n) for n in sizes]
-    jobs += [(run_hivemind, n) for n in dht_sizes]
+    if "hivemind" in transports:
+        jobs += [(run_hivemind, n) for n in dht_sizes]
+    if "libp2p" in transports:
+        jobs += [(run_libp2p, n) for n in dht_sizes]
     for job, n in jobs:
         rows.append(job(n, rounds))
         r = rows[-1]

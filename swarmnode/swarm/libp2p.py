@@ -146,6 +146,11 @@ class Libp2pTransport:
             return found
         return None
 
+    def wire_bytes(self) -> int:
+        """What the host really received from other peers (pushed messages and fetched batches): with push,
+        every node takes in every peer's messages whether it reads them or not."""
+        return int(self._call("received_bytes", 5.0))
+
     def rejections(self) -> dict[str, int]:
         try:
             return dict(self._call("rejections", 5.0))

@@ -47,6 +47,8 @@ class State:
         self.held = 0
         self.announcements: dict[tuple[int, int], dict[str, bytes]] = {}
         self.rejected: Counter[str] = Counter()
+        self.received_bytes = 0
+        """Bytes of other peers' messages and fetched batches this host took in (its real download)."""
 
     def keep_batch(self, batch_id: bytes, data: bytes) -> None:
         if batch_id in self.batches:
@@ -206,6 +208,7 @@ async def serve(args: argparse.Namespace) -> None:
                     length = int.from_bytes(header or b"\0\0\0\0", "big")
                     data = await _read_exactly(stream, length) if 0 < length <= limits.max_envelope_bytes else None
                     await stream.close()
+                    state.received_bytes += len(data or b"")
                     if data is not None and hashlib.sha256(data).digest() == batch_id:
                         state.keep_batch(batch_id, data)
                         return data
@@ -245,6 +248,8 @@ async def serve(args: argparse.Namespace) -> None:
             return dict(state.rejected)
         if op == "peers":
             return len(host.get_connected_peers())
+        if op == "received_bytes":
+            return state.received_bytes
         raise ValueError(f"unknown op {op!r}")
 
     async def answer(request: dict[str, Any]) -> None:
@@ -258,7 +263,14 @@ async def serve(args: argparse.Namespace) -> None:
     listen = [multiaddr.Multiaddr(a) for a in args.listen]
     async with host.run(listen_addrs=listen), trio.open_nursery() as nursery:
         host.set_stream_handler(TProtocol(FETCH_PROTOCOL), fetch_handler)
-        pubsub.set_topic_validator(topic, lambda peer, msg: state.accept_message(msg.data), False)
+        own_id = host.get_id()
+
+        def validate(peer: Any, msg: Any) -> bool:
+            if peer != own_id:
+                state.received_bytes += len(msg.data)
+            return state.accept_message(msg.data)
+
+        pubsub.set_topic_validator(topic, validate, False)
         async with background_trio_service(pubsub), background_trio_service(gossipsub):
             await pubsub.wait_until_ready()
             subscription = await pubsub.subscribe(topic)

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 from swarmnode.bench.swarm import run_memory
+from swarmnode.swarm.libp2p import libp2p_available
 from tests.helpers import SWARMNODE
 
 
@@ -41,7 +42,8 @@ def test_bench_swarm_command(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     assert "visible p50 ms" in out.stdout
     rows = json.loads((tmp_path / "s.json").read_text())["rows"]
-    assert [(r["backend"], r["nodes"]) for r in rows] == [("memory", 2), ("memory", 4), ("hivemind", 2)]
+    expected = [("memory", 2), ("memory", 4), ("hivemind", 2)] + ([("libp2p", 2)] if libp2p_available() else [])
+    assert [(r["backend"], r["nodes"]) for r in rows] == expected
     assert all(r["bytes_per_node_round"] > 0 and r["validated_msgs_per_s"] > 0 for r in rows)
     bad = subprocess.run([SWARMNODE, "bench", "swarm", "--sizes", "1,x"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--sizes" in bad.stderr
