@@ -171,12 +171,17 @@ class HivemindTransport:
         if self.initial_peers:
             self._joiner = asyncio.run_coroutine_threadsafe(self._keep_joining(), self._loop)
 
-    async def _join_once(self) -> bool:
+    def connect(self, maddr: str) -> None:
+        """Reach one more peer now (for example across a healed partition); TransportError if it does not answer."""
+        if not self._run(self._join_once([maddr]), self.op_timeout_s * 3):
+            raise TransportError(f"could not reach {maddr}: {self.last_join_error}")
+
+    async def _join_once(self, peers: Sequence[str] | None = None) -> bool:
         from hivemind.p2p import PeerID
         from hivemind.utils.multiaddr import Multiaddr
 
         reached = 0
-        for text in self.initial_peers:
+        for text in self.initial_peers if peers is None else peers:
             try:
                 maddr = Multiaddr(text)
                 peer = PeerID.from_base58(maddr["p2p"])

@@ -1,9 +1,7 @@
 """One conformance suite for every `Transport` backend: the same tests, parametrised over the in-memory
 hub, real hivemind DHT nodes on 127.0.0.1 (each with its own p2p daemon process) and real py-libp2p
-GossipSub hosts (each its own process).
-
-Not covered yet: a 2-group partition that heals (loopback hivemind nodes cannot be partitioned from
-inside a test without a firewall)."""
+GossipSub hosts (each its own process). The partition test runs on the two network backends (one
+in-memory hub cannot be partitioned): two groups that never met, then a bridge between them."""
 
 from __future__ import annotations
 
@@ -32,14 +30,19 @@ class Swarm:
         self.hub = MemoryHub()
         self.opened: list[Any] = []
 
-    def node(self) -> Transport:
+    def node(self, via: Any = None) -> Transport:
+        """A new node joined through `via` (default: the first node; None if it is the first)."""
+        if via is False:
+            via = None
+        elif via is None and self.opened:
+            via = self.opened[0]
         if self.backend == "memory":
             t: Any = MemoryTransport(self.hub)
         elif self.backend == "libp2p":
-            peers = self.opened[0].visible_maddrs()[:1] if self.opened else []
+            peers = via.visible_maddrs()[:1] if via is not None else []
             t = Libp2pTransport(SWARM, initial_peers=peers, op_timeout_s=10.0)
         else:
-            peers = self.opened[0].visible_maddrs() if self.opened else []
+            peers = via.visible_maddrs() if via is not None else []
             t = HivemindTransport(SWARM, initial_peers=peers, op_timeout_s=20.0)
             assert t.wait_joined(30.0), t.last_join_error
         self.opened.append(t)
@@ -168,3 +171,32 @@ def test_a_peer_leaves_and_comes_back(swarm: Swarm) -> None:
     back.announce(window(), protocol.seal_payload(sample_announcement(), KEY_B, LIMITS))
     assert eventually(lambda: back.fetch_batch(protocol.message_id(raw)) == raw)
     assert eventually(lambda: peer(KEY_B) in authors(a.announcements(window())))
+
+
+def test_a_partition_heals(swarm: Swarm) -> None:
+    if swarm.backend == "memory":
+        pytest.skip("one in-memory hub has no partitions")
+    a = swarm.node()
+    b = swarm.node(via=a)
+    c = swarm.node(via=False)  # a second group that never met the first
+    d = swarm.node(via=c)
+    key_c = KEY_B
+
+    def announce_both() -> None:
+        a.announce(window(), protocol.seal_payload(sample_announcement(), KEY_A, LIMITS))
+        c.announce(window(), protocol.seal_payload(sample_announcement(), key_c, LIMITS))
+
+    announce_both()
+    assert eventually(lambda: authors(b.announcements(window())) == {peer(KEY_A)})
+    assert eventually(lambda: authors(d.announcements(window())) == {peer(key_c)})
+    time.sleep(1.0)
+    assert peer(key_c) not in authors(b.announcements(window()))  # still apart
+    b.connect(c.visible_maddrs()[0])  # type: ignore[attr-defined]  # the bridge
+    time.sleep(1.0)  # a GossipSub heartbeat to graft the new link into the mesh
+    announce_both()  # nodes announce again every round
+
+    def healed() -> bool:
+        both = {peer(KEY_A), peer(key_c)}
+        return authors(b.announcements(window())) == both and authors(d.announcements(window())) == both
+
+    assert eventually(healed, 40.0)
