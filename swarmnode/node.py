@@ -47,29 +47,20 @@ def open_dht(config: NodeConfig) -> Any:
     """The node's network transport (`swarm.transport`): the hivemind DHT, or GossipSub over py-libp2p in a
     child process. NAT port mapping, AutoNAT and relays are on only when swarm.nat_traversal = true."""
     sw = config.swarm
+    common: dict[str, Any] = dict(
+        initial_peers=sw.peers,
+        host_maddrs=sw.host_maddrs,
+        window_s=sw.window_s,
+        op_timeout_s=sw.op_timeout_s,
+        startup_timeout_s=sw.startup_timeout_s,
+    )
     if sw.transport == "libp2p":
         from swarmnode.swarm.libp2p import Libp2pTransport
 
         if sw.nat_traversal:
             raise UserError("swarm.nat_traversal is only built for the hivemind transport")
-        return Libp2pTransport(
-            sw.name,
-            initial_peers=sw.peers,
-            host_maddrs=sw.host_maddrs,
-            window_s=sw.window_s,
-            op_timeout_s=sw.op_timeout_s,
-            startup_timeout_s=sw.startup_timeout_s,
-        )
-    return HivemindTransport(
-        sw.name,
-        initial_peers=sw.peers,
-        host_maddrs=sw.host_maddrs,
-        window_s=sw.window_s,
-        ttl_s=sw.ttl_s,
-        op_timeout_s=sw.op_timeout_s,
-        startup_timeout_s=sw.startup_timeout_s,
-        nat_traversal=sw.nat_traversal,
-    )
+        return Libp2pTransport(sw.name, **common)
+    return HivemindTransport(sw.name, ttl_s=sw.ttl_s, nat_traversal=sw.nat_traversal, **common)
 
 
 def round_seed(seed: int, round_: int) -> int:

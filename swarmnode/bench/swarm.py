@@ -155,40 +155,35 @@ def run_memory(n: int, rounds: int) -> dict[str, Any]:
     return measure([_exchange(MemoryTransport(hub), tasks) for _ in range(n)], rounds, "memory")
 
 
-def run_hivemind(n: int, rounds: int) -> dict[str, Any]:
+def _run_network(backend: str, n: int, rounds: int) -> dict[str, Any]:
+    """N real network nodes on 127.0.0.1, all joined through the first one."""
     from swarmnode.swarm.hivemind_dht import HivemindTransport
+    from swarmnode.swarm.libp2p import Libp2pTransport
 
+    kind: Any = HivemindTransport if backend == "hivemind" else Libp2pTransport
     tasks = TaskSet([make_task("add")])
-    transports: list[HivemindTransport] = []
+    transports: list[Any] = []
     try:
-        first = HivemindTransport(SWARM)
-        transports.append(first)
-        peers = first.visible_maddrs()[:1]
+        transports.append(kind(SWARM))
+        peers = transports[0].visible_maddrs()[:1]
         for _ in range(n - 1):
-            t = HivemindTransport(SWARM, initial_peers=peers)
-            transports.append(t)
-            if not t.wait_joined(60):
+            transports.append(kind(SWARM, initial_peers=peers))
+            if backend == "hivemind" and not transports[-1].wait_joined(60):
                 raise RuntimeError("a benchmark node could not join on 127.0.0.1")
-        return measure([_exchange(t, tasks) for t in transports], rounds, "hivemind")
+        if backend == "libp2p":
+            time.sleep(3.0)  # a few GossipSub heartbeats to build the mesh
+        return measure([_exchange(t, tasks) for t in transports], rounds, backend)
     finally:
         for t in transports:
             t.close()
+
+
+def run_hivemind(n: int, rounds: int) -> dict[str, Any]:
+    return _run_network("hivemind", n, rounds)
 
 
 def run_libp2p(n: int, rounds: int) -> dict[str, Any]:
-    from swarmnode.swarm.libp2p import Libp2pTransport
-
-    tasks = TaskSet([make_task("add")])
-    transports: list[Libp2pTransport] = []
-    try:
-        first = Libp2pTransport(SWARM)
-        transports.append(first)
-        transports += [Libp2pTransport(SWARM, initial_peers=first.visible_maddrs()[:1]) for _ in range(n - 1)]
-        time.sleep(3.0)  # a few GossipSub heartbeats to build the mesh
-        return measure([_exchange(t, tasks) for t in transports], rounds, "libp2p")
-    finally:
-        for t in transports:
-            t.close()
+    return _run_network("libp2p", n, rounds)
 
 
 def run(

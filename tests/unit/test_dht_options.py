@@ -32,3 +32,17 @@ def test_nat_traversal_is_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch, 
     assert seen["host_maddrs"] == ["/ip4/127.0.0.1/tcp/0"]
     for key in ("nat_port_map", "auto_nat", "use_relay", "use_auto_relay"):
         assert seen[key] is opt_in, key
+
+
+def test_nat_traversal_is_refused_for_the_libp2p_transport() -> None:
+    import pytest
+
+    from swarmnode.config import load_config, parse_override
+    from swarmnode.errors import UserError
+    from swarmnode.node import open_dht
+
+    config = load_config(
+        None, [parse_override(s) for s in ("silo=false", "swarm.transport=libp2p", "swarm.nat_traversal=true")]
+    )
+    with pytest.raises(UserError, match="nat_traversal"):
+        open_dht(config)
