@@ -35,11 +35,7 @@ def test_nat_traversal_is_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch, 
 
 
 def test_nat_traversal_is_refused_for_the_libp2p_transport() -> None:
-    import pytest
-
-    from swarmnode.config import load_config, parse_override
     from swarmnode.errors import UserError
-    from swarmnode.node import open_dht
 
     config = load_config(
         None, [parse_override(s) for s in ("silo=false", "swarm.transport=libp2p", "swarm.nat_traversal=true")]
