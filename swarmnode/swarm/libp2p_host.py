@@ -11,8 +11,9 @@ One GossipSub topic per swarm carries ["ann", window, envelope] (announcements) 
 the `/swarmnode/fetch/1.0.0` stream protocol (request: 32-byte id; answer: the envelope or nothing, read
 with a size cap). The topic validator drops, counts and does not forward anything over the size cap,
 anything malformed, an announcement not validly signed for this swarm or outside the window range, and a
-batch whose bytes do not hash to its id. Rate limit and peer-score thresholds are set explicitly (py-libp2p's
-defaults are permissive).
+batch whose bytes do not hash to its id. Inbound RPCs over the push limit are refused before they are read
+into memory; message ids are content hashes kept in a 10-minute seen cache; the rate limit and peer-score
+thresholds are set explicitly (py-libp2p's defaults are permissive).
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ async def serve(args: argparse.Namespace) -> None:
     from libp2p.custom_types import TProtocol
     from libp2p.peer.peerinfo import info_from_p2p_addr
     from libp2p.pubsub.gossipsub import GossipSub
-    from libp2p.pubsub.pubsub import Pubsub
+    from libp2p.pubsub.pubsub import ContentAddressedMessageIDGenerator, Pubsub
     from libp2p.pubsub.score import ScoreParams, TopicScoreParams
     from libp2p.tools.anyio_service import background_trio_service
 
@@ -181,7 +182,14 @@ async def serve(args: argparse.Namespace) -> None:
         max_messages_per_topic_per_second=args.rate,
         min_mesh_diversity_ips=1,  # loopback swarms share one IP
     )
-    pubsub = Pubsub(host, gossipsub)
+    pubsub = Pubsub(
+        host,
+        gossipsub,
+        seen_ttl=600,  # the seen cache: the same message id is not delivered or forwarded twice
+        msg_id_constructor=ContentAddressedMessageIDGenerator(),  # ids by content, so replays are seen too
+        max_inbound_rpc_size=args.push_limit + 64 * 1024,  # refused before it is read into memory
+        allowed_topics={topic},
+    )
     out = trio.lowlevel.FdStream(os.dup(sys.stdout.fileno()))
     stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
     write_lock = trio.Lock()
