@@ -301,7 +301,7 @@ def _bootstrap(args: argparse.Namespace) -> int:
     from swarmnode.node import open_dht
 
     config = _node_config(args)
-    dht = open_dht(config)
+    dht = open_dht(config)  # nat_port_map, auto_nat and relays stay off unless swarm.nat_traversal = true
     addresses = dht.visible_maddrs()
     print("bootstrap node (DHT only, no model); peers join with: --peers " + " ".join(addresses), flush=True)
     if args.addr_file:  # for containers: the others wait for this file (join --peers-file)

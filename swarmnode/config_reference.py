@@ -65,11 +65,7 @@ def _rows(model: type[BaseModel], prefix: str) -> tuple[list[str], list[tuple[st
             sections.append((f"{prefix}{name}", annotation))
             continue
         doc = " ".join((field.description or "").split()).replace("|", "\\|")
-        rows.append(
-            f"| `{prefix}{name}` | {_type(field)} | {_default(field)} | {_constraints(field)} | {doc} |".replace(
-                "||", "| |"
-            )
-        )
+        rows.append(f"| `{prefix}{name}` | {_type(field)} | {_default(field)} | {_constraints(field)} | {doc} |")
     return rows, sections
 
 

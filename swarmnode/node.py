@@ -399,10 +399,11 @@ class Node:
     def _report(self, result: RoundResult) -> None:
         row = result.metrics()
         row["policy_version"] = self.learner.updates
-        if self.exchange is not None:
-            row.update(self.swarm_metrics())
+        peers = self.exchange.book.snapshot() if self.exchange is not None else None
+        if peers is not None:
+            row.update(self.swarm_metrics(peers))
         self._append_metrics(row)
-        self.status.round_done(row, self.exchange.book.snapshot() if self.exchange is not None else None)
+        self.status.round_done(row, peers)
         self.say(
             f"round {result.round:5d} | reward {result.mean_reward:.3f} | acc {result.accuracy:6.1%} | "
             f"groups {result.step.groups:2d}/{self.config.generation.questions_per_round} | "
@@ -410,13 +411,13 @@ class Node:
             + ("" if self.exchange is None else f" | external {row['external_groups']}/{result.external_available}")
         )
 
-    def swarm_metrics(self) -> dict[str, Any]:
+    def swarm_metrics(self, peers: list[dict[str, Any]]) -> dict[str, Any]:
         """Cumulative swarm counters: rejections by reason (of offers, of batches and of DHT records),
-        peers known and ignored, misreported rewards, failed fetches and I/O errors."""
+        peers known (`peers`: the peer book's snapshot) and ignored, misreported rewards, failed fetches
+        and I/O errors."""
         assert self.exchange is not None and self.transport is not None
         rejected = self.exchange.rejections()
         rejected.update(self.transport.rejections())
-        peers = self.exchange.book.snapshot()
         return {
             "rejected": dict(sorted(rejected.items())),
             "peers": len(peers),

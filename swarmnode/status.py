@@ -25,6 +25,8 @@ from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
+from aiohttp import web
+
 from swarmnode.errors import UserError
 
 PHASES = ("starting", "generating", "sharing", "training", "evaluating", "checkpointing", "paused", "stopped")
@@ -111,6 +113,14 @@ class NodeStatus:
         self.event("eval", f"held-out accuracy {row.get('eval_greedy_accuracy', 0.0):.1%} at round {row.get('round')}")
 
     # ------------------------------------------------------------------ read by the server
+
+    def listen(self, entry: tuple[asyncio.AbstractEventLoop, asyncio.Queue[dict[str, Any]]]) -> None:
+        with self._lock:
+            self.listeners.append(entry)
+
+    def unlisten(self, entry: tuple[asyncio.AbstractEventLoop, asyncio.Queue[dict[str, Any]]]) -> None:
+        with self._lock:
+            self.listeners.remove(entry)
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -225,8 +235,6 @@ class StatusServer:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(30)
 
     async def _start(self, host: str, port: int) -> int:
-        from aiohttp import web
-
         app = web.Application(middlewares=[self._auth])
         app.router.add_get("/status", self._status)
         app.router.add_get("/metrics", self._metrics)
@@ -244,51 +252,32 @@ class StatusServer:
         server: Any = site._server
         return int(server.sockets[0].getsockname()[1])
 
-    @staticmethod
-    def _web() -> Any:
-        from aiohttp import web
-
-        return web
-
-    async def _auth_check(self, request: Any) -> bool:
-        if not self.token:
-            return True
-        given = request.headers.get("Authorization", "")
-        return hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode())
-
-    @property
-    def _auth(self) -> Any:
-        web = self._web()
-
-        @web.middleware  # type: ignore[untyped-decorator]
-        async def middleware(request: Any, handler: Any) -> Any:
-            if not await self._auth_check(request):
-                return web.json_response({"error": "missing or wrong token"}, status=401)
-            return await handler(request)
-
-        return middleware
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Any) -> Any:
+        expected = f"Bearer {self.token}".encode()
+        if self.token and not hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected):
+            return web.json_response({"error": "missing or wrong token"}, status=401)
+        return await handler(request)
 
     async def _status(self, request: Any) -> Any:
-        return self._web().json_response(self.status.snapshot())
+        return web.json_response(self.status.snapshot())
 
     async def _metrics(self, request: Any) -> Any:
         from prometheus_client import CONTENT_TYPE_LATEST
 
-        web = self._web()
         return web.Response(body=prometheus_text(self.status), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _pause(self, request: Any) -> Any:
         self.status.pause_requested.set()
         self.status.event("control", "pause requested: training holds after this round")
-        return self._web().json_response({"paused": True})
+        return web.json_response({"paused": True})
 
     async def _resume(self, request: Any) -> Any:
         self.status.pause_requested.clear()
         self.status.event("control", "resumed")
-        return self._web().json_response({"paused": False})
+        return web.json_response({"paused": False})
 
     async def _events(self, request: Any) -> Any:
-        web = self._web()
         try:
             since = int(request.query.get("since", "0"))
         except ValueError:
@@ -297,10 +286,10 @@ class StatusServer:
         await response.prepare(request)
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
         entry = (asyncio.get_running_loop(), queue)
+        self.status.listen(entry)
         task = asyncio.current_task()
         if task is not None:
             self._streams.add(task)
-        self.status.listeners.append(entry)
         try:
             for item in self.status.events_since(since):
                 await response.write(f"id: {item['seq']}\ndata: {json.dumps(item)}\n\n".encode())
@@ -315,7 +304,7 @@ class StatusServer:
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
-            self.status.listeners.remove(entry)
+            self.status.unlisten(entry)
             self._streams.discard(task)
         return response
 

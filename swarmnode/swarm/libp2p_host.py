@@ -162,6 +162,8 @@ async def serve(args: argparse.Namespace) -> None:
     limits = protocol.Limits()
     state = State(args.swarm, limits, args.window_s, args.buckets, args.store_bytes)
     topic = f"swarmnode/{args.swarm}/v1"
+    # no mDNS, no UPnP port mapping and no relays: nothing leaves the listen addresses unless the user
+    # asks (the hivemind transport keeps nat_port_map / auto_nat / use_relay off the same way)
     host = new_host(enable_mDNS=False, enable_upnp=False)
     scores = ScoreParams(
         p4_invalid_messages=TopicScoreParams(weight=-10.0, cap=100.0, decay=0.9),
