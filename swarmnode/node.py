@@ -36,7 +36,7 @@ from swarmnode.policy import Prompter, SamplingParams
 from swarmnode.policy.select import make_backend
 from swarmnode.status import NodeStatus, StatusServer, write_url
 from swarmnode.swarm.exchange import OwnGroup, RolloutExchange
-from swarmnode.swarm.hivemind_dht import HivemindTransport, TransportError
+from swarmnode.swarm.hivemind_dht import HivemindTransport
 from swarmnode.swarm.peers import PeerBook
 from swarmnode.swarm.transport import Transport
 from swarmnode.swarm.validate import BatchValidator, FreshnessPolicy
@@ -59,7 +59,7 @@ def open_dht(config: NodeConfig) -> Any:
 
         if sw.nat_traversal:
             raise UserError("swarm.nat_traversal is only built for the hivemind transport")
-        return Libp2pTransport(sw.name, **common)
+        return Libp2pTransport(sw.name, log_path=config.run_dir / "libp2p-host.log", **common)
     return HivemindTransport(sw.name, ttl_s=sw.ttl_s, nat_traversal=sw.nat_traversal, **common)
 
 
@@ -118,6 +118,8 @@ class Node:
         self.transport = transport
         self.identity = identity
         self.exchange: RolloutExchange | None = None
+        self._io_said: tuple[int, str, float] = (0, "", 0.0)
+        """Swarm I/O errors reported so far: (count, last message, when)."""
         self._print = say
         self.stop_requested = False
         self.round = 0
@@ -248,14 +250,14 @@ class Node:
         if self.exchange is None:
             return []
         self.exchange.start_round()
-        try:
-            self.exchange.publish(
-                round_,
-                self.learner.updates,
-                [OwnGroup(g.question, tuple(g.texts), tuple(g.rewards)) for g in local],
-            )
-        except TransportError as exc:  # peers unreachable: still read what is there, retry next round
-            self.say(f"round {round_:5d} | could not publish ({exc})")
+        # peers unreachable: publish counts it as an I/O error; still read what is there, retry next round
+        self.exchange.publish(
+            round_,
+            self.learner.updates,
+            [OwnGroup(g.question, tuple(g.texts), tuple(g.rewards)) for g in local],
+        )
+        collected = self.exchange.collect(round_, want_groups=sw.external_groups, per_peer_groups=per_peer)
+        self._report_swarm_trouble(round_)
         return [
             ScoredGroup(
                 g.question,
@@ -265,8 +267,20 @@ class Node:
                 g.author,
                 g.completions,
             )
-            for g in self.exchange.collect(round_, want_groups=sw.external_groups, per_peer_groups=per_peer)
+            for g in collected
         ]
+
+    def _report_swarm_trouble(self, round_: int) -> None:
+        """Say what went wrong with swarm I/O: each new kind of error at once, a repeat at most once a minute
+        (with how many there were), and the transport's own notices (a restarted host process, say)."""
+        assert self.exchange is not None
+        for notice in self.exchange.transport.take_notices():
+            self.say(f"round {round_:5d} | {notice}")
+        errors, last = self.exchange.io_errors, self.exchange.last_io_error
+        said_errors, said_text, said_at = self._io_said
+        if errors > said_errors and (last != said_text or time.monotonic() - said_at >= 60):
+            self.say(f"round {round_:5d} | swarm I/O failed ({errors} so far): {last}")
+            self._io_said = (errors, last, time.monotonic())
 
     def _truncate_metrics(self, last_round: int) -> None:
         """Drop metrics of rounds after the checkpoint: they are about to be run again."""

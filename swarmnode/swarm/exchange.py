@@ -76,10 +76,10 @@ class RolloutExchange:
         self.counts: Counter[str] = Counter()
         """Rejections of offers (before download), by reason, since start."""
         self.misses = 0
+        """Offered batches that could not be fetched (expired, or their holder is gone)."""
         self.io_errors = 0
         """Transport operations that failed or ran out of the round's time (collect keeps what it has)."""
         self.last_io_error = ""
-        """Offered batches that could not be fetched (expired, or their holder is gone)."""
         self._done: OrderedDict[bytes, str] = OrderedDict()
         """Batches already processed -> their signer (announcements list a peer's batches again and again)."""
         self._done_capacity = 100_000
@@ -116,7 +116,8 @@ class RolloutExchange:
         return int(self.clock() // self.window_s)
 
     def publish(self, round_: int, policy_version: int, groups: Sequence[OwnGroup]) -> bytes | None:
-        """Share `groups`; returns the batch id (None when there is nothing worth sharing)."""
+        """Share `groups`; returns the batch id (None when there is nothing worth sharing, or the transport
+        failed: counted in `io_errors`)."""
         shared = [g for g in groups if g.completions][: self.limits.max_groups_per_batch]
         if not shared:
             return None
@@ -139,7 +140,11 @@ class RolloutExchange:
         )
         envelope = protocol.seal_payload(batch, self.identity.key, self.limits)
         batch_id = protocol.message_id(envelope)
-        self.transport.store_batch(batch_id, envelope, timeout=self._left())
+        try:
+            self.transport.store_batch(batch_id, envelope, timeout=self._left())
+        except TransportError as exc:
+            self._io_error(exc)
+            return None
         rewards = [r for g in shared for r in g.rewards]
         summary = protocol.BatchSummary(
             batch_id,
@@ -153,9 +158,13 @@ class RolloutExchange:
             : min(self.announce_batches, self.limits.max_batches_per_announcement)
         ]
         announcement = protocol.Announcement(self.swarm, round_, now_ms, self.model, tuple(self._published))
-        self.transport.announce(
-            self.window(), protocol.seal_payload(announcement, self.identity.key, self.limits), timeout=self._left()
-        )
+        try:
+            self.transport.announce(
+                self.window(), protocol.seal_payload(announcement, self.identity.key, self.limits), timeout=self._left()
+            )
+        except TransportError as exc:
+            self._io_error(exc)
+            return None
         return batch_id
 
     def collect(

@@ -216,6 +216,9 @@ class HivemindTransport:
     def rejections(self) -> dict[str, int]:
         return dict(self.validator.counts)
 
+    def take_notices(self) -> list[str]:
+        return []
+
     def _timeout(self, timeout: float | None) -> float:
         return self.op_timeout_s if timeout is None else min(self.op_timeout_s, timeout)
 

@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import os
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 import msgpack
 
 from swarmnode.errors import UserError
-from swarmnode.swarm.libp2p_host import MAX_FRAME, frame
+from swarmnode.swarm.libp2p_host import KEY_ENV, MAX_FRAME, frame
 from swarmnode.swarm.transport import ANNOUNCE_BUCKETS, TransportError
 
 
@@ -37,35 +39,97 @@ class Libp2pTransport:
         op_timeout_s: float = 20.0,
         startup_timeout_s: float = 60.0,
         buckets: int = ANNOUNCE_BUCKETS,
+        log_path: Path | None = None,
+        restart_every_s: float = 10.0,
     ) -> None:
         if not libp2p_available():
             raise UserError("the libp2p transport needs its extra: pip install 'swarmnode[libp2p]'")
         self.swarm = swarm
         self.buckets = buckets
         self.op_timeout_s = op_timeout_s
+        self.startup_timeout_s = startup_timeout_s
+        self.window_s = window_s
+        self.restart_every_s = restart_every_s
+        """A host that ended is restarted at most this often (one that cannot stay up does not spin)."""
+        self.log_path = log_path
+        """Where the host process writes its warnings and, if it dies, its traceback."""
         self.bytes_downloaded = 0
+        self.restarts = 0
+        self._peers = list(initial_peers)
+        self._host_maddrs = list(host_maddrs)
+        self._key_seed = os.urandom(32)  # the host's libp2p identity, kept across restarts
         self._ids = itertools.count(1)
         self._pending: dict[int, Future[Any]] = {}
         self._lock = threading.Lock()
         self._write = threading.Lock()
-        self._ready: Future[list[str]] = Future()
-        command = [sys.executable, "-m", "swarmnode.swarm.libp2p_host", "--swarm", swarm, "--listen", *host_maddrs]
-        command += ["--window-s", str(window_s), "--buckets", str(buckets), "--op-timeout-s", str(op_timeout_s)]
-        if initial_peers:
-            command += ["--peers", *initial_peers]
-        self._proc = subprocess.Popen(  # noqa: S603 - this interpreter running our own module
-            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        self._restart_lock = threading.Lock()
+        self._notices: list[str] = []
+        self._closed = False
+        self._last_start = time.monotonic()
+        try:
+            self.addrs = self._start(self._host_maddrs)
+        except TransportError as exc:
+            raise UserError(str(exc)) from exc
+
+    def _start(self, listen: Sequence[str]) -> list[str]:
+        """Start a host process listening on `listen`; its addresses once it is ready."""
+        command = [sys.executable, "-m", "swarmnode.swarm.libp2p_host", "--swarm", self.swarm, "--listen", *listen]
+        command += ["--window-s", str(self.window_s), "--buckets", str(self.buckets)]
+        command += ["--op-timeout-s", str(self.op_timeout_s)]
+        if self._peers:
+            command += ["--peers", *self._peers]
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab") if self.log_path is not None else subprocess.DEVNULL
+        try:
+            self._proc = subprocess.Popen(  # noqa: S603 - this interpreter running our own module
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env={**os.environ, KEY_ENV: self._key_seed.hex()},
+            )
+        finally:
+            if not isinstance(log, int):
+                log.close()
+        ready: Future[list[str]] = Future()
+        self._pending = {}
+        self._reader = threading.Thread(
+            target=self._read_loop, args=(self._proc, ready, self._pending), name="swarmnode-libp2p", daemon=True
         )
-        self._reader = threading.Thread(target=self._read_loop, name="swarmnode-libp2p", daemon=True)
         self._reader.start()
         try:
-            self.addrs = self._ready.result(startup_timeout_s)
+            return ready.result(self.startup_timeout_s)
         except Exception as exc:
-            self.close()
-            raise UserError(f"the libp2p host did not start: {exc or type(exc).__name__}") from exc
+            self._stop_process()
+            raise TransportError(f"the libp2p host did not start: {exc or type(exc).__name__}") from exc
 
-    def _read_loop(self) -> None:
-        stream = self._proc.stdout
+    def _restart(self) -> None:
+        """Start a new host in place of one that ended, on the same address and with the same peer id."""
+        with self._restart_lock:
+            if self._closed or self._proc.poll() is None:
+                return
+            code = self._proc.returncode
+            wait = self._last_start + self.restart_every_s - time.monotonic()
+            if wait > 0:
+                raise TransportError(f"the libp2p host ended (exit code {code}); restarting it in {wait:.0f} s")
+            self._last_start = time.monotonic()
+            self.restarts += 1
+            where = f" (its log: {self.log_path})" if self.log_path is not None else ""
+            same = [a.split("/p2p/")[0] for a in self.addrs]
+            try:
+                self.addrs = self._start(same)
+            except TransportError:  # its port was taken meanwhile: a new one
+                self.addrs = self._start(self._host_maddrs)
+            self._notices.append(f"the libp2p host ended (exit code {code}){where}; restarted: {' '.join(self.addrs)}")
+
+    def take_notices(self) -> list[str]:
+        with self._lock:
+            notices, self._notices = self._notices, []
+        return notices
+
+    def _read_loop(self, proc: subprocess.Popen[bytes], ready: Future[list[str]], pending: dict[int, Any]) -> None:
+        stream = proc.stdout
         assert stream is not None
         while True:
             header = stream.read(4)
@@ -79,28 +143,32 @@ class Libp2pTransport:
                 break
             reply = msgpack.unpackb(body, raw=False)
             if reply.get("op") == "ready":
-                self._ready.set_result(list(reply.get("addrs", [])))
+                ready.set_result(list(reply.get("addrs", [])))
                 continue
             with self._lock:
-                future = self._pending.pop(reply.get("id"), None)
+                future = pending.pop(reply.get("id"), None)
             if future is not None:
                 future.set_result(reply)
         error = TransportError("the libp2p host process ended")
-        if not self._ready.done():
-            self._ready.set_exception(error)
+        if not ready.done():
+            ready.set_exception(error)
         with self._lock:
-            pending, self._pending = self._pending, {}
-        for future in pending.values():
+            left = list(pending.values())
+            pending.clear()
+        for future in left:
             future.set_exception(error)
 
     def _call(self, op: str, timeout: float | None = None, **fields: Any) -> Any:
         limit = self.op_timeout_s if timeout is None else min(self.op_timeout_s, timeout)
         if limit <= 0:
             raise TransportError("no time left in this round for swarm I/O")
+        if self._proc.poll() is not None:
+            self._restart()
         request_id = next(self._ids)
         future: Future[Any] = Future()
         with self._lock:
-            self._pending[request_id] = future
+            pending = self._pending
+            pending[request_id] = future
         try:
             with self._write:
                 assert self._proc.stdin is not None
@@ -111,7 +179,7 @@ class Libp2pTransport:
             raise TransportError(f"libp2p {op}: {type(exc).__name__} {exc}"[:300]) from exc
         finally:
             with self._lock:
-                self._pending.pop(request_id, None)
+                pending.pop(request_id, None)
         if not reply.get("ok"):
             error = str(reply.get("error", ""))
             if error.startswith("ValueError"):
@@ -124,6 +192,8 @@ class Libp2pTransport:
 
     def connect(self, maddr: str) -> None:
         self._call("connect", maddr=maddr)
+        if maddr not in self._peers:
+            self._peers.append(maddr)  # a restarted host dials it too
 
     def peer_count(self) -> int:
         return int(self._call("peers"))
@@ -158,6 +228,10 @@ class Libp2pTransport:
             return {}
 
     def close(self) -> None:
+        self._closed = True
+        self._stop_process()
+
+    def _stop_process(self) -> None:
         if self._proc.poll() is None:
             try:
                 if self._proc.stdin is not None:
@@ -166,6 +240,4 @@ class Libp2pTransport:
             except (OSError, subprocess.TimeoutExpired):
                 self._proc.kill()
                 self._proc.wait(timeout=10)
-        deadline = time.monotonic() + 5
-        while self._reader.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        self._reader.join(timeout=5)

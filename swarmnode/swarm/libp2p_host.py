@@ -22,9 +22,11 @@ import argparse
 import hashlib
 import logging
 import os
+import random
 import sys
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgpack
@@ -34,6 +36,7 @@ from swarmnode.swarm.transport import ANNOUNCE_BUCKETS, announcement_bucket
 
 MAX_FRAME = 8 * 1024 * 1024
 FETCH_PROTOCOL = "/swarmnode/fetch/1.0.0"
+KEY_ENV = "SWARMNODE_LIBP2P_KEY"
 log = logging.getLogger("swarmnode.libp2p")
 
 
@@ -120,27 +123,41 @@ class State:
 
 
 async def read_frame(stream: Any) -> dict[str, Any] | None:
-    header = await _read_exactly(stream, 4)
+    """One frame from the parent (a trio stream)."""
+    header = await read_exactly(stream.receive_some, 4)
     if header is None:
         return None
     length = int.from_bytes(header, "big")
     if length > MAX_FRAME:
         raise ValueError(f"frame of {length} bytes from the parent")
-    body = await _read_exactly(stream, length)
+    body = await read_exactly(stream.receive_some, length)
     if body is None:
         return None
     value = msgpack.unpackb(body, raw=False)
     return value if isinstance(value, dict) else None
 
 
-async def _read_exactly(stream: Any, n: int) -> bytes | None:
+async def read_exactly(read: Callable[[int], Awaitable[bytes]], n: int) -> bytes | None:
+    """`n` bytes from `read` (a trio stream's receive_some, a libp2p stream's read: either may return
+    fewer bytes than asked), or None if the stream ends first."""
     chunks = b""
     while len(chunks) < n:
-        chunk = await stream.receive_some(n - len(chunks))
+        chunk = await read(n - len(chunks))
         if not chunk:
             return None
         chunks += chunk
     return chunks
+
+
+async def close_quietly(stream: Any) -> None:
+    """Close a libp2p stream that the peer may already have reset (bounded in time)."""
+    import trio
+
+    with trio.move_on_after(5):
+        try:
+            await stream.close()
+        except Exception as exc:  # already reset by the peer
+            log.debug("closing a stream: %s", exc)
 
 
 def frame(value: dict[str, Any]) -> bytes:
@@ -164,7 +181,13 @@ async def serve(args: argparse.Namespace) -> None:
     topic = f"swarmnode/{args.swarm}/v1"
     # no mDNS, no UPnP port mapping and no relays: nothing leaves the listen addresses unless the user
     # asks (the hivemind transport keeps nat_port_map / auto_nat / use_relay off the same way)
-    host = new_host(enable_mDNS=False, enable_upnp=False)
+    from libp2p.crypto.ed25519 import create_new_key_pair
+
+    # the parent keeps the host's key (in the environment, not on the command line) so that a restarted host
+    # has the same peer id and address
+    seed = os.environ.get(KEY_ENV)
+    key_pair = create_new_key_pair(bytes.fromhex(seed)) if seed else None
+    host = new_host(key_pair=key_pair, enable_mDNS=False, enable_upnp=False)
     scores = ScoreParams(
         p4_invalid_messages=TopicScoreParams(weight=-10.0, cap=100.0, decay=0.9),
         publish_threshold=-50.0,
@@ -201,29 +224,42 @@ async def serve(args: argparse.Namespace) -> None:
             await out.send_all(frame(value))
 
     async def fetch_handler(stream: Any) -> None:
+        """Answer one fetch: a 32-byte batch id in, its envelope (4-byte length first) or an empty answer out.
+        Whatever a peer does on this stream (stalls, resets it, sends junk) ends only this stream."""
         try:
-            wanted = await _read_exactly(stream, 32)
-            data = state.batches.get(wanted or b"")
-            await stream.write(len(data or b"").to_bytes(4, "big") + (data or b""))
+            with trio.move_on_after(args.op_timeout_s):
+                wanted = await read_exactly(stream.read, 32)
+                data = state.batches.get(wanted or b"") or b""
+                await stream.write(len(data).to_bytes(4, "big") + data)
+        except Exception as exc:  # one peer's broken stream
+            state.rejected["libp2p_fetch_stream"] += 1
+            log.debug("fetch stream from a peer failed: %s", exc)
         finally:
-            await stream.close()
+            await close_quietly(stream)
 
     async def fetch_remote(batch_id: bytes) -> bytes | None:
-        for peer in list(host.get_connected_peers()):
+        """Ask connected peers, in random order, for a batch this host does not hold."""
+        peers = list(host.get_connected_peers())
+        random.shuffle(peers)
+        for peer in peers:
+            stream = None
             try:
                 with trio.move_on_after(args.op_timeout_s):
                     stream = await host.new_stream(peer, [TProtocol(FETCH_PROTOCOL)])
                     await stream.write(batch_id)
-                    header = await _read_exactly(stream, 4)
+                    header = await read_exactly(stream.read, 4)
                     length = int.from_bytes(header or b"\0\0\0\0", "big")
-                    data = await _read_exactly(stream, length) if 0 < length <= limits.max_envelope_bytes else None
-                    await stream.close()
+                    ok = 0 < length <= limits.max_envelope_bytes
+                    data = await read_exactly(stream.read, length) if ok else None
                     state.received_bytes += len(data or b"")
                     if data is not None and hashlib.sha256(data).digest() == batch_id:
                         state.keep_batch(batch_id, data)
                         return data
             except Exception as exc:  # a peer that fails to answer: try the next one
                 log.debug("fetch from %s failed: %s", peer, exc)
+            finally:
+                if stream is not None:
+                    await close_quietly(stream)
         return None
 
     async def handle(request: dict[str, Any]) -> Any:
@@ -253,6 +289,8 @@ async def serve(args: argparse.Namespace) -> None:
         if op == "connect":
             info = info_from_p2p_addr(multiaddr.Multiaddr(request["maddr"]))
             await host.connect(info)
+            if request["maddr"] not in known:
+                known.append(request["maddr"])
             return True
         if op == "rejections":
             return dict(state.rejected)
@@ -290,12 +328,32 @@ async def serve(args: argparse.Namespace) -> None:
                     await subscription.get()
 
             nursery.start_soon(drain)
-            for maddr in args.peers:
-                try:
-                    with trio.fail_after(args.op_timeout_s):
-                        await host.connect(info_from_p2p_addr(multiaddr.Multiaddr(maddr)))
-                except Exception as exc:  # an unreachable peer: the parent retries through "connect"
-                    log.warning("could not reach %s: %s", maddr, exc)
+            known = list(args.peers)
+            unreachable: set[str] = set()
+
+            async def dial_known() -> None:
+                """Dial every known peer address (given at start or through "connect") not connected now."""
+                connected = set(host.get_connected_peers())
+                for maddr in list(known):
+                    try:
+                        info = info_from_p2p_addr(multiaddr.Multiaddr(maddr))
+                        if info.peer_id in connected:
+                            continue
+                        with trio.fail_after(args.op_timeout_s):
+                            await host.connect(info)
+                        unreachable.discard(maddr)
+                    except Exception as exc:  # unreachable for now: tried again later, said once
+                        if maddr not in unreachable:
+                            log.warning("could not reach %s (retrying every %.0f s): %s", maddr, args.redial_s, exc)
+                        unreachable.add(maddr)
+
+            async def keep_connected() -> None:  # a peer that restarted, or a link that broke, is dialled again
+                while True:
+                    await trio.sleep(args.redial_s)
+                    await dial_known()
+
+            await dial_known()
+            nursery.start_soon(keep_connected)
             peer_id = host.get_id().to_string()
             addrs = [f"{a}" if "/p2p/" in str(a) else f"{a}/p2p/{peer_id}" for a in host.get_addrs()]
             await send({"id": 0, "op": "ready", "addrs": addrs})
@@ -318,6 +376,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--store-bytes", type=int, default=256 * 1024 * 1024, help="batch store cap")
     parser.add_argument("--rate", type=float, default=50.0, help="messages per topic per second accepted")
     parser.add_argument("--op-timeout-s", type=float, default=20.0)
+    parser.add_argument("--redial-s", type=float, default=5.0, help="how often unconnected known peers are dialled")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     import trio

@@ -74,3 +74,6 @@ class MemoryTransport:
 
     def rejections(self) -> dict[str, int]:
         return {}
+
+    def take_notices(self) -> list[str]:
+        return []

@@ -53,3 +53,7 @@ class Transport(Protocol):
     def rejections(self) -> dict[str, int]:
         """Records this transport itself refused (for example by a DHT record validator), by reason."""
         ...
+
+    def take_notices(self) -> list[str]:
+        """One-line notices for the user since the last call (for example: a child process was restarted)."""
+        ...

@@ -11,6 +11,7 @@ from swarmnode.config import load_config, parse_override
 from swarmnode.identity import Identity
 from swarmnode.node import Node, read_metrics
 from swarmnode.swarm.memory import MemoryHub, MemoryTransport
+from swarmnode.swarm.transport import TransportError
 
 
 def test_three_nodes_train_on_each_others_groups(tmp_path: Path) -> None:
@@ -47,3 +48,46 @@ def test_three_nodes_train_on_each_others_groups(tmp_path: Path) -> None:
             used |= set(row.get("external_by_peer", {}))
         assert used == set(ids) - {ids[i]}
         assert node.exchange is not None and sum(node.exchange.validator.counts.values()) == 0
+
+
+class FailingTransport(MemoryTransport):
+    """A transport whose network is down (every operation times out), with one notice to pass on."""
+
+    def __init__(self, hub: MemoryHub) -> None:
+        super().__init__(hub)
+        self.notices = ["the host process ended; restarted"]
+
+    def store_batch(self, batch_id: bytes, envelope: bytes, timeout: float | None = None) -> None:
+        raise TransportError("store timed out")
+
+    def announce(self, window: int, envelope: bytes, timeout: float | None = None) -> None:
+        raise TransportError("announce timed out")
+
+    def announcements(self, window: int, bucket: int | None = None, timeout: float | None = None) -> list[bytes]:
+        raise TransportError("read timed out")
+
+    def take_notices(self) -> list[str]:
+        notices, self.notices = self.notices, []
+        return notices
+
+
+def test_a_node_whose_network_fails_keeps_training_and_says_so_without_flooding(tmp_path: Path) -> None:
+    overrides = [
+        parse_override(s)
+        for s in (f"run_dir={tmp_path}", "silo=false", "eval.every=0", "generation.backend=hf", "status.enabled=false")
+    ]
+    said: list[str] = []
+    node = Node(load_config(None, overrides), say=said.append, transport=FailingTransport(MemoryHub()))
+    for round_ in range(1, 4):
+        result = node.run_round(round_)
+        assert result is not None  # a silo round
+        node.round = round_
+        node._report(result)
+    trouble = [line for line in said if "swarm I/O failed" in line or "restarted" in line]
+    # the first failure of a kind is said at once; the same failure again within a minute is not repeated
+    assert trouble == [
+        "round     1 | the host process ended; restarted",
+        "round     1 | swarm I/O failed (2 so far): read timed out",
+    ], trouble
+    rows = read_metrics(tmp_path)
+    assert [r["io_errors"] for r in rows] == [2, 4, 6]

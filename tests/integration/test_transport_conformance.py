@@ -5,8 +5,12 @@ in-memory hub cannot be partitioned): two groups that never met, then a bridge b
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -116,6 +120,26 @@ def test_publish_and_receive(swarm: Swarm) -> None:
     assert b.fetch_batch(b"\x02" * 32) is None
 
 
+def big_batch() -> bytes:
+    """A signed batch of about 1 MiB: over the libp2p push limit (so fetched from its holder, in many reads)
+    and over hivemind's ~60 KB pipe limit of DHT.store (the transport uses DHTNode in-process)."""
+    completions = tuple(f"<answer>{i}</answer>" + "x" * 16_000 for i in range(64))
+    group = protocol.RolloutGroup(sample_batch().groups[0].ref, "10+45=", completions, (1.0,) * 64)
+    batch = protocol.RolloutBatch(SWARM, 12, 11, 1_764_000_000_000, "m", (group,))
+    raw = protocol.seal_payload(batch, KEY_A, LIMITS)
+    assert 1_000_000 < len(raw) <= LIMITS.max_envelope_bytes
+    return raw
+
+
+def test_a_big_batch_is_fetched_from_its_holder(swarm: Swarm) -> None:
+    a, b = swarm.node(), swarm.node()
+    raw = big_batch()
+    a.store_batch(protocol.message_id(raw), raw)
+    assert eventually(lambda: b.fetch_batch(protocol.message_id(raw)) == raw)
+    late = swarm.node(via=b)  # joined after the batch was stored
+    assert eventually(lambda: late.fetch_batch(protocol.message_id(raw)) == raw)
+
+
 def test_only_signed_announcements_and_content_addressed_batches_are_stored(swarm: Swarm) -> None:
     a = swarm.node()
     swarm.node()
@@ -200,3 +224,54 @@ def test_a_partition_heals(swarm: Swarm) -> None:
         return authors(b.announcements(window())) == both and authors(d.announcements(window())) == both
 
     assert eventually(healed, 40.0)
+
+
+@pytest.mark.skipif(not libp2p_available(), reason="needs the libp2p extra")
+def test_a_libp2p_host_that_dies_is_restarted_with_its_address_and_peer_id() -> None:
+    a = Libp2pTransport(SWARM, op_timeout_s=10.0, restart_every_s=0.0)
+    b = Libp2pTransport(SWARM, initial_peers=a.visible_maddrs(), op_timeout_s=10.0)
+    try:
+        before = a.visible_maddrs()
+        a._proc.kill()  # the host process dies (a crash, the OOM killer)
+        a._proc.wait(10)
+        assert a.announcements(window()) == []  # the next operation starts a new host
+        assert a.visible_maddrs() == before and a.restarts == 1
+        assert [n for n in a.take_notices() if "restarted" in n] and a.take_notices() == []
+        raw = protocol.seal_payload(sample_batch(), KEY_A, LIMITS)
+        a.store_batch(protocol.message_id(raw), raw)
+
+        def b_reaches_a() -> bool:  # b announces every round, as nodes do
+            again = sample_announcement()
+            fresh = protocol.Announcement(SWARM, 2, int(time.time() * 1000), "m", again.batches)
+            b.announce(window(), protocol.seal_payload(fresh, KEY_B, LIMITS))
+            time.sleep(0.5)
+            return peer(KEY_B) in authors(a.announcements(window()))
+
+        # b redials the peers it was given (a's address is the same): they meet again, share both ways
+        assert eventually(b_reaches_a, 40.0)
+        assert eventually(lambda: b.fetch_batch(protocol.message_id(raw)) == raw)
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.skipif(not libp2p_available(), reason="needs the libp2p extra")
+def test_a_libp2p_host_survives_broken_fetch_streams_and_answers_a_request_sent_in_pieces() -> None:
+    a = Libp2pTransport(SWARM, op_timeout_s=10.0)
+    try:
+        raw = big_batch()
+        a.store_batch(protocol.message_id(raw), raw)
+        probe = Path(__file__).parents[1] / "libp2p_probe.py"
+        done = subprocess.run(
+            [sys.executable, str(probe), a.visible_maddrs()[0], protocol.message_id(raw).hex()],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=Path(__file__).parents[2],
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert json.loads(done.stdout) == {"sha256": protocol.message_id(raw).hex(), "length": len(raw)}
+        assert a._proc.poll() is None and a.restarts == 0  # the host never died
+        assert a.announcements(window()) == []  # and still answers
+    finally:
+        a.close()
