@@ -73,12 +73,36 @@ def metrics_rows(run_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def wait_for(check: Callable[[], T | None], what: str, limit: float = 90.0, every: float = 0.5) -> T:
-    """Poll `check` until it returns something truthy (bounded in time)."""
+def wait_for(
+    check: Callable[[], T | None],
+    what: str,
+    limit: float = 90.0,
+    every: float = 0.5,
+    explain: Callable[[], str] | None = None,
+) -> T:
+    """Poll `check` until it returns something truthy (bounded in time); on a timeout, `explain()` says
+    what the processes under test were doing."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         found = check()
         if found:
             return found
         time.sleep(every)
-    raise AssertionError(f"timed out after {limit:.0f} s waiting for {what}")
+    raise AssertionError(f"timed out after {limit:.0f} s waiting for {what}" + (f"\n{explain()}" if explain else ""))
+
+
+SWARM_COUNTERS = ("round", "peers", "external_groups", "rejected", "fetch_misses", "io_errors")
+
+
+def swarm_report(logs: list[Path], run_dirs: list[Path]) -> str:
+    """For a failed swarm test: each node's last swarm counters, its log lines that are not round lines, and
+    the tail of its transport host's log."""
+    parts = []
+    for log, run_dir in zip(logs, run_dirs, strict=True):
+        rows = metrics_rows(run_dir)
+        last = {k: rows[-1].get(k) for k in SWARM_COUNTERS} if rows else "no rounds"
+        said = [line for line in (log.read_text().splitlines() if log.exists() else []) if " | reward " not in line]
+        host = run_dir / "libp2p-host.log"
+        host_tail = host.read_text().splitlines()[-15:] if host.exists() else []
+        parts.append(f"== {run_dir.name}: {last}\n" + "\n".join(said[-20:] + host_tail))
+    return "\n".join(parts)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import SWARMNODE, join_command, metrics_rows, read_line_matching, wait_for
+from tests.helpers import SWARMNODE, join_command, metrics_rows, read_line_matching, swarm_report, wait_for
 
 ROUND_TIMEOUT_S = 5.0
 
@@ -53,6 +53,7 @@ def test_three_nodes_share_survive_a_sigkill_and_a_rejoin(tmp_path: Path, procs:
     nodes = [_start(tmp_path, i, maddr, procs) for i in range(3)]
     ids = [_log_match(tmp_path, i, r"peer id (\w+)").group(1) for i in range(3)]
     runs = [tmp_path / f"n{i}" for i in range(3)]
+    report = lambda: swarm_report([tmp_path / f"n{i}.log" for i in range(3)], runs)  # noqa: E731
 
     # 1. every node trains on groups from each of the others, over at least 5 rounds
     def all_sharing() -> bool:
@@ -64,7 +65,7 @@ def test_three_nodes_share_survive_a_sigkill_and_a_rejoin(tmp_path: Path, procs:
                 return False
         return True
 
-    wait_for(all_sharing, "every node to train on each other node's groups over 5 rounds", 300)
+    wait_for(all_sharing, "every node to train on each other node's groups over 5 rounds", 300, explain=report)
     wait_for(lambda: metrics_rows(runs[2])[-1]["round"] >= 12, "node 2 to write a checkpoint or two", 180)
 
     # 2. SIGKILL node 2 mid-round: the others keep going, no round slower than the round timeout allows
@@ -91,7 +92,7 @@ def test_three_nodes_share_survive_a_sigkill_and_a_rejoin(tmp_path: Path, procs:
             _used(metrics_rows(runs[j]), ids[2], restarted_at) > 0 for j in range(2)
         )
 
-    wait_for(rejoined, "node 2 and the others to use each other's groups again", 300)
+    wait_for(rejoined, "node 2 and the others to use each other's groups again", 300, explain=report)
     assert metrics_rows(runs[2])[0]["round"] == 1 and metrics_rows(runs[2])[-1]["round"] > resumed
 
     for p in nodes:

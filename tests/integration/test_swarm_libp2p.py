@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from swarmnode.swarm.libp2p import libp2p_available
-from tests.helpers import join_command, metrics_rows, wait_for
+from tests.helpers import join_command, metrics_rows, swarm_report, wait_for
 
 pytestmark = pytest.mark.skipif(not libp2p_available(), reason="needs the libp2p extra")
 
@@ -40,7 +40,12 @@ def test_three_nodes_share_over_gossipsub(tmp_path: Path, procs: list[subprocess
         used = {p for r in rows for p in r["external_by_peer"]}
         return sum(1 for r in rows if r["external_groups"] > 0) >= 3 and used >= set(ids) - {ids[i]}
 
-    wait_for(lambda: all(sharing(i) for i in range(3)), "every node to train on each other's groups", 240)
+    wait_for(
+        lambda: all(sharing(i) for i in range(3)),
+        "every node to train on each other's groups",
+        240,
+        explain=lambda: swarm_report(logs, [tmp_path / f"n{i}" for i in range(3)]),
+    )
     for i in range(3):
         last = [r for r in metrics_rows(tmp_path / f"n{i}") if "rejected" in r][-1]
         assert not {k for k in last["rejected"] if k != "quota"}, last["rejected"]  # honest peers only
