@@ -45,13 +45,17 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
         ("minutes", args.minutes),
         ("generation.backend", args.backend),
         ("task.names", args.task),
+        ("swarm.transport", getattr(args, "transport", None)),
     ]
-    if getattr(args, "silo", False) and getattr(args, "swarm", None):
-        raise UserError("--silo and --swarm contradict each other; pick one")
+    for swarm_flag in ("swarm", "transport"):
+        if getattr(args, "silo", False) and getattr(args, swarm_flag, None):
+            raise UserError(f"--silo and --{swarm_flag} contradict each other; pick one")
     if getattr(args, "silo", False):
         flags.append(("silo", True))
     if getattr(args, "swarm", None):
         flags += [("silo", False), ("swarm.name", args.swarm)]
+    if getattr(args, "transport", None):
+        flags.append(("silo", False))
     peers = list(getattr(args, "peers", None) or [])
     if getattr(args, "peers_file", None):
         peers += _read_peers_file(Path(args.peers_file))
@@ -301,6 +305,8 @@ def _bootstrap(args: argparse.Namespace) -> int:
     from swarmnode.node import open_dht
 
     config = _node_config(args)
+    if config.swarm.transport == "memory":
+        raise UserError("a bootstrap node on the memory transport would reach nobody: use hivemind or libp2p")
     dht = open_dht(config)  # nat_port_map, auto_nat and relays stay off unless swarm.nat_traversal = true
     addresses = dht.visible_maddrs()
     print("bootstrap node (DHT only, no model); peers join with: --peers " + " ".join(addresses), flush=True)
@@ -358,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
     join.add_argument(
         "--peers-file", metavar="FILE", help="read peers from FILE (waits for it; see bootstrap --addr-file)"
     )
+    join.add_argument(
+        "--transport",
+        choices=["hivemind", "libp2p", "memory"],
+        help="how nodes reach each other (turns silo off; default: hivemind)",
+    )
     join.add_argument("--tui", action="store_true", help="run with the dashboard attached (q stops the node)")
     join.set_defaults(run=_join)
 
@@ -365,6 +376,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_node_flags(doc)
     doc.add_argument("--swarm", help="check as for joining this swarm (peers, key, DHT ports)")
     doc.add_argument("--peers", nargs="+", metavar="MULTIADDR", help="peers or bootstrap nodes to try")
+    doc.add_argument(
+        "--transport",
+        choices=["hivemind", "libp2p", "memory"],
+        help="how nodes reach each other (turns silo off; default: hivemind)",
+    )
     doc.add_argument("--timeout", type=float, default=5.0, help="seconds per peer (default: %(default)s)")
     doc.set_defaults(run=_doctor)
 
@@ -383,6 +399,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_node_flags(boot)
     boot.add_argument("--swarm", help="swarm name (default: the config's)")
     boot.add_argument("--peers", nargs="+", metavar="MULTIADDR", help="other bootstrap nodes")
+    boot.add_argument(
+        "--transport",
+        choices=["hivemind", "libp2p", "memory"],
+        help="how nodes reach each other (turns silo off; default: hivemind)",
+    )
     boot.add_argument("--addr-file", metavar="FILE", help="also write this node's addresses to FILE, one per line")
     boot.set_defaults(run=_bootstrap)
 

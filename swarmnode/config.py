@@ -122,9 +122,10 @@ class EvalConfig(Section):
 class SwarmConfig(Section):
     name: str = Field("swarmnode-default", min_length=1, max_length=64)
     """Swarm to join: only batches announced for this name are read."""
-    transport: Literal["hivemind", "libp2p"] = "hivemind"
-    """How nodes reach each other: the hivemind DHT (pull), or GossipSub over py-libp2p (push; needs the
-    `libp2p` extra). Every node of a swarm must use the same one."""
+    transport: Literal["hivemind", "libp2p", "memory"] = "hivemind"
+    """How nodes reach each other: the hivemind DHT (pull), GossipSub over py-libp2p (push; needs the
+    `libp2p` extra), or memory (an in-process hub: no network, only nodes of the same process share; for
+    tests and trying the swarm path alone). Every node of a swarm must use the same one."""
     external_groups: int = Field(8, ge=0, le=4096)
     """J: peers' question groups trained on per round, on top of the node's own I (additive: in the 4-node
     study of docs/BENCHMARKS.md, 8 own + 8 peers' beat silo on every seed while 4 + 4 did worse)."""

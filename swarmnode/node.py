@@ -37,6 +37,7 @@ from swarmnode.policy.select import make_backend
 from swarmnode.status import NodeStatus, StatusServer, write_url
 from swarmnode.swarm.exchange import OwnGroup, RolloutExchange
 from swarmnode.swarm.hivemind_dht import HivemindTransport
+from swarmnode.swarm.memory import MemoryHub, MemoryTransport
 from swarmnode.swarm.peers import PeerBook
 from swarmnode.swarm.transport import Transport
 from swarmnode.swarm.validate import BatchValidator, FreshnessPolicy
@@ -54,6 +55,8 @@ def open_dht(config: NodeConfig) -> Any:
         op_timeout_s=sw.op_timeout_s,
         startup_timeout_s=sw.startup_timeout_s,
     )
+    if sw.transport == "memory":
+        return MemoryTransport(MemoryHub())
     if sw.transport == "libp2p":
         from swarmnode.swarm.libp2p import Libp2pTransport
 
@@ -200,7 +203,11 @@ class Node:
             if self.transport is None:
                 dht = open_dht(cfg)
                 self.transport, self._owns_transport = dht, True
-                self.say("this node's addresses (others join with --peers ADDR): " + " ".join(dht.visible_maddrs()))
+                addresses = dht.visible_maddrs()
+                if addresses:
+                    self.say("this node's addresses (others join with --peers ADDR): " + " ".join(addresses))
+                else:
+                    self.say("memory transport: no network; only nodes of this process share rollouts")
             self._setup_swarm(self.transport)
         (cfg.run_dir / "config.json").write_text(cfg.model_dump_json(indent=2) + "\n")
         self.status.set_info(

@@ -77,3 +77,9 @@ class MemoryTransport:
 
     def take_notices(self) -> list[str]:
         return []
+
+    def visible_maddrs(self) -> list[str]:
+        return []  # nothing listens: the hub is in this process
+
+    def close(self) -> None:
+        return None

@@ -103,3 +103,20 @@ def test_report_plots_runs(tmp_path: Path) -> None:
         timeout=120,
     )
     assert bad.returncode == 2 and "no metrics.jsonl" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_transport_flag(tmp_path: Path) -> None:
+    """--transport memory runs the whole swarm path (sign, publish, read, validate) with no network."""
+    key = tmp_path / "k.pem"
+    out = run(
+        "join", "--transport", "memory", "--rounds", "2", "--run-dir", str(tmp_path / "run"), "--threads", "1",
+        "--backend", "hf", "--set", "eval.every=0", "--set", f"swarm.key_path={key}", "--set", "status.enabled=false",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "memory transport: no network" in out.stdout and "peer id" in out.stdout
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rows] == [1, 2] and all(r["io_errors"] == 0 and r["peers"] == 0 for r in rows)
+    for args in (("join", "--silo", "--transport", "memory"), ("bootstrap", "--transport", "memory")):
+        refused = run(*args, "--run-dir", str(tmp_path / "no"))
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "contradict" in run("join", "--silo", "--transport", "libp2p").stderr
