@@ -4,6 +4,7 @@ connection, within a time limit."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
 import shutil
@@ -140,7 +141,7 @@ def _ports(config: NodeConfig) -> list[Check]:
                     "(see RUN_DIR/status.url) or set status.port",
                 )
             )
-    if not config.silo:
+    if not config.silo and config.swarm.transport != "memory":
         for maddr in config.swarm.host_maddrs:
             parts = maddr.split("/")
             if len(parts) >= 5 and parts[1] in ("ip4", "ip6") and parts[3] == "tcp" and parts[4] != "0":
@@ -153,9 +154,25 @@ def _ports(config: NodeConfig) -> list[Check]:
     return checks
 
 
+def _transport(config: NodeConfig) -> list[Check]:
+    """The swarm transport's own needs (nothing for a silo node)."""
+    if config.silo:
+        return []
+    kind = config.swarm.transport
+    if kind == "memory":
+        return [Check("warn", "transport", "memory: no network, only nodes of this process share rollouts")]
+    if kind == "libp2p":
+        from swarmnode.swarm.libp2p import libp2p_available
+
+        if not libp2p_available():
+            return [Check("FAIL", "transport", "libp2p is not installed: pip install 'swarmnode[libp2p]'")]
+        return [Check("ok", "transport", f"libp2p {importlib.metadata.version('libp2p')} (GossipSub host process)")]
+    return [Check("ok", "transport", f"hivemind {importlib.metadata.version('hivemind')} (DHT)")]
+
+
 def _peers(config: NodeConfig, timeout_s: float) -> list[Check]:
     checks = []
-    for maddr in [] if config.silo else config.swarm.peers:
+    for maddr in [] if config.silo or config.swarm.transport == "memory" else config.swarm.peers:
         parts = maddr.split("/")
         if len(parts) < 5 or parts[1] not in ("ip4", "ip6", "dns", "dns4", "dns6") or parts[3] != "tcp":
             checks.append(Check("warn", "peer", f"{maddr}: cannot check this kind of address"))
@@ -181,7 +198,7 @@ def _peers(config: NodeConfig, timeout_s: float) -> list[Check]:
 def run(config: NodeConfig, timeout_s: float = 5.0, say: Callable[[str], None] = print) -> int:
     """Print one line per check; 0 when nothing failed, 1 otherwise."""
     checks = [_python(), _torch(), _vllm(config), _memory(), _disk(config), _model(config), _key(config)]
-    checks += _ports(config) + _peers(config, timeout_s)
+    checks += _transport(config) + _ports(config) + _peers(config, timeout_s)
     for check in checks:
         say(check.line())
     failed = [c for c in checks if c.status == "FAIL"]

