@@ -229,6 +229,8 @@ class RolloutExchange:
                 continue
             if downloads >= self.max_batches or self._left() <= 0 or covered(got, want_groups or 0):
                 continue  # nothing more to download this round; the cheap checks above still run for every offer
+            if want_groups is not None and got[author] >= cap:
+                continue  # this peer's share of the round is covered: its other batches wait for later rounds
             if from_announcer[author] >= quota:
                 self._reject(author, "quota")
                 continue

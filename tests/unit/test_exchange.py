@@ -164,3 +164,17 @@ def test_peers_cannot_train_a_node_on_its_held_out_questions() -> None:
     attacker.offer([attacker.batch([good_group(q) for q in evaluation])])
     assert victim.collect(1) == []
     assert victim.validator.counts["held_out_question"] == 2
+
+
+def test_a_peer_whose_share_is_covered_is_not_downloaded_from_again_this_round() -> None:
+    """An honest peer lists its last few batches; once one of them gave the reader its per-peer share of
+    the round, the others wait for later rounds (no download, and not counted against the peer)."""
+    tasks = TaskSet([make_task("add")])
+    hub = MemoryHub()
+    author, reader = node(hub, tasks), node(hub, tasks)
+    for round_ in range(1, 4):  # three batches of 3 informative groups each, all in the latest announcement
+        author.publish(round_, 1, own_groups(tasks, 3 * round_))
+    got = reader.collect(3, want_groups=8, per_peer_groups=3)
+    assert len(got) == 3 and not reader.rejections()  # one batch: the peer's share (3 groups) is covered
+    assert len(reader.collect(4, want_groups=8, per_peer_groups=3)) == 3  # the next round, the next batch
+    assert len(reader.collect(4, want_groups=8, per_peer_groups=8)) == 3  # a bigger share: the last one
