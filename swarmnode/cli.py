@@ -345,6 +345,14 @@ def _add_node_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=["auto", "hf", "vllm"], help="generation engine (default: auto)")
 
 
+def _add_transport_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--transport",
+        choices=["hivemind", "libp2p", "memory"],
+        help="how nodes reach each other: swarm.transport (turns silo off; default: hivemind)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="swarmnode",
@@ -364,11 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     join.add_argument(
         "--peers-file", metavar="FILE", help="read peers from FILE (waits for it; see bootstrap --addr-file)"
     )
-    join.add_argument(
-        "--transport",
-        choices=["hivemind", "libp2p", "memory"],
-        help="how nodes reach each other (turns silo off; default: hivemind)",
-    )
+    _add_transport_flag(join)
     join.add_argument("--tui", action="store_true", help="run with the dashboard attached (q stops the node)")
     join.set_defaults(run=_join)
 
@@ -376,11 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_node_flags(doc)
     doc.add_argument("--swarm", help="check as for joining this swarm (peers, key, DHT ports)")
     doc.add_argument("--peers", nargs="+", metavar="MULTIADDR", help="peers or bootstrap nodes to try")
-    doc.add_argument(
-        "--transport",
-        choices=["hivemind", "libp2p", "memory"],
-        help="how nodes reach each other (turns silo off; default: hivemind)",
-    )
+    _add_transport_flag(doc)
     doc.add_argument("--timeout", type=float, default=5.0, help="seconds per peer (default: %(default)s)")
     doc.set_defaults(run=_doctor)
 
@@ -399,11 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_node_flags(boot)
     boot.add_argument("--swarm", help="swarm name (default: the config's)")
     boot.add_argument("--peers", nargs="+", metavar="MULTIADDR", help="other bootstrap nodes")
-    boot.add_argument(
-        "--transport",
-        choices=["hivemind", "libp2p", "memory"],
-        help="how nodes reach each other (turns silo off; default: hivemind)",
-    )
+    _add_transport_flag(boot)
     boot.add_argument("--addr-file", metavar="FILE", help="also write this node's addresses to FILE, one per line")
     boot.set_defaults(run=_bootstrap)
 

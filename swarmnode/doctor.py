@@ -141,7 +141,7 @@ def _ports(config: NodeConfig) -> list[Check]:
                     "(see RUN_DIR/status.url) or set status.port",
                 )
             )
-    if not config.silo and config.swarm.transport != "memory":
+    if _networked(config):
         for maddr in config.swarm.host_maddrs:
             parts = maddr.split("/")
             if len(parts) >= 5 and parts[1] in ("ip4", "ip6") and parts[3] == "tcp" and parts[4] != "0":
@@ -152,6 +152,12 @@ def _ports(config: NodeConfig) -> list[Check]:
                         Check("FAIL", "dht port", f"{maddr} is taken: stop what uses it or change swarm.host_maddrs")
                     )
     return checks
+
+
+def _networked(config: NodeConfig) -> bool:
+    """Whether the node will listen and dial (the doctor itself starts no DHT: nat_port_map and relays are
+    the transport's business, off unless swarm.nat_traversal = true)."""
+    return not config.silo and config.swarm.transport != "memory"
 
 
 def _transport(config: NodeConfig) -> list[Check]:
@@ -172,7 +178,7 @@ def _transport(config: NodeConfig) -> list[Check]:
 
 def _peers(config: NodeConfig, timeout_s: float) -> list[Check]:
     checks = []
-    for maddr in [] if config.silo or config.swarm.transport == "memory" else config.swarm.peers:
+    for maddr in config.swarm.peers if _networked(config) else []:
         parts = maddr.split("/")
         if len(parts) < 5 or parts[1] not in ("ip4", "ip6", "dns", "dns4", "dns6") or parts[3] != "tcp":
             checks.append(Check("warn", "peer", f"{maddr}: cannot check this kind of address"))

@@ -46,8 +46,11 @@ from swarmnode.tasks import Question, TaskSet, make_task
 
 def open_dht(config: NodeConfig) -> Any:
     """The node's network transport (`swarm.transport`): the hivemind DHT, or GossipSub over py-libp2p in a
-    child process. NAT port mapping, AutoNAT and relays are on only when swarm.nat_traversal = true."""
+    child process, or an in-process hub. NAT port mapping, AutoNAT and relays (hivemind's nat_port_map,
+    auto_nat, use_relay) are on only when swarm.nat_traversal = true; the libp2p host has none of them."""
     sw = config.swarm
+    if sw.transport == "memory":  # nothing listens
+        return MemoryTransport(MemoryHub())
     common: dict[str, Any] = dict(
         initial_peers=sw.peers,
         host_maddrs=sw.host_maddrs,
@@ -55,8 +58,6 @@ def open_dht(config: NodeConfig) -> Any:
         op_timeout_s=sw.op_timeout_s,
         startup_timeout_s=sw.startup_timeout_s,
     )
-    if sw.transport == "memory":
-        return MemoryTransport(MemoryHub())
     if sw.transport == "libp2p":
         from swarmnode.swarm.libp2p import Libp2pTransport
 
@@ -121,8 +122,6 @@ class Node:
         self.transport = transport
         self.identity = identity
         self.exchange: RolloutExchange | None = None
-        self._io_said: tuple[int, str, float] = (0, "", 0.0)
-        """Swarm I/O errors reported so far: (count, last message, when)."""
         self._print = say
         self.stop_requested = False
         self.round = 0
@@ -264,7 +263,8 @@ class Node:
             [OwnGroup(g.question, tuple(g.texts), tuple(g.rewards)) for g in local],
         )
         collected = self.exchange.collect(round_, want_groups=sw.external_groups, per_peer_groups=per_peer)
-        self._report_swarm_trouble(round_)
+        for line in self.exchange.trouble():
+            self.say(f"round {round_:5d} | {line}")
         return [
             ScoredGroup(
                 g.question,
@@ -276,18 +276,6 @@ class Node:
             )
             for g in collected
         ]
-
-    def _report_swarm_trouble(self, round_: int) -> None:
-        """Say what went wrong with swarm I/O: each new kind of error at once, a repeat at most once a minute
-        (with how many there were), and the transport's own notices (a restarted host process, say)."""
-        assert self.exchange is not None
-        for notice in self.exchange.transport.take_notices():
-            self.say(f"round {round_:5d} | {notice}")
-        errors, last = self.exchange.io_errors, self.exchange.last_io_error
-        said_errors, said_text, said_at = self._io_said
-        if errors > said_errors and (last != said_text or time.monotonic() - said_at >= 60):
-            self.say(f"round {round_:5d} | swarm I/O failed ({errors} so far): {last}")
-            self._io_said = (errors, last, time.monotonic())
 
     def _truncate_metrics(self, last_round: int) -> None:
         """Drop metrics of rounds after the checkpoint: they are about to be run again."""

@@ -80,6 +80,8 @@ class RolloutExchange:
         self.io_errors = 0
         """Transport operations that failed or ran out of the round's time (collect keeps what it has)."""
         self.last_io_error = ""
+        self._io_said: tuple[int, str, float] = (0, "", 0.0)
+        """I/O errors already reported by `trouble()`: (count, last message, when)."""
         self._done: OrderedDict[bytes, str] = OrderedDict()
         """Batches already processed -> their signer (announcements list a peer's batches again and again)."""
         self._done_capacity = 100_000
@@ -101,6 +103,17 @@ class RolloutExchange:
     def _io_error(self, exc: TransportError) -> None:
         self.io_errors += 1
         self.last_io_error = str(exc)
+
+    def trouble(self) -> list[str]:
+        """Lines for the user about swarm I/O since the last call: the transport's own notices (a restarted
+        host process, say), and the latest I/O error: each new kind at once, a repeat at most once a minute,
+        with how many there were."""
+        lines = self.transport.take_notices()
+        said_errors, said_text, said_at = self._io_said
+        if self.io_errors > said_errors and (self.last_io_error != said_text or time.monotonic() - said_at >= 60):
+            lines.append(f"swarm I/O failed ({self.io_errors} so far): {self.last_io_error}")
+            self._io_said = (self.io_errors, self.last_io_error, time.monotonic())
+        return lines
 
     def _reject(self, author: str, reason: str) -> None:
         self.counts[reason] += 1
@@ -140,11 +153,6 @@ class RolloutExchange:
         )
         envelope = protocol.seal_payload(batch, self.identity.key, self.limits)
         batch_id = protocol.message_id(envelope)
-        try:
-            self.transport.store_batch(batch_id, envelope, timeout=self._left())
-        except TransportError as exc:
-            self._io_error(exc)
-            return None
         rewards = [r for g in shared for r in g.rewards]
         summary = protocol.BatchSummary(
             batch_id,
@@ -154,11 +162,11 @@ class RolloutExchange:
             sum(1 for g in shared if len(set(g.rewards)) > 1),
             sum(rewards) / len(rewards),
         )
-        self._published = [summary, *self._published][
-            : min(self.announce_batches, self.limits.max_batches_per_announcement)
-        ]
-        announcement = protocol.Announcement(self.swarm, round_, now_ms, self.model, tuple(self._published))
+        listed = [summary, *self._published][: min(self.announce_batches, self.limits.max_batches_per_announcement)]
+        announcement = protocol.Announcement(self.swarm, round_, now_ms, self.model, tuple(listed))
         try:
+            self.transport.store_batch(batch_id, envelope, timeout=self._left())
+            self._published = listed  # stored: announced from now on, even if this announcement fails
             self.transport.announce(
                 self.window(), protocol.seal_payload(announcement, self.identity.key, self.limits), timeout=self._left()
             )

@@ -1,7 +1,9 @@
 """The GossipSub transport: a py-libp2p host in a child process (`libp2p_host.py`; py-libp2p and hivemind
 cannot share a process), driven over its stdin/stdout with bounded frames. Announcements and batches are
 pushed over one GossipSub topic per swarm and kept by every node that validates them; big batches are
-fetched on demand from the peers that hold them. Needs the `libp2p` extra."""
+fetched on demand from the peers that hold them. Needs the `libp2p` extra. The host listens only on
+`host_maddrs` (127.0.0.1 by default) with mDNS and UPnP off: nothing like hivemind's nat_port_map, AutoNAT
+or relays runs."""
 
 from __future__ import annotations
 
