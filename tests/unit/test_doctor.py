@@ -83,4 +83,4 @@ def test_the_transport_is_checked(tmp_path: Path) -> None:
     if libp2p_available():
         assert out.returncode == 0 and "ok    transport      libp2p " in out.stdout, out.stdout
     else:
-        assert out.returncode == 1 and "pip install 'swarmnode[libp2p]'" in out.stdout
+        assert out.returncode == 1 and "pip install -e '.[libp2p]'" in out.stdout
