@@ -11,7 +11,7 @@ from pathlib import Path
 
 from swarmnode import __version__, checkpoint
 from swarmnode.config import NodeConfig, load_config, parse_override
-from swarmnode.errors import UserError
+from swarmnode.errors import UserError, install_hint
 from swarmnode.identity import DEFAULT_KEY_PATH
 
 
@@ -277,7 +277,7 @@ def _bench_swarm(args: argparse.Namespace) -> int:
     transports = ["hivemind", "libp2p"] if args.transport == "all" else [args.transport]
     if "libp2p" in transports and not libp2p_available():
         if args.transport == "libp2p":
-            raise UserError("--transport libp2p needs the libp2p extra: pip install 'swarmnode[libp2p]'")
+            raise UserError(f"--transport libp2p needs the libp2p extra: {install_hint('libp2p')}")
         transports.remove("libp2p")
         print("(no libp2p rows: the libp2p extra is not installed)")
     swarm.run(sizes, dht_sizes, args.rounds, Path(args.json), transports)
@@ -302,12 +302,12 @@ def _bootstrap(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from swarmnode.node import open_dht
+    from swarmnode.swarm import open_transport
 
     config = _node_config(args)
     if config.swarm.transport == "memory":
         raise UserError("a bootstrap node on the memory transport would reach nobody: use hivemind or libp2p")
-    dht = open_dht(config)  # nat_port_map, auto_nat and relays stay off unless swarm.nat_traversal = true
+    dht = open_transport(config)  # nat_port_map, auto_nat and relays stay off unless swarm.nat_traversal = true
     addresses = dht.visible_maddrs()
     print("bootstrap node (DHT only, no model); peers join with: --peers " + " ".join(addresses), flush=True)
     if args.addr_file:  # for containers: the others wait for this file (join --peers-file)

@@ -16,7 +16,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -35,36 +34,12 @@ from swarmnode.models import load_model, resolve_model_source
 from swarmnode.policy import Prompter, SamplingParams
 from swarmnode.policy.select import make_backend
 from swarmnode.status import NodeStatus, StatusServer, write_url
+from swarmnode.swarm import open_transport
 from swarmnode.swarm.exchange import OwnGroup, RolloutExchange
-from swarmnode.swarm.hivemind_dht import HivemindTransport
-from swarmnode.swarm.memory import MemoryHub, MemoryTransport
 from swarmnode.swarm.peers import PeerBook
 from swarmnode.swarm.transport import Transport
 from swarmnode.swarm.validate import BatchValidator, FreshnessPolicy
 from swarmnode.tasks import Question, TaskSet, make_task
-
-
-def open_dht(config: NodeConfig) -> Any:
-    """The node's network transport (`swarm.transport`): the hivemind DHT, or GossipSub over py-libp2p in a
-    child process, or an in-process hub. NAT port mapping, AutoNAT and relays (hivemind's nat_port_map,
-    auto_nat, use_relay) are on only when swarm.nat_traversal = true; the libp2p host has none of them."""
-    sw = config.swarm
-    if sw.transport == "memory":  # nothing listens
-        return MemoryTransport(MemoryHub())
-    common: dict[str, Any] = dict(
-        initial_peers=sw.peers,
-        host_maddrs=sw.host_maddrs,
-        window_s=sw.window_s,
-        op_timeout_s=sw.op_timeout_s,
-        startup_timeout_s=sw.startup_timeout_s,
-    )
-    if sw.transport == "libp2p":
-        from swarmnode.swarm.libp2p import Libp2pTransport
-
-        if sw.nat_traversal:
-            raise UserError("swarm.nat_traversal is only built for the hivemind transport")
-        return Libp2pTransport(sw.name, log_path=config.run_dir / "libp2p-host.log", **common)
-    return HivemindTransport(sw.name, ttl_s=sw.ttl_s, nat_traversal=sw.nat_traversal, **common)
 
 
 def round_seed(seed: int, round_: int) -> int:
@@ -200,7 +175,7 @@ class Node:
             self._truncate_metrics(0)  # a run that died before its first checkpoint starts over, metrics too
         if not cfg.silo:
             if self.transport is None:
-                dht = open_dht(cfg)
+                dht = open_transport(cfg)
                 self.transport, self._owns_transport = dht, True
                 addresses = dht.visible_maddrs()
                 if addresses:
@@ -485,10 +460,3 @@ class Node:
         )
         self.last_checkpoint_round = self.round
         self.say(f"round {self.round:5d} | checkpoint {saved.path}")
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

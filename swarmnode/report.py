@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from swarmnode.errors import UserError
-from swarmnode.node import read_metrics
+from swarmnode.run_dir import read_metrics
 
 
 def _label(run_dir: Path) -> str:

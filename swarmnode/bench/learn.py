@@ -15,7 +15,8 @@ from typing import Any
 
 from swarmnode.bench.report import format_table, write_json
 from swarmnode.config import NodeConfig
-from swarmnode.node import Node, read_metrics
+from swarmnode.node import Node
+from swarmnode.run_dir import read_metrics
 
 
 def run_seed(base: NodeConfig, seed: int, run_dir: Path) -> dict[str, Any]:

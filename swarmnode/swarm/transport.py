@@ -57,3 +57,15 @@ class Transport(Protocol):
     def take_notices(self) -> list[str]:
         """One-line notices for the user since the last call (for example: a child process was restarted)."""
         ...
+
+    def visible_maddrs(self) -> list[str]:
+        """Addresses other nodes can join through (none for a transport without a network)."""
+        ...
+
+    def connect(self, maddr: str) -> None:
+        """Dial one more peer (a transport without a network ignores it)."""
+        ...
+
+    def close(self) -> None:
+        """Stop: leave the network and end any child process. Idempotent."""
+        ...

@@ -9,7 +9,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from swarmnode.config import load_config, parse_override
 from swarmnode.identity import Identity
-from swarmnode.node import Node, read_metrics
+from swarmnode.node import Node
+from swarmnode.run_dir import read_metrics
 from swarmnode.swarm.memory import MemoryHub, MemoryTransport
 from swarmnode.swarm.transport import TransportError
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from swarmnode.config import load_config, parse_override
-from swarmnode.node import open_dht
+from swarmnode.swarm import open_transport
 
 
 class FakeNode:
@@ -27,7 +27,7 @@ def test_nat_traversal_is_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch, 
 
     monkeypatch.setattr(hivemind.dht.node.DHTNode, "create", staticmethod(fake_create))
     overrides = [parse_override(f"swarm.nat_traversal={'true' if opt_in else 'false'}")]
-    dht = open_dht(load_config(None, overrides))
+    dht = open_transport(load_config(None, overrides))
     dht.close()
     assert seen["host_maddrs"] == ["/ip4/127.0.0.1/tcp/0"]
     for key in ("nat_port_map", "auto_nat", "use_relay", "use_auto_relay"):
@@ -41,4 +41,4 @@ def test_nat_traversal_is_refused_for_the_libp2p_transport() -> None:
         None, [parse_override(s) for s in ("silo=false", "swarm.transport=libp2p", "swarm.nat_traversal=true")]
     )
     with pytest.raises(UserError, match="nat_traversal"):
-        open_dht(config)
+        open_transport(config)

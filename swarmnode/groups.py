@@ -1,0 +1,48 @@
+"""One question group, as text, from scoring to the learner's door: the node's own (scored by its verifier
+right after generation) and peers' (rebuilt from their task reference and re-scored here). It is what the
+node publishes, collects, selects from and trains on; it becomes token ids only in the learner.
+No torch here: the swarm side (and a node without a model) uses it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from swarmnode.tasks import Question
+
+LOCAL = "local"
+"""The `source` of this node's own groups (a peer's group has the author's peer id)."""
+
+SIGNAL_TOLERANCE = 1e-6
+
+
+def has_signal(rewards: Sequence[float], tol: float = SIGNAL_TOLERANCE) -> bool:
+    """A group trains the policy only if its rewards are not all equal (GRPO's advantages are zero
+    otherwise). The one definition: the learner, the sampler and the offers a node announces use it."""
+    return len(rewards) > 1 and max(rewards) - min(rewards) > tol
+
+
+@dataclass(frozen=True)
+class Group:
+    question: Question
+    completions: tuple[str, ...]
+    rewards: tuple[float, ...]
+    """Scores from this node's own verifier (never a peer's claim)."""
+    source: str = LOCAL
+    """LOCAL, or the peer id of the author."""
+    token_ids: tuple[tuple[int, ...], ...] | None = None
+    """The completions exactly as this node sampled them (own groups only): trained on as sampled, since
+    decoding and encoding again need not give the same tokens. None: tokenised from text by the learner."""
+    model: str = ""
+    """The author's model name (peers' groups)."""
+    claimed_rewards: tuple[float, ...] = ()
+    """What the author said its rewards were (peers' groups; kept only to count misreports)."""
+
+    @property
+    def informative(self) -> bool:
+        return has_signal(self.rewards)
+
+    @property
+    def local(self) -> bool:
+        return self.source == LOCAL

@@ -1,0 +1,129 @@
+"""The run directory, and the one record of a round: its one owner (metrics.jsonl, config.json, status.url,
+logs, the checkpoint root) and the typed rows that metrics.jsonl, the status API and the dashboard share.
+
+No torch here: `swarmnode report`, `tui` and `bootstrap` read and write it without the model stack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, TypedDict
+
+
+class SwarmCounters(TypedDict, total=False):
+    """Cumulative swarm counters, in every round row of a swarm node (a swarm sets all of them)."""
+
+    rejected: dict[str, int]
+    """Rejections by reason: of offers, of downloaded batches and of transport records."""
+    peers: int
+    banned_peers: int
+    misreported_rewards: int
+    fetch_misses: int
+    io_errors: int
+
+
+SWARM_COUNTER_KEYS: tuple[str, ...] = tuple(SwarmCounters.__annotations__)
+
+
+class RoundRow(SwarmCounters, total=False):
+    """One line of metrics.jsonl per round (the swarm counters only in swarm mode)."""
+
+    round: int
+    time: float
+    mean_reward: float
+    accuracy: float
+    groups: int
+    completions: int
+    generated_tokens: int
+    tokens_per_s: float
+    generate_s: float
+    share_s: float
+    train_s: float
+    round_s: float
+    stepped: bool
+    loss: float
+    grad_norm: float
+    clip_fraction: float
+    kl: float
+    external_available: int
+    external_groups: int
+    external_by_peer: dict[str, int]
+    policy_version: int
+
+
+class EvalRow(TypedDict):
+    """One line of metrics.jsonl per held-out evaluation."""
+
+    round: int
+    time: float
+    eval_greedy_accuracy: float
+    eval_mean_reward: float
+    eval_questions: int
+    eval_s: float
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    """Every row of a run's metrics.jsonl (rounds and evaluations), oldest first; [] when there is none."""
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def replace_text(path: Path, text: str) -> None:
+    """Write a small file whole or not at all (readers never see half of it)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class RunDir:
+    """A node's run directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def status_url(self) -> Path:
+        return self.path / "status.url"
+
+    @property
+    def node_log(self) -> Path:
+        return self.path / "node.log"
+
+    @property
+    def libp2p_log(self) -> Path:
+        return self.path / "libp2p-host.log"
+
+    def create(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def append(self, row: RoundRow | EvalRow) -> None:
+        with self.metrics.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def rows(self) -> list[dict[str, Any]]:
+        return read_metrics(self.path)
+
+    def truncate_after(self, last_round: int) -> None:
+        """Drop the rows of rounds after `last_round`: they are about to be run again (resume)."""
+        if not self.metrics.exists():
+            return
+        kept = [line for line in self.metrics.read_text().splitlines() if line.strip()]
+        kept = [line for line in kept if json.loads(line).get("round", 0) <= last_round]
+        self.metrics.write_text("".join(line + "\n" for line in kept))
+
+    def write_config(self, config_json: str) -> None:
+        (self.path / "config.json").write_text(config_json + "\n")
+
+    def write_status_url(self, url: str) -> None:
+        replace_text(self.status_url, url + "\n")
+
+    def read_status_url(self) -> str | None:
+        return self.status_url.read_text().strip() if self.status_url.exists() else None
