@@ -64,6 +64,19 @@ class EvalRow(TypedDict):
     eval_s: float
 
 
+class PeerRow(TypedDict):
+    """One peer as the node's peer book sees it (the status API's `peers` list)."""
+
+    peer_id: str
+    model: str
+    last_seen_s: float
+    accepted_groups: int
+    rejected: dict[str, int]
+    mean_reward: float
+    score: float
+    banned: bool
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """Every row of a run's metrics.jsonl (rounds and evaluations), oldest first; [] when there is none."""
     path = run_dir / "metrics.jsonl"
