@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from swarmnode import __version__, checkpoint
+from swarmnode import __version__
 from swarmnode.config import NodeConfig, load_config, parse_override
 from swarmnode.errors import UserError, install_hint
 from swarmnode.identity import DEFAULT_KEY_PATH
@@ -58,81 +58,34 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
         flags.append(("silo", False))
     peers = list(getattr(args, "peers", None) or [])
     if getattr(args, "peers_file", None):
-        peers += _read_peers_file(Path(args.peers_file))
+        from swarmnode.bootstrap import read_peers_file
+
+        peers += read_peers_file(Path(args.peers_file))
     if peers:
         flags.append(("swarm.peers", peers))
     overrides += [(key.split("."), value) for key, value in flags if value is not None]
     return load_config(Path(args.config) if args.config else None, overrides)
 
 
-def _read_peers_file(path: Path, wait_s: float = 300.0) -> list[str]:
-    """Multiaddrs, one per line, from a file another node writes (bootstrap --addr-file); waits for it."""
-    import time
-
-    deadline = time.monotonic() + wait_s
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise UserError(f"--peers-file {path} did not appear within {wait_s:.0f} s")
-        time.sleep(0.5)
-    peers = [line.strip() for line in path.read_text().splitlines() if line.strip().startswith("/")]
-    if not peers:
-        raise UserError(f"--peers-file {path} holds no multiaddr (one per line, starting with /)")
-    return peers
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 def _join(args: argparse.Namespace) -> int:
+    config = _node_config(args)
+    if args.tui:  # this process only shows the dashboard: no model here
+        from swarmnode.tui.supervise import join_with_dashboard
+
+        return join_with_dashboard(config, args.argv)
     from swarmnode.node import Node
 
-    config = _node_config(args)
-    if args.tui:
-        return _join_with_dashboard(config, args.argv)
     mode = "silo" if config.silo else f"swarm {config.swarm.name}"
     print(
         f"swarmnode {__version__}: {mode} node, model {config.model.name}, tasks {', '.join(config.task.names)}, "
         f"run dir {config.run_dir} (Ctrl-C saves a checkpoint and stops; run again to resume)",
         flush=True,
     )
-    Node(config, say=lambda line: print(line, flush=True)).run()
-    return 0
-
-
-def _join_with_dashboard(config: NodeConfig, argv: list[str]) -> int:
-    """The node in a child process (its output in RUN_DIR/node.log), the dashboard in this one; quitting
-    the dashboard stops the node with a checkpoint."""
-    import signal
-    import subprocess
-    import time
-
-    from swarmnode.tui import Dashboard, HttpFeed
-
-    if not config.status.enabled:
-        raise UserError("--tui needs the status API: drop status.enabled=false")
-    config.run_dir.mkdir(parents=True, exist_ok=True)
-    url_file = config.run_dir / "status.url"
-    url_file.unlink(missing_ok=True)
-    argv = [a for a in argv if a != "--tui"]
-    log_path = config.run_dir / "node.log"
-    with log_path.open("a") as log:
-        # the user's own command line, minus --tui, run again by this same interpreter
-        command = [sys.executable, "-m", "swarmnode", *argv]
-        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
-    try:
-        deadline = time.monotonic() + 300
-        while not url_file.exists() and child.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if not url_file.exists():
-            tail = log_path.read_text()[-1500:].strip().splitlines()[-1:] or ["(no output)"]
-            raise UserError(f"the node did not start its status API; last line of {log_path}: {tail[0]}")
-        Dashboard(HttpFeed(url_file.read_text().strip(), config.status.token)).run()
-    finally:
-        if child.poll() is None:
-            print("stopping the node (saving a checkpoint)…", flush=True)
-            child.send_signal(signal.SIGINT)
-            try:
-                child.wait(timeout=300)
-            except subprocess.TimeoutExpired:
-                child.kill()
-    print(f"node stopped; its output is in {log_path}", flush=True)
+    Node(config, say=_say).run()
     return 0
 
 
@@ -181,14 +134,11 @@ def _config_show(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from swarmnode import checkpoint, runtime
     from swarmnode.evaluation import evaluate
-    from swarmnode.models import load_model, resolve_model_source
-    from swarmnode.policy import Prompter
-    from swarmnode.policy.select import make_backend
-    from swarmnode.tasks import TaskSet, make_task
 
     config = _node_config(args)
-    source = resolve_model_source(config.model.name)
+    source = None
     if args.checkpoint_of:
         found, warnings = checkpoint.latest(Path(args.checkpoint_of))
         for line in warnings:
@@ -196,31 +146,23 @@ def _eval(args: argparse.Namespace) -> int:
         if found is None:
             raise UserError(f"no complete checkpoint in {args.checkpoint_of}")
         source = str(found.path)
-    import torch
-
-    torch.set_num_threads(config.threads)
-    model, tokenizer = load_model(source, config.model.dtype)
-    prompter = Prompter(tokenizer, config.model.chat_template, config.model.system_prompt)
-    tasks = TaskSet([make_task(name, config.task.params.get(name)) for name in config.task.names])
-    backend, _ = make_backend(
-        config.generation.backend, model, source, prompter, config.generation, config.model.dtype, config.seed
-    )
+    rt = runtime.build(config, source)
     result = evaluate(
-        backend,
-        prompter,
-        tasks,
+        rt.backend,
+        rt.prompter,
+        rt.tasks,
         questions=args.questions,
         seed=config.eval.seed,
         max_new_tokens=config.generation.max_new_tokens,
         k=args.k,
         temperature=config.generation.temperature,
     )
-    line = f"{source}: {result.questions} held-out questions, greedy accuracy {result.greedy_accuracy:.1%}"
+    line = f"{rt.source}: {result.questions} held-out questions, greedy accuracy {result.greedy_accuracy:.1%}"
     if result.pass_at_k is not None:
         line += f", pass@{args.k} {result.pass_at_k:.1%}"
     print(line)
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": source, **dataclasses.asdict(result)}, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({"model": rt.source, **dataclasses.asdict(result)}, indent=2) + "\n")
     return 0
 
 
@@ -299,31 +241,9 @@ def _bench_sapo(args: argparse.Namespace) -> int:
 
 
 def _bootstrap(args: argparse.Namespace) -> int:
-    import signal
-    import threading
+    from swarmnode.bootstrap import serve
 
-    from swarmnode.swarm import open_transport
-
-    config = _node_config(args)
-    if config.swarm.transport == "memory":
-        raise UserError("a bootstrap node on the memory transport would reach nobody: use hivemind or libp2p")
-    dht = open_transport(config)  # nat_port_map, auto_nat and relays stay off unless swarm.nat_traversal = true
-    addresses = dht.visible_maddrs()
-    print("bootstrap node (DHT only, no model); peers join with: --peers " + " ".join(addresses), flush=True)
-    if args.addr_file:  # for containers: the others wait for this file (join --peers-file)
-        target = Path(args.addr_file)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text("".join(a + "\n" for a in addresses))
-        tmp.replace(target)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    try:
-        stop.wait()
-    finally:
-        dht.close()
-    print("bootstrap node stopped")
+    serve(_node_config(args), Path(args.addr_file) if args.addr_file else None, say=_say)
     return 0
 
 

@@ -64,16 +64,19 @@ def test_bad_flag_value_is_one_line(tmp_path: Path) -> None:
 
 
 def test_peers_file(tmp_path: Path) -> None:
-    from swarmnode.cli import _read_peers_file
+    from swarmnode.bootstrap import read_peers_file, write_addr_file
 
-    path = tmp_path / "bootstrap.addr"
+    path = tmp_path / "shared" / "bootstrap.addr"
     with pytest.raises(UserError, match="did not appear"):
-        _read_peers_file(path, wait_s=0.3)
+        read_peers_file(path, wait_s=0.3)
+    path.parent.mkdir()
     path.write_text("\n# nothing\n")
     with pytest.raises(UserError, match="no multiaddr"):
-        _read_peers_file(path, wait_s=0.3)
-    path.write_text("/ip4/10.0.0.2/tcp/31337/p2p/X\n/ip4/127.0.0.1/tcp/31337/p2p/X\n")
-    assert _read_peers_file(path) == ["/ip4/10.0.0.2/tcp/31337/p2p/X", "/ip4/127.0.0.1/tcp/31337/p2p/X"]
+        read_peers_file(path, wait_s=0.3)
+    addresses = ["/ip4/10.0.0.2/tcp/31337/p2p/X", "/ip4/127.0.0.1/tcp/31337/p2p/X"]
+    write_addr_file(tmp_path / "other" / "bootstrap.addr", addresses)  # what bootstrap --addr-file writes
+    assert read_peers_file(tmp_path / "other" / "bootstrap.addr") == addresses
+    assert [p.name for p in (tmp_path / "other").iterdir()] == ["bootstrap.addr"]  # no temporary file left
 
 
 def test_report_plots_runs(tmp_path: Path) -> None:

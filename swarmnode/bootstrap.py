@@ -1,0 +1,68 @@
+"""The bootstrap node (`swarmnode bootstrap`): a transport and nothing else (no model, no round loop) that
+other nodes join through; and the file of its addresses that containers hand each other (`bootstrap
+--addr-file` writes it, `join --peers-file` waits for it and reads it).
+
+Nothing here imports the node or the model stack: with `--transport libp2p` the process never loads torch
+(hivemind imports torch itself, at its own import).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from swarmnode.errors import UserError
+from swarmnode.run_dir import replace_text
+
+if TYPE_CHECKING:
+    from swarmnode.config import NodeConfig
+
+
+def write_addr_file(path: Path, addresses: Sequence[str]) -> None:
+    """The node's multiaddrs, one per line, written whole or not at all (a reader may be polling)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    replace_text(path, "".join(a + "\n" for a in addresses))
+
+
+def read_peers_file(path: Path, wait_s: float = 300.0) -> list[str]:
+    """Multiaddrs, one per line, from a file another node writes (bootstrap --addr-file); waits for it."""
+    deadline = time.monotonic() + wait_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise UserError(f"--peers-file {path} did not appear within {wait_s:.0f} s")
+        time.sleep(0.5)
+    peers = [line.strip() for line in path.read_text().splitlines() if line.strip().startswith("/")]
+    if not peers:
+        raise UserError(f"--peers-file {path} holds no multiaddr (one per line, starting with /)")
+    return peers
+
+
+def _transport_type(config: NodeConfig) -> str:
+    """`swarm.transport`'s name, whether the config spells it as a string or as a model with a `type`."""
+    transport = config.swarm.transport
+    return transport if isinstance(transport, str) else transport.type
+
+
+def serve(config: NodeConfig, addr_file: Path | None, say: Callable[[str], None]) -> None:
+    """Run the transport `config` names until SIGINT or SIGTERM, then close it; `say` tells the user."""
+    from swarmnode.swarm import open_transport
+
+    if _transport_type(config) == "memory":
+        raise UserError("a bootstrap node on the memory transport would reach nobody: use hivemind or libp2p")
+    transport = open_transport(config)  # nat_port_map, auto_nat and relays stay off unless swarm.nat_traversal
+    try:
+        stop = threading.Event()  # set up before the address is out: whoever reads it may stop us at once
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        addresses = transport.visible_maddrs()
+        say("bootstrap node (DHT only, no model); peers join with: --peers " + " ".join(addresses))
+        if addr_file is not None:  # for containers: the others wait for this file (join --peers-file)
+            write_addr_file(addr_file, addresses)
+        stop.wait()
+    finally:
+        transport.close()
+    say("bootstrap node stopped")
