@@ -10,7 +10,8 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+
+from swarmnode.run_dir import PeerRow
 
 PROTOCOL_INVALID = frozenset(
     {
@@ -100,18 +101,18 @@ class PeerBook:
                 record.banned_until = self.clock() + self.ban_s
                 record.recent_invalid = 0
 
-    def snapshot(self) -> list[dict[str, Any]]:
+    def snapshot(self) -> list[PeerRow]:
         now = self.clock()
         return [
-            {
-                "peer_id": r.peer_id,
-                "model": r.model,
-                "last_seen_s": now - r.last_seen,
-                "accepted_groups": r.accepted_groups,
-                "rejected": dict(r.rejected),
-                "mean_reward": r.mean_reward,
-                "score": r.score,
-                "banned": r.banned_until > now,
-            }
+            PeerRow(
+                peer_id=r.peer_id,
+                model=r.model,
+                last_seen_s=now - r.last_seen,
+                accepted_groups=r.accepted_groups,
+                rejected=dict(r.rejected),
+                mean_reward=r.mean_reward,
+                score=r.score,
+                banned=r.banned_until > now,
+            )
             for r in sorted(self.peers.values(), key=lambda r: -r.last_seen)
         ]

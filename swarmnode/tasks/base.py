@@ -56,6 +56,11 @@ class Task(Protocol):
         verifier gives it, 0 otherwise."""
         ...
 
+    def in_eval_split(self, ref: TaskRef) -> bool:
+        """True when `ref` itself says it is from the eval split; False when it does not, or cannot say (a
+        node also refuses its own eval questions by their text)."""
+        ...
+
 
 def make_task(name: str, params: Mapping[str, Scalar] | None = None) -> Task:
     """A task by name: a built-in family, else a reasoning-gym dataset. Unknown names are a UserError."""
@@ -105,3 +110,12 @@ class TaskSet:
 
     def score(self, question: Question, completion: str) -> float:
         return self.tasks[question.ref.task].score(question, completion)
+
+    def eval_questions(self, seed: int, count: int) -> list[Question]:
+        """The held-out questions a node evaluates on: the first `count` of the eval split's stream."""
+        return self.draw(seed, 0, count, split="eval")
+
+    def in_eval_split(self, ref: TaskRef) -> bool:
+        """True when a (peer's) reference names the eval split of one of this set's tasks."""
+        task = self.tasks.get(ref.task)
+        return task is not None and task.in_eval_split(ref)

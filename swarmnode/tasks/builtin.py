@@ -71,5 +71,8 @@ class AddTask:
     def score(self, question: Question, completion: str) -> float:
         return 1.0 if extract_answer(completion) == question.answer else 0.0
 
+    def in_eval_split(self, ref: TaskRef) -> bool:
+        return ref.task == self.name and dict(ref.params).get("split") == "eval"
+
 
 TASKS = {"add": AddTask.from_params}

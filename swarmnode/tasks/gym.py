@@ -47,6 +47,9 @@ class ReasoningGymTask:
             seed = (seed + EVAL_SEED_OFFSET) % 2**32
         return [TaskRef(self.name, seed, start + i, self.params) for i in range(count)]
 
+    def in_eval_split(self, ref: TaskRef) -> bool:
+        return False  # the eval split is another seed's stream, which a reference cannot be told apart from
+
     def question(self, ref: TaskRef) -> Question:
         if ref.task != self.name:
             raise TaskError(f"not a {self.name} reference: {ref.task}")

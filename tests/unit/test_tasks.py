@@ -113,3 +113,11 @@ def test_reasoning_gym_task_rebuild_and_verifier() -> None:
 def test_reasoning_gym_bad_parameters() -> None:
     with pytest.raises(UserError, match="basic_arithmetic"):
         make_task("basic_arithmetic", {"no_such_field": 1})
+
+
+def test_a_reference_says_whether_it_is_from_the_eval_split() -> None:
+    tasks = TaskSet([make_task("add"), make_task("basic_arithmetic")])
+    train, held = tasks.draw(seed=2, start=0, count=2), tasks.eval_questions(seed=2, count=2)
+    assert held == tasks.draw(seed=2, start=0, count=2, split="eval")
+    assert [tasks.in_eval_split(q.ref) for q in train + held] == [False, False, True, False]  # gym cannot say
+    assert not tasks.in_eval_split(TaskRef("sub", 0, 0, (("split", "eval"),)))  # not one of this set's tasks

@@ -1,0 +1,159 @@
+"""This node's side of the swarm, behind one object: `Swarm.open(config, tasks)` wires identity, transport,
+validation chain, peer book and exchange from the config, `share` does one round's I/O, and `counters`,
+`peers` and `trouble` say how it goes. Nothing outside `swarm/` needs the parts it is built from.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+import protocol
+from swarmnode.config import NodeConfig
+from swarmnode.groups import Group
+from swarmnode.identity import Identity, load_or_create
+from swarmnode.run_dir import PeerRow, SwarmCounters
+from swarmnode.swarm import open_transport
+from swarmnode.swarm.exchange import OwnGroup, RolloutExchange
+from swarmnode.swarm.peers import PeerBook
+from swarmnode.swarm.transport import Transport
+from swarmnode.swarm.validate import BatchValidator, FreshnessPolicy
+from swarmnode.tasks import Question, TaskSet
+
+
+def held_out_check(tasks: TaskSet, config: NodeConfig) -> Callable[[Question], bool]:
+    """True for this node's own evaluation questions (`eval.seed`, `eval.questions`, by text) and for any
+    question whose reference names a task's eval split: peers may not train a node on its test set."""
+    texts = {q.text for q in tasks.eval_questions(config.eval.seed, config.eval.questions)}
+    return lambda q: q.text in texts or tasks.in_eval_split(q.ref)
+
+
+def open_exchange(config: NodeConfig, tasks: TaskSet, transport: Transport, identity: Identity) -> RolloutExchange:
+    """The exchange over `transport`, with its validation chain and peer book, as `swarm.*` configures them."""
+    sw = config.swarm
+    limits = protocol.Limits()
+    policy = FreshnessPolicy(
+        max_age_s=sw.max_age_s,
+        max_future_s=sw.max_clock_skew_s,
+        batches_per_peer_per_round=sw.batches_per_peer_per_round,
+    )
+    return RolloutExchange(
+        transport,
+        identity,
+        sw.name,
+        BatchValidator(sw.name, tasks, limits, policy, held_out=held_out_check(tasks, config)),
+        PeerBook(ban_after=sw.ban_after, ban_s=sw.ban_s),
+        limits,
+        model=config.model.name,
+        window_s=sw.window_s,
+        max_batches=sw.max_batches_per_round,
+        round_timeout_s=sw.round_timeout_s,
+    )
+
+
+class Swarm:
+    """One node's membership of a swarm: what it shares and takes each round, and what it counts."""
+
+    def __init__(
+        self, exchange: RolloutExchange, *, want_groups: int, per_peer_groups: int, owns_transport: bool = False
+    ) -> None:
+        self._exchange = exchange
+        self._want = want_groups
+        self._per_peer = per_peer_groups
+        self._owns_transport = owns_transport
+        self._closed = False
+
+    @classmethod
+    def open(
+        cls,
+        config: NodeConfig,
+        tasks: TaskSet,
+        *,
+        transport: Transport | None = None,
+        identity: Identity | None = None,
+        say: Callable[[str], None] | None = None,
+    ) -> Swarm:
+        """Join the swarm `config.swarm` names: over `transport` if given (the caller keeps and closes it),
+        else over `open_transport(config)` (closed by `close`). The identity is `swarm.key_path`'s unless
+        given. `say` gets the lines a user should see: the addresses others join through, the peer id."""
+        tell = say or (lambda line: None)
+        sw = config.swarm
+        owns = transport is None
+        if transport is None:
+            transport = open_transport(config)
+            addresses = transport.visible_maddrs()
+            if addresses:
+                tell("this node's addresses (others join with --peers ADDR): " + " ".join(addresses))
+            else:
+                tell("memory transport: no network; only nodes of this process share rollouts")
+        try:
+            exchange = open_exchange(config, tasks, transport, identity or load_or_create(sw.key_path))
+        except BaseException:
+            if owns:
+                transport.close()
+            raise
+        tell(f"swarm {sw.name}: peer id {exchange.identity.peer_id}")
+        per_peer = max(1, math.floor(sw.max_share_per_peer * sw.external_groups))
+        return cls(exchange, want_groups=sw.external_groups, per_peer_groups=per_peer, owns_transport=owns)
+
+    @property
+    def peer_id(self) -> str:
+        return self._exchange.identity.peer_id
+
+    def addresses(self) -> list[str]:
+        """Addresses other nodes can join through (none on the in-memory transport)."""
+        return self._exchange.transport.visible_maddrs()
+
+    def share(self, round_: int, policy_version: int, groups: Sequence[Group]) -> list[Group]:
+        """One round's swarm I/O under one deadline (`swarm.round_timeout_s`): publish this node's groups,
+        then collect up to `swarm.external_groups` of peers' (at most `max_share_per_peer` of them from one
+        peer), validated and re-scored here; their `source` is the author's peer id. A transport failure
+        or the deadline leaves the round with what it has (see `trouble`)."""
+        ex = self._exchange
+        ex.start_round()
+        # peers unreachable: publish counts it as an I/O error; still read what is there, retry next round
+        ex.publish(round_, policy_version, [OwnGroup(g.question, g.completions, g.rewards) for g in groups])
+        collected = ex.collect(round_, want_groups=self._want, per_peer_groups=self._per_peer)
+        return [
+            Group(
+                g.question,
+                g.completions,
+                g.rewards,
+                source=g.author,
+                model=g.model,
+                claimed_rewards=g.claimed_rewards,
+            )
+            for g in collected
+        ]
+
+    def trouble(self) -> list[str]:
+        """Lines for the user about swarm I/O since the last call (transport notices, I/O errors, rate-limited)."""
+        return self._exchange.trouble()
+
+    def peers(self) -> list[PeerRow]:
+        """The peer book, most recently heard from first."""
+        return self._exchange.book.snapshot()
+
+    def counters(self, peers: Sequence[PeerRow] | None = None) -> SwarmCounters:
+        """Every swarm counter since start: rejections by reason (of offers, of downloaded batches, of the
+        transport's records), peers known and banned (from `peers`, or the book now), misreported rewards,
+        failed fetches, I/O errors."""
+        ex = self._exchange
+        rows = self.peers() if peers is None else peers
+        rejected: Counter[str] = ex.rejections()
+        rejected.update(ex.transport.rejections())
+        return {
+            "rejected": dict(sorted(rejected.items())),
+            "peers": len(rows),
+            "banned_peers": sum(1 for p in rows if p["banned"]),
+            "misreported_rewards": ex.validator.misreported,
+            "fetch_misses": ex.misses,
+            "io_errors": ex.io_errors,
+        }
+
+    def close(self) -> None:
+        """Leave the swarm: closes the transport if `open` opened it. Idempotent."""
+        if not self._closed and self._owns_transport:
+            self._exchange.transport.close()
+        self._closed = True
