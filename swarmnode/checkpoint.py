@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from swarmnode.errors import UserError
+
 FORMAT = 1
 PREFIX = "round-"
 META = "meta.json"
@@ -32,6 +34,11 @@ class Checkpoint:
     path: Path
     round: int
     meta: dict[str, Any]
+
+
+WRITE_PAUSE_S = 0.0
+"""Fault injection for tests, never a user setting: a test that starts a node sets it in that process
+(tests/integration/test_silo_node.py) to kill the node in the middle of a checkpoint write."""
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -80,7 +87,6 @@ def save(
     optimizer: torch.optim.Optimizer,
     meta: dict[str, Any],
     keep: int,
-    write_delay_s: float = 0.0,
 ) -> Checkpoint:
     """Write the checkpoint of `round_` atomically and prune old ones. Returns the new checkpoint."""
     root = checkpoint_dir(run_dir)
@@ -100,8 +106,8 @@ def save(
         tensors, optim_meta = _optimizer_tensors(optimizer)
         tensors["rng.torch"] = torch.get_rng_state()
         save_file(tensors, str(tmp / OPTIMIZER))
-        if write_delay_s:
-            time.sleep(write_delay_s)  # fault-injection tests kill the process here
+        if WRITE_PAUSE_S:
+            time.sleep(WRITE_PAUSE_S)  # fault-injection tests kill the process here
         files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         full_meta = {
             "format": FORMAT,
@@ -154,6 +160,20 @@ def latest(run_dir: Path) -> tuple[Checkpoint | None, list[str]]:
             continue
         return Checkpoint(folder, meta["round"], meta), warnings
     return None, warnings
+
+
+def resume_point(run_dir: Path, resume: bool, model_name: str) -> tuple[Checkpoint | None, list[str]]:
+    """The checkpoint a node starts from (None: from scratch) and warnings about skipped ones. A run
+    directory of another model, or one with checkpoints while resume is off, is a UserError."""
+    if not resume:
+        if candidate_folders(run_dir):
+            raise UserError(f"{run_dir} already holds checkpoints and resume is off; use another --run-dir")
+        return None, []
+    found, warnings = latest(run_dir)
+    if found is not None and found.meta.get("model_name") != model_name:
+        held = found.meta.get("model_name")
+        raise UserError(f"{run_dir} holds a run of model {held!r}, not {model_name!r}; use another --run-dir")
+    return found, warnings
 
 
 def prune(root: Path, keep: int) -> None:

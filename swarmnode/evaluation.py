@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
+from swarmnode.config import EvalConfig
 from swarmnode.policy.base import PolicyBackend, Prompter, SamplingParams
+from swarmnode.run_dir import EvalRow
 from swarmnode.tasks import TaskSet
 
 
@@ -44,3 +47,21 @@ def evaluate(
         solved = [any(tasks.score(q, c.text) >= 1.0 for c in group) for q, group in zip(items, sampled, strict=True)]
         pass_k = sum(solved) / len(items)
     return EvalResult(len(items), accuracy, pass_k, k, sum(rewards) / len(items))
+
+
+def evaluate_row(
+    backend: PolicyBackend, prompter: Prompter, tasks: TaskSet, config: EvalConfig, max_new_tokens: int, round_: int
+) -> EvalRow:
+    """A node's periodic held-out evaluation (greedy), as the row it reports."""
+    start = time.perf_counter()
+    result = evaluate(
+        backend, prompter, tasks, questions=config.questions, seed=config.seed, max_new_tokens=max_new_tokens
+    )
+    return {
+        "round": round_,
+        "time": time.time(),
+        "eval_greedy_accuracy": result.greedy_accuracy,
+        "eval_mean_reward": result.mean_reward,
+        "eval_questions": result.questions,
+        "eval_s": time.perf_counter() - start,
+    }

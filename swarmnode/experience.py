@@ -1,5 +1,5 @@
-"""A round's experience: scored question groups (local or from peers) and the I local / J external
-selection that decides what the learner trains on (SAPO). In silo mode J = 0.
+"""The I local / J external selection that decides what the learner trains on among a round's scored
+question groups (its own and peers') that decides what the learner trains on (SAPO). In silo mode J = 0.
 
 External groups are sampled only among those with reward variance (the others carry no GRPO signal), and
 no single peer may fill more than `max_share_per_peer` of the J slots. `uniform` draws at random among
@@ -13,42 +13,23 @@ import random
 import statistics
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
 
-from swarmnode.grpo import has_signal
-from swarmnode.tasks import Question
+from swarmnode.groups import Group
 
 SamplerPolicy = Literal["uniform", "advantage-aware"]
 
 
-@dataclass(frozen=True)
-class ScoredGroup:
-    question: Question
-    prompt_ids: Sequence[int]
-    completion_ids: Sequence[Sequence[int]]
-    rewards: Sequence[float]
-    """Scores from this node's own verifier (never a peer's claim)."""
-    source: str
-    """"local", or the peer id of the author."""
-    texts: Sequence[str] = ()
-    """The completions as text (what the node shares), kept so they are not decoded twice."""
-
-    @property
-    def informative(self) -> bool:
-        return has_signal(list(self.rewards))
-
-
 def select_groups(
-    local: Sequence[ScoredGroup],
-    external: Sequence[ScoredGroup],
+    local: Sequence[Group],
+    external: Sequence[Group],
     *,
     local_count: int,
     external_count: int,
     rng: random.Random | None = None,
     policy: SamplerPolicy = "uniform",
     max_share_per_peer: float = 0.5,
-) -> list[ScoredGroup]:
+) -> list[Group]:
     """The node's first `local_count` own groups plus up to `external_count` peers' groups."""
     chosen = list(local[:local_count])
     if external_count <= 0:

@@ -34,10 +34,6 @@ def group_advantages(rewards: Tensor, eps: float = 1e-4, scale_by_std: bool = Tr
     return torch.where(std > 0, centred / (std + eps), torch.zeros_like(centred))
 
 
-def has_signal(rewards: list[float], tol: float = 1e-6) -> bool:
-    """A group trains the policy only if its rewards are not all equal."""
-    return len(rewards) > 1 and max(rewards) - min(rewards) > tol
-
 
 def token_log_probs(logits: Tensor, tokens: Tensor) -> Tensor:
     """log p(tokens) under `logits`: [B, T, V] and [B, T] -> [B, T], computed in float32."""

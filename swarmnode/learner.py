@@ -22,13 +22,8 @@ import torch
 
 from swarmnode import grpo
 from swarmnode.config import TrainConfig
-
-
-@dataclass(frozen=True)
-class TrainGroup:
-    prompt_ids: Sequence[int]
-    completion_ids: Sequence[Sequence[int]]
-    rewards: Sequence[float]
+from swarmnode.groups import Group
+from swarmnode.policy.base import Prompter
 
 
 @dataclass(frozen=True)
@@ -133,11 +128,12 @@ def _shared_prefix_log_probs(model: Any, batch: SharedPrefix, temperature: float
 
 
 class Learner:
-    def __init__(self, model: Any, config: TrainConfig, pad_id: int, temperature: float = 1.0) -> None:
+    def __init__(self, model: Any, config: TrainConfig, prompter: Prompter, temperature: float = 1.0) -> None:
         self.model = model
         self.temperature = temperature
         self.config = config
-        self.pad_id = pad_id
+        self.prompter = prompter
+        self.pad_id = prompter.pad_id
         self.optimizer = torch.optim.AdamW(
             [p for p in model.parameters() if p.requires_grad],
             lr=config.lr,
@@ -150,18 +146,28 @@ class Learner:
         self.updates = 0
         """Optimizer steps taken so far: the policy version."""
 
-    def step(self, groups: Sequence[TrainGroup]) -> StepStats:
+    def token_rows(self, group: Group) -> tuple[list[int], list[Sequence[int]]]:
+        """The learner's door: a group's prompt and completions as this model's token ids. Own completions
+        are trained on exactly as sampled; peers' text is tokenised here, once."""
+        if group.token_ids is not None:
+            return self.prompter.prompt_ids(group.question.text), list(group.token_ids)
+        completions = [self.prompter.completion_ids(c) for c in group.completions]
+        return self.prompter.prompt_ids(group.question.text), list(completions)
+
+    def step(self, groups: Sequence[Group]) -> StepStats:
+        """One GRPO update on the groups with reward variance (none: no step at all)."""
         start = time.perf_counter()
-        useful = [g for g in groups if grpo.has_signal(list(g.rewards)) and len(g.completion_ids) == len(g.rewards)]
+        useful = [g for g in groups if g.informative and len(g.token_ids or g.completions) == len(g.rewards)]
         rows: list[tuple[Sequence[int], Sequence[int]]] = []
         advantages: list[float] = []
         for g in useful:
             adv = grpo.group_advantages(
                 torch.tensor([list(g.rewards)], dtype=torch.float32), eps=self.config.advantage_eps
             )[0]
-            for completion, a in zip(g.completion_ids, adv.tolist(), strict=True):
+            prompt, completions = self.token_rows(g)
+            for completion, a in zip(completions, adv.tolist(), strict=True):
                 if completion:
-                    rows.append((g.prompt_ids, completion))
+                    rows.append((prompt, completion))
                     advantages.append(a)
         tokens = sum(len(c) for _, c in rows)
         if not rows:

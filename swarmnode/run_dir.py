@@ -77,6 +77,18 @@ class PeerRow(TypedDict):
     banned: bool
 
 
+def round_line(row: RoundRow, questions: int, swarm: bool) -> str:
+    """The line printed for a round."""
+    line = (
+        f"round {row['round']:5d} | reward {row['mean_reward']:.3f} | acc {row['accuracy']:6.1%} | "
+        f"groups {row['groups']:2d}/{questions} | {row['tokens_per_s']:7.0f} tok/s | "
+        f"gen {row['generate_s']:.2f}s train {row['train_s']:.2f}s"
+    )
+    if swarm:
+        line += f" | external {row['external_groups']}/{row['external_available']}"
+    return line
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     """Every row of a run's metrics.jsonl (rounds and evaluations), oldest first; [] when there is none."""
     path = run_dir / "metrics.jsonl"

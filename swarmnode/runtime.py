@@ -10,6 +10,7 @@ transformers' tokens/s under vLLM, a 4.8M model 1.3-1.7x faster generation (`ben
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +19,12 @@ from transformers.utils import logging as transformers_logging
 
 from swarmnode.config import GenerationConfig, NodeConfig
 from swarmnode.errors import UserError
+from swarmnode.groups import Group
 from swarmnode.models import load_model, resolve_model_source
-from swarmnode.policy.base import PolicyBackend, Prompter
+from swarmnode.policy.base import PolicyBackend, Prompter, SamplingParams
 from swarmnode.policy.hf import HFBackend
 from swarmnode.policy.vllm import VLLMBackend, vllm_status
-from swarmnode.tasks import TaskSet, make_task
+from swarmnode.tasks import Question, TaskSet, make_task
 
 CPU_VLLM_MIN_PARAMS = 4_000_000
 """On a CPU, `auto` picks vLLM only from this many parameters up (see the module docstring)."""
@@ -39,6 +41,19 @@ class Runtime:
     """Where the weights came from: a model id, a local folder or a checkpoint."""
     backend_why: str
     """Which generation backend was chosen, and why (said to the user)."""
+
+    def rollouts(self, questions: Sequence[Question], params: SamplingParams) -> list[Group]:
+        """Generate `params.n` completions per question and score each with this node's own verifier."""
+        outputs = self.backend.generate([self.prompter.prompt_ids(q.text) for q in questions], params)
+        return [
+            Group(
+                q,
+                tuple(c.text for c in outs),
+                tuple(self.tasks.score(q, c.text) for c in outs),
+                token_ids=tuple(c.token_ids for c in outs),
+            )
+            for q, outs in zip(questions, outputs, strict=True)
+        ]
 
 
 def make_tasks(config: NodeConfig) -> TaskSet:

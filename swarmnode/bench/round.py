@@ -20,7 +20,8 @@ import torch
 
 from swarmnode.bench.report import format_table, write_json
 from swarmnode.config import TrainConfig
-from swarmnode.learner import Learner, TrainGroup
+from swarmnode.groups import Group
+from swarmnode.learner import Learner
 from swarmnode.models import load_model
 from swarmnode.models.tiny import save_tiny_llama
 from swarmnode.policy import Prompter, SamplingParams
@@ -40,13 +41,18 @@ def _model_dir(folder: Path) -> Path:
 
 
 def _swarmnode_round(backend: Any, model: Any, prompter: Prompter, questions: list[Question]) -> dict[str, float]:
-    learner = Learner(model, TrainConfig(lr=LR, warmup_updates=0), prompter.pad_id)
+    learner = Learner(model, TrainConfig(lr=LR, warmup_updates=0), prompter)
     start = time.perf_counter()
     prompts = [prompter.prompt_ids(q.text) for q in questions]
     outputs = backend.generate(prompts, SamplingParams(n=COMPLETIONS, max_new_tokens=NEW_TOKENS, seed=0))
     groups = [
-        TrainGroup(p, [c.token_ids for c in outs], [reward(q, c.text) for c in outs])
-        for q, p, outs in zip(questions, prompts, outputs, strict=True)
+        Group(
+            q,
+            tuple(c.text for c in outs),
+            tuple(reward(q, c.text) for c in outs),
+            token_ids=tuple(c.token_ids for c in outs),
+        )
+        for q, outs in zip(questions, outputs, strict=True)
     ]
     generate_s = time.perf_counter() - start
     stats = learner.step(groups)

@@ -30,7 +30,6 @@ CONFIGS: dict[str, tuple[int, int]] = {"silo": (8, 0), "4/4": (4, 4), "8/8": (8,
 
 def run_one(config: str, seed: int, nodes: int, rounds: int, eval_questions: int, root: str) -> dict[str, Any]:
     from swarmnode.config import load_config, parse_override
-    from swarmnode.evaluation import evaluate
     from swarmnode.identity import Identity
     from swarmnode.node import Node
     from swarmnode.swarm.memory import MemoryHub, MemoryTransport
@@ -47,6 +46,8 @@ def run_one(config: str, seed: int, nodes: int, rounds: int, eval_questions: int
                 f"seed={1000 * seed + k}",
                 f"silo={'true' if external == 0 else 'false'}",
                 "eval.every=0",
+                f"eval.questions={eval_questions}",
+                "status.enabled=false",
                 f"generation.questions_per_round={local}",
                 f"swarm.external_groups={external}",
                 "generation.backend=hf",
@@ -60,25 +61,15 @@ def run_one(config: str, seed: int, nodes: int, rounds: int, eval_questions: int
     start = time.perf_counter()
     cumulative = [0.0] * nodes
     external_used = [0] * nodes
-    for round_ in range(1, rounds + 1):
-        for k, node in enumerate(members):
-            result = node.run_round(round_)
-            assert result is not None
-            node.round = round_
-            node._report(result)
-            cumulative[k] += result.mean_reward
-            external_used[k] += sum(result.external_by_peer.values())
-    accuracy = []
+    for _ in range(rounds):
+        for k, node in enumerate(members):  # in lockstep: every node's round r before anyone's r + 1
+            row = node.step()
+            assert row is not None
+            cumulative[k] += row["mean_reward"]
+            external_used[k] += row["external_groups"]
+    accuracy = [node.evaluate()["eval_greedy_accuracy"] for node in members]
     for node in members:
-        found = evaluate(
-            node.backend,
-            node.prompter,
-            node.tasks,
-            questions=eval_questions,
-            seed=node.config.eval.seed,
-            max_new_tokens=node.config.generation.max_new_tokens,
-        )
-        accuracy.append(found.greedy_accuracy)
+        node.close()
     return {
         "config": config,
         "seed": seed,

@@ -111,7 +111,16 @@ def test_sigkill_during_a_checkpoint_write(tmp_path: Path, procs: list[subproces
     assert straight.returncode == 0, straight.stderr
 
     run_b = tmp_path / "b"
-    p = start(*common, "--run-dir", str(run_b), "--set", "checkpoint.test_write_delay_s=2")
+    # the node in a process whose checkpoint writes pause for 2 s (a test hook, not a user setting)
+    hook = (
+        "import sys, swarmnode.checkpoint as c; from swarmnode.cli import main; c.WRITE_PAUSE_S = 2; sys.exit(main())"
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-c", hook, *common, "--run-dir", str(run_b)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     procs.append(p)
     root = run_b / "checkpoints"
     wait_for(lambda: root.exists() and any(root.glob(".round-000008.tmp-*")))

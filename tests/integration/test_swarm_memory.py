@@ -35,20 +35,20 @@ def test_three_nodes_train_on_each_others_groups(tmp_path: Path) -> None:
         nodes.append(
             Node(load_config(None, overrides), say=lambda _: None, transport=MemoryTransport(hub), identity=identity)
         )
-    ids = [n.exchange.identity.peer_id for n in nodes if n.exchange is not None]
+    ids = [n.swarm.peer_id for n in nodes if n.swarm is not None]
     assert len(ids) == 3
-    for round_ in range(1, 5):
+    for _ in range(4):
         for node in nodes:
-            result = node.run_round(round_)
-            assert result is not None
-            node.round = round_
-            node._report(result)
+            assert node.step() is not None
     for i, node in enumerate(nodes):
+        node.close()
+        rows = read_metrics(node.config.run_dir)
+        assert [r["round"] for r in rows] == [1, 2, 3, 4]
         used: set[str] = set()
-        for row in read_metrics(node.config.run_dir):
+        for row in rows:
             used |= set(row.get("external_by_peer", {}))
         assert used == set(ids) - {ids[i]}
-        assert node.exchange is not None and sum(node.exchange.validator.counts.values()) == 0
+        assert rows[-1]["rejected"] == {}
 
 
 class FailingTransport(MemoryTransport):
@@ -79,11 +79,9 @@ def test_a_node_whose_network_fails_keeps_training_and_says_so_without_flooding(
     ]
     said: list[str] = []
     node = Node(load_config(None, overrides), say=said.append, transport=FailingTransport(MemoryHub()))
-    for round_ in range(1, 4):
-        result = node.run_round(round_)
-        assert result is not None  # a silo round
-        node.round = round_
-        node._report(result)
+    for _ in range(3):
+        assert node.step() is not None  # a silo round
+    node.close()
     trouble = [line for line in said if "swarm I/O failed" in line or "restarted" in line]
     # the first failure of a kind is said at once; the same failure again within a minute is not repeated
     assert trouble == [

@@ -23,11 +23,11 @@ def engine() -> Any:
     from swarmnode.models import load_model
     from swarmnode.models.loading import EMBEDDED_DIR
     from swarmnode.policy import Prompter
-    from swarmnode.policy.select import make_backend
+    from swarmnode.runtime import choose_backend
 
     model, tokenizer = load_model(str(EMBEDDED_DIR))
     prompter = Prompter(tokenizer, "off", "")
-    backend, why = make_backend("vllm", model, str(EMBEDDED_DIR), prompter, GenerationConfig(), "float32", 0)
+    backend, why = choose_backend("vllm", model, str(EMBEDDED_DIR), prompter, GenerationConfig(), "float32", 0)
     assert why.startswith("vLLM")
     return model, prompter, backend
 
@@ -62,19 +62,19 @@ def _compare(model: Any, prompter: Any, backend: Any, prompts: list[list[int]]) 
 
 
 def test_greedy_and_logprobs_match_transformers_before_and_after_an_update(engine: Any) -> None:
+    from protocol import TaskRef
     from swarmnode.config import TrainConfig
-    from swarmnode.learner import Learner, TrainGroup
+    from swarmnode.groups import Group
+    from swarmnode.learner import Learner
+    from swarmnode.tasks import Question
 
     model, prompter, backend = engine
     prompts = [prompter.prompt_ids(q) for q in ("36+21=", "07+45=", "99+99=", "10+10=")]
     assert _compare(model, prompter, backend, prompts) < 1e-4
 
-    learner = Learner(model, TrainConfig(lr=1e-3, warmup_updates=0), prompter.pad_id)
-    group = TrainGroup(
-        prompts[0],
-        [prompter.completion_ids("<answer>57</answer>"), prompter.completion_ids("<answer>58</answer>")],
-        [1.0, 0.0],
-    )
+    learner = Learner(model, TrainConfig(lr=1e-3, warmup_updates=0), prompter)
+    question = Question(TaskRef("add", 0, 0), "36+21=", "57")
+    group = Group(question, ("<answer>57</answer>", "<answer>58</answer>"), (1.0, 0.0), source="peer")
     for _ in range(3):
         assert learner.step([group]).stepped
     backend.sync_weights()

@@ -8,14 +8,15 @@ from collections import Counter
 import pytest
 
 from protocol import TaskRef
-from swarmnode.experience import ScoredGroup, select_groups
+from swarmnode.experience import select_groups
+from swarmnode.groups import Group
 from swarmnode.tasks import Question
 
 Q = Question(TaskRef("add", 0, 0), "01+01=", "2")
 
 
-def group(source: str, rewards: tuple[float, ...]) -> ScoredGroup:
-    return ScoredGroup(Q, [1], [[2]] * len(rewards), rewards, source)
+def group(source: str, rewards: tuple[float, ...]) -> Group:
+    return Group(Q, ("x",) * len(rewards), rewards, source)
 
 
 def test_silo_takes_only_local_groups() -> None:

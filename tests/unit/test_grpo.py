@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from swarmnode import grpo
+from swarmnode.groups import has_signal
 
 
 def test_advantages_of_a_mixed_group() -> None:
@@ -24,9 +25,9 @@ def test_advantages_of_two_completions_and_eps() -> None:
 def test_all_equal_rewards_give_zero_advantage_and_no_signal() -> None:
     adv = grpo.group_advantages(torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]))
     assert torch.equal(adv, torch.zeros(2, 3))
-    assert not grpo.has_signal([1.0, 1.0, 1.0])
-    assert not grpo.has_signal([0.5])
-    assert grpo.has_signal([0.0, 0.5])
+    assert not has_signal([1.0, 1.0, 1.0])
+    assert not has_signal([0.5])
+    assert has_signal([0.0, 0.5])
 
 
 def test_advantages_are_per_group() -> None:

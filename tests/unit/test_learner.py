@@ -8,11 +8,19 @@ import copy
 import pytest
 import torch
 
+from protocol import TaskRef
 from swarmnode.config import TrainConfig
-from swarmnode.learner import Learner, TrainGroup, completion_log_probs, pack, pack_shared
+from swarmnode.groups import Group
+from swarmnode.learner import Learner, completion_log_probs, pack, pack_shared
 from swarmnode.policy import Prompter, SamplingParams
 from swarmnode.policy.hf import HFBackend
+from swarmnode.tasks import Question
 from tests.helpers import tiny_model
+
+
+def text_group(prompt: str, completions: tuple[str, ...], rewards: tuple[float, ...]) -> Group:
+    """A peer's group as text (the learner tokenises it)."""
+    return Group(Question(TaskRef("add", 0, 0), prompt, ""), completions, rewards, source="peer")
 
 
 def _setup() -> tuple[torch.nn.Module, Prompter]:
@@ -48,28 +56,19 @@ def test_log_probs_match_the_generating_model_with_left_padding() -> None:
 def test_no_signal_means_no_step() -> None:
     model, prompter = _setup()
     before = copy.deepcopy(model.state_dict())
-    learner = Learner(model, TrainConfig(), prompter.pad_id)
-    group = TrainGroup(
-        prompter.prompt_ids("1+1="), [prompter.completion_ids("2"), prompter.completion_ids("3")], [1.0, 1.0]
-    )
+    learner = Learner(model, TrainConfig(), prompter)
+    group = text_group("1+1=", ("2", "3"), (1.0, 1.0))
     stats = learner.step([group, group])
     assert not stats.stepped and stats.groups == 0 and learner.updates == 0
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key])
 
 
-def _groups(prompter: Prompter) -> list[TrainGroup]:
+def _groups(prompter: Prompter) -> list[Group]:
+    del prompter  # text groups: the learner tokenises them
     return [
-        TrainGroup(
-            prompter.prompt_ids("1+1="),
-            [prompter.completion_ids(t) for t in ("<answer>2</answer>", "<answer>3</answer>", "zz")],
-            [1.0, 0.0, 0.0],
-        ),
-        TrainGroup(
-            prompter.prompt_ids("40+2="),
-            [prompter.completion_ids(t) for t in ("<answer>42</answer>", "<answer>41</answer>")],
-            [1.0, 0.0],
-        ),
+        text_group("1+1=", ("<answer>2</answer>", "<answer>3</answer>", "zz"), (1.0, 0.0, 0.0)),
+        text_group("40+2=", ("<answer>42</answer>", "<answer>41</answer>"), (1.0, 0.0)),
     ]
 
 
@@ -77,7 +76,7 @@ def _gradients(micro_batch_size: int, prefix_sharing: bool = True) -> list[torch
     """The gradient the optimizer would apply (Adam's first step is sign-like, so compare gradients)."""
     model, prompter = _setup()
     config = TrainConfig(micro_batch_size=micro_batch_size, prefix_sharing=prefix_sharing)
-    learner = Learner(model, config, prompter.pad_id)
+    learner = Learner(model, config, prompter)
     captured: list[torch.Tensor] = []
 
     def capture(*args: object, **kwargs: object) -> None:
@@ -120,6 +119,7 @@ def test_shared_prefix_log_probs_match_full_rows() -> None:
 def test_updates_raise_the_advantage_weighted_log_prob() -> None:
     model, prompter = _setup()
     groups = _groups(prompter)
+    learner = Learner(model, TrainConfig(lr=1e-3), prompter)
 
     def objective() -> float:
         total = 0.0
@@ -127,11 +127,11 @@ def test_updates_raise_the_advantage_weighted_log_prob() -> None:
             for g in groups:
                 rewards = torch.tensor(list(g.rewards))
                 adv = (rewards - rewards.mean()) / rewards.std()
-                for c, a in zip(g.completion_ids, adv.tolist(), strict=True):
-                    total += a * float(completion_log_probs(model, pack([(g.prompt_ids, c)], prompter.pad_id)).sum())
+                prompt, completions = learner.token_rows(g)
+                for c, a in zip(completions, adv.tolist(), strict=True):
+                    total += a * float(completion_log_probs(model, pack([(prompt, c)], prompter.pad_id)).sum())
         return total
 
-    learner = Learner(model, TrainConfig(lr=1e-3), prompter.pad_id)
     values = [objective()]
     for _ in range(3):
         stats = learner.step(groups)
@@ -175,3 +175,14 @@ def test_hf_sampling_uses_the_full_distribution_unless_top_k_is_set(monkeypatch:
     assert not any("TopK" in name or "TopP" in name for name in seen[-1]), seen[-1]
     backend.generate(prompts, SamplingParams(n=2, max_new_tokens=2, temperature=1.0, top_k=5, seed=0))
     assert any("TopK" in name for name in seen[-1]), seen[-1]
+
+
+def test_own_groups_are_trained_on_as_sampled_and_peers_text_is_tokenised() -> None:
+    """Decoding and encoding again need not give the sampled tokens: own completions keep their ids."""
+    model, prompter = _setup()
+    learner = Learner(model, TrainConfig(), prompter)
+    sampled = ((7, 7, 7), (8, 9))
+    own = Group(Question(TaskRef("add", 0, 0), "1+1=", "2"), ("a", "b"), (1.0, 0.0), token_ids=sampled)
+    assert learner.token_rows(own) == (prompter.prompt_ids("1+1="), list(sampled))
+    peer = text_group("1+1=", ("a", "b"), (1.0, 0.0))
+    assert learner.token_rows(peer)[1] == [prompter.completion_ids("a"), prompter.completion_ids("b")]
