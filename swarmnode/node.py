@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from swarmnode import __version__, checkpoint, runtime
 from swarmnode.config import NodeConfig
@@ -27,8 +28,10 @@ from swarmnode.learner import Learner
 from swarmnode.policy import SamplingParams
 from swarmnode.run_dir import EvalRow, RoundRow, RunDir, SwarmCounters, round_line
 from swarmnode.status import NodeStatus, StatusServer
-from swarmnode.swarm.front import Swarm
-from swarmnode.swarm.transport import Transport
+
+if TYPE_CHECKING:  # a silo node never loads the swarm stack
+    from swarmnode.swarm.front import Swarm
+    from swarmnode.swarm.transport import Transport
 
 
 def round_seed(seed: int, round_: int) -> int:
@@ -73,8 +76,10 @@ class Node:
         if resume is not None:
             self._resume(resume)
         self.run_dir.truncate_after(self.round)  # rounds after the checkpoint are about to run again
-        self.swarm = None
+        self.swarm: Swarm | None = None
         if not config.silo:
+            from swarmnode.swarm.front import Swarm
+
             self.swarm = Swarm.open(config, self.runtime.tasks, transport=transport, identity=identity, say=self.say)
         self.run_dir.write_config(config.model_dump_json(indent=2))
         self.status.set_info(peer_id=self.swarm.peer_id if self.swarm else None, backend=self.runtime.backend.name)
