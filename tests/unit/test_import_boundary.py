@@ -1,7 +1,34 @@
-"""`protocol` must import alone: no torch, no network stack, nothing from swarmnode."""
+"""Import boundaries, checked in fresh interpreters: `protocol` imports alone; `swarmnode report` and
+`swarmnode bootstrap` (no model) never load the model stack, each run for real as a user would."""
 
+from __future__ import annotations
+
+import json
+import signal
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
+
+from swarmnode.swarm.libp2p import libp2p_available
+from tests.helpers import read_line_matching
+
+WATCHED = ("torch", "transformers", "swarmnode.node")
+PROBE = (
+    "import sys\n"
+    "from swarmnode.cli import main\n"
+    "code = main(sys.argv[1:])\n"
+    f"print('LOADED', *[m for m in {WATCHED!r} if m in sys.modules], flush=True)\n"
+    "sys.exit(code)\n"
+)
+"""Runs `swarmnode ARGS...` in this interpreter, then prints which of WATCHED it imported."""
+
+
+def loaded(output: str) -> set[str]:
+    lines = [line for line in output.splitlines() if line.startswith("LOADED")]
+    assert len(lines) == 1, f"the probe did not finish: {output[-2000:]}"
+    return set(lines[0].split()[1:])
 
 
 def test_protocol_imports_without_torch_or_network() -> None:
@@ -13,3 +40,39 @@ def test_protocol_imports_without_torch_or_network() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_report_loads_neither_torch_nor_the_node(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [{"round": 1, "mean_reward": 0.5}, {"round": 1, "eval_greedy_accuracy": 0.25}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, "report", str(run), "--out", str(tmp_path / "r.png")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "r.png").exists()
+    assert loaded(out.stdout) == set()
+
+
+@pytest.mark.parametrize("transport", ["hivemind", "libp2p"])
+def test_bootstrap_loads_no_model_stack(transport: str, tmp_path: Path, procs: list[subprocess.Popen[str]]) -> None:
+    """hivemind imports torch itself (hivemind/__init__, its tensor utilities), so only libp2p is held to no
+    torch at all; neither may load transformers or the node."""
+    if transport == "libp2p" and not libp2p_available():
+        pytest.skip("the libp2p extra is not installed")
+    # the default swarm.host_maddrs listen on 127.0.0.1 only, NAT traversal off
+    command = [sys.executable, "-c", PROBE, "bootstrap", "--transport", transport, "--run-dir", str(tmp_path)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    procs.append(proc)
+    read_line_matching(proc, r"peers join with: --peers /ip4/127\.0\.0\.1/", limit=120)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    assert "bootstrap node stopped" in output
+    forbidden = {"transformers", "swarmnode.node"} | ({"torch"} if transport == "libp2p" else set())
+    assert not loaded(output) & forbidden
