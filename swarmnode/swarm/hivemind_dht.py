@@ -5,29 +5,37 @@ non-blocking, and a value over ~60 KB kills that child (`BlockingIOError`, then 
 batches are bigger, so the node drives `DHTNode` directly. NAT port mapping, AutoNAT and relays stay off
 unless the user turns them on; tests bind 127.0.0.1.
 
-Keys: `<swarm>/batch/<sha256 hex>` holds one batch envelope; `<swarm>/ann/<window>` holds one
-announcement per peer under the subkey = its peer id. Every node's `SwarmRecordValidator` refuses to
-store or return a batch whose key is not the hash of its bytes, or an announcement that is not validly
-signed by the peer its subkey names — so no peer can overwrite another's entry on honest nodes.
+Keys: `<swarm>/batch/<sha256 hex>` holds one batch envelope; `<swarm>/ann/<window>/<bucket>` holds one
+announcement per peer under the subkey = its peer id. Every node's record validator applies the swarm's
+record rules (`records.py`) to what it stores and returns: no batch whose key is not the hash of its bytes,
+no announcement that is not validly signed by the peer its subkey names — so no peer can overwrite
+another's entry on honest nodes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, TypeVar
+from collections.abc import Coroutine, Hashable, Sequence
+from concurrent.futures import Future
+from typing import Any, Protocol, TypeVar
 
 import protocol
 from swarmnode.errors import UserError
-from swarmnode.swarm.transport import ANNOUNCE_BUCKETS, TransportError, announcement_bucket
+from swarmnode.swarm import records
+from swarmnode.swarm.transport import ANNOUNCE_BUCKETS, TransportError
 
 __all__ = ["HivemindTransport", "TransportError", "make_record_validator"]
 
 T = TypeVar("T")
+
+
+class RecordCounter(Protocol):
+    """The record validator as this transport sees it: what it refused, by counter name."""
+
+    counts: Counter[str]
 
 
 def batch_key(swarm: str, batch_id: bytes) -> str:
@@ -70,14 +78,51 @@ def _msgpack_str(data: bytes) -> str | None:
         return None
 
 
-def make_record_validator(
-    swarm: str,
-    limits: protocol.Limits,
-    window_s: float,
-    clock: Callable[[], float] = time.time,
-    buckets: int = ANNOUNCE_BUCKETS,
-) -> Any:
+DHT_COUNTERS = {
+    records.MALFORMED: "dht_malformed_record",
+    records.OVERSIZE: "dht_oversize",
+    records.BATCH_ID_MISMATCH: "dht_batch_key_mismatch",
+    records.BAD_ANNOUNCEMENT: "dht_bad_announcement",
+    records.ANNOUNCEMENT_WINDOW: "dht_announcement_window",
+}
+"""The counter each record rule's refusal is counted under (`rejections`)."""
+
+
+class DHTKeys:
+    """The DHT keys records are filed under: the hashes (`DHTID`) of `batch_key` and `announcement_key`."""
+
+    def __init__(self, swarm: str) -> None:
+        self.swarm = swarm
+
+    def batch(self, batch_id: bytes) -> Hashable:
+        return _dht_id(batch_key(self.swarm, batch_id))
+
+    def announcement(self, window: int, bucket: int) -> Hashable:
+        return _dht_id(announcement_key(self.swarm, window, bucket))
+
+
+def _dht_id(key: str) -> bytes:
     from hivemind.dht.routing import DHTID
+
+    return bytes(DHTID.generate(source=key).to_bytes())
+
+
+def record_problem(rules: records.SwarmRules, key: bytes, subkey: bytes, value: bytes) -> str | None:
+    """Why a DHT record (as hivemind serialises it) breaks the swarm's record rules, or None."""
+    envelope = _msgpack_bin(value)
+    if envelope is None:
+        return records.MALFORMED
+    if subkey == b"\xc0":  # no subkey: a batch under the hash of its bytes
+        return records.check_batch(rules, records.BatchRecord(key, envelope))
+    author = _msgpack_str(subkey)
+    if author is None:
+        return records.BAD_ANNOUNCEMENT
+    verdict = records.check_announcement(rules, records.AnnouncementRecord(envelope, key, author))
+    return verdict if isinstance(verdict, str) else None
+
+
+def make_record_validator(rules: records.SwarmRules) -> RecordCounter:
+    """hivemind's record validator for `rules` (whose keys must be `DHTKeys`)."""
     from hivemind.dht.validation import DHTRecord, RecordValidatorBase
 
     class SwarmRecordValidator(RecordValidatorBase):  # type: ignore[misc]
@@ -88,38 +133,13 @@ def make_record_validator(
             self.counts: Counter[str] = Counter()
 
         def validate(self, record: DHTRecord) -> bool:
-            reason = self._problem(record)
-            if reason:
-                self.counts[reason] += 1
-            return not reason
+            reason = record_problem(rules, record.key, record.subkey, record.value)
+            if reason is not None:
+                self.counts[DHT_COUNTERS[reason]] += 1
+            return reason is None
 
-        def _problem(self, record: DHTRecord) -> str:
-            value = _msgpack_bin(record.value)
-            if value is None:
-                return "dht_malformed_record"
-            if len(value) > limits.max_envelope_bytes:
-                return "dht_oversize"
-            if record.subkey == b"\xc0":  # no subkey: a batch under the hash of its bytes
-                expected = DHTID.generate(source=batch_key(swarm, hashlib.sha256(value).digest())).to_bytes()
-                return "" if record.key == expected else "dht_batch_key_mismatch"
-            subkey = _msgpack_str(record.subkey)
-            verdict = protocol.verify_and_decode(value, limits)
-            if (
-                subkey is None
-                or not isinstance(verdict, protocol.Accepted)
-                or not isinstance(verdict.payload, protocol.Announcement)
-                or verdict.peer_id != subkey
-                or verdict.payload.swarm != swarm
-            ):
-                return "dht_bad_announcement"
-            now = int(clock() // window_s)
-            bucket = announcement_bucket(subkey, buckets)
-            keys = {
-                DHTID.generate(source=announcement_key(swarm, w, bucket)).to_bytes() for w in range(now - 2, now + 2)
-            }
-            return "" if record.key in keys else "dht_announcement_window"
-
-    return SwarmRecordValidator()
+    validator: RecordCounter = SwarmRecordValidator()
+    return validator
 
 
 class HivemindTransport:
@@ -142,9 +162,14 @@ class HivemindTransport:
         self.swarm = swarm
         self.buckets = buckets
         self.limits = limits or protocol.Limits()
+        self.rules = records.SwarmRules(swarm, self.limits, window_s=window_s, buckets=buckets, keys=DHTKeys(swarm))
         self.ttl_s = ttl_s
         self.op_timeout_s = op_timeout_s
         self.bytes_downloaded = 0
+        self.node: Any = None
+        """hivemind's `DHTNode` (untyped)."""
+        self._joiner: Future[None] | None = None
+        self._closed = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="swarmnode-dht", daemon=True)
         self._thread.start()
@@ -159,7 +184,7 @@ class HivemindTransport:
         # Start alone, then join: hivemind's own bootstrap makes the daemon exit when no initial peer answers,
         # which would stop the node; here unreachable peers only mean training alone and retrying with backoff.
         try:
-            self.validator = make_record_validator(swarm, self.limits, window_s, buckets=buckets)
+            self.validator = make_record_validator(self.rules)
             self.node = self._run(DHTNode.create(record_validator=self.validator, **options), startup_timeout_s + 10)
         except TransportError as exc:
             self.close()
@@ -236,43 +261,48 @@ class HivemindTransport:
     def visible_maddrs(self) -> list[str]:
         return [str(m) for m in self._run(self.node.get_visible_maddrs(), self.op_timeout_s)]
 
-    def _expiration(self) -> float:
+    def put_record(self, key: str, value: bytes, subkey: str | None = None, timeout: float | None = None) -> bool:
+        """Store one record under a DHT key (`batch_key`, `announcement_key`) for `ttl_s`, with none of this
+        node's own checks before it is sent: whether any node (this one included) accepted it. Every DHT node's
+        record validator still applies, so tests and hostile peers can offer records no honest node writes."""
         from hivemind.utils import get_dht_time
 
-        return float(get_dht_time()) + self.ttl_s
+        expiration = float(get_dht_time()) + self.ttl_s
+        return bool(self._run(self.node.store(key, value, expiration, subkey=subkey), self._timeout(timeout)))
+
+    def holds(self, key: str) -> bool:
+        """Whether this node's own storage holds a record under a DHT key (without asking any peer)."""
+        from hivemind.dht.routing import DHTID
+
+        return self.node.protocol.storage.get(DHTID.generate(source=key)) is not None
 
     def store_batch(self, batch_id: bytes, envelope: bytes, timeout: float | None = None) -> None:
-        if hashlib.sha256(envelope).digest() != batch_id:
+        # only the content id is checked here: an oversize batch is refused (and counted) by every DHT node
+        record = records.BatchRecord(self.rules.keys.batch(batch_id), envelope)
+        if records.content_addressed(self.rules, record) is not None:
             raise ValueError("a batch is stored under the SHA-256 of its envelope")
-        if not self._run(
-            self.node.store(batch_key(self.swarm, batch_id), envelope, self._expiration()), self._timeout(timeout)
-        ):
+        if not self.put_record(batch_key(self.swarm, batch_id), envelope, timeout=timeout):
             raise TransportError("no DHT node accepted the batch")
 
     def announce(self, window: int, envelope: bytes, timeout: float | None = None) -> None:
-        verdict = protocol.verify_and_decode(envelope, self.limits)
-        if not isinstance(verdict, protocol.Accepted):
-            raise ValueError("only valid signed announcements can be stored")
-        stored = self._run(
-            self.node.store(
-                announcement_key(self.swarm, window, announcement_bucket(verdict.peer_id, self.buckets)),
-                envelope,
-                self._expiration(),
-                subkey=verdict.peer_id,
-            ),
-            self._timeout(timeout),
-        )
-        if not stored:
+        signed = records.signed_announcement(self.rules, envelope)
+        if signed is None:
+            raise ValueError("only valid signed announcements of this swarm can be stored")
+        key = announcement_key(self.swarm, window, self.rules.bucket_of(signed.author))
+        if not self.put_record(key, envelope, subkey=signed.author, timeout=timeout):
             raise TransportError("no DHT node accepted the announcement")
 
     def announcements(self, window: int, bucket: int | None = None, timeout: float | None = None) -> list[bytes]:
+        from hivemind.utils.timed_storage import ValueWithExpiration
+
         values: list[bytes] = []
         for b in range(self.buckets) if bucket is None else [bucket]:
             key = announcement_key(self.swarm, window, b)
             found = self._run(self.node.get(key, latest=True), self._timeout(timeout))
             if found is None or not isinstance(found.value, dict):
                 continue
-            values += [e.value for e in found.value.values() if isinstance(getattr(e, "value", None), bytes)]
+            entries = [e for e in found.value.values() if isinstance(e, ValueWithExpiration)]
+            values += [e.value for e in entries if isinstance(e.value, bytes)]
         self.bytes_downloaded += sum(len(v) for v in values)
         return values
 
@@ -284,13 +314,14 @@ class HivemindTransport:
         return found.value
 
     def close(self) -> None:
-        joiner = getattr(self, "_joiner", None)
-        if joiner is not None:
-            joiner.cancel()
-        node = getattr(self, "node", None)
-        if node is not None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._joiner is not None:
+            self._joiner.cancel()
+        if self.node is not None:
             try:
-                self._run(node.shutdown(), 10)
+                self._run(self.node.shutdown(), 10)
             except TransportError:
                 pass
         try:

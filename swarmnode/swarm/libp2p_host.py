@@ -19,20 +19,19 @@ thresholds are set explicitly (py-libp2p's defaults are permissive).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import random
 import sys
-import time
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 import msgpack
 
 import protocol
-from swarmnode.swarm.transport import ANNOUNCE_BUCKETS, announcement_bucket
+from swarmnode.swarm import records
+from swarmnode.swarm.transport import ANNOUNCE_BUCKETS
 
 MAX_FRAME = 8 * 1024 * 1024
 FETCH_PROTOCOL = "/swarmnode/fetch/1.0.0"
@@ -40,11 +39,23 @@ KEY_ENV = "SWARMNODE_LIBP2P_KEY"
 log = logging.getLogger("swarmnode.libp2p")
 
 
+class TopicKeys:
+    """Where the topic's messages file records: a batch under its id; an announcement names only its window,
+    and every receiver files it in its signer's bucket itself."""
+
+    def batch(self, batch_id: bytes) -> Hashable:
+        return batch_id
+
+    def announcement(self, window: int, bucket: int) -> Hashable:
+        return window
+
+
 class State:
+    """What this host keeps (batches and announcements that passed the record rules) and what it refused."""
+
     def __init__(self, swarm: str, limits: protocol.Limits, window_s: float, buckets: int, store_bytes: int) -> None:
-        self.swarm = swarm
+        self.rules = records.SwarmRules(swarm, limits, window_s=window_s, buckets=buckets, keys=TopicKeys())
         self.limits = limits
-        self.window_s = window_s
         self.buckets = buckets
         self.store_bytes = store_bytes
         self.batches: OrderedDict[bytes, bytes] = OrderedDict()
@@ -53,6 +64,9 @@ class State:
         self.rejected: Counter[str] = Counter()
         self.received_bytes = 0
         """Bytes of other peers' messages and fetched batches this host took in (its real download)."""
+
+    def refuse(self, reason: str) -> None:
+        self.rejected[f"libp2p_{reason}"] += 1
 
     def keep_batch(self, batch_id: bytes, data: bytes) -> None:
         if batch_id in self.batches:
@@ -63,44 +77,45 @@ class State:
             _, old = self.batches.popitem(last=False)
             self.held -= len(old)
 
+    def check_batch(self, batch_id: object, data: object) -> bool:
+        """Whether a batch passes the record rules (a refusal is counted)."""
+        if not isinstance(batch_id, bytes) or not isinstance(data, bytes):
+            self.refuse(records.MALFORMED)
+            return False
+        reason = records.check_batch(self.rules, records.BatchRecord(batch_id, data))
+        if reason is not None:
+            self.refuse(reason)
+        return reason is None
+
     def check_announcement(self, window: object, data: object) -> str | None:
-        """The peer id of a valid announcement for a current window, or None (and counted)."""
+        """The peer id of a valid announcement for a live window, or None (and counted)."""
         if not isinstance(window, int) or not isinstance(data, bytes):
-            self.rejected["libp2p_malformed"] += 1
+            self.refuse(records.MALFORMED)
             return None
-        now = int(time.time() // self.window_s)
-        if not now - 2 <= window <= now + 1:
-            self.rejected["libp2p_announcement_window"] += 1
+        verdict = records.check_announcement(self.rules, records.AnnouncementRecord(data, window))
+        if isinstance(verdict, str):
+            self.refuse(verdict)
             return None
-        verdict = protocol.verify_and_decode(data, self.limits)
-        if (
-            not isinstance(verdict, protocol.Accepted)
-            or not isinstance(verdict.payload, protocol.Announcement)
-            or verdict.payload.swarm != self.swarm
-        ):
-            self.rejected["libp2p_bad_announcement"] += 1
-            return None
-        return verdict.peer_id
+        return verdict.author
 
     def keep_announcement(self, window: int, author: str, data: bytes) -> None:
-        bucket = announcement_bucket(author, self.buckets)
-        self.announcements.setdefault((window, bucket), {})[author] = data
-        oldest = int(time.time() // self.window_s) - 3
+        self.announcements.setdefault((window, self.rules.bucket_of(author)), {})[author] = data
+        oldest = self.rules.live_windows().start - 1
         for key in [k for k in self.announcements if k[0] < oldest]:
             del self.announcements[key]
 
     def accept_message(self, data: bytes) -> bool:
         """Validate one GossipSub message, and keep what it carries."""
         if len(data) > self.limits.max_envelope_bytes + 1024:
-            self.rejected["libp2p_oversize"] += 1
+            self.refuse(records.OVERSIZE)
             return False
         try:
             item = msgpack.unpackb(data, raw=False, max_bin_len=self.limits.max_envelope_bytes, max_str_len=64)
         except Exception:  # any decoding failure of peer bytes is a rejection, never a crash
-            self.rejected["libp2p_malformed"] += 1
+            self.refuse(records.MALFORMED)
             return False
         if not isinstance(item, list) or len(item) != 3 or item[0] not in ("ann", "batch"):
-            self.rejected["libp2p_malformed"] += 1
+            self.refuse(records.MALFORMED)
             return False
         if item[0] == "ann":
             author = self.check_announcement(item[1], item[2])
@@ -108,17 +123,9 @@ class State:
                 return False
             self.keep_announcement(item[1], author, item[2])
             return True
-        batch_id, envelope = item[1], item[2]
-        if not isinstance(batch_id, bytes) or not isinstance(envelope, bytes):
-            self.rejected["libp2p_malformed"] += 1
+        if not self.check_batch(item[1], item[2]):
             return False
-        if len(envelope) > self.limits.max_envelope_bytes:
-            self.rejected["libp2p_oversize"] += 1
-            return False
-        if hashlib.sha256(envelope).digest() != batch_id:
-            self.rejected["libp2p_batch_id_mismatch"] += 1
-            return False
-        self.keep_batch(batch_id, envelope)
+        self.keep_batch(item[1], item[2])
         return True
 
 
@@ -252,7 +259,8 @@ async def serve(args: argparse.Namespace) -> None:
                     ok = 0 < length <= limits.max_envelope_bytes
                     data = await read_exactly(stream.read, length) if ok else None
                     state.received_bytes += len(data or b"")
-                    if data is not None and hashlib.sha256(data).digest() == batch_id:
+                    record = records.BatchRecord(batch_id, data or b"")
+                    if data is not None and records.check_batch(state.rules, record) is None:
                         state.keep_batch(batch_id, data)
                         return data
             except Exception as exc:  # a peer that fails to answer: try the next one
@@ -266,7 +274,7 @@ async def serve(args: argparse.Namespace) -> None:
         op = request.get("op")
         if op == "store_batch":
             batch_id, data = request["batch_id"], request["data"]
-            if hashlib.sha256(data).digest() != batch_id or len(data) > limits.max_envelope_bytes:
+            if records.check_batch(state.rules, records.BatchRecord(batch_id, data)) is not None:
                 raise ValueError("a batch is stored under the SHA-256 of its envelope, within the size limit")
             state.keep_batch(batch_id, data)
             if len(data) <= args.push_limit:

@@ -1,21 +1,24 @@
 """An in-memory transport: many nodes in one process share a `MemoryHub` (tests and simulations).
 
-Like a DHT with record validation, the hub stores an announcement only under its own author's peer id
-(checked by signature), so no peer can overwrite another's entry; entries expire after `ttl_s`.
-Readers still verify everything they get.
+Like a DHT with record validation, the hub keeps only what the record rules (`records.py`) allow: a batch
+under the hash of its bytes, an announcement only under its own author's peer id (checked by signature), so
+no peer can overwrite another's entry; entries expire after `ttl_s`. The hub files any window and any swarm
+(simulations run their own clocks and names). Readers still verify everything they get.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import protocol
-from swarmnode.swarm.transport import ANNOUNCE_BUCKETS, announcement_bucket
+from swarmnode.swarm import records
+from swarmnode.swarm.transport import ANNOUNCE_BUCKETS
 
 
 class MemoryHub:
+    """What the nodes of one process share: batches by id, announcements by (window, bucket) and author."""
+
     def __init__(
         self, ttl_s: float = 900.0, limits: protocol.Limits | None = None, clock: Callable[[], float] = time.time
     ) -> None:
@@ -24,7 +27,22 @@ class MemoryHub:
         self.clock = clock
         self._batches: dict[bytes, tuple[float, bytes]] = {}
         self._announcements: dict[tuple[int, int], dict[str, tuple[float, bytes]]] = {}
-        self.bytes_served = 0
+
+    def put_batch(self, batch_id: bytes, envelope: bytes) -> None:
+        self._batches[batch_id] = (self.clock() + self.ttl_s, envelope)
+
+    def put_announcement(self, window: int, bucket: int, author: str, envelope: bytes) -> None:
+        """File `envelope` as `author`'s announcement, replacing its previous one in that window and bucket."""
+        self._announcements.setdefault((window, bucket), {})[author] = (self.clock() + self.ttl_s, envelope)
+
+    def batch(self, batch_id: bytes) -> bytes | None:
+        self._expire()
+        entry = self._batches.get(batch_id)
+        return None if entry is None else entry[1]
+
+    def announcements(self, window: int, buckets: Iterable[int]) -> list[bytes]:
+        self._expire()
+        return [e for b in buckets for _, e in self._announcements.get((window, b), {}).values()]
 
     def _expire(self) -> None:
         now = self.clock()
@@ -43,37 +61,32 @@ class MemoryTransport:
     def __init__(self, hub: MemoryHub, buckets: int = ANNOUNCE_BUCKETS) -> None:
         self.hub = hub
         self.buckets = buckets
+        self.rules = records.SwarmRules(None, hub.limits, buckets=buckets, clock=hub.clock)
         self.bytes_downloaded = 0
 
     def store_batch(self, batch_id: bytes, envelope: bytes, timeout: float | None = None) -> None:
-        if hashlib.sha256(envelope).digest() != batch_id or len(envelope) > self.hub.limits.max_envelope_bytes:
+        if records.check_batch(self.rules, records.BatchRecord(batch_id, envelope)) is not None:
             raise ValueError("a batch is stored under the SHA-256 of its envelope, within the size limit")
-        self.hub._batches[batch_id] = (self.hub.clock() + self.hub.ttl_s, envelope)
+        self.hub.put_batch(batch_id, envelope)
 
     def announce(self, window: int, envelope: bytes, timeout: float | None = None) -> None:
-        verdict = protocol.verify_and_decode(envelope, self.hub.limits)
-        if not isinstance(verdict, protocol.Accepted) or not isinstance(verdict.payload, protocol.Announcement):
+        signed = records.check_announcement(self.rules, records.AnnouncementRecord(envelope), records.ANY_WINDOW, ())
+        if not isinstance(signed, records.Signed):
             raise ValueError("only valid signed announcements can be stored")
-        entries = self.hub._announcements.setdefault((window, announcement_bucket(verdict.peer_id, self.buckets)), {})
-        entries[verdict.peer_id] = (self.hub.clock() + self.hub.ttl_s, envelope)
+        self.hub.put_announcement(window, self.rules.bucket_of(signed.author), signed.author, envelope)
 
     def announcements(self, window: int, bucket: int | None = None, timeout: float | None = None) -> list[bytes]:
-        self.hub._expire()
-        buckets = range(self.buckets) if bucket is None else [bucket]
-        found = [e for b in buckets for _, e in self.hub._announcements.get((window, b), {}).values()]
+        found = self.hub.announcements(window, range(self.buckets) if bucket is None else [bucket])
         self.bytes_downloaded += sum(len(e) for e in found)
         return found
 
     def fetch_batch(self, batch_id: bytes, timeout: float | None = None) -> bytes | None:
-        self.hub._expire()
-        entry = self.hub._batches.get(batch_id)
-        if entry is None:
-            return None
-        self.bytes_downloaded += len(entry[1])
-        return entry[1]
+        found = self.hub.batch(batch_id)
+        self.bytes_downloaded += len(found or b"")
+        return found
 
     def rejections(self) -> dict[str, int]:
-        return {}
+        return {}  # refused records raise at once, to the caller that offered them
 
     def take_notices(self) -> list[str]:
         return []
@@ -81,8 +94,8 @@ class MemoryTransport:
     def visible_maddrs(self) -> list[str]:
         return []  # nothing listens: the hub is in this process
 
-    def close(self) -> None:
-        return None
-
     def connect(self, maddr: str) -> None:
         return None  # every transport on the same hub already sees the others
+
+    def close(self) -> None:
+        return None
