@@ -166,8 +166,8 @@ class HivemindTransport:
         self.ttl_s = ttl_s
         self.op_timeout_s = op_timeout_s
         self.bytes_downloaded = 0
-        self.node: Any = None
-        """hivemind's `DHTNode` (untyped)."""
+        self._node: Any = None
+        """hivemind's `DHTNode` (untyped), reached only through this class."""
         self._joiner: Future[None] | None = None
         self._closed = False
         self._loop = asyncio.new_event_loop()
@@ -185,7 +185,7 @@ class HivemindTransport:
         # which would stop the node; here unreachable peers only mean training alone and retrying with backoff.
         try:
             self.validator = make_record_validator(self.rules)
-            self.node = self._run(DHTNode.create(record_validator=self.validator, **options), startup_timeout_s + 10)
+            self._node = self._run(DHTNode.create(record_validator=self.validator, **options), startup_timeout_s + 10)
         except TransportError as exc:
             self.close()
             raise UserError(f"the DHT node did not start: {exc} (a longer swarm.startup_timeout_s may help)") from exc
@@ -211,13 +211,13 @@ class HivemindTransport:
                 maddr = Multiaddr(text)
                 peer = PeerID.from_base58(maddr["p2p"])
                 transport_part = maddr.decapsulate(Multiaddr(f"/p2p/{maddr['p2p']}"))
-                await asyncio.wait_for(self.node.p2p._client.connect(peer, [transport_part]), self.op_timeout_s)
-                if await asyncio.wait_for(self.node.protocol.call_ping(peer), self.op_timeout_s) is not None:
+                await asyncio.wait_for(self._node.p2p._client.connect(peer, [transport_part]), self.op_timeout_s)
+                if await asyncio.wait_for(self._node.protocol.call_ping(peer), self.op_timeout_s) is not None:
                     reached += 1
             except Exception as exc:  # a bad address or a dead peer: try the others, and again later
                 self.last_join_error = f"{text}: {type(exc).__name__}"
         if reached:
-            await asyncio.wait_for(self.node.find_nearest_nodes([self.node.node_id]), self.op_timeout_s)
+            await asyncio.wait_for(self._node.find_nearest_nodes([self._node.node_id]), self.op_timeout_s)
         return reached > 0
 
     async def _keep_joining(self) -> None:
@@ -237,6 +237,9 @@ class HivemindTransport:
         while not self.joined and time.monotonic() < deadline:
             time.sleep(0.05)
         return self.joined
+
+    def wire_bytes(self) -> int:
+        return self.bytes_downloaded  # a pull transport: what it read
 
     def rejections(self) -> dict[str, int]:
         return dict(self.validator.counts)
@@ -259,7 +262,7 @@ class HivemindTransport:
             raise TransportError(f"{type(exc).__name__}: {str(exc)[:200]}") from exc
 
     def visible_maddrs(self) -> list[str]:
-        return [str(m) for m in self._run(self.node.get_visible_maddrs(), self.op_timeout_s)]
+        return [str(m) for m in self._run(self._node.get_visible_maddrs(), self.op_timeout_s)]
 
     def put_record(self, key: str, value: bytes, subkey: str | None = None, timeout: float | None = None) -> bool:
         """Store one record under a DHT key (`batch_key`, `announcement_key`) for `ttl_s`, with none of this
@@ -268,13 +271,13 @@ class HivemindTransport:
         from hivemind.utils import get_dht_time
 
         expiration = float(get_dht_time()) + self.ttl_s
-        return bool(self._run(self.node.store(key, value, expiration, subkey=subkey), self._timeout(timeout)))
+        return bool(self._run(self._node.store(key, value, expiration, subkey=subkey), self._timeout(timeout)))
 
     def holds(self, key: str) -> bool:
         """Whether this node's own storage holds a record under a DHT key (without asking any peer)."""
         from hivemind.dht.routing import DHTID
 
-        return self.node.protocol.storage.get(DHTID.generate(source=key)) is not None
+        return self._node.protocol.storage.get(DHTID.generate(source=key)) is not None
 
     def store_batch(self, batch_id: bytes, envelope: bytes, timeout: float | None = None) -> None:
         # only the content id is checked here: an oversize batch is refused (and counted) by every DHT node
@@ -298,7 +301,7 @@ class HivemindTransport:
         values: list[bytes] = []
         for b in range(self.buckets) if bucket is None else [bucket]:
             key = announcement_key(self.swarm, window, b)
-            found = self._run(self.node.get(key, latest=True), self._timeout(timeout))
+            found = self._run(self._node.get(key, latest=True), self._timeout(timeout))
             if found is None or not isinstance(found.value, dict):
                 continue
             entries = [e for e in found.value.values() if isinstance(e, ValueWithExpiration)]
@@ -307,7 +310,7 @@ class HivemindTransport:
         return values
 
     def fetch_batch(self, batch_id: bytes, timeout: float | None = None) -> bytes | None:
-        found = self._run(self.node.get(batch_key(self.swarm, batch_id)), self._timeout(timeout))
+        found = self._run(self._node.get(batch_key(self.swarm, batch_id)), self._timeout(timeout))
         if found is None or not isinstance(found.value, bytes):
             return None
         self.bytes_downloaded += len(found.value)
@@ -319,9 +322,9 @@ class HivemindTransport:
         self._closed = True
         if self._joiner is not None:
             self._joiner.cancel()
-        if self.node is not None:
+        if self._node is not None:
             try:
-                self._run(self.node.shutdown(), 10)
+                self._run(self._node.shutdown(), 10)
             except TransportError:
                 pass
         try:

@@ -17,13 +17,21 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
 
 import msgpack
 
 from swarmnode.errors import UserError, install_hint
 from swarmnode.swarm.libp2p_host import KEY_ENV, MAX_FRAME, frame
 from swarmnode.swarm.transport import ANNOUNCE_BUCKETS, TransportError
+
+Reply = dict[str, object]
+"""One answer frame of the host: {"id", "ok", "value" | "error"}."""
+
+
+def _count(value: object) -> int:
+    if not isinstance(value, int):
+        raise TransportError(f"the libp2p host answered {type(value).__name__} for a count")
+    return value
 
 
 def libp2p_available() -> bool:
@@ -61,7 +69,7 @@ class Libp2pTransport:
         self._host_maddrs = list(host_maddrs)
         self._key_seed = os.urandom(32)  # the host's libp2p identity, kept across restarts
         self._ids = itertools.count(1)
-        self._pending: dict[int, Future[Any]] = {}
+        self._pending: dict[int, Future[Reply]] = {}
         self._lock = threading.Lock()
         self._write = threading.Lock()
         self._restart_lock = threading.Lock()
@@ -130,7 +138,9 @@ class Libp2pTransport:
             notices, self._notices = self._notices, []
         return notices
 
-    def _read_loop(self, proc: subprocess.Popen[bytes], ready: Future[list[str]], pending: dict[int, Any]) -> None:
+    def _read_loop(
+        self, proc: subprocess.Popen[bytes], ready: Future[list[str]], pending: dict[int, Future[Reply]]
+    ) -> None:
         stream = proc.stdout
         assert stream is not None
         while True:
@@ -144,11 +154,15 @@ class Libp2pTransport:
             if len(body) < length:
                 break
             reply = msgpack.unpackb(body, raw=False)
+            if not isinstance(reply, dict):
+                break
             if reply.get("op") == "ready":
-                ready.set_result(list(reply.get("addrs", [])))
+                addrs = reply.get("addrs")
+                ready.set_result([str(a) for a in addrs] if isinstance(addrs, list) else [])
                 continue
+            request_id = reply.get("id")
             with self._lock:
-                future = pending.pop(reply.get("id"), None)
+                future = pending.pop(request_id, None) if isinstance(request_id, int) else None
             if future is not None:
                 future.set_result(reply)
         error = TransportError("the libp2p host process ended")
@@ -160,14 +174,16 @@ class Libp2pTransport:
         for future in left:
             future.set_exception(error)
 
-    def _call(self, op: str, timeout: float | None = None, **fields: Any) -> Any:
+    def _call(self, op: str, timeout: float | None = None, **fields: object) -> object:
+        """Send one request to the host and wait for its answer (`value`: any msgpack value, checked by the
+        caller); a refusal of the host's record rules raises ValueError, anything else TransportError."""
         limit = self.op_timeout_s if timeout is None else min(self.op_timeout_s, timeout)
         if limit <= 0:
             raise TransportError("no time left in this round for swarm I/O")
         if self._proc.poll() is not None:
             self._restart()
         request_id = next(self._ids)
-        future: Future[Any] = Future()
+        future: Future[Reply] = Future()
         with self._lock:
             pending = self._pending
             pending[request_id] = future
@@ -198,7 +214,7 @@ class Libp2pTransport:
             self._peers.append(maddr)  # a restarted host dials it too
 
     def peer_count(self) -> int:
-        return int(self._call("peers"))
+        return _count(self._call("peers"))
 
     def store_batch(self, batch_id: bytes, envelope: bytes, timeout: float | None = None) -> None:
         self._call("store_batch", timeout, batch_id=batch_id, data=envelope)
@@ -207,7 +223,8 @@ class Libp2pTransport:
         self._call("announce", timeout, window=window, data=envelope)
 
     def announcements(self, window: int, bucket: int | None = None, timeout: float | None = None) -> list[bytes]:
-        found = [e for e in self._call("announcements", timeout, window=window, bucket=bucket) if isinstance(e, bytes)]
+        value = self._call("announcements", timeout, window=window, bucket=bucket)
+        found = [e for e in value if isinstance(e, bytes)] if isinstance(value, list) else []
         self.bytes_downloaded += sum(len(e) for e in found)
         return found
 
@@ -221,13 +238,14 @@ class Libp2pTransport:
     def wire_bytes(self) -> int:
         """What the host really received from other peers (pushed messages and fetched batches): with push,
         every node takes in every peer's messages whether it reads them or not."""
-        return int(self._call("received_bytes", 5.0))
+        return _count(self._call("received_bytes", 5.0))
 
     def rejections(self) -> dict[str, int]:
         try:
-            return dict(self._call("rejections", 5.0))
+            value = self._call("rejections", 5.0)
         except TransportError:
             return {}
+        return {str(k): v for k, v in value.items() if isinstance(v, int)} if isinstance(value, dict) else {}
 
     def close(self) -> None:
         self._closed = True

@@ -85,6 +85,9 @@ class MemoryTransport:
         self.bytes_downloaded += len(found or b"")
         return found
 
+    def wire_bytes(self) -> int:
+        return self.bytes_downloaded  # a pull transport: what it read
+
     def rejections(self) -> dict[str, int]:
         return {}  # refused records raise at once, to the caller that offered them
 

@@ -1,4 +1,4 @@
-"""The `Transport` interface every backend implements (in-memory now; hivemind and libp2p to come).
+"""The `Transport` interface every backend implements: in-memory, the hivemind DHT, GossipSub over py-libp2p.
 
 The scheme (see docs/ARCHITECTURE.md): an author stores each batch under its content id and one small
 signed announcement per time window under its own peer id; a reader lists the window's announcements,
@@ -26,24 +26,34 @@ class TransportError(Exception):
 
 
 class Transport(Protocol):
-    """Every operation takes `timeout` (seconds, None for the transport's own default); a network transport
-    raises `TransportError` when it cannot finish in time."""
+    """What the node needs from a network: the three backends are `MemoryTransport` (an in-process hub),
+    `HivemindTransport` (the hivemind DHT: pull) and `Libp2pTransport` (GossipSub: push). All apply the record
+    rules of `records.py` to what they store and serve.
+
+    Every operation on records takes `timeout` (seconds, None for the transport's own default, which also
+    caps it); a network transport raises `TransportError` when it cannot finish in time or the network
+    fails. What a caller offers that the record rules refuse raises `ValueError` at once where this node
+    can tell (a network transport may instead see every node refuse it: `TransportError`)."""
 
     buckets: int
     """Announcement buckets per window (`ANNOUNCE_BUCKETS` unless the swarm chose otherwise)."""
 
+    bytes_downloaded: int
+    """Bytes of announcements and batches this node has read through `announcements` and `fetch_batch`."""
+
     def store_batch(self, batch_id: bytes, envelope: bytes, timeout: float | None = None) -> None:
-        """Make a batch envelope fetchable by its content id (SHA-256 of the envelope)."""
+        """Make a batch envelope fetchable by its content id (`batch_id`: the SHA-256 of the envelope; a
+        `ValueError` when it is not)."""
         ...
 
     def announce(self, window: int, envelope: bytes, timeout: float | None = None) -> None:
-        """Publish this node's signed announcement for a time window (replacing its previous one), in its
-        author's bucket."""
+        """Publish this node's signed announcement for a time window (replacing its author's previous one), in
+        its author's bucket (a `ValueError` when it is not a validly signed announcement)."""
         ...
 
     def announcements(self, window: int, bucket: int | None = None, timeout: float | None = None) -> list[bytes]:
         """The announcement envelopes currently visible for a window, in one bucket or (None) in all of them
-        (unverified bytes)."""
+        (unverified bytes: the reader verifies them)."""
         ...
 
     def fetch_batch(self, batch_id: bytes, timeout: float | None = None) -> bytes | None:
@@ -51,7 +61,13 @@ class Transport(Protocol):
         ...
 
     def rejections(self) -> dict[str, int]:
-        """Records this transport itself refused (for example by a DHT record validator), by reason."""
+        """Records this transport itself refused from peers (its record or topic validator), by counter name
+        (`dht_...`, `libp2p_...`; none for the in-process hub, where a refusal raises at once)."""
+        ...
+
+    def wire_bytes(self) -> int:
+        """Bytes this node took in from peers, as far as the transport can tell: for a pull transport what it
+        read (`bytes_downloaded`); for a push transport everything its host received, wanted or not."""
         ...
 
     def take_notices(self) -> list[str]:
@@ -59,13 +75,15 @@ class Transport(Protocol):
         ...
 
     def visible_maddrs(self) -> list[str]:
-        """Addresses other nodes can join through (none for a transport without a network)."""
+        """Addresses other nodes can join through (none for a transport without a network); `TransportError`
+        when the network part does not answer."""
         ...
 
     def connect(self, maddr: str) -> None:
-        """Dial one more peer (a transport without a network ignores it)."""
+        """Dial one more peer now and keep it among the peers this node reaches (for example across a healed
+        partition); `TransportError` when it does not answer. A transport without a network ignores it."""
         ...
 
     def close(self) -> None:
-        """Stop: leave the network and end any child process. Idempotent."""
+        """Stop: leave the network and end any child process or thread. Idempotent."""
         ...

@@ -61,20 +61,16 @@ def test_announcements_one_per_peer(pair: tuple[HivemindTransport, HivemindTrans
 
 
 def test_forged_subkey_is_refused(pair: tuple[HivemindTransport, HivemindTransport]) -> None:
-    from hivemind.utils import get_dht_time
-
     a, b = pair
     window = int(time.time() // 60.0)
     victim = protocol.peer_id(KEY_B.public_key().public_bytes_raw())
     forged = protocol.seal_payload(sample_announcement(), KEY_A, LIMITS)  # A's announcement under B's name
-    stored = a._run(
-        a.node.store(
-            announcement_key("demo-swarm", window, announcement_bucket(victim, 8)),
-            forged,
-            get_dht_time() + 60,
-            subkey=victim,
-        ),
-        20,
-    )
-    assert not stored
+    key = announcement_key("demo-swarm", window, announcement_bucket(victim, 8))
+    refused = a.rejections().get("dht_bad_announcement", 0) + b.rejections().get("dht_bad_announcement", 0)
+    assert not a.put_record(key, forged, subkey=victim, timeout=20)
     assert b.announcements(window) == []
+    assert a.rejections().get("dht_bad_announcement", 0) + b.rejections().get("dht_bad_announcement", 0) > refused
+    # the same record under its signer's own name is stored: the refusal was the forged subkey
+    signer = protocol.peer_id(KEY_A.public_key().public_bytes_raw())
+    assert a.put_record(announcement_key("demo-swarm", window, announcement_bucket(signer, 8)), forged, subkey=signer)
+    assert b.announcements(window) == [forged]
