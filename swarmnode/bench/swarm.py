@@ -10,7 +10,7 @@ peer). Printed per N:
 - publish-to-visible latency: from the start of a publish until another node listing the author's
   announcement bucket sees the batch (p50 / p99);
 - validated messages per second: batches through the full validation chain (signature, schema, freshness,
-  duplicates, quota, question rebuild, re-scoring) per second of validation time.
+  duplicates, question rebuild, re-scoring) per second of validation time.
 
 No model runs: this measures the sharing layer alone.
 """
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import random
 import statistics
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -29,19 +30,41 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import protocol
 from swarmnode.bench.report import format_table, write_json
+from swarmnode.config import NodeConfig
+from swarmnode.groups import Group
 from swarmnode.identity import Identity
-from swarmnode.swarm.exchange import OwnGroup, RolloutExchange
+from swarmnode.swarm import open_transport
+from swarmnode.swarm.exchange import RolloutExchange
+from swarmnode.swarm.front import open_exchange
 from swarmnode.swarm.memory import MemoryHub, MemoryTransport
-from swarmnode.swarm.peers import PeerBook
 from swarmnode.swarm.transport import Transport, announcement_bucket
-from swarmnode.swarm.validate import BatchValidator, Outcome
 from swarmnode.tasks import TaskSet, make_task
 
 SWARM = "bench"
 QUESTIONS, COMPLETIONS, WANT, PER_PEER = 8, 8, 8, 4
 
 
-def _groups(tasks: TaskSet, node: int, round_: int) -> list[OwnGroup]:
+def _config(transport: str = "memory", peers: Sequence[str] = (), run_dir: Path | None = None) -> NodeConfig:
+    """A bench node's config: J = WANT external groups, at most PER_PEER from one peer; the run directory
+    holds only a libp2p host's log."""
+    return NodeConfig.model_validate(
+        {
+            "silo": False,
+            "run_dir": str(run_dir or "unused"),
+            "model": {"name": "bench"},
+            "swarm": {
+                "name": SWARM,
+                "transport": transport,
+                "peers": list(peers),
+                "external_groups": WANT,
+                "max_share_per_peer": PER_PEER / WANT,
+                "round_timeout_s": 60.0,
+            },
+        }
+    )
+
+
+def _groups(tasks: TaskSet, node: int, round_: int) -> list[Group]:
     rng = random.Random(f"{node}:{round_}")
     out = []
     for q in tasks.draw(seed=node, start=round_ * QUESTIONS, count=QUESTIONS):
@@ -49,93 +72,77 @@ def _groups(tasks: TaskSet, node: int, round_: int) -> list[OwnGroup]:
         for _ in range(COMPLETIONS):
             answer = q.answer if rng.random() < 0.3 else str(rng.randint(0, 999))
             texts.append(f"{rng.choice(['ok', 'so', 'hm'])} {'x' * rng.randint(20, 50)} <answer>{answer}</answer>")
-        out.append(OwnGroup(q, tuple(texts), tuple(tasks.score(q, t) for t in texts)))
+        out.append(Group(q, tuple(texts), tuple(tasks.score(q, t) for t in texts)))
     return out
 
 
-class _TimedValidator(BatchValidator):
-    seconds = 0.0
-    checked = 0
+class _Node:
+    """One benchmark node: its exchange, and the bytes it took in."""
 
-    def check(self, raw: object, local_round: int) -> Outcome:
-        start = time.perf_counter()
-        try:
-            return super().check(raw, local_round)
-        finally:
-            self.seconds += time.perf_counter() - start
-            self.checked += 1
+    def __init__(self, config: NodeConfig, tasks: TaskSet, transport: Transport) -> None:
+        self.exchange = open_exchange(config, tasks, transport, Identity(Ed25519PrivateKey.generate()))
+        self.transport = transport
+        self.polled = 0
+        """Bytes the benchmark's own visibility polls read through this node (not the node's reading)."""
 
+    def taken_in(self) -> int:
+        """Bytes the node took in so far: what it read, or for GossipSub everything its host received (with
+        push, every peer's messages arrive whether the node wants them or not)."""
+        from swarmnode.swarm.hivemind_dht import HivemindTransport
+        from swarmnode.swarm.libp2p import Libp2pTransport
 
-def _exchange(transport: Transport, tasks: TaskSet) -> RolloutExchange:
-    limits = protocol.Limits()
-    return RolloutExchange(
-        transport,
-        Identity(Ed25519PrivateKey.generate()),
-        SWARM,
-        _TimedValidator(SWARM, tasks, limits),
-        PeerBook(),
-        limits,
-        model="bench",
-        round_timeout_s=60.0,
-    )
+        t = self.transport
+        if isinstance(t, Libp2pTransport):
+            return t.wire_bytes()  # polls read the host's own store: no wire bytes
+        if isinstance(t, MemoryTransport | HivemindTransport):
+            return t.bytes_downloaded - self.polled
+        raise TypeError(f"no byte count for {type(t).__name__}")
 
 
-def _visible_after(reader: RolloutExchange, author: RolloutExchange, batch_id: bytes, limit: float = 30.0) -> float:
-    """Seconds until `reader` lists `batch_id` in `author`'s announcement bucket (bytes not counted)."""
-    transport: Any = reader.transport
-    before = transport.bytes_downloaded
+def _visible_after(reader: _Node, author: RolloutExchange, batch_id: bytes, limit: float = 30.0) -> float:
+    """Seconds until `reader` lists `batch_id` in `author`'s announcement bucket (the bytes read not counted)."""
     start = time.perf_counter()
-    bucket = announcement_bucket(author.identity.peer_id, transport.buckets)
-    try:
-        while time.perf_counter() - start < limit:
-            for envelope in transport.announcements(author.window(), bucket):
-                verdict = protocol.verify_and_decode(envelope, author.limits)
-                if isinstance(verdict, protocol.Accepted) and isinstance(verdict.payload, protocol.Announcement):
-                    if any(s.batch_id == batch_id for s in verdict.payload.batches):
-                        return time.perf_counter() - start
-            time.sleep(0.005)
-        return float("inf")
-    finally:
-        transport.bytes_downloaded = before
+    bucket = announcement_bucket(author.identity.peer_id, reader.transport.buckets)
+    while time.perf_counter() - start < limit:
+        envelopes = reader.transport.announcements(author.window(), bucket)
+        reader.polled += sum(len(e) for e in envelopes)
+        for envelope in envelopes:
+            verdict = protocol.verify_and_decode(envelope, author.limits)
+            if isinstance(verdict, protocol.Accepted) and isinstance(verdict.payload, protocol.Announcement):
+                if any(s.batch_id == batch_id for s in verdict.payload.batches):
+                    return time.perf_counter() - start
+        time.sleep(0.005)
+    return float("inf")
 
 
-def _downloaded(node: RolloutExchange) -> int:
-    """Bytes the node took in so far: what it read, or for a push transport all its host received."""
-    transport: Any = node.transport
-    wire = getattr(transport, "wire_bytes", None)
-    return int(wire() if wire is not None else transport.bytes_downloaded)
-
-
-def measure(nodes: Sequence[RolloutExchange], rounds: int, backend: str) -> dict[str, Any]:
-    tasks = nodes[0].validator.tasks
+def measure(nodes: Sequence[_Node], tasks: TaskSet, rounds: int, backend: str) -> dict[str, Any]:
     latencies: list[float] = []
     per_round: list[float] = []
     fetched: list[int] = []
     n = len(nodes)
     for round_ in range(1, rounds + 1):
-        start_bytes = [_downloaded(node) for node in nodes]
+        start_bytes = [node.taken_in() for node in nodes]
         for i, node in enumerate(nodes):
-            node.start_round()
+            node.exchange.start_round()
             start = time.perf_counter()
-            batch_id = node.publish(round_, round_, _groups(tasks, i, round_))
+            batch_id = node.exchange.publish(round_, round_, _groups(tasks, i, round_))
             assert batch_id is not None
             published = time.perf_counter() - start
-            reader = nodes[(i + 1) % n]
-            latencies.append(published + _visible_after(reader, node, batch_id))
+            latencies.append(published + _visible_after(nodes[(i + 1) % n], node.exchange, batch_id))
         for node in nodes:
-            checked_before = node.validator.checked  # type: ignore[attr-defined]
-            node.start_round()
-            node.collect(round_, want_groups=WANT, per_peer_groups=PER_PEER)
+            validated_before = node.exchange.validated
+            node.exchange.start_round()
+            node.exchange.collect(round_, want_groups=WANT, per_peer_groups=PER_PEER)
             if round_ > 1:  # the first round fills an empty swarm
-                fetched.append(node.validator.checked - checked_before)  # type: ignore[attr-defined]
+                fetched.append(node.exchange.validated - validated_before)
         if round_ > 1:
             time.sleep(0.2 if backend == "libp2p" else 0.0)  # pushes still in flight belong to this round
-            per_round += [_downloaded(node) - b for node, b in zip(nodes, start_bytes, strict=True)]
-    seconds = sum(node.validator.seconds for node in nodes)  # type: ignore[attr-defined]
-    checked = sum(node.validator.checked for node in nodes)  # type: ignore[attr-defined]
+            per_round += [node.taken_in() - b for node, b in zip(nodes, start_bytes, strict=True)]
+    seconds = sum(node.exchange.validate_s for node in nodes)
+    validated = sum(node.exchange.validated for node in nodes)
     rejected: Counter[str] = Counter()
     for node in nodes:
-        rejected += node.rejections() + Counter(node.transport.rejections())
+        rejected += node.exchange.rejections()
     ordered = sorted(latencies)
     return {
         "backend": backend,
@@ -144,7 +151,7 @@ def measure(nodes: Sequence[RolloutExchange], rounds: int, backend: str) -> dict
         "batches_per_node_round": statistics.mean(fetched),
         "latency_p50_ms": 1000 * ordered[len(ordered) // 2],
         "latency_p99_ms": 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
-        "validated_msgs_per_s": checked / seconds if seconds else 0.0,
+        "validated_msgs_per_s": validated / seconds if seconds else 0.0,
         "rejections": dict(rejected),
     }
 
@@ -152,30 +159,32 @@ def measure(nodes: Sequence[RolloutExchange], rounds: int, backend: str) -> dict
 def run_memory(n: int, rounds: int) -> dict[str, Any]:
     tasks = TaskSet([make_task("add")])
     hub = MemoryHub()
-    return measure([_exchange(MemoryTransport(hub), tasks) for _ in range(n)], rounds, "memory")
+    config = _config()
+    return measure([_Node(config, tasks, MemoryTransport(hub)) for _ in range(n)], tasks, rounds, "memory")
 
 
 def _run_network(backend: str, n: int, rounds: int) -> dict[str, Any]:
     """N real network nodes on 127.0.0.1, all joined through the first one."""
     from swarmnode.swarm.hivemind_dht import HivemindTransport
-    from swarmnode.swarm.libp2p import Libp2pTransport
 
-    kind: Any = HivemindTransport if backend == "hivemind" else Libp2pTransport
     tasks = TaskSet([make_task("add")])
-    transports: list[Any] = []
-    try:
-        transports.append(kind(SWARM))
-        peers = transports[0].visible_maddrs()[:1]
-        for _ in range(n - 1):
-            transports.append(kind(SWARM, initial_peers=peers))
-            if backend == "hivemind" and not transports[-1].wait_joined(60):
-                raise RuntimeError("a benchmark node could not join on 127.0.0.1")
-        if backend == "libp2p":
-            time.sleep(3.0)  # a few GossipSub heartbeats to build the mesh
-        return measure([_exchange(t, tasks) for t in transports], rounds, backend)
-    finally:
-        for t in transports:
-            t.close()
+    transports: list[Transport] = []
+    with tempfile.TemporaryDirectory(prefix="swarmnode-bench-") as tmp:
+        try:
+            transports.append(open_transport(_config(backend, run_dir=Path(tmp) / "n0")))
+            peers = transports[0].visible_maddrs()[:1]
+            for i in range(1, n):
+                transports.append(open_transport(_config(backend, peers, Path(tmp) / f"n{i}")))
+                joined = transports[-1]
+                if isinstance(joined, HivemindTransport) and not joined.wait_joined(60):
+                    raise RuntimeError("a benchmark node could not join on 127.0.0.1")
+            if backend == "libp2p":
+                time.sleep(3.0)  # a few GossipSub heartbeats to build the mesh
+            config = _config(backend)
+            return measure([_Node(config, tasks, t) for t in transports], tasks, rounds, backend)
+        finally:
+            for t in transports:
+                t.close()
 
 
 def run_hivemind(n: int, rounds: int) -> dict[str, Any]:

@@ -3,8 +3,8 @@
 Publish: one signed batch per round, stored under its content id, and one signed announcement for the
 current time window that lists it. Collect: read the announcements of the current and previous window,
 drop our own, banned peers' and invalid ones, fetch the most informative batches first (at most
-`max_batches` per pass, and at most the per-peer round quota from any one announcer), and run each through
-the `BatchValidator`.
+`max_batches` per pass, and at most `batches_per_peer_per_round` from any one announcer in a round: the
+only per-peer quota), and run each through the `BatchValidator`.
 
 Before anything is downloaded, offers are checked and their rejections counted here (`counts`) and in the
 peer book: an announcement that does not verify (`announcement_invalid`), a batch claimed bigger than the
@@ -17,28 +17,18 @@ from __future__ import annotations
 
 import random
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import protocol
+from swarmnode.groups import Group, has_signal
 from swarmnode.identity import Identity
 from swarmnode.swarm.peers import PeerBook
 from swarmnode.swarm.transport import Transport, TransportError
-from swarmnode.swarm.validate import BatchValidator, ExternalGroup
-from swarmnode.tasks import Question
+from swarmnode.swarm.validate import SEEN_CAPACITY, BatchValidator, Seen
 
 MAX_MISSES = 3
 """Rounds an offered batch may fail to download before this node stops trying it."""
-
-
-@dataclass(frozen=True)
-class OwnGroup:
-    """What this node shares of one of its question groups: text only."""
-
-    question: Question
-    completions: tuple[str, ...]
-    rewards: tuple[float, ...]
 
 
 class RolloutExchange:
@@ -56,6 +46,7 @@ class RolloutExchange:
         max_batches: int = 8,
         round_timeout_s: float = 15.0,
         announce_batches: int = 4,
+        batches_per_peer_per_round: int = 2,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.transport = transport
@@ -70,11 +61,17 @@ class RolloutExchange:
         self.round_timeout_s = round_timeout_s
         self.announce_batches = announce_batches
         """How many of its latest batches a node's announcement lists."""
+        self.batches_per_peer_per_round = batches_per_peer_per_round
+        """Batches downloaded from one announcer in one of our rounds; offers beyond it are counted as `quota`."""
         self._rng = random.Random(identity.peer_id)
         self.clock = clock
         self._published: list[protocol.BatchSummary] = []
         self.counts: Counter[str] = Counter()
         """Rejections of offers (before download), by reason, since start."""
+        self.validated = 0
+        """Downloaded batches run through the validation chain (accepted or not)."""
+        self.validate_s = 0.0
+        """Seconds the validation chain took for them (the swarm benchmark's validated messages per second)."""
         self.misses = 0
         """Offered batches that could not be fetched (expired, or their holder is gone)."""
         self.io_errors = 0
@@ -82,10 +79,13 @@ class RolloutExchange:
         self.last_io_error = ""
         self._io_said: tuple[int, str, float] = (0, "", 0.0)
         """I/O errors already reported by `trouble()`: (count, last message, when)."""
-        self._done: OrderedDict[bytes, str] = OrderedDict()
-        """Batches already processed -> their signer (announcements list a peer's batches again and again)."""
-        self._done_capacity = 100_000
+        self._done = Seen()
+        """Batches already processed, noted with their signer (announcements list a peer's batches again and
+        again); "" for batches given up on."""
         self._missed: Counter[bytes] = Counter()
+        self._taken: Counter[str] = Counter()
+        """Batches downloaded from each announcer in `_taken_round`."""
+        self._taken_round = -1
         self._deadline = float("inf")
 
     def start_round(self) -> None:
@@ -97,8 +97,9 @@ class RolloutExchange:
         return max(0.0, self._deadline - time.monotonic())
 
     def rejections(self) -> Counter[str]:
-        """Every rejection counted so far: of offers here, and of downloaded batches by the validator."""
-        return self.counts + self.validator.counts
+        """Every rejection counted so far: of offers here, of downloaded batches by the validator, and of
+        records by the transport itself."""
+        return self.counts + self.validator.counts + Counter(self.transport.rejections())
 
     def _io_error(self, exc: TransportError) -> None:
         self.io_errors += 1
@@ -119,18 +120,12 @@ class RolloutExchange:
         self.counts[reason] += 1
         self.book.rejected(author, Counter({reason: 1}))
 
-    def _remember(self, batch_id: bytes, signer: str) -> None:
-        self._done[batch_id] = signer
-        self._done.move_to_end(batch_id)
-        if len(self._done) > self._done_capacity:
-            self._done.popitem(last=False)
-
     def window(self) -> int:
         return int(self.clock() // self.window_s)
 
-    def publish(self, round_: int, policy_version: int, groups: Sequence[OwnGroup]) -> bytes | None:
-        """Share `groups`; returns the batch id (None when there is nothing worth sharing, or the transport
-        failed: counted in `io_errors`)."""
+    def publish(self, round_: int, policy_version: int, groups: Sequence[Group]) -> bytes | None:
+        """Share `groups` (their text and this node's rewards, never token ids); returns the batch id (None
+        when there is nothing worth sharing, or the transport failed: counted in `io_errors`)."""
         shared = [g for g in groups if g.completions][: self.limits.max_groups_per_batch]
         if not shared:
             return None
@@ -159,7 +154,7 @@ class RolloutExchange:
             len(envelope),
             round_,
             len(shared),
-            sum(1 for g in shared if len(set(g.rewards)) > 1),
+            sum(1 for g in shared if has_signal(g.rewards)),
             sum(rewards) / len(rewards),
         )
         listed = [summary, *self._published][: min(self.announce_batches, self.limits.max_batches_per_announcement)]
@@ -177,8 +172,8 @@ class RolloutExchange:
 
     def collect(
         self, local_round: int, want_groups: int | None = None, per_peer_groups: int | None = None
-    ) -> list[ExternalGroup]:
-        """Peers' validated, re-scored groups available now.
+    ) -> list[Group]:
+        """Peers' validated, re-scored groups available now (`source`: the author's peer id).
 
         With `want_groups`, reading stops once enough is found: announcement buckets are read in a random
         order until their new offers promise twice that many informative groups (counting at most
@@ -217,10 +212,11 @@ class RolloutExchange:
                     s.informative_groups for s in verdict.payload.batches if s.batch_id not in self._done
                 )
         offers.sort(key=lambda o: -o[0])
-        accepted: list[ExternalGroup] = []
-        from_announcer: Counter[str] = Counter()
+        accepted: list[Group] = []
         got: Counter[str] = Counter()  # informative groups accepted, by signer
-        quota = self.validator.policy.batches_per_peer_per_round
+        if local_round != self._taken_round:  # the quota is per round
+            self._taken.clear()
+            self._taken_round = local_round
         downloads = 0
         seen_here: set[tuple[str, bytes]] = set()
         for _, author, summary in offers:
@@ -239,10 +235,10 @@ class RolloutExchange:
                 continue  # nothing more to download this round; the cheap checks above still run for every offer
             if want_groups is not None and got[author] >= cap:
                 continue  # this peer's share of the round is covered: its other batches wait for later rounds
-            if from_announcer[author] >= quota:
+            if self._taken[author] >= self.batches_per_peer_per_round:
                 self._reject(author, "quota")
                 continue
-            from_announcer[author] += 1
+            self._taken[author] += 1
             downloads += 1
             try:
                 raw = self.transport.fetch_batch(summary.batch_id, timeout=self._left())
@@ -254,19 +250,22 @@ class RolloutExchange:
                 self._missed[summary.batch_id] += 1
                 if self._missed[summary.batch_id] >= MAX_MISSES:  # gone, or refused by the DHT: stop asking
                     del self._missed[summary.batch_id]
-                    self._remember(summary.batch_id, "")
-                if len(self._missed) > self._done_capacity:
+                    self._done.add(summary.batch_id)
+                if len(self._missed) > SEEN_CAPACITY:
                     self._missed.clear()
                 continue
             if protocol.message_id(raw) != summary.batch_id:
                 self._reject(author, "batch_id_mismatch")
                 continue
-            outcome = self.validator.check(raw, local_round)
-            self._remember(summary.batch_id, outcome.author or "")
+            started = time.perf_counter()
+            outcome = self.validator.check(raw)
+            self.validate_s += time.perf_counter() - started
+            self.validated += 1
+            self._done.add(summary.batch_id, outcome.author or "")
             if outcome.rejected:  # bytes that name no valid signer are blamed on the peer that offered them
                 self.book.rejected(outcome.author or author, outcome.rejected)
             if outcome.accepted:
-                signer = outcome.accepted[0].author
+                signer = outcome.accepted[0].source
                 self.book.accepted(
                     signer,
                     outcome.accepted[0].model,
@@ -274,5 +273,5 @@ class RolloutExchange:
                     [r for g in outcome.accepted for r in g.rewards],
                 )
                 accepted += outcome.accepted
-                got[signer] += sum(1 for g in outcome.accepted if len(set(g.rewards)) > 1)
+                got[signer] += sum(1 for g in outcome.accepted if g.informative)
         return accepted

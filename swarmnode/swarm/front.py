@@ -6,7 +6,6 @@ validation chain, peer book and exchange from the config, `share` does one round
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Callable, Sequence
 
 import protocol
@@ -15,7 +14,7 @@ from swarmnode.groups import Group
 from swarmnode.identity import Identity, load_or_create
 from swarmnode.run_dir import PeerRow, SwarmCounters
 from swarmnode.swarm import open_transport
-from swarmnode.swarm.exchange import OwnGroup, RolloutExchange
+from swarmnode.swarm.exchange import RolloutExchange
 from swarmnode.swarm.peers import PeerBook
 from swarmnode.swarm.transport import Transport
 from swarmnode.swarm.validate import BatchValidator, FreshnessPolicy
@@ -33,11 +32,7 @@ def open_exchange(config: NodeConfig, tasks: TaskSet, transport: Transport, iden
     """The exchange over `transport`, with its validation chain and peer book, as `swarm.*` configures them."""
     sw = config.swarm
     limits = protocol.Limits()
-    policy = FreshnessPolicy(
-        max_age_s=sw.max_age_s,
-        max_future_s=sw.max_clock_skew_s,
-        batches_per_peer_per_round=sw.batches_per_peer_per_round,
-    )
+    policy = FreshnessPolicy(max_age_s=sw.max_age_s, max_future_s=sw.max_clock_skew_s)
     return RolloutExchange(
         transport,
         identity,
@@ -49,6 +44,7 @@ def open_exchange(config: NodeConfig, tasks: TaskSet, transport: Transport, iden
         window_s=sw.window_s,
         max_batches=sw.max_batches_per_round,
         round_timeout_s=sw.round_timeout_s,
+        batches_per_peer_per_round=sw.batches_per_peer_per_round,
     )
 
 
@@ -113,19 +109,8 @@ class Swarm:
         ex = self._exchange
         ex.start_round()
         # peers unreachable: publish counts it as an I/O error; still read what is there, retry next round
-        ex.publish(round_, policy_version, [OwnGroup(g.question, g.completions, g.rewards) for g in groups])
-        collected = ex.collect(round_, want_groups=self._want, per_peer_groups=self._per_peer)
-        return [
-            Group(
-                g.question,
-                g.completions,
-                g.rewards,
-                source=g.author,
-                model=g.model,
-                claimed_rewards=g.claimed_rewards,
-            )
-            for g in collected
-        ]
+        ex.publish(round_, policy_version, groups)
+        return ex.collect(round_, want_groups=self._want, per_peer_groups=self._per_peer)
 
     def trouble(self) -> list[str]:
         """Lines for the user about swarm I/O since the last call (transport notices, I/O errors, rate-limited)."""
@@ -141,10 +126,8 @@ class Swarm:
         failed fetches, I/O errors."""
         ex = self._exchange
         rows = self.peers() if peers is None else peers
-        rejected: Counter[str] = ex.rejections()
-        rejected.update(ex.transport.rejections())
         return {
-            "rejected": dict(sorted(rejected.items())),
+            "rejected": dict(sorted(ex.rejections().items())),
             "peers": len(rows),
             "banned_peers": sum(1 for p in rows if p["banned"]),
             "misreported_rewards": ex.validator.misreported,

@@ -2,10 +2,11 @@
 
 Order, each step counting its rejections by reason: size, signature, schema and limits (the protocol's
 `verify_and_decode`); kind and swarm; freshness (age window, bounded clock skew); duplicates (by message
-id, then per completion by task reference + completion digest); per-peer quota per round; rebuilding
-each question from its task reference with this node's own task code (a mismatch is rejected);
-refusing questions of this node's held-out evaluation set; and re-scoring every completion with this node's
-own verifier. A peer's reward numbers are never used.
+id, then per completion by task reference + completion digest); rebuilding each question from its task
+reference with this node's own task code (a mismatch is rejected); refusing questions of this node's
+held-out evaluation set; and re-scoring every completion with this node's own verifier. A peer's reward
+numbers are never used. (How many batches one peer may send per round is the exchange's quota, checked
+before download.)
 """
 
 from __future__ import annotations
@@ -18,8 +19,12 @@ from dataclasses import dataclass, field
 
 import protocol
 from protocol import RolloutBatch, TaskRef
+from swarmnode.groups import Group
 from swarmnode.tasks import Question, TaskSet
 from swarmnode.tasks.base import TaskError
+
+SEEN_CAPACITY = 100_000
+"""Ids a node remembers to spot repeats (message ids, completion digests, batches processed)."""
 
 
 @dataclass(frozen=True)
@@ -28,50 +33,43 @@ class FreshnessPolicy:
     """Batches created longer ago than this are stale."""
     max_future_s: float = 30.0
     """Tolerated clock skew: batches stamped further in the future are rejected."""
-    batches_per_peer_per_round: int = 2
-    """Batches accepted from one peer in one of our rounds; more is flooding."""
-    seen_capacity: int = 100_000
-    """Message ids and completion digests remembered for duplicate detection (oldest forgotten first)."""
-
-
-@dataclass(frozen=True)
-class ExternalGroup:
-    """A peer's question group after every check: the question as this node rebuilt it, and rewards from
-    this node's own verifier."""
-
-    question: Question
-    completions: tuple[str, ...]
-    rewards: tuple[float, ...]
-    author: str
-    """Peer id of the author."""
-    model: str
-    message_id: bytes
-    claimed_rewards: tuple[float, ...]
-    """What the author said (kept only to measure how often peers misreport)."""
 
 
 @dataclass
 class Outcome:
-    accepted: list[ExternalGroup] = field(default_factory=list)
+    accepted: list[Group] = field(default_factory=list)
+    """The batch's groups that passed: questions as this node rebuilt them, rewards from its own verifier,
+    `source` the author's peer id."""
     rejected: Counter[str] = field(default_factory=Counter)
     author: str | None = None
 
 
-class BoundedSet:
-    """A bounded set that forgets its oldest entries first."""
+class Seen:
+    """Ids seen lately, each with a note (for example who signed it); past `capacity` the oldest entry is
+    forgotten first, so a peer cannot make it grow without bound."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int = SEEN_CAPACITY) -> None:
         self.capacity = capacity
-        self._items: OrderedDict[bytes, None] = OrderedDict()
+        self._items: OrderedDict[bytes, str] = OrderedDict()
 
-    def add(self, key: bytes) -> bool:
-        """True if `key` is new (and remembers it)."""
+    def add(self, key: bytes, note: str = "") -> bool:
+        """Remember `key` with `note`; False (and nothing changed) if it was already there."""
         if key in self._items:
             return False
-        self._items[key] = None
+        self._items[key] = note
         if len(self._items) > self.capacity:
             self._items.popitem(last=False)
         return True
+
+    def get(self, key: bytes) -> str | None:
+        """The note `key` was remembered with, or None if it is not (or no longer) remembered."""
+        return self._items.get(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def completion_digest(ref: TaskRef, completion: str) -> bytes:
@@ -88,6 +86,7 @@ class BatchValidator:
         policy: FreshnessPolicy | None = None,
         clock: Callable[[], float] = time.time,
         held_out: Callable[[Question], bool] = lambda q: False,
+        seen_capacity: int = SEEN_CAPACITY,
     ) -> None:
         self.held_out = held_out
         """True for questions this node evaluates on: peers' groups on them are refused, so nobody can train
@@ -101,17 +100,15 @@ class BatchValidator:
         """Rejections by reason since start."""
         self.misreported = 0
         """Accepted completions whose claimed reward differed from this node's own score (the claim is unused)."""
-        self._seen_messages = BoundedSet(self.policy.seen_capacity)
-        self._seen_completions = BoundedSet(self.policy.seen_capacity)
-        self._per_peer_round: Counter[tuple[str, int]] = Counter()
-        self._last_round = -1
+        self._seen_messages = Seen(seen_capacity)
+        self._seen_completions = Seen(seen_capacity)
 
-    def check(self, raw: object, local_round: int) -> Outcome:
-        outcome = self._check(raw, local_round)
+    def check(self, raw: object) -> Outcome:
+        outcome = self._check(raw)
         self.counts.update(outcome.rejected)
         return outcome
 
-    def _check(self, raw: object, local_round: int) -> Outcome:
+    def _check(self, raw: object) -> Outcome:
         verdict = protocol.verify_and_decode(raw, self.limits)
         if isinstance(verdict, protocol.Rejected):
             return Outcome(rejected=Counter({verdict.reason.value: 1}))
@@ -128,13 +125,6 @@ class BatchValidator:
             return Outcome(rejected=Counter({"future": 1}), author=author)
         if not self._seen_messages.add(verdict.message_id):
             return Outcome(rejected=Counter({"duplicate_message": 1}), author=author)
-        if local_round != self._last_round:  # quotas are per round: forget the old ones
-            self._per_peer_round = Counter({k: v for k, v in self._per_peer_round.items() if k[1] >= local_round})
-            self._last_round = local_round
-        key = (author, local_round)
-        if self._per_peer_round[key] >= self.policy.batches_per_peer_per_round:
-            return Outcome(rejected=Counter({"quota": 1}), author=author)
-        self._per_peer_round[key] += 1
         outcome = Outcome(author=author)
         for group in batch.groups:
             try:
@@ -159,13 +149,12 @@ class BatchValidator:
             rewards = tuple(self.tasks.score(question, c) for c, _ in fresh)
             self.misreported += sum(abs(own - claim) > 1e-6 for own, (_, claim) in zip(rewards, fresh, strict=True))
             outcome.accepted.append(
-                ExternalGroup(
-                    question=question,
-                    completions=tuple(c for c, _ in fresh),
-                    rewards=rewards,
-                    author=author,
+                Group(
+                    question,
+                    tuple(c for c, _ in fresh),
+                    rewards,
+                    source=author,
                     model=batch.model,
-                    message_id=verdict.message_id,
                     claimed_rewards=tuple(r for _, r in fresh),
                 )
             )

@@ -38,6 +38,10 @@ def _log_match(tmp_path: Path, i: int, pattern: str, limit: float = 180.0) -> re
     return wait_for(lambda: re.search(pattern, (tmp_path / f"n{i}.log").read_text()), f"{pattern!r} in n{i}.log", limit)
 
 
+def _wait_round(run: Path, target: int) -> None:
+    wait_for(lambda: metrics_rows(run)[-1]["round"] >= target, f"{run.name} to reach round {target}", 180)
+
+
 def _used(rows: list[dict[str, Any]], peer: str, after: float = 0.0) -> int:
     """Rounds after `after` in which the node trained on groups from `peer`."""
     return sum(1 for r in rows if r.get("time", 0) > after and r.get("external_by_peer", {}).get(peer, 0) > 0)
@@ -74,9 +78,8 @@ def test_three_nodes_share_survive_a_sigkill_and_a_rejoin(tmp_path: Path, procs:
     killed_at = time.time()
     nodes[2].send_signal(signal.SIGKILL)
     nodes[2].wait(timeout=30)
-    for i in range(2):
-        done = before_kill[i][-1]["round"]
-        wait_for(lambda i=i, done=done: metrics_rows(runs[i])[-1]["round"] >= done + 15, f"node {i} to go on", 180)
+    for run, rows in zip(runs[:2], before_kill, strict=True):
+        _wait_round(run, rows[-1]["round"] + 15)
     after = [r for i in range(2) for r in metrics_rows(runs[i]) if r.get("time", 0) > killed_at and "round_s" in r]
     assert max(r["round_s"] for r in after) <= slowest_before + ROUND_TIMEOUT_S, (slowest_before, after)
 

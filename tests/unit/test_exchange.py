@@ -2,39 +2,43 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import protocol
+from swarmnode.groups import Group
 from swarmnode.identity import Identity
-from swarmnode.swarm.exchange import OwnGroup, RolloutExchange
+from swarmnode.swarm.exchange import RolloutExchange
 from swarmnode.swarm.memory import MemoryHub, MemoryTransport
 from swarmnode.swarm.peers import PeerBook
 from swarmnode.swarm.transport import TransportError
 from swarmnode.swarm.validate import BatchValidator
-from swarmnode.tasks import TaskSet, make_task
+from swarmnode.tasks import Question, TaskSet, make_task
 from tests.hostile import Attacker, good_group, rewrapped
 
 LIMITS = protocol.Limits()
 
 
-def node(hub: MemoryHub, tasks: TaskSet) -> RolloutExchange:
+def node(hub: MemoryHub, tasks: TaskSet, held_out: Callable[[Question], bool] = lambda q: False) -> RolloutExchange:
     return RolloutExchange(
         MemoryTransport(hub),
         Identity(Ed25519PrivateKey.generate()),
         "s",
-        BatchValidator("s", tasks, LIMITS),
+        BatchValidator("s", tasks, LIMITS, held_out=held_out),
         PeerBook(),
         LIMITS,
         model="tiny",
     )
 
 
-def own_groups(tasks: TaskSet, start: int) -> list[OwnGroup]:
+def own_groups(tasks: TaskSet, start: int) -> list[Group]:
     out = []
     for q in tasks.draw(seed=9, start=start, count=3):
         completions = (f"<answer>{q.answer}</answer>", "<answer>0</answer>", "<answer>1</answer>")
-        out.append(OwnGroup(q, completions, (1.0, 1.0, 1.0)))  # claims are ignored by readers
+        out.append(Group(q, completions, (1.0, 1.0, 1.0)))  # claims are ignored by readers
     return out
 
 
@@ -45,11 +49,11 @@ def test_nodes_receive_each_others_groups_once_and_rescored() -> None:
     a.publish(1, 1, own_groups(tasks, 0))
     b.publish(1, 1, own_groups(tasks, 3))
     got = c.collect(1)
-    assert {g.author for g in got} == {a.identity.peer_id, b.identity.peer_id}
-    assert all(g.rewards == (1.0, 0.0, 0.0) for g in got)
-    assert {g.author for g in a.collect(1)} == {b.identity.peer_id}  # never its own
+    assert {g.source for g in got} == {a.identity.peer_id, b.identity.peer_id}
+    assert all(g.rewards == (1.0, 0.0, 0.0) and g.claimed_rewards == (1.0, 1.0, 1.0) for g in got)
+    assert {g.source for g in a.collect(1)} == {b.identity.peer_id}  # never its own
     assert c.collect(1) == []  # already fetched: not downloaded or counted again
-    assert sum(c.validator.counts.values()) == 0
+    assert not c.rejections()
     book = {row["peer_id"]: row for row in c.book.snapshot()}
     assert book[a.identity.peer_id]["accepted_groups"] == 3
 
@@ -64,12 +68,12 @@ def test_a_lying_peer_is_rejected_and_recorded() -> None:
         1,
         1,
         [
-            OwnGroup(g.question.__class__(g.question.ref, other.text, other.answer), g.completions, g.rewards)
+            Group(dataclasses.replace(g.question, text=other.text, answer=other.answer), g.completions, g.rewards)
             for g in groups
         ],
     )
     assert reader.collect(1) == []
-    assert reader.validator.counts["question_mismatch"] == 3
+    assert reader.rejections() == {"question_mismatch": 3}
     assert reader.book.snapshot()[0]["rejected"] == {"question_mismatch": 3}
 
 
@@ -95,31 +99,32 @@ def test_a_batch_claimed_oversize_is_never_downloaded() -> None:
 
 def test_replays_by_another_peer_are_counted_and_not_fetched_again() -> None:
     victim, attacker, hub = _victim_and_attacker()
-    honest = node(hub, victim.validator.tasks)
-    honest.publish(1, 1, own_groups(victim.validator.tasks, 0))
-    assert len(victim.collect(1)) == 3
-    batch_id = next(iter(victim._done))
-    envelope = hub._batches[batch_id][1]
+    honest = node(hub, attacker.tasks)
+    batch_id = honest.publish(1, 1, own_groups(attacker.tasks, 0))
+    assert batch_id is not None and len(victim.collect(1)) == 3
+    envelope = attacker.transport.fetch_batch(batch_id)
+    assert envelope is not None
     attacker.offer([envelope])  # the very same bytes, announced by somebody else
     assert victim.collect(2) == []
     assert victim.counts["duplicate_message"] == 1
     assert victim.collect(3) == [] and victim.counts["duplicate_message"] == 2  # again in a later round
     # the honest author's own announcement lists its batch every round: that is not a replay
-    assert victim.book.peers[honest.identity.peer_id].rejected == {}
+    assert {p["peer_id"]: p["rejected"] for p in victim.book.snapshot()}[honest.identity.peer_id] == {}
     # and the same completions re-signed by the attacker are duplicates of content
     attacker.offer([rewrapped(attacker, envelope)])
     assert victim.collect(4) == []
-    assert victim.validator.counts["duplicate_completion"] == 3
+    assert victim.rejections()["duplicate_completion"] == 3
 
 
 def test_offers_beyond_the_announcers_round_quota_are_not_downloaded() -> None:
     victim, attacker, _ = _victim_and_attacker()
-    quota = victim.validator.policy.batches_per_peer_per_round
+    quota = victim.batches_per_peer_per_round
     envelopes = [attacker.batch([good_group(q)]) for q in attacker.questions(LIMITS.max_batches_per_announcement)]
     attacker.offer(envelopes)
     got = victim.collect(1)
     assert len(got) == quota
-    assert victim.counts["quota"] == LIMITS.max_batches_per_announcement - quota
+    assert victim.rejections() == {"quota": LIMITS.max_batches_per_announcement - quota}  # each offer over it counted
+    assert len(victim.collect(1)) == 0 and victim.rejections()["quota"] == 2 * (len(envelopes) - quota)  # per round
     assert len(victim.collect(2)) == quota  # the next round takes the next ones
 
 
@@ -157,13 +162,12 @@ def test_peers_cannot_train_a_node_on_its_held_out_questions() -> None:
     tasks = TaskSet([make_task("add")])
     hub = MemoryHub()
     held = {q.text for q in tasks.draw(0, 0, 20, split="eval")}
-    victim = node(hub, tasks)
-    victim.validator.held_out = lambda q: q.text in held
+    victim = node(hub, tasks, held_out=lambda q: q.text in held)
     attacker = Attacker(MemoryTransport(hub), "s", tasks)
     evaluation = tasks.draw(0, 0, 2, split="eval")
     attacker.offer([attacker.batch([good_group(q) for q in evaluation])])
     assert victim.collect(1) == []
-    assert victim.validator.counts["held_out_question"] == 2
+    assert victim.rejections() == {"held_out_question": 2}
 
 
 def test_a_peer_whose_share_is_covered_is_not_downloaded_from_again_this_round() -> None:

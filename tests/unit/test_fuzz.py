@@ -230,7 +230,7 @@ def test_valid_batches_round_trip(batch: protocol.RolloutBatch) -> None:
     verdict = protocol.verify_and_decode(raw, LIMITS)
     assert isinstance(verdict, protocol.Accepted)
     assert verdict.payload == batch
-    assert all(math.isfinite(r) for g in verdict.payload.groups for r in g.rewards)  # type: ignore[union-attr]
+    assert all(math.isfinite(r) for g in verdict.payload.groups for r in g.rewards)
     SEEN["valid"] += 1
 
 
