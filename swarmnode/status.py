@@ -3,13 +3,12 @@
 `NodeStatus` is the node's thread-safe record of itself (identity, round, phase, recent rounds, evals,
 peers, rejections, events). `StatusServer` serves it with aiohttp on its own thread and event loop:
 
-- `GET /status`   JSON snapshot (see `NodeStatus.snapshot`);
+- `GET /status`   JSON snapshot, a `StatusSnapshot` (the last 100 events in it, numbered by `seq`);
 - `GET /metrics`  Prometheus text (prometheus-client);
-- `GET /events`   server-sent events: round results, evals, phase changes and peer events, as JSON lines
-                  (`?since=SEQ` replays what is still buffered);
 - `POST /pause`, `POST /resume`  hold training between rounds, and let it go on.
 
 Bound to 127.0.0.1 by default; any other address requires a token, sent as `Authorization: Bearer TOKEN`.
+The types below are the API's contract: the dashboard reads `StatusSnapshot` and nothing else.
 """
 
 from __future__ import annotations
@@ -17,47 +16,100 @@ from __future__ import annotations
 import asyncio
 import hmac
 import ipaddress
-import json
-import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, NotRequired, TypedDict, TypeVar, cast
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from swarmnode.errors import UserError
+from swarmnode.run_dir import SWARM_COUNTER_KEYS, EvalRow, PeerRow, RoundRow, RunDir, SwarmCounters
 
 PHASES = ("starting", "generating", "sharing", "training", "evaluating", "checkpointing", "paused", "stopped")
 RECENT_ROUNDS = 300
 EVENTS = 500
+SNAPSHOT_ROUNDS = 120
+SNAPSHOT_EVENTS = 100
+T = TypeVar("T")
+
+
+class NodeInfo(TypedDict):
+    """Fixed facts about the node (`peer_id` and `backend` filled in once known)."""
+
+    version: str
+    swarm: str | None
+    """The swarm's name; None for a silo node."""
+    silo: bool
+    model: str
+    tasks: list[str]
+    run_dir: str
+    questions_per_round: int
+    external_groups: int
+    """Peers' groups wanted per round (0 for a silo node)."""
+    backend: str
+    peer_id: str | None
+
+
+class StatusEvent(TypedDict):
+    """Something the user should hear about: a log line, a phase change, a round, an eval, a peer."""
+
+    seq: int
+    """Numbered from 1, in order: a reader shows each event once by remembering the last it saw."""
+    time: float
+    kind: str
+    """log, phase, round, eval, peer or control."""
+    text: str
+    round: NotRequired[int]
+    peer_id: NotRequired[str]
+
+
+class StatusSnapshot(NodeInfo):
+    """`GET /status`."""
+
+    now: float
+    started: float
+    round: int
+    phase: str
+    """One of PHASES."""
+    paused: bool
+    recent_rounds: list[RoundRow]
+    evals: list[EvalRow]
+    peers: list[PeerRow]
+    swarm_counters: SwarmCounters
+    """The last round's swarm counters but `rejected`, which is given once, at the top level."""
+    rejected: dict[str, int]
+    """Cumulative rejections by reason ({} in silo mode)."""
+    events: list[StatusEvent]
 
 
 class NodeStatus:
-    def __init__(self, info: dict[str, Any]) -> None:
+    def __init__(self, info: NodeInfo) -> None:
         self._lock = threading.Lock()
-        self.info = dict(info)
-        """Fixed facts: version, peer_id, swarm, model, backend, tasks, run_dir, silo."""
+        self.info = info.copy()
         self.started = time.time()
         self.round = 0
         self.phase = "starting"
         self.pause_requested = threading.Event()
-        self.rounds: deque[dict[str, Any]] = deque(maxlen=RECENT_ROUNDS)
-        self.evals: deque[dict[str, Any]] = deque(maxlen=RECENT_ROUNDS)
-        self.swarm: dict[str, Any] = {}
-        self.peers: list[dict[str, Any]] = []
-        self.events: deque[dict[str, Any]] = deque(maxlen=EVENTS)
+        self.rounds: deque[RoundRow] = deque(maxlen=RECENT_ROUNDS)
+        self.evals: deque[EvalRow] = deque(maxlen=RECENT_ROUNDS)
+        self.swarm_counters = SwarmCounters()
+        self.rejected: dict[str, int] = {}
+        self.peers: list[PeerRow] = []
+        self.events: deque[StatusEvent] = deque(maxlen=EVENTS)
         self._seq = 0
         self._known_peers: set[str] = set()
         self._banned: set[str] = set()
-        self.listeners: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue[dict[str, Any]]]] = []
 
     # ------------------------------------------------------------------ written by the node
 
-    def set_info(self, **fields: Any) -> None:
+    def set_info(self, *, peer_id: str | None, backend: str) -> None:
         with self._lock:
-            self.info.update(fields)
+            self.info["peer_id"] = peer_id
+            self.info["backend"] = backend
 
     def set_phase(self, phase: str) -> None:
         with self._lock:
@@ -66,96 +118,79 @@ class NodeStatus:
         if changed:
             self.event("phase", phase)
 
-    def event(self, kind: str, text: str, **data: Any) -> None:
+    def event(self, kind: str, text: str, *, round: int | None = None, peer_id: str | None = None) -> None:
         with self._lock:
             self._seq += 1
-            item = {"seq": self._seq, "time": time.time(), "kind": kind, "text": text, **data}
+            item = StatusEvent(seq=self._seq, time=time.time(), kind=kind, text=text)
+            if round is not None:
+                item["round"] = round
+            if peer_id is not None:
+                item["peer_id"] = peer_id
             self.events.append(item)
-            listeners = list(self.listeners)
-        for loop, queue in listeners:
-            try:
-                loop.call_soon_threadsafe(queue.put_nowait, item)
-            except RuntimeError:  # that listener's loop is closed
-                pass
 
-    def round_done(self, row: dict[str, Any], peers: list[dict[str, Any]] | None = None) -> None:
+    def round_done(self, row: RoundRow, peers: list[PeerRow] | None = None) -> None:
+        """A round's row (with the swarm counters in swarm mode), and the peer book as it stands."""
         joined: list[str] = []
         banned: list[str] = []
         with self._lock:
-            self.round = int(row.get("round", self.round))
-            self.rounds.append(dict(row))
+            self.round = row.get("round", self.round)
+            self.rounds.append(row.copy())
             if peers is not None:
-                self.peers = [dict(p) for p in peers]
-                self.swarm = {k: row[k] for k in _SWARM_KEYS if k in row}
+                self.peers = [p.copy() for p in peers]
+                counters = {k: v for k, v in row.items() if k in SWARM_COUNTER_KEYS and k != "rejected"}
+                self.swarm_counters = cast(SwarmCounters, counters)
+                self.rejected = dict(row.get("rejected", {}))
                 for p in peers:
                     if p["peer_id"] not in self._known_peers:
                         self._known_peers.add(p["peer_id"])
                         joined.append(p["peer_id"])
-                    if p.get("banned") and p["peer_id"] not in self._banned:
+                    if p["banned"] and p["peer_id"] not in self._banned:
                         self._banned.add(p["peer_id"])
                         banned.append(p["peer_id"])
-                    elif not p.get("banned"):
+                    elif not p["banned"]:
                         self._banned.discard(p["peer_id"])
-        self.event(
-            "round",
-            f"round {row.get('round')}: reward {row.get('mean_reward', 0.0):.3f}, "
-            f"{row.get('external_groups', 0)} external groups",
-            round=row.get("round"),
-        )
+            number = self.round
+        reward, external = row.get("mean_reward", 0.0), row.get("external_groups", 0)
+        self.event("round", f"round {number}: reward {reward:.3f}, {external} external groups", round=number)
         for peer in joined:
             self.event("peer", f"new peer {peer[:8]}", peer_id=peer)
         for peer in banned:
             self.event("peer", f"peer {peer[:8]} is ignored for a while (invalid data)", peer_id=peer)
 
-    def eval_done(self, row: dict[str, Any]) -> None:
+    def eval_done(self, row: EvalRow) -> None:
         with self._lock:
-            self.evals.append(dict(row))
-        self.event("eval", f"held-out accuracy {row.get('eval_greedy_accuracy', 0.0):.1%} at round {row.get('round')}")
+            self.evals.append(row.copy())
+        self.event("eval", f"held-out accuracy {row['eval_greedy_accuracy']:.1%} at round {row['round']}")
 
     # ------------------------------------------------------------------ read by the server
 
-    def listen(self, entry: tuple[asyncio.AbstractEventLoop, asyncio.Queue[dict[str, Any]]]) -> None:
+    def snapshot(self) -> StatusSnapshot:
         with self._lock:
-            self.listeners.append(entry)
-
-    def unlisten(self, entry: tuple[asyncio.AbstractEventLoop, asyncio.Queue[dict[str, Any]]]) -> None:
-        with self._lock:
-            self.listeners.remove(entry)
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {
+            return StatusSnapshot(
                 **self.info,
-                "now": time.time(),
-                "started": self.started,
-                "round": self.round,
-                "phase": self.phase,
-                "paused": self.pause_requested.is_set(),
-                "recent_rounds": list(self.rounds)[-120:],
-                "evals": list(self.evals),
-                "peers": list(self.peers),
-                "swarm_counters": dict(self.swarm),
-                "rejected": dict(self.swarm.get("rejected", {})),
-                "events": list(self.events)[-100:],
-            }
-
-    def events_since(self, seq: int) -> list[dict[str, Any]]:
-        with self._lock:
-            return [e for e in self.events if e["seq"] > seq]
-
-
-_SWARM_KEYS = ("rejected", "peers", "banned_peers", "misreported_rewards", "fetch_misses", "io_errors")
+                now=time.time(),
+                started=self.started,
+                round=self.round,
+                phase=self.phase,
+                paused=self.pause_requested.is_set(),
+                recent_rounds=list(self.rounds)[-SNAPSHOT_ROUNDS:],
+                evals=list(self.evals),
+                peers=list(self.peers),
+                swarm_counters=self.swarm_counters.copy(),
+                rejected=dict(self.rejected),
+                events=list(self.events)[-SNAPSHOT_EVENTS:],
+            )
 
 
 def prometheus_text(status: NodeStatus) -> bytes:
     from prometheus_client import CollectorRegistry, generate_latest
-    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
     snap = status.snapshot()
-    last = snap["recent_rounds"][-1] if snap["recent_rounds"] else {}
+    last = snap["recent_rounds"][-1] if snap["recent_rounds"] else RoundRow()
 
     class Collector:
-        def collect(self) -> Iterator[Any]:
+        def collect(self) -> Iterator[Metric]:
             def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
                 return GaugeMetricFamily(f"swarmnode_{name}", doc, value=float(value))
 
@@ -172,13 +207,13 @@ def prometheus_text(status: NodeStatus) -> bytes:
             yield gauge(
                 "banned_peers",
                 "Peers ignored for sending invalid data.",
-                sum(1 for p in snap["peers"] if p.get("banned")),
+                sum(1 for p in snap["peers"] if p["banned"]),
             )
             if snap["evals"]:
                 yield gauge(
                     "eval_accuracy",
                     "Held-out greedy accuracy, last evaluation.",
-                    snap["evals"][-1].get("eval_greedy_accuracy", 0),
+                    snap["evals"][-1]["eval_greedy_accuracy"],
                 )
             rejected = CounterMetricFamily("swarmnode_rejections", "Rejected peer data by reason.", labels=["reason"])
             for reason, count in sorted(snap["rejected"].items()):
@@ -220,8 +255,8 @@ class StatusServer:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="swarmnode-status", daemon=True)
         self._thread.start()
+        self._runner: web.AppRunner | None = None
         self.fallback = False
-        self._streams: set[asyncio.Task[Any]] = set()
         try:
             self.port = self._call(self._start(host, port))
         except OSError:
@@ -231,98 +266,60 @@ class StatusServer:
             self.port = self._call(self._start(host, 0))
         self.url = f"http://{host if ':' not in host else f'[{host}]'}:{self.port}"
 
-    def _call(self, coro: Any) -> Any:
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(30)
 
     async def _start(self, host: str, port: int) -> int:
         app = web.Application(middlewares=[self._auth])
         app.router.add_get("/status", self._status)
         app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/events", self._events)
         app.router.add_post("/pause", self._pause)
         app.router.add_post("/resume", self._resume)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=False)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
         try:
-            await site.start()
+            await web.TCPSite(runner, host, port, reuse_address=False).start()
         except OSError:
-            await self._runner.cleanup()
+            await runner.cleanup()
             raise
-        server: Any = site._server
-        return int(server.sockets[0].getsockname()[1])
+        self._runner = runner
+        return int(runner.addresses[0][1])
 
     @web.middleware
-    async def _auth(self, request: web.Request, handler: Any) -> Any:
+    async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         expected = f"Bearer {self.token}".encode()
         if self.token and not hmac.compare_digest(request.headers.get("Authorization", "").encode(), expected):
             return web.json_response({"error": "missing or wrong token"}, status=401)
         return await handler(request)
 
-    async def _status(self, request: Any) -> Any:
+    async def _status(self, request: web.Request) -> web.Response:
         return web.json_response(self.status.snapshot())
 
-    async def _metrics(self, request: Any) -> Any:
+    async def _metrics(self, request: web.Request) -> web.Response:
         from prometheus_client import CONTENT_TYPE_LATEST
 
         return web.Response(body=prometheus_text(self.status), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    async def _pause(self, request: Any) -> Any:
+    async def _pause(self, request: web.Request) -> web.Response:
         self.status.pause_requested.set()
         self.status.event("control", "pause requested: training holds after this round")
         return web.json_response({"paused": True})
 
-    async def _resume(self, request: Any) -> Any:
+    async def _resume(self, request: web.Request) -> web.Response:
         self.status.pause_requested.clear()
         self.status.event("control", "resumed")
         return web.json_response({"paused": False})
 
-    async def _events(self, request: Any) -> Any:
-        try:
-            since = int(request.query.get("since", "0"))
-        except ValueError:
-            return web.json_response({"error": "since must be an integer"}, status=400)
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
-        await response.prepare(request)
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
-        entry = (asyncio.get_running_loop(), queue)
-        self.status.listen(entry)
-        task = asyncio.current_task()
-        if task is not None:
-            self._streams.add(task)
-        try:
-            for item in self.status.events_since(since):
-                await response.write(f"id: {item['seq']}\ndata: {json.dumps(item)}\n\n".encode())
-            while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), 15.0)
-                    if item["seq"] <= since:
-                        continue
-                    await response.write(f"id: {item['seq']}\ndata: {json.dumps(item)}\n\n".encode())
-                except TimeoutError:
-                    await response.write(b": keep-alive\n\n")
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
-        finally:
-            self.status.unlisten(entry)
-            self._streams.discard(task)
-        return response
-
     def close(self) -> None:
-        for task in list(self._streams):  # open event streams would hold the shutdown up
-            self._loop.call_soon_threadsafe(task.cancel)
-        runner = getattr(self, "_runner", None)
-        if runner is not None:
+        if self._runner is not None:
             try:
-                self._call(runner.cleanup())
+                self._call(self._runner.cleanup())
             except (OSError, RuntimeError, TimeoutError):
                 self.status.set_phase("stopped")  # closing anyway
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
 
 
-def write_url(run_dir: Any, url: str) -> None:
-    path = run_dir / "status.url"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(url + "\n")
-    os.replace(tmp, path)
+def write_url(run_dir: Path, url: str) -> None:
+    """Where the status API listens, for `swarmnode tui --run-dir` and `join --tui` (written whole)."""
+    RunDir(run_dir).write_status_url(url)

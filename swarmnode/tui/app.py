@@ -1,19 +1,27 @@
 """The dashboard app. It only reads a node's status API (through a `Feed`), so it can attach to a node in
-another process or container; every field it shows is optional, and an unreachable node is shown as
-such and retried."""
+another process or container. Snapshots are typed (`swarmnode.status.StatusSnapshot`), but a node of
+another version may send less or other: every field is read defensively, and an unreachable node is
+shown as such and retried."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol, cast
 
+from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.widgets import DataTable, Footer, Log, Sparkline, Static
+
+if TYPE_CHECKING:  # the types only: the dashboard runs without the node's side of the API
+    import aiohttp
+
+    from swarmnode.status import StatusSnapshot
 
 POLL_S = 1.0
 BAR = 24
@@ -24,7 +32,7 @@ QUIET_EVENTS = {"round", "phase"}
 class Feed(Protocol):
     url: str
 
-    async def fetch(self) -> dict[str, Any]:
+    async def fetch(self) -> StatusSnapshot:
         """The node's /status snapshot; raises when the node cannot be reached."""
         ...
 
@@ -40,19 +48,19 @@ class HttpFeed:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout_s = timeout_s
-        self._session: Any = None
+        self._session: aiohttp.ClientSession | None = None
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
-    async def _client(self) -> Any:
+    async def _client(self) -> aiohttp.ClientSession:
         import aiohttp
 
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
         return self._session
 
-    async def fetch(self) -> dict[str, Any]:
+    async def fetch(self) -> StatusSnapshot:
         session = await self._client()
         async with session.get(self.url + "/status", headers=self._headers()) as response:
             if response.status != 200:
@@ -60,7 +68,7 @@ class HttpFeed:
             data = await response.json()
         if not isinstance(data, dict):
             raise ConnectionError("the status API answered with something that is not an object")
-        return data
+        return cast("StatusSnapshot", data)
 
     async def control(self, action: str) -> None:
         session = await self._client()
@@ -76,13 +84,13 @@ class HttpFeed:
 class RecordedFeed:
     """Snapshots played back in order (the last one repeats): tests and demos."""
 
-    def __init__(self, snapshots: Sequence[dict[str, Any]], url: str = "recorded") -> None:
+    def __init__(self, snapshots: Sequence[StatusSnapshot], url: str = "recorded") -> None:
         self.snapshots = list(snapshots)
         self.url = url
         self.calls = 0
         self.actions: list[str] = []
 
-    async def fetch(self) -> dict[str, Any]:
+    async def fetch(self) -> StatusSnapshot:
         snap = self.snapshots[min(self.calls, len(self.snapshots) - 1)]
         self.calls += 1
         return snap
@@ -100,7 +108,7 @@ class DeadFeed:
     def __init__(self, url: str = "http://127.0.0.1:7391") -> None:
         self.url = url
 
-    async def fetch(self) -> dict[str, Any]:
+    async def fetch(self) -> StatusSnapshot:
         raise ConnectionRefusedError(f"cannot connect to {self.url}")
 
     async def control(self, action: str) -> None:
@@ -127,7 +135,7 @@ def _num(value: object, default: float = 0.0) -> float:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
 
 
-def title_line(snap: dict[str, Any]) -> str:
+def title_line(snap: StatusSnapshot) -> str:
     mode = f"swarm {snap['swarm']}" if snap.get("swarm") else "silo"
     phase = "PAUSED" if snap.get("paused") else str(snap.get("phase", "?"))
     uptime = duration(_num(snap.get("now"), time.time()) - _num(snap.get("started"), time.time()))
@@ -138,12 +146,12 @@ def title_line(snap: dict[str, Any]) -> str:
     )
 
 
-def peer_rows(snap: dict[str, Any]) -> list[tuple[str, ...]]:
+def peer_rows(snap: StatusSnapshot) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     for peer in snap.get("peers") or []:
         if not isinstance(peer, dict):
             continue
-        rejected: dict[str, Any] = peer["rejected"] if isinstance(peer.get("rejected"), dict) else {}
+        rejected = peer["rejected"] if isinstance(peer.get("rejected"), dict) else {}
         state = " (ignored)" if peer.get("banned") else ""
         rows.append(
             (
@@ -163,7 +171,7 @@ def _bar(part: float, whole: float, width: int = BAR) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
-def throughput_text(snap: dict[str, Any]) -> str:
+def throughput_text(snap: StatusSnapshot) -> str:
     rounds = [r for r in snap.get("recent_rounds") or [] if isinstance(r, dict)]
     if not rounds:
         return "waiting for the first round…"
@@ -179,7 +187,7 @@ def throughput_text(snap: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def mix_text(snap: dict[str, Any], last: int = 6) -> str:
+def mix_text(snap: StatusSnapshot, last: int = 6) -> str:
     rounds = [r for r in snap.get("recent_rounds") or [] if isinstance(r, dict)][-last:]
     if not rounds:
         return "no rounds yet"
@@ -195,8 +203,8 @@ def mix_text(snap: dict[str, Any], last: int = 6) -> str:
     return "\n".join(lines)
 
 
-def rejection_rows(snap: dict[str, Any]) -> list[tuple[str, str]]:
-    rejected: dict[str, Any] = snap["rejected"] if isinstance(snap.get("rejected"), dict) else {}
+def rejection_rows(snap: StatusSnapshot) -> list[tuple[str, str]]:
+    rejected = snap["rejected"] if isinstance(snap.get("rejected"), dict) else {}
     return [(str(k), str(int(_num(v)))) for k, v in sorted(rejected.items(), key=lambda kv: -_num(kv[1]))]
 
 
@@ -216,10 +224,9 @@ class Dashboard(App[None]):
         super().__init__()
         self.feed = feed
         self.poll_s = poll_s
-        self.snapshot: dict[str, Any] = {}
+        self.snapshot: StatusSnapshot | None = None
         self.reachable: bool | None = None
         self.last_event = 0
-        self._busy = False
 
     def compose(self) -> ComposeResult:
         yield Static(f"swarmnode  │  connecting to {self.feed.url} …", id="title")
@@ -246,13 +253,16 @@ class Dashboard(App[None]):
     def on_mount(self) -> None:
         self.query_one("#peers", DataTable).add_columns("peer", "model", "last seen", "accepted", "rejected", "reward")
         self.query_one("#rejections", DataTable).add_columns("reason", "count")
-        self.set_interval(self.poll_s, self.poll)
-        self.call_later(self.poll)
+        self._follow()
+
+    @work(exclusive=True)
+    async def _follow(self) -> None:
+        """Poll the node every `poll_s` seconds, one request at a time however slow it answers."""
+        while True:
+            await self.poll()
+            await asyncio.sleep(self.poll_s)
 
     async def poll(self) -> None:
-        if self._busy:
-            return
-        self._busy = True
         try:
             try:
                 snap = await self.feed.fetch()
@@ -262,8 +272,6 @@ class Dashboard(App[None]):
                 self._show(snap)
         except NoMatches:  # the app is closing and its widgets are gone
             pass
-        finally:
-            self._busy = False
 
     def _unreachable(self, exc: Exception) -> None:
         banner = self.query_one("#banner", Static)
@@ -276,7 +284,7 @@ class Dashboard(App[None]):
             self.query_one("#log", Log).write_line(f"lost contact with {self.feed.url}")
         self.reachable = False
 
-    def _show(self, snap: dict[str, Any]) -> None:
+    def _show(self, snap: StatusSnapshot) -> None:
         if self.reachable is False:
             self.query_one("#log", Log).write_line(f"reconnected to {self.feed.url}")
         self.reachable = True

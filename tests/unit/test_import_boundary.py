@@ -15,13 +15,8 @@ from swarmnode.swarm.libp2p import libp2p_available
 from tests.helpers import read_line_matching
 
 WATCHED = ("torch", "transformers", "swarmnode.node")
-PROBE = (
-    "import sys\n"
-    "from swarmnode.cli import main\n"
-    "code = main(sys.argv[1:])\n"
-    f"print('LOADED', *[m for m in {WATCHED!r} if m in sys.modules], flush=True)\n"
-    "sys.exit(code)\n"
-)
+SAY_LOADED = f"print('LOADED', *[m for m in {WATCHED!r} if m in sys.modules], flush=True)\n"
+PROBE = "import sys\nfrom swarmnode.cli import main\ncode = main(sys.argv[1:])\n" + SAY_LOADED + "sys.exit(code)\n"
 """Runs `swarmnode ARGS...` in this interpreter, then prints which of WATCHED it imported."""
 
 
@@ -40,6 +35,13 @@ def test_protocol_imports_without_torch_or_network() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_the_dashboard_loads_neither_torch_nor_the_node() -> None:
+    """`join --tui` keeps the dashboard in its own process: that process holds no model."""
+    code = "import sys, swarmnode.tui, swarmnode.tui.supervise\n" + SAY_LOADED
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert loaded(out.stdout) == set()
 
 
 def test_report_loads_neither_torch_nor_the_node(tmp_path: Path) -> None:

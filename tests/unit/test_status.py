@@ -1,4 +1,4 @@
-"""The status API: JSON snapshot, valid Prometheus text, the event stream, pause/resume, tokens."""
+"""The status API: JSON snapshot (events in it), valid Prometheus text, pause/resume, tokens."""
 
 from __future__ import annotations
 
@@ -11,34 +11,61 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from swarmnode.errors import UserError
-from swarmnode.status import NodeStatus, StatusServer
+from swarmnode.run_dir import PeerRow, RoundRow
+from swarmnode.status import NodeInfo, NodeStatus, StatusServer, StatusSnapshot
+
+
+def _peer(letter: str, accepted: int, rejected: dict[str, int], banned: bool) -> PeerRow:
+    return PeerRow(
+        peer_id=letter * 32,
+        model="m",
+        last_seen_s=1.0,
+        accepted_groups=accepted,
+        rejected=rejected,
+        mean_reward=0.5,
+        score=float(accepted),
+        banned=banned,
+    )
 
 
 def _status() -> NodeStatus:
-    status = NodeStatus({"peer_id": "abcdefgh" * 4, "swarm": "demo", "model": "tiny", "backend": "hf"})
-    peers = [
-        {"peer_id": "p" * 32, "model": "m", "last_seen_s": 1.0, "accepted_groups": 5, "rejected": {}, "banned": False},
-        {
-            "peer_id": "q" * 32,
-            "model": "m",
-            "last_seen_s": 2.0,
-            "accepted_groups": 0,
-            "rejected": {"bad_signature": 6},
-            "banned": True,
-        },
-    ]
-    row = {
-        "round": 3,
-        "mean_reward": 0.25,
-        "tokens_per_s": 900.0,
-        "round_s": 0.4,
-        "external_groups": 4,
-        "external_by_peer": {"p" * 32: 4},
-        "rejected": {"bad_signature": 6, "stale": 1},
-        "peers": 2,
-    }
+    info = NodeInfo(
+        version="0",
+        swarm="demo",
+        silo=False,
+        model="tiny",
+        tasks=["add"],
+        run_dir="runs/x",
+        questions_per_round=8,
+        external_groups=8,
+        backend="auto",
+        peer_id=None,
+    )
+    status = NodeStatus(info)
+    status.set_info(peer_id="abcdefgh" * 4, backend="hf")
+    peers = [_peer("p", 5, {}, False), _peer("q", 0, {"bad_signature": 6}, True)]
+    row = RoundRow(
+        round=3,
+        mean_reward=0.25,
+        tokens_per_s=900.0,
+        round_s=0.4,
+        external_groups=4,
+        external_by_peer={"p" * 32: 4},
+        rejected={"bad_signature": 6, "stale": 1},
+        peers=2,
+        banned_peers=1,
+    )
     status.round_done(row, peers)
-    status.eval_done({"round": 3, "eval_greedy_accuracy": 0.4})
+    status.eval_done(
+        {
+            "round": 3,
+            "time": 0.0,
+            "eval_greedy_accuracy": 0.4,
+            "eval_mean_reward": 0.4,
+            "eval_questions": 5,
+            "eval_s": 1,
+        }
+    )
     return status
 
 
@@ -63,8 +90,11 @@ def test_status_metrics_events_and_control() -> None:
         code, body = _get(server.url + "/status")
         snap = json.loads(body)
         assert code == 200 and snap["round"] == 3 and snap["swarm"] == "demo"
+        assert set(snap) == StatusSnapshot.__required_keys__  # the JSON is the typed contract, no more, no less
+        assert snap["peer_id"] == "abcdefgh" * 4 and snap["backend"] == "hf"
         assert [p["peer_id"][0] for p in snap["peers"]] == ["p", "q"]
         assert snap["rejected"] == {"bad_signature": 6, "stale": 1}
+        assert snap["swarm_counters"] == {"peers": 2, "banned_peers": 1}  # `rejected` once, at the top
         assert {e["kind"] for e in snap["events"]} >= {"round", "peer", "eval"}
 
         code, body = _get(server.url + "/metrics")
@@ -79,15 +109,11 @@ def test_status_metrics_events_and_control() -> None:
         assert _post(server.url + "/pause") == {"paused": True} and status.pause_requested.is_set()
         assert _post(server.url + "/resume") == {"paused": False} and not status.pause_requested.is_set()
 
-        with urllib.request.urlopen(server.url + "/events?since=0", timeout=10) as stream:
-            first = [stream.readline() for _ in range(3)]
-            assert first[0].startswith(b"id: 1") and b'"kind"' in first[1]
-            status.event("log", "hello from the node")
-            lines = []
-            while not any(b"hello from the node" in line for line in lines) and len(lines) < 200:
-                lines.append(stream.readline())
-            assert any(b"hello from the node" in line for line in lines)
-        assert _get(server.url + "/events?since=x")[0] == 400
+        status.event("log", "hello from the node")
+        events = json.loads(_get(server.url + "/status")[1])["events"]
+        assert events[-1]["kind"] == "log" and events[-1]["text"] == "hello from the node"
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))  # what the dashboard's log pane follows
+        assert _get(server.url + "/events")[0] == 404  # the dashboard reads events from /status
     finally:
         server.close()
 

@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 from textual.widgets import DataTable, Log, Static
 
+from swarmnode.run_dir import SWARM_COUNTER_KEYS
+from swarmnode.status import StatusSnapshot
 from swarmnode.tui import Dashboard, DeadFeed, RecordedFeed
 from swarmnode.tui.app import mix_text, peer_rows, throughput_text, title_line
 
@@ -72,6 +74,14 @@ async def test_missing_or_wrong_fields_never_crash_it(broken: dict[str, Any]) ->
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause(0.2)
         assert app.is_running
+
+
+def test_the_recorded_feed_is_the_status_contract() -> None:
+    """The feed was recorded from a real node; it must still be what today's node sends."""
+    for snap in FEED:
+        assert set(snap) == StatusSnapshot.__required_keys__
+        assert set(snap["swarm_counters"]) <= set(SWARM_COUNTER_KEYS) - {"rejected"}  # `rejected`: at the top
+    assert set(FEED[-1]["swarm_counters"]) == set(SWARM_COUNTER_KEYS) - {"rejected"}
 
 
 def test_formatting_helpers() -> None:
