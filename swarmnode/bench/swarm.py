@@ -79,24 +79,17 @@ def _groups(tasks: TaskSet, node: int, round_: int) -> list[Group]:
 class _Node:
     """One benchmark node: its exchange, and the bytes it took in."""
 
-    def __init__(self, config: NodeConfig, tasks: TaskSet, transport: Transport) -> None:
+    def __init__(self, config: NodeConfig, tasks: TaskSet, transport: Transport, push: bool) -> None:
         self.exchange = open_exchange(config, tasks, transport, Identity(Ed25519PrivateKey.generate()))
         self.transport = transport
+        self.push = push
         self.polled = 0
         """Bytes the benchmark's own visibility polls read through this node (not the node's reading)."""
 
     def taken_in(self) -> int:
         """Bytes the node took in so far: what it read, or for GossipSub everything its host received (with
-        push, every peer's messages arrive whether the node wants them or not)."""
-        from swarmnode.swarm.hivemind_dht import HivemindTransport
-        from swarmnode.swarm.libp2p import Libp2pTransport
-
-        t = self.transport
-        if isinstance(t, Libp2pTransport):
-            return t.wire_bytes()  # polls read the host's own store: no wire bytes
-        if isinstance(t, MemoryTransport | HivemindTransport):
-            return t.bytes_downloaded - self.polled
-        raise TypeError(f"no byte count for {type(t).__name__}")
+        push, every peer's messages arrive whether the node wants them or not; polls read its host's store)."""
+        return self.transport.wire_bytes() - (0 if self.push else self.polled)
 
 
 def _visible_after(reader: _Node, author: RolloutExchange, batch_id: bytes, limit: float = 30.0) -> float:
@@ -160,13 +153,12 @@ def run_memory(n: int, rounds: int) -> dict[str, Any]:
     tasks = TaskSet([make_task("add")])
     hub = MemoryHub()
     config = _config()
-    return measure([_Node(config, tasks, MemoryTransport(hub)) for _ in range(n)], tasks, rounds, "memory")
+    nodes = [_Node(config, tasks, MemoryTransport(hub), push=False) for _ in range(n)]
+    return measure(nodes, tasks, rounds, "memory")
 
 
 def _run_network(backend: str, n: int, rounds: int) -> dict[str, Any]:
     """N real network nodes on 127.0.0.1, all joined through the first one."""
-    from swarmnode.swarm.hivemind_dht import HivemindTransport
-
     tasks = TaskSet([make_task("add")])
     transports: list[Transport] = []
     with tempfile.TemporaryDirectory(prefix="swarmnode-bench-") as tmp:
@@ -175,13 +167,12 @@ def _run_network(backend: str, n: int, rounds: int) -> dict[str, Any]:
             peers = transports[0].visible_maddrs()[:1]
             for i in range(1, n):
                 transports.append(open_transport(_config(backend, peers, Path(tmp) / f"n{i}")))
-                joined = transports[-1]
-                if isinstance(joined, HivemindTransport) and not joined.wait_joined(60):
-                    raise RuntimeError("a benchmark node could not join on 127.0.0.1")
+                transports[-1].connect(peers[0])  # joined now, not in the background (TransportError if not)
             if backend == "libp2p":
                 time.sleep(3.0)  # a few GossipSub heartbeats to build the mesh
             config = _config(backend)
-            return measure([_Node(config, tasks, t) for t in transports], tasks, rounds, backend)
+            nodes = [_Node(config, tasks, t, push=backend == "libp2p") for t in transports]
+            return measure(nodes, tasks, rounds, backend)
         finally:
             for t in transports:
                 t.close()

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 import protocol
+from swarmnode.groups import Group
 from swarmnode.identity import Identity
-from swarmnode.swarm.exchange import OwnGroup, RolloutExchange
+from swarmnode.swarm.exchange import RolloutExchange
 from swarmnode.swarm.hivemind_dht import HivemindTransport, TransportError, announcement_key, batch_key
 from swarmnode.swarm.peers import PeerBook
 from swarmnode.swarm.transport import announcement_bucket
@@ -154,14 +155,8 @@ def test_oversize_claimed_and_real(arena: Arena) -> None:
     attacker.announce([protocol.BatchSummary(huge_id, 1000, 1, 1, 1, 1.0)])
     with pytest.raises(TransportError):  # the victim's node refuses to store it...
         arena.transport.store_batch(huge_id, huge)
-    assert _held_locally(arena.transport, batch_key(SWARM, huge_id))  # ...the attacker's own node holds it
+    assert arena.transport.holds(batch_key(SWARM, huge_id))  # ...the attacker's own node holds it
     arena.wait_count("dht_oversize", real)
-
-
-def _held_locally(transport: HivemindTransport, key: str) -> bool:
-    from hivemind.dht.routing import DHTID
-
-    return transport.node.protocol.storage.get(DHTID.generate(source=key)) is not None
 
 
 def test_wrong_answers_claiming_reward_one(arena: Arena) -> None:
@@ -184,7 +179,7 @@ def test_replays_immediately_and_in_a_later_round(arena: Arena) -> None:
         model="honest",
     )
     questions = arena.tasks.draw(seed=777, start=5_000_000, count=2)
-    own = [OwnGroup(q, g.completions, g.rewards) for q in questions for g in [hostile.good_group(q)]]
+    own = [Group(q, g.completions, g.rewards) for q in questions for g in [hostile.good_group(q)]]
     honest.start_round()
     batch_id = honest.publish(1, 0, own)
     assert batch_id is not None
@@ -225,14 +220,11 @@ def test_flooding_100x_the_quota_is_limited(arena: Arena) -> None:
     sealed = protocol.seal(protocol.KIND_ANNOUNCE, protocol.encode_payload(flood), flooder.identity.key)
     refused = arena.count("dht_bad_announcement")
     window = int(time.time() // 60)
-    arena.transport._run(
-        arena.transport.node.store(
-            announcement_key(SWARM, window, announcement_bucket(flooder.peer_id, arena.transport.buckets)),
-            sealed,
-            arena.transport._expiration(),
-            subkey=flooder.peer_id,
-        ),
-        30,
+    arena.transport.put_record(
+        announcement_key(SWARM, window, announcement_bucket(flooder.peer_id, arena.transport.buckets)),
+        sealed,
+        subkey=flooder.peer_id,
+        timeout=30,
     )
     arena.wait_count("dht_bad_announcement", refused)
     # then the most an announcement may list, over and over
