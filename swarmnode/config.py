@@ -10,9 +10,10 @@ import hashlib
 import json
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from swarmnode.errors import UserError
 
@@ -119,13 +120,52 @@ class EvalConfig(Section):
     """Seed of the held-out question stream (fixed, so evaluations are comparable across runs)."""
 
 
+class HivemindConfig(Section):
+    """The hivemind DHT: pull; what a node downloads stays flat as the swarm grows."""
+
+    type: Literal["hivemind"] = "hivemind"
+    """Names this transport; `swarm.transport = "hivemind"` alone is this section with its defaults."""
+    nat_traversal: bool = False
+    """Opt in to NAT port mapping, AutoNAT and relays (hivemind's nat_port_map, auto_nat, use_relay and
+    use_auto_relay; all off by default because they contact machines outside your network)."""
+    ttl_s: float = Field(900.0, gt=0.0)
+    """How long stored batches and announcements live in the DHT."""
+
+
+class Libp2pConfig(Section):
+    """GossipSub over py-libp2p, in a child process (needs the `libp2p` extra): push. No NAT traversal."""
+
+    type: Literal["libp2p"] = "libp2p"
+    """Names this transport; `swarm.transport = "libp2p"` alone is this section with its defaults."""
+
+
+class MemoryConfig(Section):
+    """An in-process hub: no network, only nodes of the same process share."""
+
+    type: Literal["memory"] = "memory"
+    """Names this transport; `swarm.transport = "memory"` alone is this section with its defaults."""
+
+
+TransportConfig = Annotated[HivemindConfig | Libp2pConfig | MemoryConfig, Field(discriminator="type")]
+CONFIG_RULE = "config_rule"
+"""The error type of a rule across fields, whose message names the fields itself."""
+TYPED_SECTIONS = {("swarm", "transport")}
+"""Sections chosen by a `type` that may be spelled as that name alone (`swarm.transport = "libp2p"`)."""
+HIVEMIND_FLAT_KEYS: dict[str, object] = {"nat_traversal": False, "ttl_s": 900.0}
+"""Hivemind fields once set directly under [swarm], with their defaults: still read there, moved into the
+transport section (a non-default value with another transport is refused)."""
+
+
 class SwarmConfig(Section):
     name: str = Field("swarmnode-default", min_length=1, max_length=64)
     """Swarm to join: only batches announced for this name are read."""
-    transport: Literal["hivemind", "libp2p", "memory"] = "hivemind"
+    transport: TransportConfig = Field(default_factory=HivemindConfig)
     """How nodes reach each other: the hivemind DHT (pull), GossipSub over py-libp2p (push; needs the
     `libp2p` extra), or memory (an in-process hub: no network, only nodes of the same process share; for
-    tests and trying the swarm path alone). Every node of a swarm must use the same one."""
+    tests and trying the swarm path alone). Every node of a swarm must use the same one. A plain name
+    (`transport = "libp2p"`) picks that transport with its defaults; its own fields go in
+    `[swarm.transport]`, with `type` naming it. The old names `swarm.nat_traversal` and `swarm.ttl_s` of
+    hivemind's fields are still read."""
     external_groups: int = Field(8, ge=0, le=4096)
     """J: peers' question groups trained on per round, on top of the node's own I (additive: in the 4-node
     study of docs/BENCHMARKS.md, 8 own + 8 peers' beat silo on every seed while 4 + 4 did worse)."""
@@ -149,21 +189,43 @@ class SwarmConfig(Section):
     peers: list[str] = Field(default_factory=list)
     """Multiaddrs of peers or bootstrap nodes to join through (none: start a new swarm)."""
     host_maddrs: list[str] = Field(default_factory=lambda: ["/ip4/127.0.0.1/tcp/0"])
-    """Where the DHT listens. Loopback by default; volunteers use for example /ip4/0.0.0.0/tcp/31337."""
-    nat_traversal: bool = False
-    """Opt in to NAT port mapping, AutoNAT and relays (hivemind's nat_port_map, auto_nat, use_relay and
-    use_auto_relay; all off by default because they contact machines outside your network)."""
+    """Where the transport listens. Loopback by default; volunteers use for example /ip4/0.0.0.0/tcp/31337."""
     startup_timeout_s: float = Field(60.0, gt=0.0)
     """How long the p2p daemon may take to start (hivemind's 15 s is too short on busy machines)."""
     op_timeout_s: float = Field(30.0, gt=0.0)
-    """Time limit of one DHT store or get."""
+    """Time limit of one transport operation (a DHT store or get, a request to the libp2p host)."""
     round_timeout_s: float = Field(15.0, gt=0.0)
     """The most time one round spends on swarm I/O (publish and collect together); when it runs out the round
     trains on what it has, so dead or slow peers delay a round by at most this much."""
-    ttl_s: float = Field(900.0, gt=0.0)
-    """How long stored batches and announcements live in the DHT."""
     key_path: Path = Path("~/.swarmnode/identity.pem")
     """The node's Ed25519 identity key (created on first use, mode 0600)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _transport_section(cls, data: Any) -> Any:
+        """A plain transport name becomes its section; the old flat hivemind keys move into it."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        transport = data.get("transport", {"type": "hivemind"})
+        if isinstance(transport, str):
+            transport = {"type": transport}
+        if isinstance(transport, dict):
+            transport = {"type": "hivemind", **transport}
+            moved = {key: data.pop(key) for key in HIVEMIND_FLAT_KEYS if key in data}
+            for key, value in moved.items():
+                if key in transport:
+                    raise PydanticCustomError(
+                        CONFIG_RULE, f"swarm.{key} is the old name of swarm.transport.{key}: set only one"
+                    )
+                if transport["type"] != "hivemind" and value != HIVEMIND_FLAT_KEYS[key]:
+                    raise PydanticCustomError(
+                        CONFIG_RULE, f"swarm.{key} is only built for the hivemind transport, not {transport['type']}"
+                    )
+                if transport["type"] == "hivemind":
+                    transport[key] = value
+            data["transport"] = transport
+        return data
 
 
 class StatusConfig(Section):
@@ -209,6 +271,11 @@ class NodeConfig(Section):
     def training_digest(self) -> str:
         """SHA-256 over the fields that change what a run learns (not where it writes or how long it runs)."""
         data = self.model_dump(mode="json", exclude={"run_dir", "rounds", "minutes", "checkpoint", "eval"})
+        # digested in the flat shape the transport had before it was a section, so checkpoints written then
+        # still match the same settings
+        transport = data["swarm"].pop("transport")
+        data["swarm"] |= {key: transport.get(key, default) for key, default in HIVEMIND_FLAT_KEYS.items()}
+        data["swarm"]["transport"] = transport["type"]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
@@ -230,12 +297,18 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 def _apply(data: dict[str, Any], path: list[str], value: Any) -> None:
     target = data
-    for step in path[:-1]:
+    for i, step in enumerate(path[:-1]):
         nxt = target.setdefault(step, {})
+        if isinstance(nxt, str) and tuple(path[: i + 1]) in TYPED_SECTIONS:
+            nxt = target[step] = {"type": nxt}  # a field of the section named so far
         if not isinstance(nxt, dict):
             raise UserError(f"cannot set {'.'.join(path)}: {step} is not a section")
         target = nxt
-    target[path[-1]] = value
+    current = target.get(path[-1])
+    if isinstance(value, str) and isinstance(current, dict) and tuple(path) in TYPED_SECTIONS:
+        current["type"] = value  # the section's fields set so far stay (and are refused if they do not fit)
+    else:
+        target[path[-1]] = value
 
 
 def load_config(path: Path | None = None, overrides: list[tuple[list[str], Any]] | None = None) -> NodeConfig:
@@ -260,7 +333,10 @@ def load_config(path: Path | None = None, overrides: list[tuple[list[str], Any]]
 
 def describe_validation_error(exc: ValidationError) -> str:
     first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "config"
+    if first["type"] == CONFIG_RULE:
+        return f"config: {first['msg']}"
+    loc = [str(p) for p in first["loc"]]
+    where = ".".join(p for i, p in enumerate(loc) if tuple(loc[:i]) not in TYPED_SECTIONS) or "config"  # no tags
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     got = f" (got {first['input']!r})" if "input" in first and not isinstance(first["input"], dict) else ""
     return f"config: {where}: {first['msg']}{got}{more}"

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, get_args, get_origin
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
@@ -56,6 +57,18 @@ def _type(field: FieldInfo) -> str:
     return (text or str(annotation)).replace("typing.", "").replace("pathlib.", "").replace("|", "or")
 
 
+def _variants(field: FieldInfo) -> list[type[BaseModel]]:
+    """The sections a field chooses between by their `type` (a discriminated union), else none."""
+    options = get_args(field.annotation) if get_origin(field.annotation) in (Union, UnionType) else ()
+    if field.discriminator is None or not all(isinstance(o, type) and issubclass(o, BaseModel) for o in options):
+        return []
+    return list(options)
+
+
+def _tag(model: type[BaseModel]) -> str:
+    return str(model.model_fields["type"].default)
+
+
 def _rows(model: type[BaseModel], prefix: str) -> tuple[list[str], list[tuple[str, type[BaseModel]]]]:
     rows = []
     sections = []
@@ -65,6 +78,13 @@ def _rows(model: type[BaseModel], prefix: str) -> tuple[list[str], list[tuple[st
             sections.append((f"{prefix}{name}", annotation))
             continue
         doc = " ".join((field.description or "").split()).replace("|", "\\|")
+        variants = _variants(field)
+        if variants:
+            kind = "one of " + ", ".join(f"`{_tag(v)}`" for v in variants) + ", or its section"
+            default = field.default_factory() if field.default_factory is not None else field.default  # type: ignore[call-arg]
+            rows.append(f"| `{prefix}{name}` | {kind} | `{json.dumps(_tag(type(default)))}` |  | {doc} |")
+            sections += [(f"{prefix}{name}", v) for v in variants]
+            continue
         rows.append(f"| `{prefix}{name}` | {_type(field)} | {_default(field)} | {_constraints(field)} | {doc} |")
     return rows, sections
 
@@ -76,6 +96,8 @@ def reference() -> str:
         prefix, model = queue.pop(0)
         rows, sections = _rows(model, f"{prefix}." if prefix else "")
         title = f"`[{prefix}]`" if prefix else "Top level"
+        if "type" in model.model_fields:
+            title += f" with `type = {json.dumps(_tag(model))}`"
         doc = " ".join((model.__doc__ or "").split()) if prefix else ""
         out.append(f"\n## {title}\n")
         if doc and not doc.startswith("Usage docs") and "BaseModel" not in doc:

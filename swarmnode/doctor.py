@@ -157,15 +157,15 @@ def _ports(config: NodeConfig) -> list[Check]:
 
 def _networked(config: NodeConfig) -> bool:
     """Whether the node will listen and dial (the doctor itself starts no DHT: nat_port_map and relays are
-    the transport's business, off unless swarm.nat_traversal = true)."""
-    return not config.silo and config.swarm.transport != "memory"
+    the transport's business, off unless swarm.transport.nat_traversal = true)."""
+    return not config.silo and config.swarm.transport.type != "memory"
 
 
 def _transport(config: NodeConfig) -> list[Check]:
     """The swarm transport's own needs (nothing for a silo node)."""
     if config.silo:
         return []
-    kind = config.swarm.transport
+    kind = config.swarm.transport.type
     if kind == "memory":
         return [Check("warn", "transport", "memory: no network, only nodes of this process share rollouts")]
     if kind == "libp2p":

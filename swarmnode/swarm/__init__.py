@@ -1,5 +1,5 @@
-"""Sharing rollouts with untrusted peers: transports (in-memory, the hivemind DHT, GossipSub over py-libp2p),
-the validation of what arrives, and the book of peers it came from.
+"""Sharing rollouts with untrusted peers: transports (in-memory, the hivemind DHT, GossipSub over py-libp2p)
+and the record rules they share, the validation of what arrives, and the book of peers it came from.
 
 Importing this package loads no transport: `open_transport` imports only the one the config names (hivemind
 brings torch with it; the libp2p host runs in a child process).
@@ -7,37 +7,44 @@ brings torch with it; the libp2p host runs in a child process).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from swarmnode.errors import UserError
+from typing import TYPE_CHECKING, TypedDict
 
 if TYPE_CHECKING:
     from swarmnode.config import NodeConfig
     from swarmnode.swarm.transport import Transport
 
 
+class NetworkOptions(TypedDict):
+    """What both network transports take from `[swarm]`."""
+
+    initial_peers: list[str]
+    host_maddrs: list[str]
+    window_s: float
+    op_timeout_s: float
+    startup_timeout_s: float
+
+
 def open_transport(config: NodeConfig) -> Transport:
     """The node's network transport (`swarm.transport`): the hivemind DHT, or GossipSub over py-libp2p in a
     child process, or an in-process hub. NAT port mapping, AutoNAT and relays (hivemind's nat_port_map,
-    auto_nat, use_relay) are on only when swarm.nat_traversal = true; the libp2p host has none of them."""
+    auto_nat, use_relay) are on only when swarm.transport.nat_traversal = true; the libp2p host has none."""
     sw = config.swarm
-    if sw.transport == "memory":  # nothing listens
+    chosen = sw.transport
+    if chosen.type == "memory":  # nothing listens
         from swarmnode.swarm.memory import MemoryHub, MemoryTransport
 
         return MemoryTransport(MemoryHub())
-    common: dict[str, Any] = dict(
+    network = NetworkOptions(
         initial_peers=sw.peers,
         host_maddrs=sw.host_maddrs,
         window_s=sw.window_s,
         op_timeout_s=sw.op_timeout_s,
         startup_timeout_s=sw.startup_timeout_s,
     )
-    if sw.transport == "libp2p":
+    if chosen.type == "libp2p":
         from swarmnode.swarm.libp2p import Libp2pTransport
 
-        if sw.nat_traversal:
-            raise UserError("swarm.nat_traversal is only built for the hivemind transport")
-        return Libp2pTransport(sw.name, log_path=config.run_dir / "libp2p-host.log", **common)
+        return Libp2pTransport(sw.name, log_path=config.run_dir / "libp2p-host.log", **network)
     from swarmnode.swarm.hivemind_dht import HivemindTransport
 
-    return HivemindTransport(sw.name, ttl_s=sw.ttl_s, nat_traversal=sw.nat_traversal, **common)
+    return HivemindTransport(sw.name, ttl_s=chosen.ttl_s, nat_traversal=chosen.nat_traversal, **network)

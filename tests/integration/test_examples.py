@@ -20,6 +20,7 @@ def test_every_config_is_valid() -> None:
     loaded = {p.relative_to(EXAMPLES).as_posix(): load_config(p) for p in configs}
     gpu = loaded["gpu-qwen.toml"]
     assert gpu.model.name == "Qwen/Qwen2.5-0.5B-Instruct" and gpu.generation.backend == "vllm" and not gpu.silo
+    assert gpu.swarm.transport.type == "hivemind" and gpu.swarm.host_maddrs == ["/ip4/0.0.0.0/tcp/31337"]
     small, large = loaded["heterogeneous/small.toml"], loaded["heterogeneous/large.toml"]
     assert small.swarm.name == large.swarm.name and small.task.names == large.task.names
     assert small.model.name != large.model.name

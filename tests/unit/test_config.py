@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from swarmnode.config import NodeConfig, load_config, parse_override
+from swarmnode.config import HivemindConfig, NodeConfig, load_config, parse_override
 from swarmnode.errors import UserError
 
 
@@ -77,3 +77,46 @@ def test_the_committed_configuration_reference_is_current() -> None:
     assert committed == reference(), "docs/CONFIG.md is stale: run `swarmnode config reference > docs/CONFIG.md`"
     for field in ("swarm.round_timeout_s", "status.token", "train.prefix_sharing", "generation.backend"):
         assert f"`{field}`" in committed
+
+
+def test_the_transport_is_a_section_chosen_by_its_type_or_its_name_alone(tmp_path: Path) -> None:
+    assert load_config().swarm.transport == HivemindConfig()
+    by_name = tmp_path / "name.toml"
+    by_name.write_text('[swarm]\ntransport = "libp2p"\n')
+    assert load_config(by_name).swarm.transport.type == "libp2p"
+    assert load_config(None, [parse_override("swarm.transport=memory")]).swarm.transport.type == "memory"
+    section = tmp_path / "section.toml"
+    section.write_text('[swarm.transport]\ntype = "hivemind"\nnat_traversal = true\nttl_s = 60\n')
+    assert load_config(section).swarm.transport == HivemindConfig(nat_traversal=True, ttl_s=60)
+    # a field of the section, then the name (as `--set` and then the CLI's --transport flag do), in any order
+    for sets in (
+        ["swarm.transport.ttl_s=60", "swarm.transport=hivemind"],
+        ["swarm.transport=hivemind", "swarm.transport.ttl_s=60"],
+        ["swarm.transport.ttl_s=60"],  # hivemind unless named
+    ):
+        cfg = load_config(None, [parse_override(s) for s in sets])
+        assert cfg.swarm.transport == HivemindConfig(ttl_s=60), sets
+
+
+def test_the_old_flat_hivemind_keys_still_work_and_are_refused_with_another_transport(tmp_path: Path) -> None:
+    old = tmp_path / "old.toml"
+    old.write_text("[swarm]\nnat_traversal = true\nttl_s = 60\n")
+    cfg = load_config(old)
+    assert cfg.swarm.transport == HivemindConfig(nat_traversal=True, ttl_s=60)
+    section = [parse_override(s) for s in ("swarm.transport.ttl_s=60", "swarm.transport.nat_traversal=true")]
+    assert cfg.training_digest() == load_config(None, section).training_digest()
+    assert cfg.training_digest() != load_config().training_digest()
+    for sets, message in [
+        (["swarm.transport=libp2p", "swarm.nat_traversal=true"], "config: swarm.nat_traversal is only built for the"),
+        (["swarm.transport=memory", "swarm.ttl_s=60"], "config: swarm.ttl_s is only built for the hivemind"),
+        (["swarm.ttl_s=60", "swarm.transport.ttl_s=30"], "swarm.ttl_s is the old name of swarm.transport.ttl_s"),
+        (["swarm.transport.nat_traversal=true", "swarm.transport=libp2p"], "swarm.transport.nat_traversal: Extra"),
+        (["swarm.transport.ttl_s=0"], "config: swarm.transport.ttl_s: Input should be greater than 0"),
+        (["swarm.transport=carrier-pigeon"], "config: swarm.transport: Input tag 'carrier-pigeon'"),
+    ]:
+        with pytest.raises(UserError) as info:
+            load_config(None, [parse_override(s) for s in sets])
+        assert message in str(info.value) and "\n" not in str(info.value), (sets, str(info.value))
+    # values that ask for nothing (the defaults) are no contradiction
+    quiet = [parse_override(s) for s in ("swarm.transport=libp2p", "swarm.nat_traversal=false", "swarm.ttl_s=900")]
+    assert load_config(None, quiet).swarm.transport.type == "libp2p"
