@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -32,35 +32,32 @@ class Swarm:
     def __init__(self, backend: str) -> None:
         self.backend = backend
         self.hub = MemoryHub()
-        self.opened: list[Any] = []
+        self.opened: list[Transport] = []
 
-    def node(self, via: Any = None) -> Transport:
-        """A new node joined through `via` (default: the first node; None if it is the first)."""
-        if via is False:
-            via = None
-        elif via is None and self.opened:
-            via = self.opened[0]
+    def node(self, via: Transport | Literal[False] | None = None) -> Transport:
+        """A new node joined through `via` (default: the first node; False: none, the first of a new group)."""
+        through = self.opened[0] if via is None and self.opened else (via or None)
+        t: Transport
         if self.backend == "memory":
-            t: Any = MemoryTransport(self.hub)
+            t = MemoryTransport(self.hub)
         elif self.backend == "libp2p":
-            peers = via.visible_maddrs()[:1] if via is not None else []
+            peers = through.visible_maddrs()[:1] if through is not None else []
             t = Libp2pTransport(SWARM, initial_peers=peers, op_timeout_s=10.0)
         else:
-            peers = via.visible_maddrs() if via is not None else []
-            t = HivemindTransport(SWARM, initial_peers=peers, op_timeout_s=20.0)
-            assert t.wait_joined(30.0), t.last_join_error
+            peers = through.visible_maddrs() if through is not None else []
+            dht = HivemindTransport(SWARM, initial_peers=peers, op_timeout_s=20.0)
+            assert dht.wait_joined(30.0), dht.last_join_error
+            t = dht
         self.opened.append(t)
-        return t  # type: ignore[no-any-return]
+        return t
 
     def leave(self, t: Transport) -> None:
-        if not isinstance(t, MemoryTransport):
-            t.close()  # type: ignore[attr-defined]
+        t.close()
         self.opened.remove(t)
 
     def close(self) -> None:
         for t in self.opened:
-            if not isinstance(t, MemoryTransport):
-                t.close()
+            t.close()
 
 
 BACKENDS = [
@@ -197,6 +194,20 @@ def test_a_peer_leaves_and_comes_back(swarm: Swarm) -> None:
     assert eventually(lambda: peer(KEY_B) in authors(a.announcements(window())))
 
 
+def fresh_announcement(key: Any) -> bytes:
+    """A new announcement by `key` (nodes announce every round; a push transport drops a repeated message)."""
+    again = sample_announcement()
+    return protocol.seal_payload(
+        protocol.Announcement(SWARM, 2, int(time.time() * 1000), "m", again.batches), key, LIMITS
+    )
+
+
+def marker_batch(key: Any, label: str) -> bytes:
+    group = sample_batch().groups[0]
+    batch = protocol.RolloutBatch(SWARM, 12, 11, int(time.time() * 1000), label, (group,))
+    return protocol.seal_payload(batch, key, LIMITS)
+
+
 def test_a_partition_heals(swarm: Swarm) -> None:
     if swarm.backend == "memory":
         pytest.skip("one in-memory hub has no partitions")
@@ -205,23 +216,32 @@ def test_a_partition_heals(swarm: Swarm) -> None:
     c = swarm.node(via=False)  # a second group that never met the first
     d = swarm.node(via=c)
     key_c = KEY_B
+    w = window()  # one window throughout: it stays live for two more
+    a.announce(w, protocol.seal_payload(sample_announcement(), KEY_A, LIMITS))
+    c.announce(w, protocol.seal_payload(sample_announcement(), key_c, LIMITS))
+    assert eventually(lambda: peer(KEY_A) in authors(b.announcements(w)))
+    assert eventually(lambda: peer(key_c) in authors(d.announcements(w)))
+    # Positive controls: on each side a batch stored after both announcements reaches the other member of
+    # that side. Whatever links the two sides had, the announcements had at least as long to cross.
+    marker_a, marker_c = marker_batch(KEY_A, "side-a"), marker_batch(key_c, "side-c")
+    a.store_batch(protocol.message_id(marker_a), marker_a)
+    c.store_batch(protocol.message_id(marker_c), marker_c)
+    assert eventually(lambda: b.fetch_batch(protocol.message_id(marker_a)) == marker_a), "no control on a's side"
+    assert eventually(lambda: d.fetch_batch(protocol.message_id(marker_c)) == marker_c), "no control on c's side"
+    # the partition held: each side sees its own announcement and batch, nothing of the other side
+    assert authors(b.announcements(w)) == {peer(KEY_A)}
+    assert authors(d.announcements(w)) == {peer(key_c)}
+    assert b.fetch_batch(protocol.message_id(marker_c)) is None
+    assert d.fetch_batch(protocol.message_id(marker_a)) is None
 
-    def announce_both() -> None:
-        a.announce(window(), protocol.seal_payload(sample_announcement(), KEY_A, LIMITS))
-        c.announce(window(), protocol.seal_payload(sample_announcement(), key_c, LIMITS))
-
-    announce_both()
-    assert eventually(lambda: authors(b.announcements(window())) == {peer(KEY_A)})
-    assert eventually(lambda: authors(d.announcements(window())) == {peer(key_c)})
-    time.sleep(1.0)
-    assert peer(key_c) not in authors(b.announcements(window()))  # still apart
-    b.connect(c.visible_maddrs()[0])  # type: ignore[attr-defined]  # the bridge
-    time.sleep(1.0)  # a GossipSub heartbeat to graft the new link into the mesh
-    announce_both()  # nodes announce again every round
+    b.connect(c.visible_maddrs()[0])  # the bridge
 
     def healed() -> bool:
+        a.announce(w, fresh_announcement(KEY_A))  # nodes announce again every round
+        c.announce(w, fresh_announcement(key_c))
+        time.sleep(0.5)  # a GossipSub heartbeat grafts the new link into the mesh
         both = {peer(KEY_A), peer(key_c)}
-        return authors(b.announcements(window())) == both and authors(d.announcements(window())) == both
+        return authors(b.announcements(w)) == both and authors(d.announcements(w)) == both
 
     assert eventually(healed, 40.0)
 
