@@ -78,12 +78,13 @@ class Swarm:
         owns = transport is None
         if transport is None:
             transport = open_transport(config)
-            addresses = transport.visible_maddrs()
-            if addresses:
-                tell("this node's addresses (others join with --peers ADDR): " + " ".join(addresses))
-            else:
-                tell("memory transport: no network; only nodes of this process share rollouts")
         try:
+            if owns:
+                addresses = transport.visible_maddrs()
+                if addresses:
+                    tell("this node's addresses (others join with --peers ADDR): " + " ".join(addresses))
+                else:
+                    tell("memory transport: no network; only nodes of this process share rollouts")
             exchange = open_exchange(config, tasks, transport, identity or load_or_create(sw.key_path))
         except BaseException:
             if owns:
