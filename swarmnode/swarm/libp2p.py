@@ -208,6 +208,15 @@ class Libp2pTransport:
     def visible_maddrs(self) -> list[str]:
         return list(self.addrs)
 
+    @property
+    def host_pid(self) -> int:
+        """The process id of the host now running (a new one after a restart)."""
+        return self._proc.pid
+
+    def host_alive(self) -> bool:
+        """Whether the host process still runs (one that ended is restarted by the next operation)."""
+        return self._proc.poll() is None
+
     def connect(self, maddr: str) -> None:
         self._call("connect", maddr=maddr)
         if maddr not in self._peers:
