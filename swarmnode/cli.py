@@ -98,14 +98,15 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _tui(args: argparse.Namespace) -> int:
+    from swarmnode.run_dir import RunDir
     from swarmnode.tui import Dashboard, HttpFeed
 
     url = args.url
     if url is None and args.run_dir:
-        url_file = Path(args.run_dir) / "status.url"
-        if not url_file.exists():
-            raise UserError(f"{url_file} does not exist: is a node running with --run-dir {args.run_dir}?")
-        url = url_file.read_text().strip()
+        run_dir = RunDir(Path(args.run_dir))
+        url = run_dir.read_status_url()
+        if url is None:
+            raise UserError(f"{run_dir.status_url} does not exist: is a node running with --run-dir {args.run_dir}?")
     url = url or "http://127.0.0.1:7391"
     if not url.startswith(("http://", "https://")):
         raise UserError(f"--url must start with http:// or https://, got {url!r}")
