@@ -41,17 +41,11 @@ def read_peers_file(path: Path, wait_s: float = 300.0) -> list[str]:
     return peers
 
 
-def _transport_type(config: NodeConfig) -> str:
-    """`swarm.transport`'s name, whether the config spells it as a string or as a model with a `type`."""
-    transport = config.swarm.transport
-    return transport if isinstance(transport, str) else transport.type
-
-
 def serve(config: NodeConfig, addr_file: Path | None, say: Callable[[str], None]) -> None:
     """Run the transport `config` names until SIGINT or SIGTERM, then close it; `say` tells the user."""
     from swarmnode.swarm import open_transport
 
-    if _transport_type(config) == "memory":
+    if config.swarm.transport.type == "memory":
         raise UserError("a bootstrap node on the memory transport would reach nobody: use hivemind or libp2p")
     transport = open_transport(config)  # nat_port_map, auto_nat and relays stay off unless swarm.nat_traversal
     try:
