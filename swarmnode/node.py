@@ -8,7 +8,6 @@ so a run resumed from a checkpoint continues exactly as if it had never stopped 
 
 from __future__ import annotations
 
-import hashlib
 import random
 import signal
 import time
@@ -27,15 +26,11 @@ from swarmnode.identity import Identity
 from swarmnode.learner import Learner
 from swarmnode.policy import SamplingParams
 from swarmnode.run_dir import EvalRow, RoundRow, RunDir, SwarmCounters, round_line
-from swarmnode.status import NodeStatus, StatusServer
+from swarmnode.status import NodeStatus, StatusServer, serve
 
 if TYPE_CHECKING:  # a silo node never loads the swarm stack
     from swarmnode.swarm.front import Swarm
     from swarmnode.swarm.transport import Transport
-
-
-def round_seed(seed: int, round_: int) -> int:
-    return int.from_bytes(hashlib.sha256(f"swarmnode:{seed}:{round_}".encode()).digest()[:8], "big") >> 1
 
 
 class Node:
@@ -85,11 +80,8 @@ class Node:
         self.status.set_info(peer_id=self.swarm.peer_id if self.swarm else None, backend=self.runtime.backend.name)
         self.server: StatusServer | None = None
         if config.status.enabled:
-            st = config.status
-            self.server = StatusServer(self.status, st.host, st.port, st.token)
-            self.run_dir.write_status_url(self.server.url)
-            taken = f" (port {st.port} was taken)" if self.server.fallback else ""
-            self.say(f"status API: {self.server.url}/status{taken}; dashboard: swarmnode tui --url {self.server.url}")
+            self.server, line = serve(self.status, config.status, self.run_dir)
+            self.say(line)
 
     def say(self, line: str) -> None:
         """A line for the user: printed, and in the status API's event stream (the dashboard's log pane)."""
@@ -164,7 +156,7 @@ class Node:
         start = time.perf_counter()
         self.status.set_phase("generating")
         questions = rt.tasks.draw(cfg.seed, (round_ - 1) * gen.questions_per_round, gen.questions_per_round)
-        seed = round_seed(cfg.seed, round_)
+        seed = runtime.round_seed(cfg.seed, round_)
         params = SamplingParams(
             gen.completions_per_question, gen.max_new_tokens, gen.temperature, gen.top_p, gen.top_k, seed
         )

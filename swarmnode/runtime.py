@@ -10,6 +10,7 @@ transformers' tokens/s under vLLM, a 4.8M model 1.3-1.7x faster generation (`ben
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +55,12 @@ class Runtime:
             )
             for q, outs in zip(questions, outputs, strict=True)
         ]
+
+
+def round_seed(seed: int, round_: int) -> int:
+    """The seed of one round's sampling and selection: a function of (seed, round) alone, so a resumed run
+    continues exactly as if it had never stopped."""
+    return int.from_bytes(hashlib.sha256(f"swarmnode:{seed}:{round_}".encode()).digest()[:8], "big") >> 1
 
 
 def make_tasks(config: NodeConfig) -> TaskSet:

@@ -20,14 +20,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Coroutine, Iterator
-from pathlib import Path
-from typing import Any, NotRequired, TypedDict, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, TypeVar, cast
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from swarmnode.errors import UserError
 from swarmnode.run_dir import SWARM_COUNTER_KEYS, EvalRow, PeerRow, RoundRow, RunDir, SwarmCounters
+
+if TYPE_CHECKING:
+    from swarmnode.config import StatusConfig
 
 PHASES = ("starting", "generating", "sharing", "training", "evaluating", "checkpointing", "paused", "stopped")
 RECENT_ROUNDS = 300
@@ -320,6 +322,10 @@ class StatusServer:
         self._thread.join(timeout=10)
 
 
-def write_url(run_dir: Path, url: str) -> None:
-    """Where the status API listens, for `swarmnode tui --run-dir` and `join --tui` (written whole)."""
-    RunDir(run_dir).write_status_url(url)
+def serve(status: NodeStatus, config: StatusConfig, run_dir: RunDir) -> tuple[StatusServer, str]:
+    """Start the status API as `status.*` configures it, write its URL to RUN_DIR/status.url (for
+    `swarmnode tui --run-dir` and `join --tui`), and return it with the line that tells the user."""
+    server = StatusServer(status, config.host, config.port, config.token)
+    run_dir.write_status_url(server.url)
+    taken = f" (port {config.port} was taken)" if server.fallback else ""
+    return server, f"status API: {server.url}/status{taken}; dashboard: swarmnode tui --url {server.url}"
