@@ -1,0 +1,141 @@
+"""The `swarmnode bench ...` commands: their flags, their checks and the calls into each benchmark."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from swarmnode.config import NodeConfig
+from swarmnode.errors import UserError, install_hint
+
+NodeConfigOf = Callable[[argparse.Namespace], NodeConfig]
+
+
+def _bench_protocol(args: argparse.Namespace) -> int:
+    from swarmnode.bench import protocol as bench
+
+    if args.seconds <= 0:
+        raise UserError(f"--seconds must be positive, got {args.seconds}")
+    bench.run(args.seconds, Path(args.json))
+    return 0
+
+
+def _bench_learn(args: argparse.Namespace) -> int:
+    from swarmnode.bench import learn
+
+    config: NodeConfig = args.node_config(args)
+    if not config.rounds and not config.minutes:
+        config = config.model_copy(update={"minutes": 3.0})
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    if not seeds:
+        raise UserError("--seeds needs at least one seed, e.g. --seeds 0,1,2")
+    learn.run(config, seeds, Path(args.json))
+    return 0
+
+
+def _bench_generate(args: argparse.Namespace) -> int:
+    from swarmnode.bench import generate
+
+    if min(args.questions, args.completions, args.max_new_tokens, args.repeats, args.threads) < 1:
+        raise UserError("--questions, --completions, --max-new-tokens, --repeats and --threads must be >= 1")
+    generate.run(args.questions, args.completions, args.max_new_tokens, args.repeats, args.threads, Path(args.json))
+    return 0
+
+
+def _bench_round(args: argparse.Namespace) -> int:
+    from swarmnode.bench import round as round_bench
+
+    if args.threads < 1:
+        raise UserError("--threads must be >= 1")
+    round_bench.run(args.threads, Path(args.json))
+    return 0
+
+
+def _sizes(text: str, flag: str, minimum: int) -> list[int]:
+    try:
+        sizes = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"{flag} takes comma-separated whole numbers, e.g. 2,4,8; got {text!r}") from None
+    if any(n < minimum for n in sizes):
+        raise UserError(f"{flag}: every number must be at least {minimum}")
+    return sizes
+
+
+def _bench_swarm(args: argparse.Namespace) -> int:
+    from swarmnode.bench import swarm
+
+    if args.rounds < 2:
+        raise UserError("--rounds must be at least 2 (the first round is not counted)")
+    sizes = _sizes(args.sizes, "--sizes", 2)
+    dht_sizes = _sizes(args.dht_sizes, "--dht-sizes", 2)
+    from swarmnode.swarm.libp2p import libp2p_available
+
+    transports = ["hivemind", "libp2p"] if args.transport == "all" else [args.transport]
+    if "libp2p" in transports and not libp2p_available():
+        if args.transport == "libp2p":
+            raise UserError(f"--transport libp2p needs the libp2p extra: {install_hint('libp2p')}")
+        transports.remove("libp2p")
+        print("(no libp2p rows: the libp2p extra is not installed)")
+    swarm.run(sizes, dht_sizes, args.rounds, Path(args.json), transports)
+    return 0
+
+
+def _bench_sapo(args: argparse.Namespace) -> int:
+    from swarmnode.bench import sapo
+
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = sorted(set(configs) - set(sapo.CONFIGS))
+    if unknown or not configs:
+        raise UserError(f"--configs takes some of {', '.join(sapo.CONFIGS)}; got {args.configs!r}")
+    seeds = _sizes(args.seeds, "--seeds", 0)
+    if not seeds or min(args.nodes, args.rounds, args.eval_questions, args.jobs) < 1:
+        raise UserError("--seeds needs a seed; --nodes, --rounds, --eval-questions and --jobs must be >= 1")
+    sapo.run(configs, seeds, args.nodes, args.rounds, args.eval_questions, args.jobs, Path(args.json))
+    return 0
+
+
+def add_commands(
+    bench: argparse.ArgumentParser, add_node_flags: Callable[[argparse.ArgumentParser], None], node_config: NodeConfigOf
+) -> None:
+    """`bench`'s subcommands (`learn` takes the node's flags and resolves them with `node_config`)."""
+    benches = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    proto = benches.add_parser("protocol", help="sign+encode and verify+decode rates beside plain msgpack")
+    proto.add_argument("--seconds", type=float, default=1.0, help="time per operation (default: %(default)s)")
+    proto.add_argument("--json", default="runs/bench/protocol.json", help="JSON output (default: %(default)s)")
+    proto.set_defaults(run=_bench_protocol)
+    learn = benches.add_parser("learn", help="train from scratch with several seeds: start/end accuracy, time split")
+    add_node_flags(learn)
+    learn.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default: %(default)s)")
+    learn.add_argument("--json", default="runs/bench/learn.json", help="JSON output (default: %(default)s)")
+    learn.set_defaults(run=_bench_learn, node_config=node_config)
+    gen = benches.add_parser("generate", help="tokens/s of vLLM beside transformers, and the weight-sync time")
+    gen.add_argument("--questions", type=int, default=16, help="prompts (default: %(default)s)")
+    gen.add_argument("--completions", type=int, default=8, help="samples per prompt (default: %(default)s)")
+    gen.add_argument("--max-new-tokens", type=int, default=64, help="(default: %(default)s)")
+    gen.add_argument("--repeats", type=int, default=2, help="timed repetitions (default: %(default)s)")
+    gen.add_argument("--threads", type=int, default=2, help="torch threads for transformers (default: %(default)s)")
+    gen.add_argument("--json", default="runs/bench/generate.json", help="JSON output (default: %(default)s)")
+    gen.set_defaults(run=_bench_generate)
+    rnd = benches.add_parser("round", help="one RL round of fixed work: swarmnode (each backend) beside TRL")
+    rnd.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
+    rnd.add_argument("--json", default="runs/bench/round.json", help="JSON output (default: %(default)s)")
+    rnd.set_defaults(run=_bench_round)
+    sw = benches.add_parser("swarm", help="bytes per node per round, visibility latency, validation rate vs swarm size")
+    sw.add_argument("--sizes", default="2,4,8,16,32,64", help="in-memory swarm sizes (default: %(default)s)")
+    sw.add_argument("--dht-sizes", default="2,4,8", help="network swarm sizes on 127.0.0.1 (default: %(default)s)")
+    sw.add_argument(
+        "--transport", choices=["hivemind", "libp2p", "all"], default="all", help="network rows (default: all)"
+    )
+    sw.add_argument("--rounds", type=int, default=6, help="rounds per size, the first not counted (default: 6)")
+    sw.add_argument("--json", default="runs/bench/swarm.json", help="JSON output (default: %(default)s)")
+    sw.set_defaults(run=_bench_swarm)
+    sapo = benches.add_parser("sapo", help="N nodes sharing vs silo: cumulative reward and held-out accuracy")
+    sapo.add_argument("--configs", default="silo,4/4,8/8", help="sampling configurations (default: %(default)s)")
+    sapo.add_argument("--seeds", default="0,1,2", help="seeds (default: %(default)s)")
+    sapo.add_argument("--nodes", type=int, default=4, help="nodes per swarm (default: 4)")
+    sapo.add_argument("--rounds", type=int, default=120, help="rounds per node (default: 120)")
+    sapo.add_argument("--eval-questions", type=int, default=200, help="held-out questions at the end (default: 200)")
+    sapo.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each (default: 2)")
+    sapo.add_argument("--json", default="runs/bench/sapo.json", help="JSON output (default: %(default)s)")
+    sapo.set_defaults(run=_bench_sapo)
