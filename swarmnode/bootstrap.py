@@ -47,7 +47,8 @@ def serve(config: NodeConfig, addr_file: Path | None, say: Callable[[str], None]
 
     if config.swarm.transport.type == "memory":
         raise UserError("a bootstrap node on the memory transport would reach nobody: use hivemind or libp2p")
-    transport = open_transport(config)  # nat_port_map, auto_nat and relays stay off unless swarm.nat_traversal
+    # nat_port_map, auto_nat and relays stay off unless swarm.transport.nat_traversal
+    transport = open_transport(config)
     try:
         stop = threading.Event()  # set up before the address is out: whoever reads it may stop us at once
         for sig in (signal.SIGINT, signal.SIGTERM):

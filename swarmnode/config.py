@@ -107,8 +107,6 @@ class CheckpointConfig(Section):
     """Complete checkpoints kept; older ones are removed only after a newer one is complete."""
     resume: bool = True
     """Resume from the newest complete checkpoint in the run directory."""
-    test_write_delay_s: float = Field(0.0, ge=0.0, le=600.0)
-    """Testing aid: pause this long in the middle of each checkpoint write (fault-injection tests)."""
 
 
 class EvalConfig(Section):
@@ -178,7 +176,8 @@ class SwarmConfig(Section):
     max_batches_per_round: int = Field(8, ge=1, le=1024)
     """Batches fetched per round at most (bounds download per round as the swarm grows)."""
     batches_per_peer_per_round: int = Field(2, ge=1)
-    """Batches accepted from one peer per round; more is flooding."""
+    """Batches downloaded from one announcer per round; its further offers wait for later rounds and are
+    counted as `quota`."""
     max_age_s: float = Field(900.0, gt=0.0)
     """Batches older than this are stale."""
     max_clock_skew_s: float = Field(30.0, ge=0.0)
@@ -230,7 +229,7 @@ class SwarmConfig(Section):
 
 class StatusConfig(Section):
     enabled: bool = True
-    """Serve the node's status API (/status, /metrics, /events) for `swarmnode tui` and Prometheus."""
+    """Serve the node's status API (/status, /metrics, pause and resume) for `swarmnode tui` and Prometheus."""
     host: str = Field("127.0.0.1", min_length=1, max_length=255)
     """Where the status API listens. Any address other than loopback requires `token`."""
     port: int = Field(7391, ge=0, le=65535)

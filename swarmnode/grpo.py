@@ -34,7 +34,6 @@ def group_advantages(rewards: Tensor, eps: float = 1e-4, scale_by_std: bool = Tr
     return torch.where(std > 0, centred / (std + eps), torch.zeros_like(centred))
 
 
-
 def token_log_probs(logits: Tensor, tokens: Tensor) -> Tensor:
     """log p(tokens) under `logits`: [B, T, V] and [B, T] -> [B, T], computed in float32."""
     logits = logits.float()
