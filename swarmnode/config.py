@@ -150,6 +150,13 @@ CONFIG_RULE = "config_rule"
 TYPED_SECTIONS = {("swarm", "transport")}
 """Sections chosen by a `type` that may be spelled as that name alone (`swarm.transport = "libp2p"`)."""
 HIVEMIND_FLAT_KEYS: dict[str, object] = {"nat_traversal": False, "ttl_s": 900.0}
+DIGEST_SKIPS_DEFAULT: dict[str, object] = {
+    "offer_strikes": 4,
+    "max_completion_tokens": None,
+    "max_external_tokens": None,
+}
+"""Swarm fields added after checkpoints were written: left out of the training digest at their defaults, so
+those checkpoints still match the same settings."""
 """Hivemind fields once set directly under [swarm], with their defaults: still read there, moved into the
 transport section (a non-default value with another transport is refused)."""
 
@@ -185,6 +192,17 @@ class SwarmConfig(Section):
     ban_after: int = Field(5, ge=1)
     """Invalid messages after which a peer is ignored for ban_s."""
     ban_s: float = Field(600.0, ge=0.0)
+    offer_strikes: int = Field(4, ge=1)
+    """Failed or lying offers (a batch that is not there, a size or summary the batch contradicts, rewards
+    misreported, this node's own batch offered back) after which the announcer is ignored for ban_s. With
+    any strike it is downloaded from once per round at most; each batch it delivers cleanly takes one off."""
+    max_completion_tokens: int | None = Field(None, ge=1)
+    """Longest peer completion taken, in this node's tokens after re-tokenisation; longer ones are dropped
+    and counted as `long_completion` (None = generation.max_new_tokens)."""
+    max_external_tokens: int | None = Field(None, ge=1)
+    """Completion tokens of peers' informative groups one round takes, at most max_share_per_peer of them
+    from one peer; groups beyond are dropped and counted as `token_budget` (None = external_groups x
+    completions_per_question x the completion bound: what J full-length groups of this node would be)."""
     peers: list[str] = Field(default_factory=list)
     """Multiaddrs of peers or bootstrap nodes to join through (none: start a new swarm)."""
     host_maddrs: list[str] = Field(default_factory=lambda: ["/ip4/127.0.0.1/tcp/0"])
@@ -275,6 +293,9 @@ class NodeConfig(Section):
         transport = data["swarm"].pop("transport")
         data["swarm"] |= {key: transport.get(key, default) for key, default in HIVEMIND_FLAT_KEYS.items()}
         data["swarm"]["transport"] = transport["type"]
+        for key, default in DIGEST_SKIPS_DEFAULT.items():
+            if data["swarm"].get(key) == default:
+                del data["swarm"][key]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

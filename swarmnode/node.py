@@ -75,7 +75,15 @@ class Node:
         if not config.silo:
             from swarmnode.swarm.front import Swarm
 
-            self.swarm = Swarm.open(config, self.runtime.tasks, transport=transport, identity=identity, say=self.say)
+            count = self.runtime.prompter.completion_ids  # peers' completions are bounded in this node's tokens
+            self.swarm = Swarm.open(
+                config,
+                self.runtime.tasks,
+                transport=transport,
+                identity=identity,
+                say=self.say,
+                count_tokens=lambda text: len(count(text, finished=False)),
+            )
         self.run_dir.write_config(config.model_dump_json(indent=2))
         self.status.set_info(peer_id=self.swarm.peer_id if self.swarm else None, backend=self.runtime.backend.name)
         self.server: StatusServer | None = None

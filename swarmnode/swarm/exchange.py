@@ -2,15 +2,23 @@
 
 Publish: one signed batch per round, stored under its content id, and one signed announcement for the
 current time window that lists it. Collect: read the announcements of the current and previous window,
-drop our own, banned peers' and invalid ones, fetch the most informative batches first (at most
-`max_batches` per pass, and at most `batches_per_peer_per_round` from any one announcer in a round: the
-only per-peer quota), and run each through the `BatchValidator`.
+drop our own, ignored peers' and invalid ones, and download in tiers (peers with a clean record first,
+then new ones, then those with strikes: see `peers.py`), every announcer's best offer before anyone's
+second; at most `max_batches` per round, at most `max_untrusted` of them from peers without a clean
+record, and at most `batches_per_peer_per_round` from one announcer (one while it has strikes). Each
+batch goes through the `BatchValidator`; the informative groups a round takes are bounded in tokens, in
+total and per signer.
 
-Before anything is downloaded, offers are checked and their rejections counted here (`counts`) and in the
-peer book: an announcement that does not verify (`announcement_invalid`), a batch claimed bigger than the
-limit (`oversize`), a batch already processed that a peer other than its signer offers again — a replay
-(`duplicate_message`), and offers beyond the announcer's quota (`quota`). Everything after download is
-counted by the validator. All I/O of one round shares one deadline, so dead peers cannot stall a round.
+Offers are checked, and their rejections counted here (`counts`) and in the peer book: before download,
+an announcement that does not verify (`announcement_invalid`) or is dated outside its window or in the
+future (`stale_announcement`, `future_announcement`), a batch claimed bigger than the limit (`oversize`),
+this node's own batch offered back (`own_batch`), a batch already processed that a peer other than its
+signer offers again — a replay (`duplicate_message`), offers beyond the announcer's allowance (`quota`,
+`probation`); after download, a batch that is not there (`offer_missing`), bytes that are not the offered
+id (`batch_id_mismatch`) or size (`size_mismatch`), a summary the batch contradicts (`summary_mismatch`),
+rewards the validator re-scored differently (`misreported_reward`, in the peer book only), groups over the
+round's token budget (`token_budget`, charged to nobody). Lies are strikes (`peers.LIES`). Everything else
+after download is counted by the validator. All I/O of one round shares one deadline.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from collections.abc import Callable, Sequence
 import protocol
 from swarmnode.groups import Group, has_signal
 from swarmnode.identity import Identity
-from swarmnode.swarm.peers import PeerBook
+from swarmnode.swarm.peers import PROVEN, PeerBook
 from swarmnode.swarm.transport import Transport, TransportError
 from swarmnode.swarm.validate import SEEN_CAPACITY, BatchValidator, Seen
 
@@ -48,11 +56,15 @@ class RolloutExchange:
         announce_batches: int = 4,
         batches_per_peer_per_round: int = 2,
         clock: Callable[[], float] = time.time,
+        max_untrusted: int | None = None,
+        max_external_tokens: int | None = None,
+        max_peer_tokens: int | None = None,
     ) -> None:
         self.transport = transport
         self.identity = identity
         self.swarm = swarm
         self.validator = validator
+        validator.own_peer_id = identity.peer_id  # this node's own batches are never a peer's
         self.book = book
         self.limits = limits
         self.model = model[: limits.max_name_chars]
@@ -63,6 +75,12 @@ class RolloutExchange:
         """How many of its latest batches a node's announcement lists."""
         self.batches_per_peer_per_round = batches_per_peer_per_round
         """Batches downloaded from one announcer in one of our rounds; offers beyond it are counted as `quota`."""
+        self.max_untrusted = max(1, max_batches // 2) if max_untrusted is None else max_untrusted
+        """Of a round's downloads, at most this many from peers without a clean record (new or with strikes)."""
+        self.max_external_tokens = max_external_tokens
+        """Completion tokens of peers' informative groups one round takes in all (None: no bound)."""
+        self.max_peer_tokens = max_peer_tokens
+        """... and from any one signer."""
         self._rng = random.Random(identity.peer_id)
         self.clock = clock
         self._published: list[protocol.BatchSummary] = []
@@ -85,8 +103,13 @@ class RolloutExchange:
         self._missed: Counter[bytes] = Counter()
         self._taken: Counter[str] = Counter()
         """Batches downloaded from each announcer in `_taken_round`."""
+        self._tokens: Counter[str] = Counter()
+        """Tokens taken from each signer in `_taken_round`."""
         self._taken_round = -1
         self._deadline = float("inf")
+        self.announce_refused = 0
+        """Announcements in a row that failed while the batch they list was stored (refused, not unreachable)."""
+        self._refusal_said = False
 
     def start_round(self) -> None:
         """Start the I/O budget of one round: publish and collect together take at most `round_timeout_s`."""
@@ -110,6 +133,13 @@ class RolloutExchange:
         host process, say), and the latest I/O error: each new kind at once, a repeat at most once a minute,
         with how many there were."""
         lines = self.transport.take_notices()
+        if self.announce_refused >= 2 and not self._refusal_said:
+            lines.append(
+                f"this node's announcements are refused ({self.last_io_error}) while its batches are stored: peers "
+                "cannot see what it shares. Likely cause: another peer re-stored an old announcement of this "
+                "node for the window (pinning it), or this node's clock is more than a window off"
+            )
+            self._refusal_said = True
         said_errors, said_text, said_at = self._io_said
         if self.io_errors > said_errors and (self.last_io_error != said_text or time.monotonic() - said_at >= 60):
             lines.append(f"swarm I/O failed ({self.io_errors} so far): {self.last_io_error}")
@@ -159,15 +189,24 @@ class RolloutExchange:
         )
         listed = [summary, *self._published][: min(self.announce_batches, self.limits.max_batches_per_announcement)]
         announcement = protocol.Announcement(self.swarm, round_, now_ms, self.model, tuple(listed))
+        self.validator.note_own(shared, now_ms / 1000.0)  # a copy of them is never taken as a peer's
+        self._done.add(batch_id, self.identity.peer_id)  # nor the batch itself, offered back
         try:
             self.transport.store_batch(batch_id, envelope, timeout=self._left())
-            self._published = listed  # stored: announced from now on, even if this announcement fails
+        except TransportError as exc:
+            self._io_error(exc)
+            return None
+        self._published = listed  # stored: announced from now on, even if this announcement fails
+        try:
             self.transport.announce(
                 self.window(), protocol.seal_payload(announcement, self.identity.key, self.limits), timeout=self._left()
             )
         except TransportError as exc:
             self._io_error(exc)
+            self.announce_refused += 1
             return None
+        self.announce_refused = 0
+        self._refusal_said = False
         return batch_id
 
     def collect(
@@ -176,23 +215,73 @@ class RolloutExchange:
         """Peers' validated, re-scored groups available now (`source`: the author's peer id).
 
         With `want_groups`, reading stops once enough is found: announcement buckets are read in a random
-        order until their new offers promise twice that many informative groups (counting at most
-        `per_peer_groups` per peer), and downloads stop once the accepted groups cover `want_groups`. So
-        what a node reads per round depends on what it wants, not on how many peers there are."""
-        cap = per_peer_groups or want_groups or 0
+        order until the new offers of proven peers promise twice that many informative groups (counting at
+        most `per_peer_groups` per peer), and downloads stop once the accepted groups cover `want_groups`.
+        So what a node reads per round depends on what it wants, not on how many peers there are."""
+        cap = per_peer_groups or want_groups or self.limits.max_groups_per_batch
+        if local_round != self._taken_round:  # the quotas and budgets are per round
+            self._taken.clear()
+            self._tokens.clear()
+            self._taken_round = local_round
+        accepted: list[Group] = []
+        got: Counter[str] = Counter()  # informative groups accepted, by signer
+        downloads = untrusted = 0
+        for author, summary in self._plan(self._read_offers(want_groups, cap), cap):
+            signer = self._done.get(summary.batch_id)
+            if signer == self.identity.peer_id:
+                self._reject(author, "own_batch")  # this node's own batch offered back to it
+                continue
+            if signer is not None:
+                if signer and signer != author:
+                    self._reject(author, "duplicate_message")  # someone else's batch offered again: a replay
+                continue
+            if summary.size > self.limits.max_envelope_bytes:
+                self._reject(author, "oversize")
+                continue
+            if downloads >= self.max_batches or self._left() <= 0 or _covered(got, want_groups, cap):
+                continue  # nothing more to download this round; the cheap checks above still run for every offer
+            if want_groups is not None and got[author] >= cap:
+                continue  # this peer's share of the round is covered: its other batches wait for later rounds
+            trusted = self.book.tier(author) == PROVEN
+            if not trusted and untrusted >= self.max_untrusted:
+                continue  # the rest of the round's downloads is kept for peers with a record
+            allowance = self.book.allowance(author, self.batches_per_peer_per_round)
+            if self._taken[author] >= allowance:
+                self._reject(author, "quota" if allowance == self.batches_per_peer_per_round else "probation")
+                continue
+            self._taken[author] += 1
+            downloads += 1
+            untrusted += not trusted
+            try:
+                raw = self.transport.fetch_batch(summary.batch_id, timeout=self._left())
+            except TransportError as exc:
+                self._io_error(exc)
+                break
+            if raw is None:
+                self._missing(author, summary.batch_id)
+                continue
+            if protocol.message_id(raw) != summary.batch_id:
+                self._reject(author, "batch_id_mismatch")
+                continue
+            if len(raw) != summary.size:  # honest announcers state the exact size
+                self._reject(author, "size_mismatch")
+                continue
+            signer, groups = self._validated(author, summary, raw)
+            got[signer] += sum(1 for g in groups if g.informative)
+            accepted += groups
+        return accepted
+
+    def _read_offers(self, want_groups: int | None, cap: int) -> list[tuple[str, protocol.BatchSummary]]:
+        """The offers of live, validly signed announcements of this swarm (not ours, not ignored peers'),
+        read bucket by bucket until proven peers promise twice the wanted informative groups."""
         own = self.identity.peer_id
-        offers: list[tuple[int, str, protocol.BatchSummary]] = []
+        offers: list[tuple[str, protocol.BatchSummary]] = []
+        promised: Counter[str] = Counter()
         window = self.window()
         order = list(range(self.transport.buckets))
         self._rng.shuffle(order)
-        promised: Counter[str] = Counter()
-
-        def covered(counts: Counter[str], target: int) -> bool:
-            return want_groups is not None and sum(min(n, cap) for n in counts.values()) >= target
-
-        reads = [(w, b) for w in (window, window - 1) for b in order]
-        for w, b in reads:
-            if covered(promised, 2 * (want_groups or 0)):
+        for w, b in [(w, b) for w in (window, window - 1) for b in order]:
+            if want_groups is not None and _covered(promised, 2 * want_groups, cap):
                 break
             try:
                 envelopes = self.transport.announcements(w, b, timeout=self._left())
@@ -204,74 +293,113 @@ class RolloutExchange:
                 if not isinstance(verdict, protocol.Accepted) or not isinstance(verdict.payload, protocol.Announcement):
                     self.counts["announcement_invalid"] += 1
                     continue
-                author = verdict.peer_id
-                if author == own or verdict.payload.swarm != self.swarm or self.book.is_banned(author):
+                author, announcement = verdict.peer_id, verdict.payload
+                if author == own or announcement.swarm != self.swarm or self.book.is_banned(author):
                     continue
-                offers += [(s.informative_groups, author, s) for s in verdict.payload.batches]
-                promised[author] += sum(
-                    s.informative_groups for s in verdict.payload.batches if s.batch_id not in self._done
-                )
-        offers.sort(key=lambda o: -o[0])
-        accepted: list[Group] = []
-        got: Counter[str] = Counter()  # informative groups accepted, by signer
-        if local_round != self._taken_round:  # the quota is per round
-            self._taken.clear()
-            self._taken_round = local_round
-        downloads = 0
-        seen_here: set[tuple[str, bytes]] = set()
-        for _, author, summary in offers:
-            if (author, summary.batch_id) in seen_here:
+                late = self._announcement_time(announcement.created_ms / 1000.0, w)
+                if late is not None:
+                    self._reject(author, late)
+                    continue
+                offers += [(author, s) for s in announcement.batches]
+                if self.book.tier(author) == PROVEN:  # claims of unproven peers do not stop the reading
+                    promised[author] += sum(
+                        s.informative_groups for s in announcement.batches if s.batch_id not in self._done
+                    )
+        return offers
+
+    def _announcement_time(self, created_s: float, window: int) -> str | None:
+        """An announcement is dated within the window it is filed under and not in this node's future, give
+        or take the tolerated clock skew (like a batch's time)."""
+        skew = self.validator.policy.max_future_s
+        if created_s - self.clock() > skew or created_s > (window + 1) * self.window_s + skew:
+            return "future_announcement"
+        if created_s < window * self.window_s - skew or self.clock() - created_s > self.validator.policy.max_age_s:
+            return "stale_announcement"
+        return None
+
+    def _plan(
+        self, offers: list[tuple[str, protocol.BatchSummary]], cap: int
+    ) -> list[tuple[str, protocol.BatchSummary]]:
+        """The order to consider offers in: proven peers, then peers not heard from yet, then peers with
+        strikes; within a tier every announcer's best offer before anyone's second (claims capped at the
+        per-peer share, ties in random order), so no set of announcers, lying or not, takes the round."""
+        ranked = []
+        rank: Counter[str] = Counter()
+        seen: set[tuple[str, bytes]] = set()
+        for author, summary in sorted(offers, key=lambda o: -o[1].informative_groups):
+            if (author, summary.batch_id) in seen:
                 continue  # the same peer's announcement read in both windows
-            seen_here.add((author, summary.batch_id))
-            signer = self._done.get(summary.batch_id)
-            if signer is not None:
-                if signer and signer != author:
-                    self._reject(author, "duplicate_message")  # someone else's batch offered again: a replay
-                continue
-            if summary.size > self.limits.max_envelope_bytes:
-                self._reject(author, "oversize")
-                continue
-            if downloads >= self.max_batches or self._left() <= 0 or covered(got, want_groups or 0):
-                continue  # nothing more to download this round; the cheap checks above still run for every offer
-            if want_groups is not None and got[author] >= cap:
-                continue  # this peer's share of the round is covered: its other batches wait for later rounds
-            if self._taken[author] >= self.batches_per_peer_per_round:
-                self._reject(author, "quota")
-                continue
-            self._taken[author] += 1
-            downloads += 1
-            try:
-                raw = self.transport.fetch_batch(summary.batch_id, timeout=self._left())
-            except TransportError as exc:
-                self._io_error(exc)
-                break
-            if raw is None:
-                self.misses += 1
-                self._missed[summary.batch_id] += 1
-                if self._missed[summary.batch_id] >= MAX_MISSES:  # gone, or refused by the DHT: stop asking
-                    del self._missed[summary.batch_id]
-                    self._done.add(summary.batch_id)
-                if len(self._missed) > SEEN_CAPACITY:
-                    self._missed.clear()
-                continue
-            if protocol.message_id(raw) != summary.batch_id:
-                self._reject(author, "batch_id_mismatch")
-                continue
-            started = time.perf_counter()
-            outcome = self.validator.check(raw)
-            self.validate_s += time.perf_counter() - started
-            self.validated += 1
-            self._done.add(summary.batch_id, outcome.author or "")
-            if outcome.rejected:  # bytes that name no valid signer are blamed on the peer that offered them
-                self.book.rejected(outcome.author or author, outcome.rejected)
-            if outcome.accepted:
-                signer = outcome.accepted[0].source
-                self.book.accepted(
-                    signer,
-                    outcome.accepted[0].model,
-                    len(outcome.accepted),
-                    [r for g in outcome.accepted for r in g.rewards],
-                )
-                accepted += outcome.accepted
-                got[signer] += sum(1 for g in outcome.accepted if g.informative)
-        return accepted
+            seen.add((author, summary.batch_id))
+            claim = min(summary.informative_groups, cap)
+            ranked.append((self.book.tier(author), rank[author], -claim, self._rng.random(), author, summary))
+            rank[author] += 1
+        ranked.sort(key=lambda r: r[:4])
+        return [(author, summary) for *_, author, summary in ranked]
+
+    def _missing(self, author: str, batch_id: bytes) -> None:
+        """An offered batch nobody has: counted against its announcer."""
+        self.misses += 1
+        self._reject(author, "offer_missing")
+        self._missed[batch_id] += 1
+        if self._missed[batch_id] >= MAX_MISSES:  # gone, or refused by the DHT: stop asking
+            del self._missed[batch_id]
+            self._done.add(batch_id)
+        if len(self._missed) > SEEN_CAPACITY:
+            self._missed.clear()
+
+    def _validated(self, author: str, summary: protocol.BatchSummary, raw: bytes) -> tuple[str, list[Group]]:
+        """The groups of a downloaded batch that pass validation and the round's token budget, with their
+        signer; the lies found charged to whoever told them."""
+        started = time.perf_counter()
+        outcome = self.validator.check(raw)
+        self.validate_s += time.perf_counter() - started
+        self.validated += 1
+        signer = outcome.author or ""
+        own = signer == self.identity.peer_id
+        if not own:
+            self._done.add(summary.batch_id, signer)
+        if outcome.rejected:  # bytes that name no valid signer, or name this node, are blamed on the announcer
+            self.book.rejected(author if own or not signer else signer, outcome.rejected)
+        batch = outcome.batch
+        lied = False
+        if batch is not None and not _summary_matches(summary, batch):
+            self._reject(author, "summary_mismatch")
+            lied = True
+        if outcome.misreported:
+            # a strike in the signer's row, once per batch (the node counts `misreported_rewards` per completion)
+            self.book.rejected(signer, Counter({"misreported_reward": 1}))
+            lied = True
+        if not outcome.accepted:
+            return signer, []
+        if not lied:
+            self.book.delivered(author)
+        taken = []
+        for group, tokens in zip(outcome.accepted, outcome.tokens, strict=True):
+            if group.informative:  # groups without signal are not trained on: they cost no tokens
+                if self._over_budget(signer, tokens):
+                    self.counts["token_budget"] += 1
+                    continue
+                self._tokens[signer] += tokens
+            taken.append(group)
+        if taken:
+            self.book.accepted(signer, taken[0].model, len(taken), [r for g in taken for r in g.rewards])
+        return signer, taken
+
+    def _over_budget(self, signer: str, tokens: int) -> bool:
+        total = sum(self._tokens.values()) + tokens
+        if self.max_external_tokens is not None and total > self.max_external_tokens:
+            return True
+        return self.max_peer_tokens is not None and self._tokens[signer] + tokens > self.max_peer_tokens
+
+
+def _covered(counts: Counter[str], target: int | None, cap: int) -> bool:
+    return target is not None and sum(min(n, cap) for n in counts.values()) >= target
+
+
+def _summary_matches(summary: protocol.BatchSummary, batch: protocol.RolloutBatch) -> bool:
+    """An offer's claims against the batch it names: the same round, and no more informative groups than
+    the batch's own claimed rewards have (the claim that ranks offers; whether the rewards themselves are
+    true is the re-scoring's `misreported_reward`)."""
+    return summary.round == batch.round and summary.informative_groups <= sum(
+        1 for g in batch.groups if has_signal(g.rewards)
+    )

@@ -28,23 +28,48 @@ def held_out_check(tasks: TaskSet, config: NodeConfig) -> Callable[[Question], b
     return lambda q: q.text in texts or tasks.in_eval_split(q.ref)
 
 
-def open_exchange(config: NodeConfig, tasks: TaskSet, transport: Transport, identity: Identity) -> RolloutExchange:
-    """The exchange over `transport`, with its validation chain and peer book, as `swarm.*` configures them."""
+def open_exchange(
+    config: NodeConfig,
+    tasks: TaskSet,
+    transport: Transport,
+    identity: Identity,
+    count_tokens: Callable[[str], int] | None = None,
+) -> RolloutExchange:
+    """The exchange over `transport`, with its validation chain and peer book, as `swarm.*` configures them.
+    `count_tokens` counts a completion's tokens as this node's learner will see them; without it (benches,
+    tests) peers' completions are bounded by the protocol's character limit alone."""
     sw = config.swarm
     limits = protocol.Limits()
     policy = FreshnessPolicy(max_age_s=sw.max_age_s, max_future_s=sw.max_clock_skew_s)
+    max_tokens = sw.max_completion_tokens or config.generation.max_new_tokens
+    round_tokens = (
+        sw.max_external_tokens or sw.external_groups * config.generation.completions_per_question * max_tokens
+    )
+    bounded = count_tokens is not None
+    validator = BatchValidator(
+        sw.name,
+        tasks,
+        limits,
+        policy,
+        held_out=held_out_check(tasks, config),
+        own_peer_id=identity.peer_id,
+        count_tokens=count_tokens,
+        max_completion_tokens=max_tokens if bounded else None,
+    )
     return RolloutExchange(
         transport,
         identity,
         sw.name,
-        BatchValidator(sw.name, tasks, limits, policy, held_out=held_out_check(tasks, config)),
-        PeerBook(ban_after=sw.ban_after, ban_s=sw.ban_s),
+        validator,
+        PeerBook(ban_after=sw.ban_after, ban_s=sw.ban_s, offer_strikes=sw.offer_strikes),
         limits,
         model=config.model.name,
         window_s=sw.window_s,
         max_batches=sw.max_batches_per_round,
         round_timeout_s=sw.round_timeout_s,
         batches_per_peer_per_round=sw.batches_per_peer_per_round,
+        max_external_tokens=round_tokens if bounded else None,
+        max_peer_tokens=max(1, math.floor(sw.max_share_per_peer * round_tokens)) if bounded else None,
     )
 
 
@@ -69,10 +94,13 @@ class Swarm:
         transport: Transport | None = None,
         identity: Identity | None = None,
         say: Callable[[str], None] | None = None,
+        count_tokens: Callable[[str], int] | None = None,
     ) -> Swarm:
         """Join the swarm `config.swarm` names: over `transport` if given (the caller keeps and closes it),
         else over `open_transport(config)` (closed by `close`). The identity is `swarm.key_path`'s unless
-        given. `say` gets the lines a user should see: the addresses others join through, the peer id."""
+        given. `say` gets the lines a user should see: the addresses others join through, the peer id.
+        `count_tokens` is this node's token count of a completion's text: peers' completions and the round's
+        external tokens are bounded with it (`swarm.max_completion_tokens`, `swarm.max_external_tokens`)."""
         tell = say or (lambda line: None)
         sw = config.swarm
         owns = transport is None
@@ -85,7 +113,7 @@ class Swarm:
                     tell("this node's addresses (others join with --peers ADDR): " + " ".join(addresses))
                 else:
                     tell("memory transport: no network; only nodes of this process share rollouts")
-            exchange = open_exchange(config, tasks, transport, identity or load_or_create(sw.key_path))
+            exchange = open_exchange(config, tasks, transport, identity or load_or_create(sw.key_path), count_tokens)
         except BaseException:
             if owns:
                 transport.close()

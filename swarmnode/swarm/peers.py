@@ -1,7 +1,11 @@
-"""The peer book: what this node knows about each peer, and who is ignored for a while.
+"""The peer book: what this node knows about each peer, how far its offers are trusted, and who is ignored.
 
 A peer that keeps sending invalid data (bad signatures, malformed payloads, wrong answers to rebuilt
-questions) is ignored for `ban_s` seconds once its recent invalid count reaches `ban_after`.
+questions) is ignored for `ban_s` seconds once its recent invalid count reaches `ban_after`. A peer whose
+offers fail or lie (`LIES`: a batch that is not there, a size or summary that does not match the bytes, its
+rewards misreported, this node's own batches offered back) gets a strike for each: with any strike it may
+be downloaded from once per round, at `offer_strikes` it is ignored for `ban_s`, and each batch it delivers
+that validates cleanly takes one strike off (an honest peer's occasional miss heals).
 """
 
 from __future__ import annotations
@@ -33,6 +37,16 @@ PROTOCOL_INVALID = frozenset(
 """Reasons that only a broken or hostile peer produces; they count toward a ban. Stale, duplicate and quota
 rejections are ordinary in a busy swarm and do not."""
 
+LIES = frozenset(
+    {"offer_missing", "size_mismatch", "summary_mismatch", "misreported_reward", "own_batch", "batch_id_mismatch"}
+)
+"""Offers that failed or lied: each is a strike against the peer (see the module docstring)."""
+
+PROVEN, UNKNOWN, ON_PROBATION = 0, 1, 2
+"""Download tiers: peers that delivered valid groups and have no strike, peers not heard from yet, peers with
+strikes. A round downloads from a better tier first, so new identities (free to make) and liars cannot
+crowd out peers with a record."""
+
 
 @dataclass
 class PeerRecord:
@@ -43,6 +57,8 @@ class PeerRecord:
     accepted_groups: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     recent_invalid: int = 0
+    strikes: int = 0
+    """Failed or lying offers not yet healed by clean deliveries."""
     banned_until: float = 0.0
     reward_sum: float = 0.0
     """Sum of this node's own scores of the peer's accepted completions (for the mean shown in the TUI)."""
@@ -54,16 +70,23 @@ class PeerRecord:
 
     @property
     def score(self) -> float:
-        """Accepted groups minus five times the invalid messages: a ranking, not a protocol value."""
-        invalid = sum(n for reason, n in self.rejected.items() if reason in PROTOCOL_INVALID)
+        """Accepted groups minus five times the invalid messages and lying offers: a ranking, not a protocol
+        value."""
+        invalid = sum(n for reason, n in self.rejected.items() if reason in PROTOCOL_INVALID | LIES)
         return self.accepted_groups - 5.0 * invalid
 
 
 class PeerBook:
     def __init__(
-        self, ban_after: int = 5, ban_s: float = 600.0, max_peers: int = 10_000, clock: Callable[[], float] = time.time
+        self,
+        ban_after: int = 5,
+        ban_s: float = 600.0,
+        max_peers: int = 10_000,
+        clock: Callable[[], float] = time.time,
+        offer_strikes: int = 4,
     ) -> None:
         self.ban_after = ban_after
+        self.offer_strikes = offer_strikes
         self.ban_s = ban_s
         self.max_peers = max_peers
         self.clock = clock
@@ -100,6 +123,32 @@ class PeerBook:
             if record.recent_invalid >= self.ban_after:
                 record.banned_until = self.clock() + self.ban_s
                 record.recent_invalid = 0
+        lies = sum(n for reason, n in reasons.items() if reason in LIES)
+        if lies:
+            record.strikes += lies
+            if record.strikes >= self.offer_strikes:
+                record.banned_until = self.clock() + self.ban_s
+                record.strikes = 0
+
+    def delivered(self, peer_id: str) -> None:
+        """A batch offered by this peer validated cleanly: one strike off."""
+        record = self.peers.get(peer_id)
+        if record is not None:
+            record.strikes = max(0, record.strikes - 1)
+
+    def tier(self, peer_id: str) -> int:
+        """`PROVEN`, `UNKNOWN` or `ON_PROBATION` (see there)."""
+        record = self.peers.get(peer_id)
+        if record is None:
+            return UNKNOWN
+        if record.strikes:
+            return ON_PROBATION
+        return PROVEN if record.accepted_groups else UNKNOWN
+
+    def allowance(self, peer_id: str, quota: int) -> int:
+        """Batches this peer's offers may be downloaded this round: `quota`, or one while it has strikes."""
+        record = self.peers.get(peer_id)
+        return 1 if record is not None and record.strikes else quota
 
     def snapshot(self) -> list[PeerRow]:
         now = self.clock()

@@ -1,12 +1,14 @@
 """The node's validation chain for a peer's rollout batch, after (and including) the wire checks.
 
 Order, each step counting its rejections by reason: size, signature, schema and limits (the protocol's
-`verify_and_decode`); kind and swarm; freshness (age window, bounded clock skew); duplicates (by message
-id, then per completion by task reference + completion digest); rebuilding each question from its task
-reference with this node's own task code (a mismatch is rejected); refusing questions of this node's
-held-out evaluation set; and re-scoring every completion with this node's own verifier. A peer's reward
-numbers are never used. (How many batches one peer may send per round is the exchange's quota, checked
-before download.)
+`verify_and_decode`); kind and swarm; this node's own signature (`own_batch`: never taken as external);
+freshness (age window, bounded clock skew); duplicates (by message id, then per completion by task
+reference + completion digest, see `BatchValidator.duplicate_reason`); rebuilding each question from its
+task reference with this node's own task code (a mismatch is rejected); refusing questions of this node's
+held-out evaluation set; bounding each completion's length in this node's tokens (`long_completion`, a
+cheap character bound first); and re-scoring every completion with this node's own verifier. A peer's
+reward numbers are never used. (How many batches one peer may send per round, and how many tokens a
+round takes from peers, are the exchange's budgets.)
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import protocol
@@ -25,6 +27,10 @@ from swarmnode.tasks.base import TaskError
 
 SEEN_CAPACITY = 100_000
 """Ids a node remembers to spot repeats (message ids, completion digests, batches processed)."""
+
+MAX_CHARS_PER_TOKEN = 32
+"""A completion longer than this many characters per allowed token is dropped without tokenising it (no
+tokenizer's tokens average that long over a text), so a flood of long texts costs no tokenizer time."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,18 @@ class Outcome:
     """The batch's groups that passed: questions as this node rebuilt them, rewards from its own verifier,
     `source` the author's peer id."""
     rejected: Counter[str] = field(default_factory=Counter)
+    """Refusals charged to the author (the exchange charges the announcer where the author is unknown or
+    is this node)."""
     author: str | None = None
+    ignored: Counter[str] = field(default_factory=Counter)
+    """Refusals counted but charged to nobody (duplicates of content the signer cannot be shown to have
+    copied)."""
+    tokens: list[int] = field(default_factory=list)
+    """Completion tokens of each accepted group (0 without a token counter)."""
+    batch: RolloutBatch | None = None
+    """The decoded batch, when it got that far (the exchange compares it with the offer's summary)."""
+    misreported: int = 0
+    """Accepted completions of this batch whose claimed reward differs from this node's score."""
 
 
 class Seen:
@@ -72,6 +89,17 @@ class Seen:
         return len(self._items)
 
 
+def _note(signer: str, received_s: float) -> str:
+    """What `Seen` keeps for a completion: who this node took it from, and when it had it."""
+    return f"{signer} {received_s:.3f}"
+
+
+def _blame(duplicate: tuple[str, bool]) -> tuple[bool, bool]:
+    """Of a group's duplicate completions, the one charged most is counted: copied, then own, then none."""
+    reason, charged = duplicate
+    return charged, reason == "copied_completion"
+
+
 def completion_digest(ref: TaskRef, completion: str) -> bytes:
     text = f"{ref.task}\0{ref.seed}\0{ref.index}\0{sorted(ref.params)!r}\0{completion}"
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
@@ -87,7 +115,18 @@ class BatchValidator:
         clock: Callable[[], float] = time.time,
         held_out: Callable[[Question], bool] = lambda q: False,
         seen_capacity: int = SEEN_CAPACITY,
+        *,
+        own_peer_id: str = "",
+        count_tokens: Callable[[str], int] | None = None,
+        max_completion_tokens: int | None = None,
     ) -> None:
+        self.own_peer_id = own_peer_id
+        """Batches signed by this node are refused (`own_batch`)."""
+        self.count_tokens = count_tokens
+        """This node's token count of a completion's text (as its learner tokenises it); None: no count."""
+        self.max_completion_tokens = max_completion_tokens
+        """Completions longer than this (in this node's tokens) are dropped as `long_completion`; None: no
+        bound."""
         self.held_out = held_out
         """True for questions this node evaluates on: peers' groups on them are refused, so nobody can train
         a node on its own test set."""
@@ -106,7 +145,41 @@ class BatchValidator:
     def check(self, raw: object) -> Outcome:
         outcome = self._check(raw)
         self.counts.update(outcome.rejected)
+        self.counts.update(outcome.ignored)
         return outcome
+
+    def note_own(self, groups: Sequence[Group], created_s: float) -> None:
+        """Remember this node's own completions, published at `created_s`: a peer's copy of them is never
+        taken (and, when signed after they were published, charged as `copied_completion`)."""
+        for g in groups:
+            for c in g.completions:
+                self._seen_completions.add(completion_digest(g.question.ref, c), _note(self.own_peer_id, created_s))
+
+    def duplicate_reason(self, first: str, signer: str, signed_s: float) -> tuple[str, bool]:
+        """Why a completion seen before is refused, and whether its signer is charged for it.
+
+        `first` notes who this node first took it from and when it had it. Signed times cannot settle who
+        copied whom (either side can backdate its own), but nobody can sign a text before it has it: a
+        batch whose own signed time is later, by more than the tolerated skew, than the moment this node
+        already held the same completion from somebody else attests that its signer published it after it
+        was out, and is charged (`copied_completion`; no strike: honest nodes with a shared seed and model
+        produce identical text). A later copy of the signer's own text is its own `duplicate_completion`,
+        charged to it. Any other duplicate is counted and charged to nobody, so a copier whose copy gets
+        here first never gets the honest author charged."""
+        first_signer, _, received = first.partition(" ")
+        if first_signer == signer:
+            return "duplicate_completion", True
+        if received and signed_s > float(received) + self.policy.max_future_s:
+            return "copied_completion", True
+        return "duplicate_completion", False
+
+    def _tokens(self, text: str) -> int | None:
+        """The completion's length in this node's tokens, or None when it is over the bound."""
+        bound = self.max_completion_tokens
+        if bound is not None and len(text) > bound * MAX_CHARS_PER_TOKEN:
+            return None
+        tokens = self.count_tokens(text) if self.count_tokens is not None else 0
+        return None if bound is not None and tokens > bound else tokens
 
     def _check(self, raw: object) -> Outcome:
         verdict = protocol.verify_and_decode(raw, self.limits)
@@ -118,6 +191,8 @@ class BatchValidator:
             return Outcome(rejected=Counter({"wrong_kind": 1}), author=author)
         if batch.swarm != self.swarm:
             return Outcome(rejected=Counter({"wrong_swarm": 1}), author=author)
+        if author == self.own_peer_id:
+            return Outcome(rejected=Counter({"own_batch": 1}), author=author)
         age = self.clock() - batch.created_ms / 1000.0
         if age > self.policy.max_age_s:
             return Outcome(rejected=Counter({"stale": 1}), author=author)
@@ -125,7 +200,8 @@ class BatchValidator:
             return Outcome(rejected=Counter({"future": 1}), author=author)
         if not self._seen_messages.add(verdict.message_id):
             return Outcome(rejected=Counter({"duplicate_message": 1}), author=author)
-        outcome = Outcome(author=author)
+        outcome = Outcome(author=author, batch=batch)
+        received = self.clock()
         for group in batch.groups:
             try:
                 question = self.tasks.rebuild(group.ref)
@@ -138,16 +214,34 @@ class BatchValidator:
             if self.held_out(question):
                 outcome.rejected["held_out_question"] += 1
                 continue
-            fresh = [
-                (c, r)
-                for c, r in zip(group.completions, group.rewards, strict=True)
-                if self._seen_completions.add(completion_digest(group.ref, c))
-            ]
+            fresh: list[tuple[str, float]] = []
+            tokens = 0
+            duplicate: tuple[str, bool] | None = None
+            for c, r in zip(group.completions, group.rewards, strict=True):
+                digest = completion_digest(group.ref, c)
+                first = self._seen_completions.get(digest)
+                if first is not None:
+                    found = self.duplicate_reason(first, author, batch.created_ms / 1000.0)
+                    if duplicate is None or _blame(found) > _blame(duplicate):
+                        duplicate = found
+                    continue
+                counted = self._tokens(c)
+                if counted is None:
+                    outcome.rejected["long_completion"] += 1
+                    continue
+                self._seen_completions.add(digest, _note(author, received))
+                fresh.append((c, r))
+                tokens += counted
             if not fresh:
-                outcome.rejected["duplicate_completion"] += 1
+                if duplicate is not None:
+                    reason, charged = duplicate
+                    (outcome.rejected if charged else outcome.ignored)[reason] += 1
                 continue
             rewards = tuple(self.tasks.score(question, c) for c, _ in fresh)
-            self.misreported += sum(abs(own - claim) > 1e-6 for own, (_, claim) in zip(rewards, fresh, strict=True))
+            misreported = sum(abs(own - claim) > 1e-6 for own, (_, claim) in zip(rewards, fresh, strict=True))
+            outcome.misreported += misreported
+            self.misreported += misreported
+            outcome.tokens.append(tokens)
             outcome.accepted.append(
                 Group(
                     question,

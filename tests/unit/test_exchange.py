@@ -34,11 +34,11 @@ def node(hub: MemoryHub, tasks: TaskSet, held_out: Callable[[Question], bool] = 
     )
 
 
-def own_groups(tasks: TaskSet, start: int) -> list[Group]:
+def own_groups(tasks: TaskSet, start: int, claims: tuple[float, ...] = (1.0, 0.0, 0.0)) -> list[Group]:
     out = []
     for q in tasks.draw(seed=9, start=start, count=3):
         completions = (f"<answer>{q.answer}</answer>", "<answer>0</answer>", "<answer>1</answer>")
-        out.append(Group(q, completions, (1.0, 1.0, 1.0)))  # claims are ignored by readers
+        out.append(Group(q, completions, claims))
     return out
 
 
@@ -46,8 +46,8 @@ def test_nodes_receive_each_others_groups_once_and_rescored() -> None:
     tasks = TaskSet([make_task("add")])
     hub = MemoryHub()
     a, b, c = node(hub, tasks), node(hub, tasks), node(hub, tasks)
-    a.publish(1, 1, own_groups(tasks, 0))
-    b.publish(1, 1, own_groups(tasks, 3))
+    a.publish(1, 1, own_groups(tasks, 0, claims=(1.0, 1.0, 1.0)))  # claims are never used by readers...
+    b.publish(1, 1, own_groups(tasks, 3, claims=(1.0, 1.0, 1.0)))
     got = c.collect(1)
     assert {g.source for g in got} == {a.identity.peer_id, b.identity.peer_id}
     assert all(g.rewards == (1.0, 0.0, 0.0) and g.claimed_rewards == (1.0, 1.0, 1.0) for g in got)
@@ -56,6 +56,7 @@ def test_nodes_receive_each_others_groups_once_and_rescored() -> None:
     assert not c.rejections()
     book = {row["peer_id"]: row for row in c.book.snapshot()}
     assert book[a.identity.peer_id]["accepted_groups"] == 3
+    assert book[a.identity.peer_id]["rejected"] == {"misreported_reward": 1}  # ...but misreporting is a strike
 
 
 def test_a_lying_peer_is_rejected_and_recorded() -> None:

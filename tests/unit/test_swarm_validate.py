@@ -10,12 +10,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import protocol
 from protocol.testvectors import KEY_A, KEY_B, sample_announcement
+from swarmnode.groups import Group
 from swarmnode.swarm.peers import PeerBook
-from swarmnode.swarm.validate import BatchValidator, FreshnessPolicy, Seen
+from swarmnode.swarm.validate import MAX_CHARS_PER_TOKEN, BatchValidator, FreshnessPolicy, Seen
 from swarmnode.tasks import TaskSet, make_task
 
 NOW = 1_800_000_000.0
 LIMITS = protocol.Limits()
+PEER_A = protocol.peer_id(KEY_A.public_key().public_bytes_raw())
+PEER_B = protocol.peer_id(KEY_B.public_key().public_bytes_raw())
 
 
 class Clock:
@@ -82,10 +85,64 @@ def test_a_replay_is_refused_every_time() -> None:
     assert v.check(raw).rejected == Counter({"duplicate_message": 1})
 
 
-def test_replay_resigned_by_another_identity_is_a_duplicate_completion() -> None:
+def test_a_copy_resigned_by_another_identity_is_ignored_and_nobody_is_charged() -> None:
     v = validator()
     assert v.check(sealed(batch())).accepted
-    assert v.check(sealed(batch(), KEY_B)).rejected == Counter({"duplicate_completion": 1})
+    copy = v.check(sealed(batch(), KEY_B))
+    assert not copy.accepted and copy.rejected == Counter() and copy.ignored == Counter({"duplicate_completion": 1})
+    assert v.counts == Counter({"duplicate_completion": 1})  # still counted by the node
+
+
+def test_an_honest_author_is_never_charged_when_the_copy_arrived_first() -> None:
+    v = validator()
+    original = sealed(batch(created_s=NOW - 2))  # the honest author signed it first...
+    assert v.check(sealed(batch(created_s=NOW - 1), KEY_B)).accepted  # ...but the copy got here first
+    assert v.check(sealed(batch(created_s=NOW - 100), KEY_B)).rejected == Counter({"duplicate_completion": 1})
+    honest = v.check(original)
+    assert not honest.accepted and honest.rejected == Counter()  # ignored, not charged
+    assert v.duplicate_reason(f"{PEER_B} {NOW - 1}", PEER_A, NOW - 2) == ("duplicate_completion", False)
+
+
+def test_a_copy_signed_after_this_node_held_the_text_is_charged_to_its_signer() -> None:
+    clock = Clock()
+    v = BatchValidator("s", tasks(), LIMITS, FreshnessPolicy(max_future_s=5), clock=clock)
+    assert v.check(sealed(batch())).accepted
+    clock.now += 60
+    backdated = v.check(sealed(batch(created_s=NOW - 30), KEY_B))  # could have been first: not provable
+    assert backdated.rejected == Counter() and backdated.ignored == Counter({"duplicate_completion": 1})
+    late = v.check(sealed(batch(created_s=NOW + 59), KEY_B))  # its own signature says it came after
+    assert late.rejected == Counter({"copied_completion": 1})
+    again = v.check(sealed(batch(created_s=NOW + 1)))  # the author's own text in a new batch: its duplicate
+    assert again.rejected == Counter({"duplicate_completion": 1})
+
+
+def test_own_batches_and_copies_of_own_completions_are_never_taken() -> None:
+    v = BatchValidator("s", tasks(), LIMITS, clock=Clock(), own_peer_id=PEER_A)
+    assert v.check(sealed(batch())).rejected == Counter({"own_batch": 1})
+    q = tasks().draw(seed=1, start=5, count=1)[0]
+    texts = (f"<answer>{q.answer}</answer>", "<answer>0</answer>")
+    v.note_own([Group(q, texts, (1.0, 0.0))], NOW)
+    copy = v.check(sealed(batch(index=5, completions=texts), KEY_B))
+    assert not copy.accepted and copy.ignored == Counter({"duplicate_completion": 1})
+
+
+def test_completions_over_the_token_bound_are_dropped_and_counted() -> None:
+    counted: list[int] = []
+
+    def count(text: str) -> int:
+        counted.append(len(text))
+        return len(text) // 2
+
+    v = BatchValidator("s", tasks(), LIMITS, clock=Clock(), count_tokens=count, max_completion_tokens=20)
+    q = tasks().draw(seed=1, start=0, count=1)[0]
+    right = f"<answer>{q.answer}</answer>"
+    out = v.check(sealed(batch(completions=(right + " " * 10, "<answer>0</answer>" + "y" * 30))))
+    assert out.rejected == Counter({"long_completion": 1}) and out.accepted[0].completions == (right + " " * 10,)
+    assert out.tokens == [(len(right) + 10) // 2]
+    huge = "<answer>0</answer>" + "z" * (20 * MAX_CHARS_PER_TOKEN)
+    out = v.check(sealed(batch(index=1, completions=(huge, huge + "!"))))
+    assert out.rejected == Counter({"long_completion": 2}) and not out.accepted
+    assert max(counted) < len(huge)  # too long to be worth tokenising: dropped on its length alone
 
 
 def test_stale_and_future_batches() -> None:
