@@ -227,6 +227,8 @@ class RolloutExchange:
         got: Counter[str] = Counter()  # informative groups accepted, by signer
         downloads = untrusted = 0
         for author, summary in self._plan(self._read_offers(want_groups, cap), cap):
+            if self.book.is_banned(author):
+                continue  # ignored since its announcement was read (its lies this round reached the limit)
             signer = self._done.get(summary.batch_id)
             if signer == self.identity.peer_id:
                 self._reject(author, "own_batch")  # this node's own batch offered back to it

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections import Counter
 from collections.abc import Callable
 
 import pytest
@@ -13,11 +15,21 @@ from swarmnode.groups import Group
 from swarmnode.identity import Identity
 from swarmnode.swarm.exchange import RolloutExchange
 from swarmnode.swarm.memory import MemoryHub, MemoryTransport
-from swarmnode.swarm.peers import PeerBook
+from swarmnode.swarm.peers import ON_PROBATION, PROVEN, UNKNOWN, PeerBook
 from swarmnode.swarm.transport import TransportError
 from swarmnode.swarm.validate import BatchValidator
 from swarmnode.tasks import Question, TaskSet, make_task
 from tests.hostile import Attacker, good_group, rewrapped
+from tests.hostile_offers import (
+    OfferingAttacker,
+    announced_summaries,
+    long_completions,
+    offered_back,
+    over_claimed,
+    phantom_offers,
+    summary_of,
+    under_claimed,
+)
 
 LIMITS = protocol.Limits()
 
@@ -183,3 +195,173 @@ def test_a_peer_whose_share_is_covered_is_not_downloaded_from_again_this_round()
     assert len(got) == 3 and not reader.rejections()  # one batch: the peer's share (3 groups) is covered
     assert len(reader.collect(4, want_groups=8, per_peer_groups=3)) == 3  # the next round, the next batch
     assert len(reader.collect(4, want_groups=8, per_peer_groups=8)) == 3  # a bigger share: the last one
+
+
+# ---------------------------------------------------------------- valid data that lies or costs (issue 14)
+
+
+def test_phantom_offers_from_thirty_identities_do_not_crowd_out_a_proven_peer() -> None:
+    victim, attacker, hub = _victim_and_attacker()
+    honest = node(hub, attacker.tasks)
+    honest.publish(1, 1, own_groups(attacker.tasks, 0))
+    assert len(victim.collect(1, want_groups=8, per_peer_groups=4)) == 3  # the honest peer has a record now
+    liars = [OfferingAttacker(attacker.transport, "s", attacker.tasks) for _ in range(30)]
+    for round_ in range(2, 42):
+        for liar in liars:
+            if not victim.book.is_banned(liar.peer_id):
+                phantom_offers(liar)  # 16 batches that do not exist, each claiming 64 informative groups
+        honest.publish(round_, 1, own_groups(attacker.tasks, 3 * round_))
+        misses = victim.misses
+        got = victim.collect(round_, want_groups=8, per_peer_groups=4)
+        assert {g.source for g in got} == {honest.identity.peer_id} and len(got) == 3  # every honest group
+        assert victim.misses - misses <= victim.max_untrusted  # misses per round are bounded
+    assert all(victim.book.is_banned(liar.peer_id) for liar in liars)  # then they are ignored
+    assert victim.counts["offer_missing"] == 30 * victim.book.offer_strikes
+    assert {p["peer_id"]: p["rejected"] for p in victim.book.snapshot()}[honest.identity.peer_id] == {}
+
+
+def test_an_announcer_whose_batches_are_missing_loses_its_allowance_then_is_ignored() -> None:
+    victim, attacker, _ = _victim_and_attacker()
+    liar = OfferingAttacker(attacker.transport, "s", attacker.tasks)
+    phantom_offers(liar)  # 16 offers
+    for round_ in range(1, victim.book.offer_strikes + 1):
+        assert not victim.book.is_banned(liar.peer_id)
+        victim.collect(round_)
+        assert victim.misses == round_  # after a miss, one download a round at most
+    assert victim.counts["probation"] == (victim.book.offer_strikes - 1) * 15  # then ignored mid-round
+    assert victim.book.is_banned(liar.peer_id)
+    victim.collect(9)
+    assert victim.counts["offer_missing"] == victim.misses == victim.book.offer_strikes  # ignored: not even read
+
+
+def test_a_clean_delivery_heals_a_strike() -> None:
+    book = PeerBook(offer_strikes=3)
+    book.rejected("p", Counter({"offer_missing": 2}))
+    assert book.tier("p") == ON_PROBATION and book.allowance("p", 2) == 1
+    book.delivered("p")
+    book.delivered("p")
+    assert book.tier("p") == UNKNOWN and book.allowance("p", 2) == 2  # no groups accepted yet
+    book.accepted("p", "m", 1, [1.0])
+    assert book.tier("p") == PROVEN
+    book.rejected("p", Counter({"size_mismatch": 3}))
+    assert book.is_banned("p")
+
+
+def test_a_size_claim_below_the_bytes_received_is_a_lie() -> None:
+    victim, attacker, _ = _victim_and_attacker()
+    liar = OfferingAttacker(attacker.transport, "s", attacker.tasks)
+    under_claimed(liar, liar.batch([good_group(q) for q in liar.questions(2)]))
+    assert victim.collect(1) == []
+    assert victim.rejections() == {"size_mismatch": 1} and victim.validated == 0  # not even validated
+    assert victim.book.tier(liar.peer_id) == ON_PROBATION
+
+
+def test_claiming_more_informative_groups_than_the_batch_has_is_a_lie() -> None:
+    victim, attacker, _ = _victim_and_attacker()
+    liar = OfferingAttacker(attacker.transport, "s", attacker.tasks)
+    flat = [protocol.RolloutGroup(q.ref, q.text, ("a", "b"), (0.0, 0.0)) for q in liar.questions(2)]
+    over_claimed(liar, liar.batch(flat))
+    victim.collect(1)
+    assert victim.rejections() == {"summary_mismatch": 1} and victim.book.tier(liar.peer_id) == ON_PROBATION
+    honest = OfferingAttacker(attacker.transport, "s", attacker.tasks)
+    honest.offer_true([honest.batch(flat[:1])])
+    victim.collect(2)
+    assert victim.book.tier(honest.peer_id) != ON_PROBATION  # a true summary is no lie
+
+
+def test_a_nodes_own_batches_and_copies_of_them_are_never_taken_as_external() -> None:
+    victim, attacker, hub = _victim_and_attacker()
+    mine = own_groups(attacker.tasks, 0)
+    victim.publish(1, 1, mine)
+    envelope = hub.announcements(victim.window(), range(8))[0]
+    liar = OfferingAttacker(attacker.transport, "s", attacker.tasks)
+    offered_back(liar, announced_summaries(envelope))
+    assert victim.collect(1) == [] and victim.counts["own_batch"] == 1
+    # after a restart the node no longer remembers its batch ids: its signature still gives them away
+    restarted = RolloutExchange(
+        victim.transport,
+        victim.identity,
+        "s",
+        BatchValidator("s", attacker.tasks, LIMITS),
+        PeerBook(),
+        LIMITS,
+        model="m",
+    )
+    assert restarted.collect(1) == [] and restarted.rejections() == {"own_batch": 1}
+    assert restarted.book.tier(liar.peer_id) == ON_PROBATION  # charged to the announcer
+    copy = liar.batch([protocol.RolloutGroup(g.question.ref, g.question.text, g.completions, g.rewards) for g in mine])
+    liar.offer_true([copy])
+    assert victim.collect(2) == []  # the same completions re-signed by a copier
+
+
+def test_an_honest_author_is_not_charged_when_a_copy_of_its_batch_arrived_first() -> None:
+    tasks = TaskSet([make_task("add")])
+    elsewhere, here = MemoryHub(), MemoryHub()
+    author = node(elsewhere, tasks)  # its announcement reaches the victim late
+    victim = node(here, tasks)
+    author.publish(1, 1, own_groups(tasks, 0))
+    original = elsewhere.announcements(author.window(), range(8))[0]
+    batch = MemoryTransport(elsewhere).fetch_batch(announced_summaries(original)[0].batch_id)
+    assert batch is not None
+    copier = OfferingAttacker(MemoryTransport(here), "s", tasks)
+    copier.offer_true([rewrapped(copier, batch)])
+    assert {g.source for g in victim.collect(1)} == {copier.peer_id}  # the copy got here first
+    late = MemoryTransport(here)
+    late.store_batch(protocol.message_id(batch), batch)
+    late.announce(author.window(), original)
+    assert victim.collect(2) == []
+    assert victim.rejections() == {"duplicate_completion": 3}  # counted...
+    rows = {p["peer_id"]: p["rejected"] for p in victim.book.snapshot()}
+    assert rows.get(author.identity.peer_id, {}) == {}  # ...but not charged to the honest author
+
+
+def test_announcements_dated_outside_their_window_are_refused() -> None:
+    victim, attacker, _ = _victim_and_attacker()
+    for offset, reason in ((86_400.0, "future_announcement"), (-86_400.0, "stale_announcement")):
+        liar = OfferingAttacker(attacker.transport, "s", attacker.tasks)
+        envelope = liar.batch([good_group(q) for q in liar.questions(1)])
+        liar.transport.store_batch(protocol.message_id(envelope), envelope)
+        liar.announce_dated([summary_of(envelope)], time.time() + offset)
+        assert victim.collect(1) == [] and victim.counts[reason] == 1
+    assert victim.validated == 0
+
+
+def test_long_completions_are_dropped_and_a_rounds_tokens_are_bounded() -> None:
+    tasks = TaskSet([make_task("add")])
+    hub = MemoryHub()
+    validator = BatchValidator("s", tasks, LIMITS, count_tokens=len, max_completion_tokens=40)
+    victim = RolloutExchange(
+        MemoryTransport(hub),
+        Identity(Ed25519PrivateKey.generate()),
+        "s",
+        validator,
+        PeerBook(),
+        LIMITS,
+        model="m",
+        max_external_tokens=300,
+        max_peer_tokens=150,
+    )
+    attacker = OfferingAttacker(MemoryTransport(hub), "s", tasks)
+    attacker.offer_true([long_completions(attacker, attacker.questions(4), 1000)])
+    assert victim.collect(1) == [] and victim.rejections() == {"long_completion": 8}
+    # within the bound, but more than one signer's share of the round's tokens: the rest waits
+    fits = long_completions(attacker, attacker.questions(8), 8)  # about 2 x 30 tokens a group
+    attacker.offer_true([fits])
+    got = victim.collect(2)
+    assert 0 < sum(len(c) for g in got for c in g.completions) <= 150
+    assert victim.rejections()["token_budget"] == 8 - len(got)
+
+
+def test_refused_announcements_are_said_once_with_the_likely_cause() -> None:
+    victim, attacker, hub = _victim_and_attacker()
+
+    class Refusing(MemoryTransport):
+        def announce(self, window: int, envelope: bytes, timeout: float | None = None) -> None:
+            raise TransportError("no DHT node accepted the announcement")
+
+    victim.transport = Refusing(hub)
+    said = []
+    for round_ in range(1, 5):
+        victim.publish(round_, 1, own_groups(attacker.tasks, 3 * round_))
+        said += [line for line in victim.trouble() if "refused" in line]
+    assert len(said) == 1 and "no DHT node accepted" in said[0] and "pinning" in said[0]
