@@ -7,9 +7,12 @@ unless the user turns them on; tests bind 127.0.0.1.
 
 Keys: `<swarm>/batch/<sha256 hex>` holds one batch envelope; `<swarm>/ann/<window>/<bucket>` holds one
 announcement per peer under the subkey = its peer id. Every node's record validator applies the swarm's
-record rules (`records.py`) to what it stores and returns: no batch whose key is not the hash of its bytes,
-no announcement that is not validly signed by the peer its subkey names — so no peer can overwrite
-another's entry on honest nodes.
+record rules (`records.py`) to what it stores and returns: no batch that is not a signed batch of this
+swarm under the hash of its bytes, no announcement that is not validly signed by the peer its subkey names,
+no expiry beyond what a record's time allows. An announcement's expiry is its signed time plus the live
+windows' span, exactly: hivemind keeps (and its lookups merge to) the latest expiry per subkey, which is
+then the newest signed announcement, so no peer can overwrite or pin another's entry on honest nodes. Its
+storage and cache keep records within a budget per author and in total (`hivemind_storage.py`).
 """
 
 from __future__ import annotations
@@ -84,6 +87,10 @@ DHT_COUNTERS = {
     records.BATCH_ID_MISMATCH: "dht_batch_key_mismatch",
     records.BAD_ANNOUNCEMENT: "dht_bad_announcement",
     records.ANNOUNCEMENT_WINDOW: "dht_announcement_window",
+    records.BAD_BATCH: "dht_bad_batch",
+    records.EXPIRY: "dht_expiry",
+    records.OLDER_ANNOUNCEMENT: "dht_older_announcement",
+    records.OVER_BUDGET: "dht_over_budget",
 }
 """The counter each record rule's refusal is counted under (`rejections`)."""
 
@@ -107,17 +114,19 @@ def _dht_id(key: str) -> bytes:
     return bytes(DHTID.generate(source=key).to_bytes())
 
 
-def record_problem(rules: records.SwarmRules, key: bytes, subkey: bytes, value: bytes) -> str | None:
+def record_problem(
+    rules: records.SwarmRules, key: bytes, subkey: bytes, value: bytes, expires: float | None = None
+) -> str | None:
     """Why a DHT record (as hivemind serialises it) breaks the swarm's record rules, or None."""
     envelope = _msgpack_bin(value)
     if envelope is None:
         return records.MALFORMED
     if subkey == b"\xc0":  # no subkey: a batch under the hash of its bytes
-        return records.check_batch(rules, records.BatchRecord(key, envelope))
+        return records.check_batch(rules, records.BatchRecord(key, envelope, expires))
     author = _msgpack_str(subkey)
     if author is None:
         return records.BAD_ANNOUNCEMENT
-    verdict = records.check_announcement(rules, records.AnnouncementRecord(envelope, key, author))
+    verdict = records.check_announcement(rules, records.AnnouncementRecord(envelope, key, author, expires))
     return verdict if isinstance(verdict, str) else None
 
 
@@ -133,7 +142,7 @@ def make_record_validator(rules: records.SwarmRules) -> RecordCounter:
             self.counts: Counter[str] = Counter()
 
         def validate(self, record: DHTRecord) -> bool:
-            reason = record_problem(rules, record.key, record.subkey, record.value)
+            reason = record_problem(rules, record.key, record.subkey, record.value, record.expiration_time)
             if reason is not None:
                 self.counts[DHT_COUNTERS[reason]] += 1
             return reason is None
@@ -156,13 +165,19 @@ class HivemindTransport:
         startup_timeout_s: float = 60.0,
         nat_traversal: bool = False,
         buckets: int = ANNOUNCE_BUCKETS,
+        skew_s: float = records.CLOCK_SKEW_S,
+        budget: records.StorageBudget | None = None,
     ) -> None:
         from hivemind.dht.node import DHTNode
 
         self.swarm = swarm
         self.buckets = buckets
         self.limits = limits or protocol.Limits()
-        self.rules = records.SwarmRules(swarm, self.limits, window_s=window_s, buckets=buckets, keys=DHTKeys(swarm))
+        self.rules = records.SwarmRules(
+            swarm, self.limits, window_s=window_s, buckets=buckets, keys=DHTKeys(swarm), ttl_s=ttl_s, skew_s=skew_s
+        )
+        self.budget = budget or records.StorageBudget()
+        """What this node keeps for peers: its DHT storage, and its cache within a quarter of the same total."""
         self.ttl_s = ttl_s
         self.op_timeout_s = op_timeout_s
         self.bytes_downloaded = 0
@@ -186,6 +201,7 @@ class HivemindTransport:
         try:
             self.validator = make_record_validator(self.rules)
             self._node = self._run(DHTNode.create(record_validator=self.validator, **options), startup_timeout_s + 10)
+            self._run(self._budget_storage(), startup_timeout_s)
         except TransportError as exc:
             self.close()
             raise UserError(f"the DHT node did not start: {exc} (a longer swarm.startup_timeout_s may help)") from exc
@@ -195,6 +211,25 @@ class HivemindTransport:
         self.last_join_error = ""
         if self.initial_peers:
             self._joiner = asyncio.run_coroutine_threadsafe(self._keep_joining(), self._loop)
+
+    async def _budget_storage(self) -> None:
+        """Give the node storages within budget (before it meets any peer, so both are still empty)."""
+        from swarmnode.swarm.hivemind_storage import BudgetedStorage
+
+        def author_of(value: bytes) -> str:
+            return records.batch_author(self.rules, _msgpack_bin(value) or b"")
+
+        cache = records.StorageBudget(self.budget.total_bytes // 4, self.budget.author_bytes // 4)
+        protocol_ = getattr(self._node, "protocol", None)  # None: a test's stand-in for hivemind's node
+        if protocol_ is None:
+            return
+        protocol_.storage = BudgetedStorage(self.budget, author_of, self.validator.counts, DHT_COUNTERS.__getitem__)
+        protocol_.cache = BudgetedStorage(cache, author_of, self.validator.counts, DHT_COUNTERS.__getitem__)
+
+    def stored_bytes(self) -> int:
+        """What this node keeps for peers (its DHT storage and cache), as its budgets count it."""
+        protocol_ = self._node.protocol
+        return int(protocol_.storage.budget.used + protocol_.cache.budget.used)
 
     def connect(self, maddr: str) -> None:
         """Reach one more peer now (for example across a healed partition); TransportError if it does not answer."""
@@ -264,14 +299,22 @@ class HivemindTransport:
     def visible_maddrs(self) -> list[str]:
         return [str(m) for m in self._run(self._node.get_visible_maddrs(), self.op_timeout_s)]
 
-    def put_record(self, key: str, value: bytes, subkey: str | None = None, timeout: float | None = None) -> bool:
-        """Store one record under a DHT key (`batch_key`, `announcement_key`) for `ttl_s`, with none of this
-        node's own checks before it is sent: whether any node (this one included) accepted it. Every DHT node's
-        record validator still applies, so tests and hostile peers can offer records no honest node writes."""
+    def put_record(
+        self,
+        key: str,
+        value: bytes,
+        subkey: str | None = None,
+        timeout: float | None = None,
+        expiration: float | None = None,
+    ) -> bool:
+        """Store one record under a DHT key (`batch_key`, `announcement_key`) until `expiration` (default: `ttl_s`
+        from now), with none of this node's own checks before it is sent: whether any node (this one included)
+        accepted it. Every DHT node's record validator still applies, so tests and hostile peers can offer
+        records no honest node writes."""
         from hivemind.utils import get_dht_time
 
-        expiration = float(get_dht_time()) + self.ttl_s
-        return bool(self._run(self._node.store(key, value, expiration, subkey=subkey), self._timeout(timeout)))
+        expires = float(get_dht_time()) + self.ttl_s if expiration is None else expiration
+        return bool(self._run(self._node.store(key, value, expires, subkey=subkey), self._timeout(timeout)))
 
     def holds(self, key: str) -> bool:
         """Whether this node's own storage holds a record under a DHT key (without asking any peer)."""
@@ -292,8 +335,9 @@ class HivemindTransport:
         if signed is None:
             raise ValueError("only valid signed announcements of this swarm can be stored")
         key = announcement_key(self.swarm, window, self.rules.bucket_of(signed.author))
-        if not self.put_record(key, envelope, subkey=signed.author, timeout=timeout):
-            raise TransportError("no DHT node accepted the announcement")
+        expires = self.rules.announcement_expiry(signed.announcement)
+        if not self.put_record(key, envelope, subkey=signed.author, timeout=timeout, expiration=expires):
+            raise TransportError("no DHT node accepted the announcement (an expired or an older one?)")
 
     def announcements(self, window: int, bucket: int | None = None, timeout: float | None = None) -> list[bytes]:
         from hivemind.utils.timed_storage import ValueWithExpiration

@@ -9,11 +9,10 @@ MAX_FRAME bytes): requests {"id", "op", ...} in, replies {"id", "ok", "value" | 
 One GossipSub topic per swarm carries ["ann", window, envelope] (announcements) and ["batch", id, envelope]
 (batches up to `push_limit` bytes). Bigger batches stay with their author and are fetched on demand over
 the `/swarmnode/fetch/1.0.0` stream protocol (request: 32-byte id; answer: the envelope or nothing, read
-with a size cap). The topic validator drops, counts and does not forward anything over the size cap,
-anything malformed, an announcement not validly signed for this swarm or outside the window range, and a
-batch whose bytes do not hash to its id. Inbound RPCs over the push limit are refused before they are read
-into memory; message ids are content hashes kept in a 10-minute seen cache; the rate limit and peer-score
-thresholds are set explicitly (py-libp2p's defaults are permissive).
+with a size cap). The topic validator applies the record rules (`records.py`): what they refuse is dropped,
+counted and not forwarded. Inbound RPCs over the push limit are refused before they are read into memory;
+message ids are content hashes kept in a 10-minute seen cache; the rate limit and peer-score thresholds are
+set explicitly (py-libp2p's defaults are permissive).
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import logging
 import os
 import random
 import sys
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
@@ -37,6 +36,7 @@ MAX_FRAME = 8 * 1024 * 1024
 FETCH_PROTOCOL = "/swarmnode/fetch/1.0.0"
 KEY_ENV = "SWARMNODE_LIBP2P_KEY"
 log = logging.getLogger("swarmnode.libp2p")
+Budget = records.StorageBudget
 
 
 class TopicKeys:
@@ -51,16 +51,17 @@ class TopicKeys:
 
 
 class State:
-    """What this host keeps (batches and announcements that passed the record rules) and what it refused."""
+    """What this host keeps (batches and announcements that passed the record rules; batches within `budget`)
+    and what it refused."""
 
-    def __init__(self, swarm: str, limits: protocol.Limits, window_s: float, buckets: int, store_bytes: int) -> None:
+    def __init__(self, swarm: str, limits: protocol.Limits, window_s: float, buckets: int, budget: Budget) -> None:
         self.rules = records.SwarmRules(swarm, limits, window_s=window_s, buckets=buckets, keys=TopicKeys())
         self.limits = limits
         self.buckets = buckets
-        self.store_bytes = store_bytes
-        self.batches: OrderedDict[bytes, bytes] = OrderedDict()
-        self.held = 0
-        self.announcements: dict[tuple[int, int], dict[str, bytes]] = {}
+        self.budget = budget
+        self.batches: dict[bytes, bytes] = {}
+        self.announcements: dict[tuple[int, int], dict[str, tuple[int, bytes]]] = {}
+        """Per (window, bucket), each author's newest signed announcement: (its created_ms, its envelope)."""
         self.rejected: Counter[str] = Counter()
         self.received_bytes = 0
         """Bytes of other peers' messages and fetched batches this host took in (its real download)."""
@@ -72,10 +73,9 @@ class State:
         if batch_id in self.batches:
             return
         self.batches[batch_id] = data
-        self.held += len(data)
-        while self.held > self.store_bytes and self.batches:
-            _, old = self.batches.popitem(last=False)
-            self.held -= len(old)
+        for place in self.budget.keep(batch_id, records.batch_author(self.rules, data), len(data)):
+            if isinstance(place, bytes):
+                self.batches.pop(place, None)
 
     def check_batch(self, batch_id: object, data: object) -> bool:
         """Whether a batch passes the record rules (a refusal is counted)."""
@@ -87,8 +87,8 @@ class State:
             self.refuse(reason)
         return reason is None
 
-    def check_announcement(self, window: object, data: object) -> str | None:
-        """The peer id of a valid announcement for a live window, or None (and counted)."""
+    def check_announcement(self, window: object, data: object) -> records.Signed | None:
+        """A valid announcement for a live window, or None (and counted)."""
         if not isinstance(window, int) or not isinstance(data, bytes):
             self.refuse(records.MALFORMED)
             return None
@@ -96,13 +96,20 @@ class State:
         if isinstance(verdict, str):
             self.refuse(verdict)
             return None
-        return verdict.author
+        return verdict
 
-    def keep_announcement(self, window: int, author: str, data: bytes) -> None:
-        self.announcements.setdefault((window, self.rules.bucket_of(author)), {})[author] = data
+    def keep_announcement(self, window: int, signed: records.Signed, data: bytes) -> bool:
+        """Keep an author's announcement unless the one kept for it is newer signed (counted, False)."""
+        entries = self.announcements.setdefault((window, self.rules.bucket_of(signed.author)), {})
+        kept = entries.get(signed.author)
+        if kept is not None and kept[1] != data and signed.announcement.created_ms <= kept[0]:
+            self.refuse(records.OLDER_ANNOUNCEMENT)
+            return False
+        entries[signed.author] = (signed.announcement.created_ms, data)
         oldest = self.rules.live_windows().start - 1
         for key in [k for k in self.announcements if k[0] < oldest]:
             del self.announcements[key]
+        return True
 
     def accept_message(self, data: bytes) -> bool:
         """Validate one GossipSub message, and keep what it carries."""
@@ -118,11 +125,8 @@ class State:
             self.refuse(records.MALFORMED)
             return False
         if item[0] == "ann":
-            author = self.check_announcement(item[1], item[2])
-            if author is None:
-                return False
-            self.keep_announcement(item[1], author, item[2])
-            return True
+            signed = self.check_announcement(item[1], item[2])
+            return signed is not None and self.keep_announcement(item[1], signed, item[2])
         if not self.check_batch(item[1], item[2]):
             return False
         self.keep_batch(item[1], item[2])
@@ -184,7 +188,7 @@ async def serve(args: argparse.Namespace) -> None:
     from libp2p.tools.anyio_service import background_trio_service
 
     limits = protocol.Limits()
-    state = State(args.swarm, limits, args.window_s, args.buckets, args.store_bytes)
+    state = State(args.swarm, limits, args.window_s, args.buckets, Budget(args.store_bytes, args.author_bytes))
     topic = f"swarmnode/{args.swarm}/v1"
     # no mDNS, no UPnP port mapping and no relays: nothing leaves the listen addresses unless the user
     # asks (the hivemind transport keeps nat_port_map / auto_nat / use_relay off the same way)
@@ -275,22 +279,23 @@ async def serve(args: argparse.Namespace) -> None:
         if op == "store_batch":
             batch_id, data = request["batch_id"], request["data"]
             if records.check_batch(state.rules, records.BatchRecord(batch_id, data)) is not None:
-                raise ValueError("a batch is stored under the SHA-256 of its envelope, within the size limit")
+                raise ValueError("a batch is a signed rollout batch stored under the SHA-256 of its envelope")
             state.keep_batch(batch_id, data)
             if len(data) <= args.push_limit:
                 await pubsub.publish(topic, msgpack.packb(["batch", batch_id, data], use_bin_type=True))
             return True
         if op == "announce":
-            author = state.check_announcement(request["window"], request["data"])
-            if author is None:
+            signed = state.check_announcement(request["window"], request["data"])
+            if signed is None:
                 raise ValueError("only valid signed announcements can be stored")
-            state.keep_announcement(request["window"], author, request["data"])
+            if not state.keep_announcement(request["window"], signed, request["data"]):
+                raise ValueError("its author's announcement kept for this window is newer")
             await pubsub.publish(topic, msgpack.packb(["ann", request["window"], request["data"]], use_bin_type=True))
             return True
         if op == "announcements":
             window, bucket = request["window"], request.get("bucket")
             buckets = range(state.buckets) if bucket is None else [bucket]
-            return [e for b in buckets for e in state.announcements.get((window, b), {}).values()]
+            return [e for b in buckets for _, e in state.announcements.get((window, b), {}).values()]
         if op == "fetch_batch":
             found = state.batches.get(request["batch_id"])
             return found if found is not None else await fetch_remote(request["batch_id"])
@@ -381,7 +386,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--window-s", type=float, default=60.0)
     parser.add_argument("--buckets", type=int, default=ANNOUNCE_BUCKETS)
     parser.add_argument("--push-limit", type=int, default=512 * 1024, help="batches above this go by fetch")
-    parser.add_argument("--store-bytes", type=int, default=256 * 1024 * 1024, help="batch store cap")
+    parser.add_argument("--store-bytes", type=int, default=records.TOTAL_BYTES, help="batch store cap")
+    parser.add_argument("--author-bytes", type=int, default=records.AUTHOR_BYTES, help="batch store cap per signer")
     parser.add_argument("--rate", type=float, default=50.0, help="messages per topic per second accepted")
     parser.add_argument("--op-timeout-s", type=float, default=20.0)
     parser.add_argument("--redial-s", type=float, default=5.0, help="how often unconnected known peers are dialled")

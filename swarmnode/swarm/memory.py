@@ -1,15 +1,16 @@
 """An in-memory transport: many nodes in one process share a `MemoryHub` (tests and simulations).
 
-Like a DHT with record validation, the hub keeps only what the record rules (`records.py`) allow: a batch
-under the hash of its bytes, an announcement only under its own author's peer id (checked by signature), so
-no peer can overwrite another's entry; entries expire after `ttl_s`. The hub files any window and any swarm
-(simulations run their own clocks and names). Readers still verify everything they get.
+Like a DHT with record validation, the hub keeps only what the record rules (`records.py`) allow: a signed
+batch under the hash of its bytes, an announcement only under its own author's peer id (checked by
+signature) and only newer signed than the one it replaces, so no peer can overwrite or roll back another's
+entry; entries expire after `ttl_s`, and what the hub keeps is bounded per author and in total. The hub
+files any window and any swarm (simulations run their own clocks and names). Readers verify all they get.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 
 import protocol
 from swarmnode.swarm import records
@@ -17,23 +18,39 @@ from swarmnode.swarm.transport import ANNOUNCE_BUCKETS
 
 
 class MemoryHub:
-    """What the nodes of one process share: batches by id, announcements by (window, bucket) and author."""
+    """What the nodes of one process share: batches by id, announcements by (window, bucket) and author,
+    within a `records.StorageBudget` (oldest records evicted first)."""
 
     def __init__(
-        self, ttl_s: float = 900.0, limits: protocol.Limits | None = None, clock: Callable[[], float] = time.time
+        self,
+        ttl_s: float = 900.0,
+        limits: protocol.Limits | None = None,
+        clock: Callable[[], float] = time.time,
+        budget: records.StorageBudget | None = None,
     ) -> None:
         self.ttl_s = ttl_s
         self.limits = limits or protocol.Limits()
         self.clock = clock
+        self.budget = budget or records.StorageBudget()
         self._batches: dict[bytes, tuple[float, bytes]] = {}
-        self._announcements: dict[tuple[int, int], dict[str, tuple[float, bytes]]] = {}
+        self._announcements: dict[tuple[int, int], dict[str, tuple[float, bytes, int]]] = {}
 
-    def put_batch(self, batch_id: bytes, envelope: bytes) -> None:
+    def put_batch(self, batch_id: bytes, envelope: bytes, author: str = "") -> None:
         self._batches[batch_id] = (self.clock() + self.ttl_s, envelope)
+        self._evict(self.budget.keep(("batch", batch_id), author, len(envelope)))
 
-    def put_announcement(self, window: int, bucket: int, author: str, envelope: bytes) -> None:
-        """File `envelope` as `author`'s announcement, replacing its previous one in that window and bucket."""
-        self._announcements.setdefault((window, bucket), {})[author] = (self.clock() + self.ttl_s, envelope)
+    def put_announcement(self, window: int, bucket: int, signed: records.Signed, envelope: bytes) -> bool:
+        """File `envelope` as its author's announcement in that window and bucket, replacing an older signed
+        one; False when the one kept is newer (or as new and other bytes)."""
+        entries = self._announcements.setdefault((window, bucket), {})
+        kept = entries.get(signed.author)
+        if kept is not None and kept[1] == envelope:
+            return True
+        if kept is not None and signed.announcement.created_ms <= kept[2]:
+            return False
+        entries[signed.author] = (self.clock() + self.ttl_s, envelope, signed.announcement.created_ms)
+        self._evict(self.budget.keep(("ann", window, bucket, signed.author), signed.author, len(envelope)))
+        return True
 
     def batch(self, batch_id: bytes) -> bytes | None:
         self._expire()
@@ -42,17 +59,30 @@ class MemoryHub:
 
     def announcements(self, window: int, buckets: Iterable[int]) -> list[bytes]:
         self._expire()
-        return [e for b in buckets for _, e in self._announcements.get((window, b), {}).values()]
+        return [e for b in buckets for _, e, _ in self._announcements.get((window, b), {}).values()]
+
+    def stored_bytes(self) -> int:
+        """What the hub keeps for peers, as its budget counts it."""
+        return self.budget.used
+
+    def _evict(self, places: list[Hashable]) -> None:
+        for place in places:
+            if isinstance(place, tuple) and place[0] == "batch":
+                self._batches.pop(place[1], None)
+            elif isinstance(place, tuple):
+                self._announcements.get((place[1], place[2]), {}).pop(place[3], None)
 
     def _expire(self) -> None:
         now = self.clock()
-        self._batches = {k: v for k, v in self._batches.items() if v[0] > now}
-        for window in list(self._announcements):
-            live = {k: v for k, v in self._announcements[window].items() if v[0] > now}
-            if live:
-                self._announcements[window] = live
-            else:
-                del self._announcements[window]
+        for batch_id in [k for k, v in self._batches.items() if v[0] <= now]:
+            del self._batches[batch_id]
+            self.budget.forget(("batch", batch_id))
+        for (window, bucket), entries in list(self._announcements.items()):
+            for author in [a for a, v in entries.items() if v[0] <= now]:
+                del entries[author]
+                self.budget.forget(("ann", window, bucket, author))
+            if not entries:
+                del self._announcements[(window, bucket)]
 
 
 class MemoryTransport:
@@ -66,14 +96,15 @@ class MemoryTransport:
 
     def store_batch(self, batch_id: bytes, envelope: bytes, timeout: float | None = None) -> None:
         if records.check_batch(self.rules, records.BatchRecord(batch_id, envelope)) is not None:
-            raise ValueError("a batch is stored under the SHA-256 of its envelope, within the size limit")
-        self.hub.put_batch(batch_id, envelope)
+            raise ValueError("a batch is a signed rollout batch stored under the SHA-256 of its envelope")
+        self.hub.put_batch(batch_id, envelope, records.batch_author(self.rules, envelope))
 
     def announce(self, window: int, envelope: bytes, timeout: float | None = None) -> None:
         signed = records.check_announcement(self.rules, records.AnnouncementRecord(envelope), records.ANY_WINDOW, ())
         if not isinstance(signed, records.Signed):
             raise ValueError("only valid signed announcements can be stored")
-        self.hub.put_announcement(window, self.rules.bucket_of(signed.author), signed.author, envelope)
+        if not self.hub.put_announcement(window, self.rules.bucket_of(signed.author), signed, envelope):
+            raise ValueError("its author's announcement kept for this window is newer")
 
     def announcements(self, window: int, bucket: int | None = None, timeout: float | None = None) -> list[bytes]:
         found = self.hub.announcements(window, range(self.buckets) if bucket is None else [bucket])

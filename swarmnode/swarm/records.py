@@ -1,16 +1,21 @@
 """The record rules of a swarm, written once for every transport: what a node stores, serves and forwards.
 
-A batch is filed under the SHA-256 of its bytes and fits the envelope limit. An announcement is a validly
-signed `Announcement` of this swarm, filed under the peer that signed it, for a live window (the current
-one, two behind, one ahead) and in its signer's bucket. Each rule is one small check that returns a reason
-(a key of `REASONS`) or None; a transport composes the checks it applies and counts each reason under its
-own counter name (`dht_...`, `libp2p_...`). A transport only says how it names the places records are
-filed under (`RecordKeys`): plain ids and windows, or a DHT's hashed keys.
+A batch is a validly signed rollout batch of this swarm, filed under the SHA-256 of its bytes within the
+envelope limit. An announcement is a validly signed `Announcement` of this swarm, filed under the peer that
+signed it, for a live window (the current one, two behind, one ahead) and in its signer's bucket; of one
+author's announcements a node keeps the newest *signed* one (`replaces`). Where a peer chooses a record's
+expiry (a DHT), a batch lives at most `ttl_s` + the clock skew past now and an announcement exactly
+`announcement_life_s` past its signed time, so that "latest expiry wins" is "newest signed wins". Each
+rule is one small check that returns a reason (a key of `REASONS`) or None; a transport composes the
+checks it applies and counts each reason under its own counter name (`dht_...`, `libp2p_...`). What a node
+keeps for peers is bounded per author and in total (`StorageBudget`). A transport only says how it names
+the places records are filed under (`RecordKeys`): plain ids and windows, or a DHT's hashed keys.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Protocol
@@ -23,8 +28,37 @@ OVERSIZE = "oversize"
 BATCH_ID_MISMATCH = "batch_id_mismatch"
 BAD_ANNOUNCEMENT = "bad_announcement"
 ANNOUNCEMENT_WINDOW = "announcement_window"
-REASONS = (MALFORMED, OVERSIZE, BATCH_ID_MISMATCH, BAD_ANNOUNCEMENT, ANNOUNCEMENT_WINDOW)
-"""Why a record is refused: malformed where a transport cannot even read it, then one reason per rule."""
+BAD_BATCH = "bad_batch"
+EXPIRY = "expiry"
+OLDER_ANNOUNCEMENT = "older_announcement"
+OVER_BUDGET = "over_budget"
+REASONS = (
+    MALFORMED,
+    OVERSIZE,
+    BATCH_ID_MISMATCH,
+    BAD_ANNOUNCEMENT,
+    ANNOUNCEMENT_WINDOW,
+    BAD_BATCH,
+    EXPIRY,
+    OLDER_ANNOUNCEMENT,
+    OVER_BUDGET,
+)
+"""Why a record is refused: malformed where a transport cannot even read it, then one reason per rule:
+`bad_batch` a batch value that is not a validly signed rollout batch of this swarm, `expiry` an expiry a
+record's time does not allow, `older_announcement` an announcement signed before the one kept for its
+author; `over_budget` counts records evicted to keep a node's storage within its `StorageBudget`."""
+
+CLOCK_SKEW_S = 30.0
+"""Clock difference between peers tolerated in expiries (the default of `swarm.max_clock_skew_s`)."""
+AUTHOR_BYTES = 32 * 1024 * 1024
+"""What one author's records may take of a node's storage (a node stores a batch per round for `ttl_s`)."""
+TOTAL_BYTES = 256 * 1024 * 1024
+"""What all peers' records may take of a node's storage (per store: a DHT node's storage and its cache)."""
+ENTRY_BYTES = 512
+"""What a record costs beyond its bytes (keys, expiry, containers), so tiny records are not free."""
+VERIFIED_IDS = 4096
+"""Batch ids whose signature was verified, remembered so that a batch stored, replicated and fetched again
+is verified once."""
 
 WINDOWS_BEHIND = 2
 WINDOWS_AHEAD = 1
@@ -62,15 +96,39 @@ class SwarmRules:
         buckets: int = ANNOUNCE_BUCKETS,
         keys: RecordKeys | None = None,
         clock: Callable[[], float] = time.time,
+        ttl_s: float = 900.0,
+        skew_s: float = CLOCK_SKEW_S,
     ) -> None:
         self.swarm = swarm
-        """The swarm announcements must name (None: any, for an in-process hub shared by tests)."""
+        """The swarm batches and announcements must name (None: any, for an in-process hub shared by tests)."""
         self.limits = limits
         self.window_s = window_s
         self.buckets = buckets
         self.keys: RecordKeys = keys or PlainKeys()
         self.clock = clock
+        self.ttl_s = ttl_s
+        """The longest a batch is kept (past now)."""
+        self.skew_s = skew_s
         self._live: tuple[int, dict[int | None, frozenset[Hashable]]] = (0, {})
+        self._verified: OrderedDict[bytes, str] = OrderedDict()
+
+    @property
+    def announcement_life_s(self) -> float:
+        """How long an announcement lives past its signed time: the span of the live windows (every node of a
+        swarm agrees on it, as on `window_s`)."""
+        return (WINDOWS_BEHIND + WINDOWS_AHEAD + 1) * self.window_s
+
+    def announcement_expiry(self, announcement: protocol.Announcement) -> float:
+        """The one expiry an announcement is stored with where peers choose expiries (a DHT)."""
+        return announcement.created_ms / 1000 + self.announcement_life_s
+
+    def verified_author(self, batch_id: bytes) -> str | None:
+        return self._verified.get(batch_id)
+
+    def note_verified(self, batch_id: bytes, author: str) -> None:
+        self._verified[batch_id] = author
+        while len(self._verified) > VERIFIED_IDS:
+            self._verified.popitem(last=False)
 
     def live_windows(self) -> range:
         now = int(self.clock() // self.window_s)
@@ -97,6 +155,8 @@ class BatchRecord:
     key: Hashable
     """Where it is filed (`RecordKeys.batch` of the id it claims)."""
     envelope: bytes
+    expires: float | None = None
+    """The expiry a peer asks for (a DHT); None where the node keeping it decides."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +166,8 @@ class AnnouncementRecord:
     """Where it is filed (`RecordKeys.announcement`); None where the transport files it by its signer."""
     subkey: str | None = None
     """The author it is filed under; None where the transport files it under its signer."""
+    expires: float | None = None
+    """The expiry a peer asks for (a DHT); None where the node keeping it decides."""
 
 
 @dataclass(frozen=True)
@@ -143,11 +205,76 @@ def in_signer_bucket(rules: SwarmRules, record: AnnouncementRecord, signed: Sign
     return None if record.key in rules.live_keys(rules.bucket_of(signed.author)) else ANNOUNCEMENT_WINDOW
 
 
-BATCH_CHECKS: tuple[BatchCheck, ...] = (within_size, content_addressed)
+def batch_expiry(rules: SwarmRules, record: BatchRecord) -> str | None:
+    """A batch lives at most `ttl_s` (and the clock skew) past now: junk cannot be pinned for a year."""
+    if record.expires is None:
+        return None
+    return EXPIRY if record.expires > rules.clock() + rules.ttl_s + rules.skew_s else None
+
+
+def announcement_expiry(rules: SwarmRules, record: AnnouncementRecord, signed: Signed) -> str | None:
+    """An announcement expires exactly `announcement_life_s` past its signed time, and is not signed in the
+    future: so where the latest expiry is kept (a DHT), the newest signed one is, and an old announcement
+    re-stored with a far expiry cannot pin its author's entry."""
+    if record.expires is None:
+        return None
+    created_s = signed.announcement.created_ms / 1000
+    if created_s > rules.clock() + rules.skew_s:
+        return EXPIRY
+    return EXPIRY if abs(record.expires - rules.announcement_expiry(signed.announcement)) > 1e-3 else None
+
+
+def envelope_head(envelope: bytes) -> tuple[str, bytes] | None:
+    """The kind and the author's public key of a canonical envelope, read from its first bytes without decoding
+    the rest (the signature is not checked: a cheap first look)."""
+    if len(envelope) < 40 or envelope[0] != 0x95 or envelope[1] != protocol.VERSION or not 0xA1 <= envelope[2] <= 0xB0:
+        return None
+    end = 3 + envelope[2] - 0xA0
+    if envelope[end : end + 2] != b"\xc4\x20" or len(envelope) < end + 34:
+        return None
+    try:
+        return envelope[3:end].decode("ascii"), envelope[end + 2 : end + 34]
+    except UnicodeDecodeError:
+        return None
+
+
+def signed_batch(rules: SwarmRules, record: BatchRecord) -> str | None:
+    """A validly signed rollout batch of this swarm: its first bytes first, then its signature and payload
+    (verified once per batch id; the caller checked the id is the hash of the bytes)."""
+    batch_id = protocol.message_id(record.envelope)
+    if rules.verified_author(batch_id) is not None:
+        return None
+    head = envelope_head(record.envelope)
+    if head is None or head[0] != protocol.KIND_ROLLOUTS:
+        return BAD_BATCH
+    verdict = protocol.verify_and_decode(record.envelope, rules.limits)
+    if not isinstance(verdict, protocol.Accepted) or not isinstance(verdict.payload, protocol.RolloutBatch):
+        return BAD_BATCH
+    if rules.swarm is not None and verdict.payload.swarm != rules.swarm:
+        return BAD_BATCH
+    rules.note_verified(batch_id, verdict.peer_id)
+    return None
+
+
+def batch_author(rules: SwarmRules, envelope: bytes) -> str:
+    """The peer id of a batch's signer (verified, or read from its first bytes; "" when unreadable)."""
+    known = rules.verified_author(protocol.message_id(envelope))
+    if known is not None:
+        return known
+    head = envelope_head(envelope)
+    return protocol.peer_id(head[1]) if head is not None else ""
+
+
+def replaces(kept: protocol.Announcement | None, offered: protocol.Announcement) -> bool:
+    """Whether an author's announcement replaces the one kept for it: only a newer signed one does."""
+    return kept is None or offered.created_ms > kept.created_ms
+
+
+BATCH_CHECKS: tuple[BatchCheck, ...] = (within_size, content_addressed, batch_expiry, signed_batch)
 LIVE_WINDOW: tuple[PlacementCheck, ...] = (within_size, in_live_window)
 ANY_WINDOW: tuple[PlacementCheck, ...] = (within_size,)
 """For a hub in one process (tests and simulations run their own clocks)."""
-SIGNER_CHECKS: tuple[SignerCheck, ...] = (filed_under_signer, in_signer_bucket)
+SIGNER_CHECKS: tuple[SignerCheck, ...] = (filed_under_signer, in_signer_bucket, announcement_expiry)
 
 
 def signed_announcement(rules: SwarmRules, envelope: bytes) -> Signed | None:
@@ -189,3 +316,58 @@ def check_announcement(
         if reason is not None:
             return reason
     return signed
+
+
+class StorageBudget:
+    """What a node keeps for peers, in bytes (`ENTRY_BYTES` more per record), per author and in total. Over an
+    author's budget its own oldest records go first; over the total, the oldest records of the author who
+    holds the most: many identities flooding a node push out each other before an honest author's records."""
+
+    def __init__(
+        self, total_bytes: int = TOTAL_BYTES, author_bytes: int = AUTHOR_BYTES, entry_bytes: int = ENTRY_BYTES
+    ) -> None:
+        self.total_bytes = total_bytes
+        self.author_bytes = author_bytes
+        self.entry_bytes = entry_bytes
+        self.used = 0
+        self.evicted = 0
+        """Records evicted so far to stay within budget."""
+        self.author_used: Counter[str] = Counter()
+        self._places: dict[Hashable, str] = {}
+        self._by_author: dict[str, OrderedDict[Hashable, int]] = {}
+
+    def keep(self, place: Hashable, author: str, size: int) -> list[Hashable]:
+        """Note a record of `size` bytes kept at `place` (replacing what was noted there); returns the places
+        to evict, oldest first, so the author and the total stay within budget (maybe `place` itself)."""
+        self.forget(place)
+        cost = size + self.entry_bytes
+        self._places[place] = author
+        self._by_author.setdefault(author, OrderedDict())[place] = cost
+        self.author_used[author] += cost
+        self.used += cost
+        evict: list[Hashable] = []
+        while self.author_used[author] > self.author_bytes:
+            evict.append(self._evict_oldest(author))
+        while self.used > self.total_bytes:
+            evict.append(self._evict_oldest(max(self.author_used, key=self.author_used.__getitem__)))
+        return evict
+
+    def forget(self, place: Hashable) -> None:
+        """A record gone (expired, replaced or deleted)."""
+        author = self._places.pop(place, None)
+        if author is None:
+            return
+        cost = self._by_author[author].pop(place)
+        self.author_used[author] -= cost
+        self.used -= cost
+        if not self._by_author[author]:
+            del self._by_author[author], self.author_used[author]
+
+    def __contains__(self, place: Hashable) -> bool:
+        return place in self._places
+
+    def _evict_oldest(self, author: str) -> Hashable:
+        place = next(iter(self._by_author[author]))
+        self.forget(place)
+        self.evicted += 1
+        return place

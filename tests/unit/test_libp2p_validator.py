@@ -3,19 +3,21 @@ refuses is counted, not kept and not forwarded."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import msgpack
 
 import protocol
-from protocol.testvectors import KEY_A, sample_announcement, sample_batch
+from protocol.testvectors import KEY_A, KEY_B, sample_announcement, sample_batch
+from swarmnode.swarm import records
 from swarmnode.swarm.libp2p_host import State, frame
 
 LIMITS = protocol.Limits()
 
 
-def state() -> State:
-    return State("demo-swarm", LIMITS, 60.0, 8, 10_000_000)
+def state(budget: records.StorageBudget | None = None) -> State:
+    return State("demo-swarm", LIMITS, 60.0, 8, budget or records.StorageBudget(10_000_000))
 
 
 def pack(*item: object) -> bytes:
@@ -31,7 +33,7 @@ def test_good_messages_are_kept() -> None:
     assert s.accept_message(pack("ann", window, ann))
     assert s.accept_message(pack("batch", protocol.message_id(raw), raw))
     assert s.batches[protocol.message_id(raw)] == raw
-    assert [e for entries in s.announcements.values() for e in entries.values()] == [ann]
+    assert [e for entries in s.announcements.values() for _, e in entries.values()] == [ann]
     assert not s.rejected
 
 
@@ -61,11 +63,46 @@ def test_bad_messages_are_counted_and_dropped() -> None:
 
 
 def test_the_batch_store_is_bounded() -> None:
-    s = State("demo-swarm", LIMITS, 60.0, 8, store_bytes=3000)
+    s = state(records.StorageBudget(total_bytes=3000, entry_bytes=0))
     for i in range(10):
         data = bytes([i]) * 1000
         s.keep_batch(bytes([i]) * 32, data)
-    assert s.held <= 3000 and len(s.batches) == 3
+    assert s.budget.used <= 3000 and len(s.batches) == 3
+
+
+def signed_batch(key: object, i: int) -> bytes:
+    group = dataclasses.replace(sample_batch().groups[0], completions=("x" * 500,) * 4)
+    return protocol.seal_payload(dataclasses.replace(sample_batch(), round=i, groups=(group,)), key, LIMITS)  # type: ignore[arg-type]
+
+
+def test_junk_at_its_own_hash_is_refused_and_each_signer_has_a_budget() -> None:
+    s = state(records.StorageBudget(total_bytes=100_000, author_bytes=10_000))
+    junk = bytes(range(256)) * 4000  # a 1 MB random-looking blob at its own hash
+    assert not s.accept_message(pack("batch", protocol.message_id(junk), junk))
+    assert s.rejected == {"libp2p_bad_batch": 1} and not s.batches
+    flood = [signed_batch(KEY_B, i) for i in range(20)]  # one signer, ~48 KB of valid batches
+    honest = signed_batch(KEY_A, 0)
+    assert s.accept_message(pack("batch", protocol.message_id(honest), honest))
+    for raw in flood:
+        assert s.accept_message(pack("batch", protocol.message_id(raw), raw))  # valid: forwarded, kept in budget
+    assert s.budget.author_used[protocol.peer_id(KEY_B.public_key().public_bytes_raw())] <= 10_000
+    assert protocol.message_id(honest) in s.batches  # the flood pushed out only its own oldest batches
+    assert protocol.message_id(flood[-1]) in s.batches and protocol.message_id(flood[0]) not in s.batches
+
+
+def test_an_older_announcement_of_an_author_does_not_replace_its_newer_one() -> None:
+    s = state()
+    now_ms = int(time.time() * 1000)
+    window = now_ms // 60_000
+    old, new = (
+        protocol.seal_payload(dataclasses.replace(sample_announcement(), created_ms=t), KEY_A, LIMITS)
+        for t in (now_ms - 5_000, now_ms)
+    )
+    assert s.accept_message(pack("ann", window, new))
+    assert not s.accept_message(pack("ann", window, old))  # replayed by somebody: dropped, not forwarded
+    assert s.accept_message(pack("ann", window, new))  # the same one again is no refusal
+    assert [e for entries in s.announcements.values() for _, e in entries.values()] == [new]
+    assert s.rejected == {"libp2p_older_announcement": 1}
 
 
 def test_frames_are_length_prefixed_msgpack() -> None:

@@ -1,0 +1,112 @@
+"""A hivemind DHT node's local storage (and its cache) within a `records.StorageBudget`.
+
+hivemind keeps every record a peer stores (or that its own lookups cache) in a `DHTLocalStorage` until the
+record's expiry, with no bound on bytes: a peer could fill a node's memory with valid records. This storage
+notes each record it keeps with the budget (a batch under its signer, an announcement under the peer id it
+is filed under) and evicts what the budget says, oldest first. It also refuses, without touching hivemind's
+expiry heap, a store that would change nothing (an expiry not later than the one kept): replays of the same
+record cost nothing, and an announcement not newer than its author's kept one is counted.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from hivemind.dht.routing import DHTID
+from hivemind.dht.storage import DHTLocalStorage, DictionaryDHTValue
+
+from swarmnode.swarm import records
+
+COMPACT_AFTER = 1024
+"""Stale entries hivemind's expiry heap may gather (replaced records) before it is rebuilt."""
+
+
+class BudgetedStorage(DHTLocalStorage):  # type: ignore[misc]
+    expiration_heap: list[Any]
+
+    def __init__(
+        self,
+        budget: records.StorageBudget,
+        author_of: Callable[[bytes], str],
+        counts: Counter[str],
+        counter: Callable[[str], str],
+    ) -> None:
+        super().__init__()
+        self.budget = budget
+        self.author_of = author_of
+        """The signer of a regular value (a batch, as hivemind serialises it)."""
+        self.counts = counts
+        self.counter = counter
+        """The counter name of a reason (`dht_...`)."""
+        self.places: dict[DHTID, set[Any]] = {}
+        """The subkeys (None for a regular value) noted with the budget under each key."""
+
+    def store(self, key: DHTID, value: bytes, expiration_time: float, subkey: Any = None) -> bool:
+        if subkey is not None:
+            return self.store_subkey(key, subkey, value, expiration_time)
+        kept = self.data.get(key)
+        if kept is not None and kept.expiration_time >= expiration_time:
+            return False
+        if not super().store(key, value, expiration_time):
+            return False
+        if isinstance(value, DictionaryDHTValue):  # a lookup's whole dictionary, cached
+            for subkey, entry in list(value.data.items()):
+                self.note(key, subkey, subkey if isinstance(subkey, str) else "", len(entry.value))
+        else:
+            self.note(key, None, self.author_of(value), len(value))
+        return True
+
+    def store_subkey(self, key: DHTID, subkey: Any, value: bytes, expiration_time: float) -> bool:
+        kept = self.data.get(key)
+        if kept is not None and isinstance(kept.value, DictionaryDHTValue):
+            entry = kept.value.data.get(subkey)
+            if entry is not None and entry.expiration_time >= expiration_time:
+                if entry.value != value:  # the same announcement again costs nothing and is no refusal
+                    self.counts[self.counter(records.OLDER_ANNOUNCEMENT)] += 1
+                return False
+        if not super().store_subkey(key, subkey, value, expiration_time):
+            return False
+        self.note(key, subkey, subkey if isinstance(subkey, str) else "", len(value))
+        return True
+
+    def note(self, key: DHTID, subkey: Any, author: str, size: int) -> None:
+        """Note the record just kept, forget what left this key, evict what the budget says."""
+        item = self.data.get(key)
+        present = set(item.value.data) if item is not None and isinstance(item.value, DictionaryDHTValue) else {None}
+        noted = self.places.setdefault(key, set())
+        for gone in noted - present:
+            self.budget.forget((key, gone))
+        noted &= present
+        noted.add(subkey)
+        for place in self.budget.keep((key, subkey), author, size):
+            self.delete(place)
+            self.counts[self.counter(records.OVER_BUDGET)] += 1
+        if len(self.expiration_heap) > 2 * len(self.key_to_heap) + COMPACT_AFTER:
+            self.expiration_heap = list(self.key_to_heap.values())
+            heapq.heapify(self.expiration_heap)
+
+    def delete(self, place: Hashable) -> None:
+        if not isinstance(place, tuple):
+            return
+        key, subkey = place
+        self.places.get(key, set()).discard(subkey)
+        item = self.data.get(key)
+        if item is not None and subkey is not None and isinstance(item.value, DictionaryDHTValue):
+            del item.value[subkey]
+            if item.value.data:
+                return
+        if key in self.data:
+            del self[key]
+        for left in self.places.pop(key, set()):
+            self.budget.forget((key, left))
+
+    def _remove_outdated(self) -> None:
+        before = len(self.data)
+        super()._remove_outdated()
+        if len(self.data) != before:  # expired keys: forget what was noted under them
+            for key in [k for k in self.places if k not in self.data]:
+                for subkey in self.places.pop(key):
+                    self.budget.forget((key, subkey))
