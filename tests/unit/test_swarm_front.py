@@ -12,6 +12,7 @@ from swarmnode.swarm.front import Swarm
 from swarmnode.swarm.memory import MemoryHub, MemoryTransport
 from swarmnode.tasks import TaskSet, make_task
 from tests.hostile import Attacker, good_group
+from tests.hostile_offers import OfferingAttacker, long_completions
 
 
 def config(**swarm: object) -> NodeConfig:
@@ -84,3 +85,24 @@ def test_a_swarm_that_opened_its_transport_closes_it() -> None:
     assert said[-1] == f"swarm s: peer id {swarm.peer_id}" and "memory transport" in said[0]
     swarm.close()
     swarm.close()
+
+
+def test_peers_completions_are_bounded_in_the_nodes_own_tokens() -> None:
+    """`count_tokens` (the node passes its prompter's) bounds each peer completion at
+    `generation.max_new_tokens` unless `swarm.max_completion_tokens` says otherwise."""
+    tasks = TaskSet([make_task("add")])
+    hub = MemoryHub()
+    cfg = config().model_copy(update={"generation": config().generation.model_copy(update={"max_new_tokens": 30})})
+    victim = Swarm.open(
+        cfg, tasks, transport=MemoryTransport(hub), identity=Identity(Ed25519PrivateKey.generate()), count_tokens=len
+    )
+    attacker = OfferingAttacker(MemoryTransport(hub), "s", tasks)
+    fits = attacker.questions(1)
+    attacker.offer_true(
+        [long_completions(attacker, attacker.questions(2), 100), attacker.batch([good_group(q) for q in fits])]
+    )
+    got = victim.share(1, 0, [])
+    assert [g.question.text for g in got] == [fits[0].text]
+    assert victim.counters()["rejected"] == {"long_completion": 4}
+    unbounded = member(hub, tasks)  # no token count (benches, tests): only the protocol's character limit
+    assert len(unbounded.share(1, 0, [])) == 3  # the long groups too
