@@ -226,7 +226,7 @@ class RolloutExchange:
         accepted: list[Group] = []
         got: Counter[str] = Counter()  # informative groups accepted, by signer
         downloads = untrusted = 0
-        for author, summary in self._plan(self._read_offers(want_groups, cap), cap):
+        for author, summary in self.book.download_order(self._read_offers(want_groups, cap), cap, self._rng):
             if self.book.is_banned(author):
                 continue  # ignored since its announcement was read (its lies this round reached the limit)
             signer = self._done.get(summary.batch_id)
@@ -319,25 +319,6 @@ class RolloutExchange:
             return "stale_announcement"
         return None
 
-    def _plan(
-        self, offers: list[tuple[str, protocol.BatchSummary]], cap: int
-    ) -> list[tuple[str, protocol.BatchSummary]]:
-        """The order to consider offers in: proven peers, then peers not heard from yet, then peers with
-        strikes; within a tier every announcer's best offer before anyone's second (claims capped at the
-        per-peer share, ties in random order), so no set of announcers, lying or not, takes the round."""
-        ranked = []
-        rank: Counter[str] = Counter()
-        seen: set[tuple[str, bytes]] = set()
-        for author, summary in sorted(offers, key=lambda o: -o[1].informative_groups):
-            if (author, summary.batch_id) in seen:
-                continue  # the same peer's announcement read in both windows
-            seen.add((author, summary.batch_id))
-            claim = min(summary.informative_groups, cap)
-            ranked.append((self.book.tier(author), rank[author], -claim, self._rng.random(), author, summary))
-            rank[author] += 1
-        ranked.sort(key=lambda r: r[:4])
-        return [(author, summary) for *_, author, summary in ranked]
-
     def _missing(self, author: str, batch_id: bytes) -> None:
         """An offered batch nobody has: counted against its announcer."""
         self.misses += 1
@@ -358,8 +339,7 @@ class RolloutExchange:
         self.validated += 1
         signer = outcome.author or ""
         own = signer == self.identity.peer_id
-        if not own:
-            self._done.add(summary.batch_id, signer)
+        self._done.add(summary.batch_id, signer)  # this node's own batch: refused before download from now on
         if outcome.rejected:  # bytes that name no valid signer, or name this node, are blamed on the announcer
             self.book.rejected(author if own or not signer else signer, outcome.rejected)
         batch = outcome.batch

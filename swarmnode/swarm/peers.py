@@ -10,11 +10,13 @@ that validates cleanly takes one strike off (an honest peer's occasional miss he
 
 from __future__ import annotations
 
+import random
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import protocol
 from swarmnode.run_dir import PeerRow
 
 PROTOCOL_INVALID = frozenset(
@@ -149,6 +151,25 @@ class PeerBook:
         """Batches this peer's offers may be downloaded this round: `quota`, or one while it has strikes."""
         record = self.peers.get(peer_id)
         return 1 if record is not None and record.strikes else quota
+
+    def download_order(
+        self, offers: list[tuple[str, protocol.BatchSummary]], cap: int, rng: random.Random
+    ) -> list[tuple[str, protocol.BatchSummary]]:
+        """The order to consider (announcer, offer) pairs in: by tier, and within a tier every announcer's
+        best offer before anyone's second (claims capped at `cap`, the per-peer share; ties in random order),
+        so no set of announcers, lying or not, takes a round. Repeats of one announcer's offer are dropped."""
+        ranked = []
+        rank: Counter[str] = Counter()
+        seen: set[tuple[str, bytes]] = set()
+        for author, summary in sorted(offers, key=lambda o: -o[1].informative_groups):
+            if (author, summary.batch_id) in seen:
+                continue  # the same peer's announcement read in both windows
+            seen.add((author, summary.batch_id))
+            claim = min(summary.informative_groups, cap)
+            ranked.append((self.tier(author), rank[author], -claim, rng.random(), author, summary))
+            rank[author] += 1
+        ranked.sort(key=lambda r: r[:4])
+        return [(author, summary) for *_, author, summary in ranked]
 
     def snapshot(self) -> list[PeerRow]:
         now = self.clock()

@@ -227,9 +227,10 @@ def test_flooding_100x_the_quota_is_limited(arena: Arena) -> None:
         timeout=30,
     )
     arena.wait_count("dht_bad_announcement", refused)
-    # then the most an announcement may list, over and over
+    # then the most an announcement may list, over and over (true sizes: a size lie is a strike of its own)
+    sizes = {protocol.message_id(e): len(e) for e in envelopes}
     for k in range(0, 6 * per_announcement, per_announcement):
-        flooder.announce([protocol.BatchSummary(i, 500, 1, 1, 1, 1.0) for i in ids[k : k + per_announcement]])
+        flooder.announce([protocol.BatchSummary(i, sizes[i], 1, 1, 1, 1.0) for i in ids[k : k + per_announcement]])
         arena.wait_rounds(1)
     arena.wait_count("quota", before)
     rows = [r for r in metrics_rows(arena.run_dir) if r.get("round", 0) > start_round and "external_by_peer" in r]
