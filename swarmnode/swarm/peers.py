@@ -45,9 +45,9 @@ LIES = frozenset(
 """Offers that failed or lied: each is a strike against the peer (see the module docstring)."""
 
 PROVEN, UNKNOWN, ON_PROBATION = 0, 1, 2
-"""Download tiers: peers that delivered valid groups and have no strike, peers not heard from yet, peers with
-strikes. A round downloads from a better tier first, so new identities (free to make) and liars cannot
-crowd out peers with a record."""
+"""Download tiers: peers that delivered valid groups (and have at most one strike: an honest peer's batch can
+go missing), peers not heard from yet, peers with strikes. A round downloads from a better tier first, so
+new identities (free to make) and liars cannot crowd out peers with a record."""
 
 
 @dataclass
@@ -143,7 +143,7 @@ class PeerBook:
         record = self.peers.get(peer_id)
         if record is None:
             return UNKNOWN
-        if record.strikes:
+        if record.strikes >= (2 if record.accepted_groups else 1):  # one miss does not demote a proven peer
             return ON_PROBATION
         return PROVEN if record.accepted_groups else UNKNOWN
 

@@ -243,7 +243,11 @@ def test_a_clean_delivery_heals_a_strike() -> None:
     assert book.tier("p") == UNKNOWN and book.allowance("p", 2) == 2  # no groups accepted yet
     book.accepted("p", "m", 1, [1.0])
     assert book.tier("p") == PROVEN
-    book.rejected("p", Counter({"size_mismatch": 3}))
+    book.rejected("p", Counter({"offer_missing": 1}))
+    assert book.tier("p") == PROVEN and book.allowance("p", 2) == 1  # one miss: a proven peer keeps its place
+    book.rejected("p", Counter({"size_mismatch": 1}))
+    assert book.tier("p") == ON_PROBATION
+    book.rejected("p", Counter({"size_mismatch": 1}))
     assert book.is_banned("p")
 
 
@@ -262,11 +266,13 @@ def test_claiming_more_informative_groups_than_the_batch_has_is_a_lie() -> None:
     flat = [protocol.RolloutGroup(q.ref, q.text, ("a", "b"), (0.0, 0.0)) for q in liar.questions(2)]
     over_claimed(liar, liar.batch(flat))
     victim.collect(1)
-    assert victim.rejections() == {"summary_mismatch": 1} and victim.book.tier(liar.peer_id) == ON_PROBATION
+    assert victim.rejections() == {"summary_mismatch": 1} and victim.book.allowance(liar.peer_id, 2) == 1
     honest = OfferingAttacker(attacker.transport, "s", attacker.tasks)
-    honest.offer_true([honest.batch(flat[:1])])
+    honest.offer_true(
+        [honest.batch([protocol.RolloutGroup(q.ref, q.text, ("a", "b"), (0.0, 0.0)) for q in honest.questions(2)])]
+    )
     victim.collect(2)
-    assert victim.book.tier(honest.peer_id) != ON_PROBATION  # a true summary is no lie
+    assert victim.book.allowance(honest.peer_id, 2) == 2 and victim.validated == 2  # a true summary is no lie
 
 
 def test_a_nodes_own_batches_and_copies_of_them_are_never_taken_as_external() -> None:
