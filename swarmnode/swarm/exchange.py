@@ -104,7 +104,8 @@ class RolloutExchange:
         self._taken: Counter[str] = Counter()
         """Batches downloaded from each announcer in `_taken_round`."""
         self._tokens: Counter[str] = Counter()
-        """Tokens taken from each signer in `_taken_round`."""
+        self._informative: Counter[str] = Counter()
+        """Tokens and informative groups taken from each signer in `_taken_round`."""
         self._taken_round = -1
         self._deadline = float("inf")
         self.announce_refused = 0
@@ -222,6 +223,7 @@ class RolloutExchange:
         if local_round != self._taken_round:  # the quotas and budgets are per round
             self._taken.clear()
             self._tokens.clear()
+            self._informative.clear()
             self._taken_round = local_round
         accepted: list[Group] = []
         got: Counter[str] = Counter()  # informative groups accepted, by signer
@@ -268,7 +270,7 @@ class RolloutExchange:
             if len(raw) != summary.size:  # honest announcers state the exact size
                 self._reject(author, "size_mismatch")
                 continue
-            signer, groups = self._validated(author, summary, raw)
+            signer, groups = self._validated(author, summary, raw, cap)
             got[signer] += sum(1 for g in groups if g.informative)
             accepted += groups
         return accepted
@@ -330,9 +332,10 @@ class RolloutExchange:
         if len(self._missed) > SEEN_CAPACITY:
             self._missed.clear()
 
-    def _validated(self, author: str, summary: protocol.BatchSummary, raw: bytes) -> tuple[str, list[Group]]:
-        """The groups of a downloaded batch that pass validation and the round's token budget, with their
-        signer; the lies found charged to whoever told them."""
+    def _validated(self, author: str, summary: protocol.BatchSummary, raw: bytes, cap: int) -> tuple[str, list[Group]]:
+        """The groups of a downloaded batch that pass validation, with their signer; the lies found charged to
+        whoever told them. Of its informative groups, at most the signer's share of the round (`cap`: the
+        sampler takes no more from one author) within the round's token budget."""
         started = time.perf_counter()
         outcome = self.validator.check(raw)
         self.validate_s += time.perf_counter() - started
@@ -358,10 +361,13 @@ class RolloutExchange:
         taken = []
         for group, tokens in zip(outcome.accepted, outcome.tokens, strict=True):
             if group.informative:  # groups without signal are not trained on: they cost no tokens
+                if self._informative[signer] >= cap:
+                    continue  # beyond the signer's share of the round: never trained on
                 if self._over_budget(signer, tokens):
                     self.counts["token_budget"] += 1
                     continue
                 self._tokens[signer] += tokens
+                self._informative[signer] += 1
             taken.append(group)
         if taken:
             self.book.accepted(signer, taken[0].model, len(taken), [r for g in taken for r in g.rewards])
