@@ -40,6 +40,8 @@ class RecordCounter(Protocol):
 
     counts: Counter[str]
 
+    def validate(self, record: Any) -> bool: ...
+
 
 def batch_key(swarm: str, batch_id: bytes) -> str:
     return f"{swarm}/batch/{batch_id.hex()}"
@@ -214,17 +216,12 @@ class HivemindTransport:
 
     async def _budget_storage(self) -> None:
         """Give the node storages within budget (before it meets any peer, so both are still empty)."""
-        from swarmnode.swarm.hivemind_storage import BudgetedStorage
+        from swarmnode.swarm.hivemind_storage import install_budgets
 
         def author_of(value: bytes) -> str:
             return records.batch_author(self.rules, _msgpack_bin(value) or b"")
 
-        cache = records.StorageBudget(self.budget.total_bytes // 4, self.budget.author_bytes // 4)
-        protocol_ = getattr(self._node, "protocol", None)  # None: a test's stand-in for hivemind's node
-        if protocol_ is None:
-            return
-        protocol_.storage = BudgetedStorage(self.budget, author_of, self.validator.counts, DHT_COUNTERS.__getitem__)
-        protocol_.cache = BudgetedStorage(cache, author_of, self.validator.counts, DHT_COUNTERS.__getitem__)
+        install_budgets(self._node, self.budget, author_of, self.validator.counts, DHT_COUNTERS.__getitem__)
 
     def stored_bytes(self) -> int:
         """What this node keeps for peers (its DHT storage and cache), as its budgets count it."""
@@ -314,7 +311,28 @@ class HivemindTransport:
         from hivemind.utils import get_dht_time
 
         expires = float(get_dht_time()) + self.ttl_s if expiration is None else expiration
-        return bool(self._run(self._node.store(key, value, expires, subkey=subkey), self._timeout(timeout)))
+        return self._run(self._store_anywhere(key, value, expires, subkey), self._timeout(timeout))
+
+    async def _store_anywhere(self, key: str, value: bytes, expiration: float, subkey: str | None) -> bool:
+        """hivemind's store to the nearest nodes, answering whether *any* took the record (`DHTNode.store`
+        answers what the last node to answer said: one node that refuses everything would fail honest stores)."""
+        from hivemind.dht.routing import DHTID
+        from hivemind.dht.validation import DHTRecord
+        from hivemind.utils.serializer import MSGPackSerializer
+
+        key_id, packed = DHTID.generate(source=key), MSGPackSerializer.dumps(value)
+        nearest = await self._node.find_nearest_nodes([key_id], k_nearest=self._node.num_replicas)
+
+        async def store_at(node_id: Any, peer_id: Any) -> bool:
+            if node_id == self._node.node_id:
+                record = DHTRecord(key_id.to_bytes(), MSGPackSerializer.dumps(subkey), packed, expiration)
+                storage = self._node.protocol.storage
+                return self.validator.validate(record) and bool(storage.store(key_id, packed, expiration, subkey))
+            answer = await self._node.protocol.call_store(peer_id, [key_id], [packed], expiration, subkeys=[subkey])
+            return bool(answer and answer[0])
+
+        answers = await asyncio.gather(*(store_at(n, p) for n, p in nearest[key_id].items()), return_exceptions=True)
+        return any(a is True for a in answers)
 
     def holds(self, key: str) -> bool:
         """Whether this node's own storage holds a record under a DHT key (without asking any peer)."""

@@ -110,3 +110,20 @@ class BudgetedStorage(DHTLocalStorage):  # type: ignore[misc]
             for key in [k for k in self.places if k not in self.data]:
                 for subkey in self.places.pop(key):
                     self.budget.forget((key, subkey))
+
+
+def install_budgets(
+    node: Any,
+    budget: records.StorageBudget,
+    author_of: Callable[[bytes], str],
+    counts: Counter[str],
+    counter: Callable[[str], str],
+) -> None:
+    """Give hivemind's `DHTNode` a storage within `budget` and a cache within a quarter of it (call before it
+    meets any peer, while both are empty). A node without hivemind's protocol (a test's stand-in) keeps none."""
+    protocol_ = getattr(node, "protocol", None)
+    if protocol_ is None:
+        return
+    cache = records.StorageBudget(budget.total_bytes // 4, budget.author_bytes // 4, budget.entry_bytes)
+    protocol_.storage = BudgetedStorage(budget, author_of, counts, counter)
+    protocol_.cache = BudgetedStorage(cache, author_of, counts, counter)

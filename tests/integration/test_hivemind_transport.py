@@ -1,8 +1,10 @@
 """The hivemind DHT transport on 127.0.0.1 (NAT traversal off): a 2 MB batch stored and fetched, one
-announcement per peer, and forged entries refused by the record validator."""
+announcement per peer, and forged entries refused by the record validator. Announcements are signed now:
+a DHT keeps one exactly its life past its signed time (issue 14)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Iterator
@@ -15,6 +17,12 @@ from swarmnode.swarm.hivemind_dht import HivemindTransport, announcement_key
 from swarmnode.swarm.transport import announcement_bucket
 
 LIMITS = protocol.Limits()
+
+
+def fresh(key: object) -> bytes:
+    """The sample announcement, signed now by `key`."""
+    now = dataclasses.replace(sample_announcement(), created_ms=int(time.time() * 1000))
+    return protocol.seal_payload(now, key, LIMITS)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -53,8 +61,8 @@ def test_a_two_megabyte_batch_is_stored_and_fetched(pair: tuple[HivemindTranspor
 def test_announcements_one_per_peer(pair: tuple[HivemindTransport, HivemindTransport]) -> None:
     a, b = pair
     window = int(time.time() // 60.0)
-    a.announce(window, protocol.seal_payload(sample_announcement(), KEY_A, LIMITS))
-    b.announce(window, protocol.seal_payload(sample_announcement(), KEY_B, LIMITS))
+    a.announce(window, fresh(KEY_A))
+    b.announce(window, fresh(KEY_B))
     seen = b.announcements(window)
     authors = {protocol.verify_and_decode(e, LIMITS).peer_id for e in seen}  # type: ignore[union-attr]
     assert authors == {protocol.peer_id(k.public_key().public_bytes_raw()) for k in (KEY_A, KEY_B)}
@@ -64,13 +72,15 @@ def test_forged_subkey_is_refused(pair: tuple[HivemindTransport, HivemindTranspo
     a, b = pair
     window = int(time.time() // 60.0)
     victim = protocol.peer_id(KEY_B.public_key().public_bytes_raw())
-    forged = protocol.seal_payload(sample_announcement(), KEY_A, LIMITS)  # A's announcement under B's name
+    forged = fresh(KEY_A)  # A's announcement under B's name
     key = announcement_key("demo-swarm", window, announcement_bucket(victim, 8))
     refused = a.rejections().get("dht_bad_announcement", 0) + b.rejections().get("dht_bad_announcement", 0)
-    assert not a.put_record(key, forged, subkey=victim, timeout=20)
+    expires = a.rules.announcement_expiry(protocol.verify_and_decode(forged, LIMITS).payload)  # type: ignore[union-attr, arg-type]
+    assert not a.put_record(key, forged, subkey=victim, timeout=20, expiration=expires)
     assert b.announcements(window) == []
     assert a.rejections().get("dht_bad_announcement", 0) + b.rejections().get("dht_bad_announcement", 0) > refused
     # the same record under its signer's own name is stored: the refusal was the forged subkey
     signer = protocol.peer_id(KEY_A.public_key().public_bytes_raw())
-    assert a.put_record(announcement_key("demo-swarm", window, announcement_bucket(signer, 8)), forged, subkey=signer)
+    own = announcement_key("demo-swarm", window, announcement_bucket(signer, 8))
+    assert a.put_record(own, forged, subkey=signer, expiration=expires)
     assert b.announcements(window) == [forged]
