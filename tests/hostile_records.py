@@ -78,8 +78,15 @@ class RawDHTPeer:
         self.run(keep())
 
     def close(self) -> None:
+        async def cancel_pending() -> None:  # hivemind leaves tasks running on its loop
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
         try:
             self.run(self.node.shutdown(), 30)
+            self.run(cancel_pending(), 10)
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout=10)
@@ -139,3 +146,9 @@ def signed_flood(key: Ed25519PrivateKey, swarm: str, count: int, size: int = 102
         batch = protocol.RolloutBatch(swarm, i, 0, int(time.time() * 1000), "flood", (group,))
         found.append(protocol.seal_payload(batch, key, LIMITS))
     return found
+
+
+def signer(envelope: bytes) -> str | None:
+    """The peer id of a valid envelope's signer, or None."""
+    verdict = protocol.verify_and_decode(envelope, LIMITS)
+    return verdict.peer_id if isinstance(verdict, protocol.Accepted) else None

@@ -4,6 +4,7 @@ outside DHT peer that checks nothing and asks each node in turn to store its rec
 
 (a) Pinning: an honest peer's own old announcement, re-stored under its subkey with a one-day expiry (and
 served by the attacker's own node): the peer's next announcement is still stored and read by the others.
+The same pinning against a running `swarmnode join` process: its next announcements are still read.
 (b) Junk: 1 MB random blobs at `<swarm>/batch/<their sha256>` are refused by every node, and the bootstrap
 process grows by less than 20 MB per 100 MB sent to it. (c) A flood of valid signed batches from one
 identity stays within a node's budget, and an honest author's batch stays.
@@ -11,6 +12,7 @@ identity stays within a node's budget, and an honest author's batch stays.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +27,7 @@ from swarmnode.swarm import records
 from swarmnode.swarm.hivemind_dht import HivemindTransport, announcement_key, batch_key
 from swarmnode.swarm.transport import announcement_bucket
 from tests import hostile_records as hostile
-from tests.helpers import SWARMNODE, read_line_matching
+from tests.helpers import SWARMNODE, join_command, metrics_rows, read_line_matching, wait_for
 
 SWARM = "t"
 MB = 1024 * 1024
@@ -138,6 +140,7 @@ def test_random_blobs_at_their_own_hash_are_refused_and_take_no_memory(arena: Ar
         sent += len(blob)
         assert time.monotonic() < deadline, "the junk took too long to send"
     growth = rss_bytes(arena.boot.pid) - before
+    print(f"bootstrap RSS {before / MB:.0f} MB -> +{growth / MB:.1f} MB for {sent / MB:.0f} MB of junk sent to it")
     assert not any(honest.holds(k) for k in keys)
     assert answers == [False] * 300, answers  # no honest node took any (none failed to answer either)
     assert growth < 20 * MB * sent / (100 * MB), f"the bootstrap grew {growth / MB:.0f} MB for {sent / MB:.0f} MB"
@@ -163,3 +166,54 @@ def test_a_flood_of_valid_batches_stays_within_the_node_budget(arena: Arena) -> 
     assert node.stored_bytes() <= 12 * MB + 3 * MB  # ...within the budget (and its cache's): the oldest went
     assert node.holds(batch_key(SWARM, protocol.message_id(honest_batch)))  # the honest author's batch stayed
     assert node.rejections().get("dht_over_budget", 0) >= 32 - 12
+
+
+def newest_by(envelopes: list[bytes], author: str) -> bytes | None:
+    """The newest signed of `author`'s announcements among `envelopes`."""
+    own = [e for e in envelopes if hostile.signer(e) == author]
+    return max(own, key=hostile.signed_time_s, default=None)
+
+
+def test_a_running_node_keeps_announcing_after_its_announcement_is_pinned(tmp_path: Path) -> None:
+    """The same attack against a real `swarmnode join` process, which announces every round by itself."""
+    boot = subprocess.Popen(
+        [SWARMNODE, "bootstrap", "--swarm", SWARM], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    log = (tmp_path / "node.log").open("w")
+    node, reader, attacker = None, None, None
+    try:
+        boot_maddr = read_line_matching(boot, r"--peers (\S+)").group(1)
+        sets = ("generation.questions_per_round=2", "generation.max_new_tokens=8")
+        command = join_command(SWARM, tmp_path / "run", tmp_path / "key.pem", "--peers", boot_maddr, sets=sets)
+        node = subprocess.Popen([*command, "--minutes", "8"], stdout=log, stderr=subprocess.STDOUT, text=True)
+        text = lambda: (tmp_path / "node.log").read_text()  # noqa: E731
+        node_maddr = wait_for(lambda: re.search(r"--peers ADDR\): (\S+)", text()), "the node's address", 180).group(1)
+        author = wait_for(lambda: re.search(r"peer id (\w+)", text()), "the node's peer id", 60).group(1)
+        rounds = lambda: [r["round"] for r in metrics_rows(tmp_path / "run") if "round" in r]  # noqa: E731
+        wait_for(lambda: rounds() and max(rounds()) >= 2, "the node's first rounds", 180)
+        reader = HivemindTransport(SWARM, initial_peers=[boot_maddr], op_timeout_s=20.0)
+        assert reader.wait_joined(60.0), reader.last_join_error
+        attacker = hostile.RawDHTPeer([boot_maddr])
+        bucket = announcement_bucket(author, reader.buckets)
+        w = window()
+        old = wait_for(lambda: newest_by(reader.announcements(w, bucket), author), "the node's announcement", 60)
+        maddrs = [boot_maddr, node_maddr, reader.visible_maddrs()[0]]
+        answers = hostile.pin(attacker, maddrs, SWARM, author, old, [w, w + 1])
+
+        def announced_since() -> bytes | None:  # the node's newer announcement, in whatever window is current
+            found = newest_by(reader.announcements(window(), bucket), author)
+            return found if found is not None and hostile.signed_time_s(found) > hostile.signed_time_s(old) else None
+
+        wait_for(announced_since, "a newer announcement of the node, read by another node", 90)
+        assert answers == [False] * 6  # no honest node took the pinned record
+        assert node.poll() is None
+    finally:
+        for closing in (attacker, reader):
+            if closing is not None:
+                closing.close()
+        for proc in (node, boot):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+            if proc is not None:
+                proc.wait(timeout=30)
+        log.close()
