@@ -305,17 +305,18 @@ class HivemindTransport:
         expiration: float | None = None,
     ) -> bool:
         """Store one record under a DHT key (`batch_key`, `announcement_key`) until `expiration` (default: `ttl_s`
-        from now), with none of this node's own checks before it is sent: whether any node (this one included)
-        accepted it. Every DHT node's record validator still applies, so tests and hostile peers can offer
-        records no honest node writes."""
+        from now), with none of this node's own checks before it is sent: whether another node (this one, while
+        it knows no other) accepted it. Every DHT node's record validator still applies, so tests and hostile
+        peers can offer records no honest node writes."""
         from hivemind.utils import get_dht_time
 
         expires = float(get_dht_time()) + self.ttl_s if expiration is None else expiration
         return self._run(self._store_anywhere(key, value, expires, subkey), self._timeout(timeout))
 
     async def _store_anywhere(self, key: str, value: bytes, expiration: float, subkey: str | None) -> bool:
-        """hivemind's store to the nearest nodes, answering whether *any* took the record (`DHTNode.store`
-        answers what the last node to answer said: one node that refuses everything would fail honest stores)."""
+        """hivemind's store to the nearest nodes, answering whether any other node took the record (this one's
+        own storage counts only while it knows no other). `DHTNode.store` answers what the last node to answer
+        said: one node that refuses everything would fail honest stores."""
         from hivemind.dht.routing import DHTID
         from hivemind.dht.validation import DHTRecord
         from hivemind.utils.serializer import MSGPackSerializer
@@ -331,8 +332,10 @@ class HivemindTransport:
             answer = await self._node.protocol.call_store(peer_id, [key_id], [packed], expiration, subkeys=[subkey])
             return bool(answer and answer[0])
 
+        others = [n for n in nearest[key_id] if n != self._node.node_id]
         answers = await asyncio.gather(*(store_at(n, p) for n, p in nearest[key_id].items()), return_exceptions=True)
-        return any(a is True for a in answers)
+        taken = [n for n, a in zip(nearest[key_id], answers, strict=True) if a is True]
+        return any(n in others for n in taken) if others else bool(taken)
 
     def holds(self, key: str) -> bool:
         """Whether this node's own storage holds a record under a DHT key (without asking any peer)."""
