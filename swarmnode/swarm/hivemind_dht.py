@@ -53,16 +53,9 @@ def announcement_key(swarm: str, window: int, bucket: int) -> str:
 
 def _msgpack_bin(data: bytes) -> bytes | None:
     """The payload of a msgpack bin value (how hivemind serialises bytes), parsed strictly by hand."""
-    if len(data) < 2:
-        return None
-    header = data[0]
-    widths = {0xC4: 1, 0xC5: 2, 0xC6: 4}
-    if header not in widths:
-        return None
-    width = widths[header]
-    length = int.from_bytes(data[1 : 1 + width], "big")
+    width = {0xC4: 1, 0xC5: 2, 0xC6: 4}.get(data[0], 0) if len(data) >= 2 else 0
     body = data[1 + width :]
-    return body if len(body) == length else None
+    return body if width and len(body) == int.from_bytes(data[1 : 1 + width], "big") else None
 
 
 def _msgpack_str(data: bytes) -> str | None:
