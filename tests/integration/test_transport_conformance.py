@@ -109,7 +109,7 @@ def test_publish_and_receive(swarm: Swarm) -> None:
     raw = protocol.seal_payload(sample_batch(), KEY_A, LIMITS)
     batch_id = protocol.message_id(raw)
     a.store_batch(batch_id, raw)
-    a.announce(window(), protocol.seal_payload(sample_announcement(), KEY_A, LIMITS))
+    a.announce(window(), fresh_announcement(KEY_A))
     assert eventually(lambda: b.fetch_batch(batch_id) == raw)
     bucket = announcement_bucket(peer(KEY_A), b.buckets)
     assert eventually(lambda: authors(b.announcements(window(), bucket)) == {peer(KEY_A)})  # pushed or stored
@@ -164,16 +164,16 @@ def test_size_cap(swarm: Swarm) -> None:
 
 def test_one_announcement_per_author_per_window(swarm: Swarm) -> None:
     a, b = swarm.node(), swarm.node()
-    first = protocol.seal_payload(sample_announcement(), KEY_A, LIMITS)
+    first = fresh_announcement(KEY_A)
     later = protocol.seal_payload(
-        protocol.Announcement(SWARM, 2, sample_announcement().created_ms + 1000, "m", sample_announcement().batches),
+        protocol.Announcement(SWARM, 2, int(time.time() * 1000) + 1000, "m", sample_announcement().batches),
         KEY_A,
         LIMITS,
     )
     a.announce(window(), first)
     time.sleep(0.05)  # a later expiration for the replacement
     a.announce(window(), later)
-    b.announce(window(), protocol.seal_payload(sample_announcement(), KEY_B, LIMITS))
+    b.announce(window(), fresh_announcement(KEY_B))
 
     def settled() -> bool:
         seen = b.announcements(window())
@@ -184,14 +184,14 @@ def test_one_announcement_per_author_per_window(swarm: Swarm) -> None:
 
 def test_a_peer_leaves_and_comes_back(swarm: Swarm) -> None:
     a, b, c = swarm.node(), swarm.node(), swarm.node()
-    c.announce(window(), protocol.seal_payload(sample_announcement(), KEY_B, LIMITS))
+    c.announce(window(), fresh_announcement(KEY_B))
     assert eventually(lambda: peer(KEY_B) in authors(a.announcements(window())))
     swarm.leave(c)
     raw = protocol.seal_payload(sample_batch(), KEY_A, LIMITS)
     b.store_batch(protocol.message_id(raw), raw)  # the others carry on without it
     assert eventually(lambda: a.fetch_batch(protocol.message_id(raw)) == raw)
     back = swarm.node()  # the same peer, restarted
-    back.announce(window(), protocol.seal_payload(sample_announcement(), KEY_B, LIMITS))
+    back.announce(window(), fresh_announcement(KEY_B))
     assert eventually(lambda: back.fetch_batch(protocol.message_id(raw)) == raw)
     assert eventually(lambda: peer(KEY_B) in authors(a.announcements(window())))
 
@@ -219,8 +219,8 @@ def test_a_partition_heals(swarm: Swarm) -> None:
     d = swarm.node(via=c)
     key_c = KEY_B
     w = window()  # one window throughout: it stays live for two more
-    a.announce(w, protocol.seal_payload(sample_announcement(), KEY_A, LIMITS))
-    c.announce(w, protocol.seal_payload(sample_announcement(), key_c, LIMITS))
+    a.announce(w, fresh_announcement(KEY_A))
+    c.announce(w, fresh_announcement(key_c))
     assert eventually(lambda: peer(KEY_A) in authors(b.announcements(w)))
     assert eventually(lambda: peer(key_c) in authors(d.announcements(w)))
     # Positive controls: on each side a batch stored after both announcements reaches the other member of
