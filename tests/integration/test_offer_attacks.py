@@ -192,23 +192,25 @@ def arena(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arena]:
 
 def test_long_completions_do_not_slow_training(arena: Arena) -> None:
     """Finding 4: two identities offer valid, correctly scored groups whose completions run on for 250 and
-    1,000 characters. They are dropped as `long_completion`; train time per round stays within 1.5x."""
-    baseline_from = arena.run_for(30)
-    baseline = statistics.median(r["train_s"] for r in arena.rows(baseline_from + 5, time.time()))
+    1,000 characters. They are dropped as `long_completion`; train time per round stays within 1.5x of the
+    same swarm's when those two peers offered groups of ordinary length at the same pace."""
     attackers = [(arena.attacker(), 250), (arena.attacker(), 1000)]
-    long_before = arena.count("long_completion")
 
-    def offer_long() -> None:
+    def offer(long: bool) -> None:
         for attacker, length in attackers:
-            attacker.offer_true([offers.long_completions(attacker, attacker.questions(8), length)])
+            questions = attacker.questions(8)
+            if long:
+                attacker.offer_true([offers.long_completions(attacker, questions, length)])
+            else:
+                attacker.offer_true([attacker.batch([good_group(q) for q in questions])])
 
-    attack_from = arena.run_for(60, offer_long, every=3)
-    rows = arena.rows(attack_from + 5, time.time())
+    baseline_from = arena.run_for(40, lambda: offer(False), every=3)
+    baseline = statistics.median(r["train_s"] for r in arena.rows(baseline_from + 10, time.time()))
+    long_before = arena.count("long_completion")
+    attack_from = arena.run_for(60, lambda: offer(True), every=3)
+    rows = arena.rows(attack_from + 10, time.time())
     print(f"median train_s: {baseline:.3f} before, {statistics.median(r['train_s'] for r in rows):.3f} under attack")
-    assert statistics.median(r["train_s"] for r in rows) <= 1.5 * baseline + 0.05, (
-        [r["train_s"] for r in rows],
-        baseline,
-    )
+    assert statistics.median(r["train_s"] for r in rows) <= 1.5 * baseline, ([r["train_s"] for r in rows], baseline)
     assert arena.count("long_completion") > long_before
     assert not {a.peer_id for a, _ in attackers} & {p for r in rows for p in r["external_by_peer"]}
 
