@@ -198,7 +198,8 @@ class SwarmConfig(Section):
     any strike it is downloaded from once per round at most; each batch it delivers cleanly takes one off."""
     max_completion_tokens: int | None = Field(None, ge=1)
     """Longest peer completion taken, in this node's tokens after re-tokenisation; longer ones are dropped
-    and counted as `long_completion` (None = generation.max_new_tokens)."""
+    and counted as `long_completion` (None = twice generation.max_new_tokens: decoded text re-tokenised can
+    take more tokens than were sampled)."""
     max_external_tokens: int | None = Field(None, ge=1)
     """Completion tokens of peers' informative groups one round takes, at most max_share_per_peer of them
     from one peer; groups beyond are dropped and counted as `token_budget` (None = external_groups x

@@ -41,7 +41,9 @@ def open_exchange(
     sw = config.swarm
     limits = protocol.Limits()
     policy = FreshnessPolicy(max_age_s=sw.max_age_s, max_future_s=sw.max_clock_skew_s)
-    max_tokens = sw.max_completion_tokens or config.generation.max_new_tokens
+    # twice: decoded text re-tokenised can take more tokens than were sampled (special tokens kept as text, split
+    # UTF-8), so an honest peer's completion of max_new_tokens may count more
+    max_tokens = sw.max_completion_tokens or 2 * config.generation.max_new_tokens
     round_tokens = (
         sw.max_external_tokens or sw.external_groups * config.generation.completions_per_question * max_tokens
     )

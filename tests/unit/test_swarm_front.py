@@ -88,11 +88,11 @@ def test_a_swarm_that_opened_its_transport_closes_it() -> None:
 
 
 def test_peers_completions_are_bounded_in_the_nodes_own_tokens() -> None:
-    """`count_tokens` (the node passes its prompter's) bounds each peer completion at
+    """`count_tokens` (the node passes its prompter's) bounds each peer completion at twice
     `generation.max_new_tokens` unless `swarm.max_completion_tokens` says otherwise."""
     tasks = TaskSet([make_task("add")])
     hub = MemoryHub()
-    cfg = config().model_copy(update={"generation": config().generation.model_copy(update={"max_new_tokens": 30})})
+    cfg = config().model_copy(update={"generation": config().generation.model_copy(update={"max_new_tokens": 15})})
     victim = Swarm.open(
         cfg, tasks, transport=MemoryTransport(hub), identity=Identity(Ed25519PrivateKey.generate()), count_tokens=len
     )
