@@ -2,7 +2,9 @@
 offers them through any `Transport` — the in-memory hub in unit tests, a real hivemind DHT against a
 running node in integration tests. Every attack is announced by the attacker's own validly signed
 announcement (the only kind of announcement honest DHT nodes store), so the victim downloads it and its
-validation chain has to catch it."""
+validation chain has to catch it. The valid-data attacks of issue 14 (SPEC 6b) build on it: record
+attacks (pinning, junk, signed floods) in `tests/hostile_records.py`, offer attacks (phantom offers, long
+completions, own batches offered back, plagiarism, dated announcements, size lies) in `tests/hostile_offers.py`."""
 
 from __future__ import annotations
 
