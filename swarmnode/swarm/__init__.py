@@ -47,4 +47,6 @@ def open_transport(config: NodeConfig) -> Transport:
         return Libp2pTransport(sw.name, log_path=config.run_dir / "libp2p-host.log", **network)
     from swarmnode.swarm.hivemind_dht import HivemindTransport
 
-    return HivemindTransport(sw.name, ttl_s=chosen.ttl_s, nat_traversal=chosen.nat_traversal, **network)
+    return HivemindTransport(
+        sw.name, ttl_s=chosen.ttl_s, nat_traversal=chosen.nat_traversal, skew_s=sw.max_clock_skew_s, **network
+    )
