@@ -39,7 +39,8 @@ from tests.hostile import good_group, rewrapped
 
 SWARM = "offer-attacks"
 LIMITS = protocol.Limits()
-pytestmark = pytest.mark.timeout(900)
+# about 4.5 minutes on 2 cores: in the slow stage, so the default run stays under 20 minutes
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 class HonestPeer:
