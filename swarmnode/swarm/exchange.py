@@ -31,8 +31,8 @@ from collections.abc import Callable, Sequence
 import protocol
 from swarmnode.groups import Group, has_signal
 from swarmnode.identity import Identity
-from swarmnode.swarm.peers import PROVEN, PeerBook
-from swarmnode.swarm.transport import Transport, TransportError
+from swarmnode.swarm.peers import ON_PROBATION, PROVEN, PeerBook
+from swarmnode.swarm.transport import Transport, TransportError, announcement_bucket
 from swarmnode.swarm.validate import SEEN_CAPACITY, BatchValidator, Seen
 
 MAX_MISSES = 3
@@ -277,13 +277,18 @@ class RolloutExchange:
 
     def _read_offers(self, want_groups: int | None, cap: int) -> list[tuple[str, protocol.BatchSummary]]:
         """The offers of live, validly signed announcements of this swarm (not ours, not ignored peers'),
-        read bucket by bucket until proven peers promise twice the wanted informative groups."""
+        read bucket by bucket until peers not on probation promise twice the wanted informative groups. The
+        buckets of proven peers are read first, so claims of new peers cannot keep them unread, and reading
+        stops as early as before: what a node reads stays flat as the swarm grows."""
         own = self.identity.peer_id
         offers: list[tuple[str, protocol.BatchSummary]] = []
         promised: Counter[str] = Counter()
         window = self.window()
-        order = list(range(self.transport.buckets))
+        n = self.transport.buckets
+        proven = {announcement_bucket(p, n) for p in list(self.book.peers) if self.book.tier(p) == PROVEN}
+        order = list(range(n))
         self._rng.shuffle(order)
+        order.sort(key=lambda b: b not in proven)  # stable: proven peers' buckets first, each part shuffled
         for w, b in [(w, b) for w in (window, window - 1) for b in order]:
             if want_groups is not None and _covered(promised, 2 * want_groups, cap):
                 break
@@ -305,7 +310,7 @@ class RolloutExchange:
                     self._reject(author, late)
                     continue
                 offers += [(author, s) for s in announcement.batches]
-                if self.book.tier(author) == PROVEN:  # claims of unproven peers do not stop the reading
+                if self.book.tier(author) != ON_PROBATION:  # claims of peers with strikes do not stop the reading
                     promised[author] += sum(
                         s.informative_groups for s in announcement.batches if s.batch_id not in self._done
                     )

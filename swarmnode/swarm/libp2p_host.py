@@ -99,11 +99,11 @@ class State:
         return verdict
 
     def keep_announcement(self, window: int, signed: records.Signed, data: bytes) -> bool:
-        """Keep an author's announcement unless the one kept for it is newer signed (counted, False)."""
+        """Keep an author's announcement unless the one kept for it is newer signed (then False: dropped, not
+        forwarded, and not counted, as gossip delivers an honest author's announcements out of order too)."""
         entries = self.announcements.setdefault((window, self.rules.bucket_of(signed.author)), {})
         kept = entries.get(signed.author)
         if kept is not None and kept[1] != data and signed.announcement.created_ms <= kept[0]:
-            self.refuse(records.OLDER_ANNOUNCEMENT)
             return False
         entries[signed.author] = (signed.announcement.created_ms, data)
         oldest = self.rules.live_windows().start - 1

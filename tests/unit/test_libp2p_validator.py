@@ -102,7 +102,7 @@ def test_an_older_announcement_of_an_author_does_not_replace_its_newer_one() -> 
     assert not s.accept_message(pack("ann", window, old))  # replayed by somebody: dropped, not forwarded
     assert s.accept_message(pack("ann", window, new))  # the same one again is no refusal
     assert [e for entries in s.announcements.values() for _, e in entries.values()] == [new]
-    assert s.rejected == {"libp2p_older_announcement": 1}
+    assert s.rejected == {}  # gossip reorders an honest author's announcements too: not a refusal
 
 
 def test_frames_are_length_prefixed_msgpack() -> None:
