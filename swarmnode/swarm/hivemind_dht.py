@@ -11,8 +11,8 @@ record rules (`records.py`) to what it stores and returns: no batch that is not 
 swarm under the hash of its bytes, no announcement that is not validly signed by the peer its subkey names,
 no expiry beyond what a record's time allows. An announcement's expiry is its signed time plus the live
 windows' span, exactly: hivemind keeps (and its lookups merge to) the latest expiry per subkey, which is
-then the newest signed announcement, so no peer can overwrite or pin another's entry on honest nodes. Its
-storage and cache keep records within a budget per author and in total (`hivemind_storage.py`).
+then the newest signed announcement: no peer can overwrite or pin another's entry. Storage and cache stay
+within a budget per author and in total (`hivemind_storage.py`).
 """
 
 from __future__ import annotations
@@ -176,8 +176,7 @@ class HivemindTransport:
         self.ttl_s = ttl_s
         self.op_timeout_s = op_timeout_s
         self.bytes_downloaded = 0
-        self._node: Any = None
-        """hivemind's `DHTNode` (untyped), reached only through this class."""
+        self._node: Any = None  # hivemind's `DHTNode` (untyped), reached only through this class
         self._joiner: Future[None] | None = None
         self._closed = False
         self._loop = asyncio.new_event_loop()

@@ -5,7 +5,9 @@ record's expiry, with no bound on bytes: a peer could fill a node's memory with 
 notes each record it keeps with the budget (a batch under its signer, an announcement under the peer id it
 is filed under) and evicts what the budget says, oldest first. It also refuses, without touching hivemind's
 expiry heap, a store that would change nothing (an expiry not later than the one kept): replays of the same
-record cost nothing, and an announcement not newer than its author's kept one is counted.
+record cost nothing, and an announcement not newer than its author's kept one is counted. It starts and
+listens on nothing: the node it serves is started in `hivemind_dht.py` with nat_port_map, auto_nat and relays
+off unless the user opts in (`swarm.transport.nat_traversal`).
 """
 
 from __future__ import annotations

@@ -10,9 +10,8 @@ One GossipSub topic per swarm carries ["ann", window, envelope] (announcements) 
 (batches up to `push_limit` bytes). Bigger batches stay with their author and are fetched on demand over
 the `/swarmnode/fetch/1.0.0` stream protocol (request: 32-byte id; answer: the envelope or nothing, read
 with a size cap). The topic validator applies the record rules (`records.py`): what they refuse is dropped,
-counted and not forwarded. Inbound RPCs over the push limit are refused before they are read into memory;
-message ids are content hashes kept in a 10-minute seen cache; the rate limit and peer-score thresholds are
-set explicitly (py-libp2p's defaults are permissive).
+counted and not forwarded. Inbound RPCs over the push limit are refused unread; message ids are content
+hashes in a 10-minute seen cache; rate limit and peer-score thresholds are explicit (py-libp2p's are lax).
 """
 
 from __future__ import annotations
@@ -194,8 +193,7 @@ async def serve(args: argparse.Namespace) -> None:
     # asks (the hivemind transport keeps nat_port_map / auto_nat / use_relay off the same way)
     from libp2p.crypto.ed25519 import create_new_key_pair
 
-    # the parent keeps the host's key (in the environment, not on the command line) so that a restarted host
-    # has the same peer id and address
+    # the parent keeps the host's key (in the environment, not argv): a restarted host keeps peer id and address
     seed = os.environ.get(KEY_ENV)
     key_pair = create_new_key_pair(bytes.fromhex(seed)) if seed else None
     host = new_host(key_pair=key_pair, enable_mDNS=False, enable_upnp=False)

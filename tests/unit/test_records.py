@@ -1,5 +1,6 @@
 """The record rules (`swarm/records.py`), each check alone, and the same rules as the three transports apply
-them: the hivemind record validator (hashed DHT keys), the libp2p topic validator and the in-memory hub."""
+them: the hivemind record validator (hashed DHT keys), the libp2p topic validator and the in-memory hub.
+No DHT node is started here (so no nat_port_map to turn off): the validators are called directly."""
 
 from __future__ import annotations
 
