@@ -118,7 +118,31 @@ class EvalConfig(Section):
     """Seed of the held-out question stream (fixed, so evaluations are comparable across runs)."""
 
 
-class HivemindConfig(Section):
+class StoreConfig(Section):
+    """What a network node keeps for its peers (batches it stores or relays), within budgets, so that no one
+    fills its memory: over a signer's budget that signer's oldest records go; over the total, the oldest of
+    whoever holds the most. Each record evicted is counted (`dht_over_budget`, `libp2p_over_budget`)."""
+
+    store_mib: int = Field(256, ge=1, le=1024 * 1024)
+    """Total MiB of peers' records this node keeps."""
+    author_mib: int = Field(32, ge=1, le=1024 * 1024)
+    """MiB of one signer's records this node keeps (at most store_mib)."""
+
+    @model_validator(mode="after")
+    def _author_within_total(self) -> StoreConfig:
+        if self.author_mib > self.store_mib:
+            raise PydanticCustomError(
+                CONFIG_RULE,
+                f"swarm.transport.author_mib ({self.author_mib}) is above swarm.transport.store_mib ({self.store_mib})",
+            )
+        return self
+
+    def budget_bytes(self) -> tuple[int, int]:
+        """(total, per signer) in bytes."""
+        return self.store_mib * 1024 * 1024, self.author_mib * 1024 * 1024
+
+
+class HivemindConfig(StoreConfig):
     """The hivemind DHT: pull; what a node downloads stays flat as the swarm grows."""
 
     type: Literal["hivemind"] = "hivemind"
@@ -130,7 +154,7 @@ class HivemindConfig(Section):
     """How long stored batches and announcements live in the DHT."""
 
 
-class Libp2pConfig(Section):
+class Libp2pConfig(StoreConfig):
     """GossipSub over py-libp2p, in a child process (needs the `libp2p` extra): push. No NAT traversal."""
 
     type: Literal["libp2p"] = "libp2p"

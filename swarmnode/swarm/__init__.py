@@ -41,12 +41,20 @@ def open_transport(config: NodeConfig) -> Transport:
         op_timeout_s=sw.op_timeout_s,
         startup_timeout_s=sw.startup_timeout_s,
     )
+    total, per_author = chosen.budget_bytes()  # what the node keeps for peers (swarm.transport.store_mib ...)
     if chosen.type == "libp2p":
         from swarmnode.swarm.libp2p import Libp2pTransport
 
-        return Libp2pTransport(sw.name, log_path=config.run_dir / "libp2p-host.log", **network)
+        log_path = config.run_dir / "libp2p-host.log"
+        return Libp2pTransport(sw.name, log_path=log_path, store_bytes=total, author_bytes=per_author, **network)
+    from swarmnode.swarm import records
     from swarmnode.swarm.hivemind_dht import HivemindTransport
 
     return HivemindTransport(
-        sw.name, ttl_s=chosen.ttl_s, nat_traversal=chosen.nat_traversal, skew_s=sw.max_clock_skew_s, **network
+        sw.name,
+        ttl_s=chosen.ttl_s,
+        nat_traversal=chosen.nat_traversal,
+        skew_s=sw.max_clock_skew_s,
+        budget=records.StorageBudget(total, per_author),
+        **network,
     )

@@ -21,6 +21,7 @@ from pathlib import Path
 import msgpack
 
 from swarmnode.errors import UserError, install_hint
+from swarmnode.swarm import records
 from swarmnode.swarm.libp2p_host import KEY_ENV, MAX_FRAME, frame
 from swarmnode.swarm.transport import ANNOUNCE_BUCKETS, TransportError
 
@@ -51,6 +52,8 @@ class Libp2pTransport:
         buckets: int = ANNOUNCE_BUCKETS,
         log_path: Path | None = None,
         restart_every_s: float = 10.0,
+        store_bytes: int = records.TOTAL_BYTES,
+        author_bytes: int = records.AUTHOR_BYTES,
     ) -> None:
         if not libp2p_available():
             raise UserError(f"the libp2p transport needs its extra: {install_hint('libp2p')}")
@@ -62,6 +65,8 @@ class Libp2pTransport:
         self.restart_every_s = restart_every_s
         """A host that ended is restarted at most this often (one that cannot stay up does not spin)."""
         self.log_path = log_path
+        self.store_bytes, self.author_bytes = store_bytes, author_bytes
+        """The host's budgets for peers' batches, in total and per signer."""
         """Where the host process writes its warnings and, if it dies, its traceback."""
         self.bytes_downloaded = 0
         self.restarts = 0
@@ -86,6 +91,7 @@ class Libp2pTransport:
         command = [sys.executable, "-m", "swarmnode.swarm.libp2p_host", "--swarm", self.swarm, "--listen", *listen]
         command += ["--window-s", str(self.window_s), "--buckets", str(self.buckets)]
         command += ["--op-timeout-s", str(self.op_timeout_s)]
+        command += ["--store-bytes", str(self.store_bytes), "--author-bytes", str(self.author_bytes)]
         if self._peers:
             command += ["--peers", *self._peers]
         if self.log_path is not None:

@@ -75,6 +75,7 @@ class State:
         for place in self.budget.keep(batch_id, records.batch_author(self.rules, data), len(data)):
             if isinstance(place, bytes):
                 self.batches.pop(place, None)
+                self.refuse(records.OVER_BUDGET)
 
     def check_batch(self, batch_id: object, data: object) -> bool:
         """Whether a batch passes the record rules (a refusal is counted)."""

@@ -46,3 +46,33 @@ def test_nat_traversal_is_refused_for_the_libp2p_transport() -> None:
     ):
         with pytest.raises(UserError, match="nat_traversal"):
             load_config(None, [parse_override(s) for s in sets])
+
+
+def test_storage_budgets_come_from_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """swarm.transport.store_mib / author_mib reach the hivemind node's budget and the libp2p host's flags; an
+    author budget above the total is refused in one line when the config is read."""
+    import hivemind.dht.node
+
+    from swarmnode.errors import UserError
+    from swarmnode.swarm import libp2p
+
+    async def fake_create(**kwargs: Any) -> FakeNode:
+        return FakeNode()
+
+    monkeypatch.setattr(hivemind.dht.node.DHTNode, "create", staticmethod(fake_create))
+    sets = ["swarm.transport.store_mib=64", "swarm.transport.author_mib=4"]
+    dht = open_transport(load_config(None, [parse_override(s) for s in sets]))
+    dht.close()
+    assert (dht.budget.total_bytes, dht.budget.author_bytes) == (64 << 20, 4 << 20)  # type: ignore[attr-defined]
+    started: list[list[str]] = []
+
+    def fake_start(self: libp2p.Libp2pTransport, listen: list[str]) -> list[str]:
+        started.append([f"--store-bytes={self.store_bytes}", f"--author-bytes={self.author_bytes}"])
+        return ["/ip4/127.0.0.1/tcp/1/p2p/x"]
+
+    monkeypatch.setattr(libp2p, "libp2p_available", lambda: True)
+    monkeypatch.setattr(libp2p.Libp2pTransport, "_start", fake_start)
+    open_transport(load_config(None, [parse_override(s) for s in ["swarm.transport=libp2p", *sets]]))
+    assert started == [[f"--store-bytes={64 << 20}", f"--author-bytes={4 << 20}"]]
+    with pytest.raises(UserError, match=r"^config: swarm.transport.author_mib \(64\) is above .*store_mib \(8\)$"):
+        load_config(None, [parse_override(s) for s in ["swarm.transport.store_mib=8", "swarm.transport.author_mib=64"]])

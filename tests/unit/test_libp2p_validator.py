@@ -88,6 +88,7 @@ def test_junk_at_its_own_hash_is_refused_and_each_signer_has_a_budget() -> None:
     assert s.budget.author_used[protocol.peer_id(KEY_B.public_key().public_bytes_raw())] <= 10_000
     assert protocol.message_id(honest) in s.batches  # the flood pushed out only its own oldest batches
     assert protocol.message_id(flood[-1]) in s.batches and protocol.message_id(flood[0]) not in s.batches
+    assert s.rejected["libp2p_over_budget"] == s.budget.evicted > 0  # each batch pushed out is counted
 
 
 def test_an_older_announcement_of_an_author_does_not_replace_its_newer_one() -> None:
