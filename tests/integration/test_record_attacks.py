@@ -1,6 +1,6 @@
 """Issue 14, findings 1 and 3, replayed against real hivemind DHT nodes on 127.0.0.1: a `swarmnode
 bootstrap` process and two DHT nodes of this process (the swarm's own `HivemindTransport`), attacked by an
-outside DHT peer that checks nothing and asks each node in turn to store its records (`tests/hostile_records`).
+outside DHT peer that checks nothing and asks each node in turn to store its records (`tests/hostile.RawDHTPeer`).
 
 (a) Pinning: an honest peer's own old announcement, re-stored under its subkey with a one-day expiry (and
 served by the attacker's own node): the peer's next announcement is still stored and read by the others.
@@ -26,7 +26,7 @@ import protocol
 from swarmnode.swarm import records
 from swarmnode.swarm.hivemind_dht import HivemindTransport, announcement_key, batch_key
 from swarmnode.swarm.transport import announcement_bucket
-from tests import hostile_records as hostile
+from tests import hostile
 from tests.helpers import SWARMNODE, join_command, metrics_rows, read_line_matching, wait_for
 
 SWARM = "t"
@@ -168,12 +168,6 @@ def test_a_flood_of_valid_batches_stays_within_the_node_budget(arena: Arena) -> 
     assert node.rejections().get("dht_over_budget", 0) >= 32 - 12
 
 
-def newest_by(envelopes: list[bytes], author: str) -> bytes | None:
-    """The newest signed of `author`'s announcements among `envelopes`."""
-    own = [e for e in envelopes if hostile.signer(e) == author]
-    return max(own, key=hostile.signed_time_s, default=None)
-
-
 def test_a_running_node_keeps_announcing_after_its_announcement_is_pinned(tmp_path: Path) -> None:
     """The same attack against a real `swarmnode join` process, which announces every round by itself."""
     boot = subprocess.Popen(
@@ -196,12 +190,12 @@ def test_a_running_node_keeps_announcing_after_its_announcement_is_pinned(tmp_pa
         attacker = hostile.RawDHTPeer([boot_maddr])
         bucket = announcement_bucket(author, reader.buckets)
         w = window()
-        old = wait_for(lambda: newest_by(reader.announcements(w, bucket), author), "the node's announcement", 60)
+        old = wait_for(lambda: hostile.newest_by(reader.announcements(w, bucket), author), "the node's announcement", 60)
         maddrs = [boot_maddr, node_maddr, reader.visible_maddrs()[0]]
         answers = hostile.pin(attacker, maddrs, SWARM, author, old, [w, w + 1])
 
         def announced_since() -> bytes | None:  # the node's newer announcement, in whatever window is current
-            found = newest_by(reader.announcements(window(), bucket), author)
+            found = hostile.newest_by(reader.announcements(window(), bucket), author)
             return found if found is not None and hostile.signed_time_s(found) > hostile.signed_time_s(old) else None
 
         wait_for(announced_since, "a newer announcement of the node, read by another node", 90)

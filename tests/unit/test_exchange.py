@@ -19,14 +19,16 @@ from swarmnode.swarm.peers import ON_PROBATION, PROVEN, UNKNOWN, PeerBook
 from swarmnode.swarm.transport import TransportError
 from swarmnode.swarm.validate import BatchValidator
 from swarmnode.tasks import Question, TaskSet, make_task
-from tests.hostile import Attacker, good_group, rewrapped
-from tests.hostile_offers import (
+from tests.hostile import (
+    Attacker,
     OfferingAttacker,
     announced_summaries,
+    good_group,
     long_completions,
     offered_back,
     over_claimed,
     phantom_offers,
+    rewrapped,
     summary_of,
     under_claimed,
 )

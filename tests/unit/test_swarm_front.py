@@ -11,8 +11,7 @@ from swarmnode.run_dir import SWARM_COUNTER_KEYS
 from swarmnode.swarm.front import Swarm
 from swarmnode.swarm.memory import MemoryHub, MemoryTransport
 from swarmnode.tasks import TaskSet, make_task
-from tests.hostile import Attacker, good_group
-from tests.hostile_offers import OfferingAttacker, long_completions
+from tests.hostile import Attacker, OfferingAttacker, good_group, long_completions
 
 
 def config(**swarm: object) -> NodeConfig:
