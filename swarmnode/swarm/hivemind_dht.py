@@ -192,6 +192,9 @@ class HivemindTransport:
         )
         # Start alone, then join: hivemind's own bootstrap makes the daemon exit when no initial peer answers,
         # which would stop the node; here unreachable peers only mean training alone and retrying with backoff.
+        from swarmnode.swarm.hivemind_storage import limit_daemon_memory
+
+        limit_daemon_memory()  # the p2p daemon holds little after relaying junk
         try:
             self.validator = make_record_validator(self.rules)
             self._node = self._run(DHTNode.create(record_validator=self.validator, **options), startup_timeout_s + 10)

@@ -13,6 +13,7 @@ off unless the user opts in (`swarm.transport.nat_traversal`).
 from __future__ import annotations
 
 import heapq
+import os
 from collections import Counter
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -129,3 +130,14 @@ def install_budgets(
     cache = records.StorageBudget(budget.total_bytes // 4, budget.author_bytes // 4, budget.entry_bytes)
     protocol_.storage = BudgetedStorage(budget, author_of, counts, counter)
     protocol_.cache = BudgetedStorage(cache, author_of, counts, counter)
+
+
+DAEMON_GOMEMLIMIT = "48MiB"
+"""The Go memory limit given to hivemind's p2p daemon (a soft target: its GC runs sooner, it never fails).
+Without it, the daemon keeps about 30 MB more resident after relaying 100 MB of 1 MB records, refused or
+not (Go returns freed memory to the system slowly); with it, about 6 MB. A user's own GOMEMLIMIT wins."""
+
+
+def limit_daemon_memory() -> None:
+    """Set the daemon's Go memory limit in the environment it inherits, unless the user set one."""
+    os.environ.setdefault("GOMEMLIMIT", DAEMON_GOMEMLIMIT)
