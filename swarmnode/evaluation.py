@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from swarmnode.config import EvalConfig
 from swarmnode.policy.base import PolicyBackend, Prompter, SamplingParams
@@ -21,6 +21,8 @@ class EvalResult:
     k: int = 0
     mean_reward: float = 0.0
     """Mean greedy reward (differs from accuracy where the verifier gives partial credit)."""
+    by_task: dict[str, float] = field(default_factory=dict)
+    """Greedy accuracy per task family."""
 
 
 def evaluate(
@@ -46,7 +48,11 @@ def evaluate(
         )
         solved = [any(tasks.score(q, c.text) >= 1.0 for c in group) for q, group in zip(items, sampled, strict=True)]
         pass_k = sum(solved) / len(items)
-    return EvalResult(len(items), accuracy, pass_k, k, sum(rewards) / len(items))
+    solved_by: dict[str, list[bool]] = {}
+    for q, r in zip(items, rewards, strict=True):
+        solved_by.setdefault(q.ref.task, []).append(r >= 1.0)
+    by_task = {name: sum(s) / len(s) for name, s in sorted(solved_by.items())}
+    return EvalResult(len(items), accuracy, pass_k, k, sum(rewards) / len(items), by_task)
 
 
 def evaluate_row(
@@ -63,5 +69,6 @@ def evaluate_row(
         "eval_greedy_accuracy": result.greedy_accuracy,
         "eval_mean_reward": result.mean_reward,
         "eval_questions": result.questions,
+        "eval_by_task": result.by_task,
         "eval_s": time.perf_counter() - start,
     }

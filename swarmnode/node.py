@@ -240,6 +240,11 @@ class Node:
         self.say(
             f"round {self.round:5d} | held-out greedy accuracy {row['eval_greedy_accuracy']:6.1%} "
             f"({row['eval_questions']} questions, {row['eval_s']:.1f}s)"
+            + (
+                " | " + " ".join(f"{k} {v:.0%}" for k, v in row["eval_by_task"].items())
+                if len(row["eval_by_task"]) > 1
+                else ""
+            )
         )
         return row
 

@@ -61,6 +61,8 @@ class EvalRow(TypedDict):
     eval_greedy_accuracy: float
     eval_mean_reward: float
     eval_questions: int
+    eval_by_task: dict[str, float]
+    """Greedy accuracy per task family (the families a node trains on, round-robin in the eval split)."""
     eval_s: float
 
 

@@ -89,9 +89,12 @@ def _bench_sapo(args: argparse.Namespace) -> int:
     if unknown or not configs:
         raise UserError(f"--configs takes some of {', '.join(sapo.CONFIGS)}; got {args.configs!r}")
     seeds = _sizes(args.seeds, "--seeds", 0)
-    if not seeds or min(args.nodes, args.rounds, args.eval_questions, args.jobs) < 1:
-        raise UserError("--seeds needs a seed; --nodes, --rounds, --eval-questions and --jobs must be >= 1")
-    sapo.run(configs, seeds, args.nodes, args.rounds, args.eval_questions, args.jobs, Path(args.json))
+    if not seeds or min(args.nodes, args.rounds, args.eval_questions, args.eval_every, args.jobs) < 1:
+        raise UserError(
+            "--seeds needs a seed; --nodes, --rounds, --eval-questions, --eval-every and --jobs must be >= 1"
+        )
+    counts = (args.nodes, args.rounds, args.eval_questions, args.eval_every, args.jobs)
+    sapo.run(args.world, configs, seeds, *counts, Path(args.json))
     return 0
 
 
@@ -135,7 +138,9 @@ def add_commands(
     sapo.add_argument("--seeds", default="0,1,2", help="seeds (default: %(default)s)")
     sapo.add_argument("--nodes", type=int, default=4, help="nodes per swarm (default: 4)")
     sapo.add_argument("--rounds", type=int, default=120, help="rounds per node (default: 120)")
-    sapo.add_argument("--eval-questions", type=int, default=200, help="held-out questions at the end (default: 200)")
+    sapo.add_argument("--world", choices=["add", "mix"], default="mix", help="model and tasks (default: mix)")
+    sapo.add_argument("--eval-questions", type=int, default=120, help="held-out questions (default: 120)")
+    sapo.add_argument("--eval-every", type=int, default=20, help="rounds between evaluations (default: 20)")
     sapo.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each (default: 2)")
     sapo.add_argument("--json", default="runs/bench/sapo.json", help="JSON output (default: %(default)s)")
     sapo.set_defaults(run=_bench_sapo)

@@ -1,14 +1,20 @@
-"""`swarmnode bench sapo`: does sharing help? N real nodes (the embedded model, real learner, real
-validation chain) in one process over the in-memory transport, taking turns round by round, under three
-sampling configurations with the same number of rounds and several seeds:
+"""`swarmnode bench sapo`: does sharing pay? N real nodes (real learner, real validation chain) in one process
+over the in-memory transport, in lockstep round by round, under sampling configurations with the same number
+of rounds and several seeds:
 
 - silo   I = 8, J = 0: each node trains on its own 8 question groups;
 - 4/4    I = 4, J = 4: the SAPO paper's split, peers' groups replace half of the node's own;
 - 8/8    I = 8, J = 8: peers' groups come on top of the node's own.
 
-Reported per configuration (mean over nodes and seeds): cumulative reward (the sum over rounds of the mean
-reward of the node's own completions, as in the paper) and held-out greedy accuracy at the end.
-Runs of different (configuration, seed) pairs go to separate processes, one torch thread each.
+Two worlds: `add` (the embedded tiny-add model on one task: dense reward) and `mix` (the embedded tiny-mix
+model on six families whose starting accuracies differ, two of them sparse: SAPO's conditions).
+
+Reported per configuration (means over nodes, then over seeds): cumulative reward (the sum over rounds of
+the mean reward of the node's own completions, as in the paper); held-out greedy accuracy, per family, at
+fixed rounds; node-seconds (the node's own wall time in its rounds: generation, sharing, training) and
+node-seconds to target (to reach the silo's final held-out accuracy of the same seed; swarm / silo is the
+headline); a PNG of reward and accuracy against rounds and against node-seconds. Runs of different
+(configuration, seed) pairs go to separate processes, one torch thread each.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import statistics
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -28,81 +35,148 @@ from swarmnode.bench.report import format_table, write_json
 CONFIGS: dict[str, tuple[int, int]] = {"silo": (8, 0), "4/4": (4, 4), "8/8": (8, 8)}
 
 
-def run_one(config: str, seed: int, nodes: int, rounds: int, eval_questions: int, root: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class World:
+    model: str
+    families: tuple[tuple[str, str, int], ...]
+    """(family, its level parameter, level)."""
+    max_new_tokens: int
+    about: str
+
+
+WORLDS = {
+    "add": World("swarmnode/tiny-add", (("add", "digits", 2),), 8, "tiny-add, task add"),
+    "mix": World(
+        "swarmnode/tiny-mix",
+        (
+            ("add", "digits", 2),
+            ("sub", "digits", 2),
+            ("max", "level", 2),
+            ("count", "level", 2),
+            ("rev", "level", 2),
+            ("sort", "level", 2),
+        ),
+        8,
+        "tiny-mix, 6 families (add sub max count rev sort)",
+    ),
+}
+
+
+def world_overrides(world: World) -> list[str]:
+    names = ",".join(f'"{name}"' for name, _, _ in world.families)
+    params = ",".join(f"{name}={{{param}={level}}}" for name, param, level in world.families)
+    return [
+        f"model.name={world.model}",
+        f"task.names=[{names}]",
+        f"task.params={{{params}}}",
+        f"generation.max_new_tokens={world.max_new_tokens}",
+    ]
+
+
+def run_one(
+    world_name: str, config: str, seed: int, nodes: int, rounds: int, eval_questions: int, eval_every: int, root: str
+) -> dict[str, Any]:
     from swarmnode.config import load_config, parse_override
     from swarmnode.identity import Identity
     from swarmnode.node import Node
     from swarmnode.swarm.memory import MemoryHub, MemoryTransport
 
+    world = WORLDS[world_name]
     local, external = CONFIGS[config]
     hub = MemoryHub()
     members = []
     for k in range(nodes):
-        name = f"{config.replace('/', '-')}-s{seed}-n{k}"
-        overrides = [
-            parse_override(s)
-            for s in (
-                f"run_dir={Path(root) / name}",
-                f"seed={1000 * seed + k}",
-                f"silo={'true' if external == 0 else 'false'}",
-                "eval.every=0",
-                f"eval.questions={eval_questions}",
-                "status.enabled=false",
-                f"generation.questions_per_round={local}",
-                f"swarm.external_groups={external}",
-                "generation.backend=hf",
-                "checkpoint.every=1000000",
-                "threads=1",
-            )
+        name = f"{world_name}-{config.replace('/', '-')}-s{seed}-n{k}"
+        sets = [
+            f"run_dir={Path(root) / name}",
+            f"seed={1000 * seed + k}",
+            f"silo={'true' if external == 0 else 'false'}",
+            "eval.every=0",
+            f"eval.questions={eval_questions}",
+            "status.enabled=false",
+            f"generation.questions_per_round={local}",
+            f"swarm.external_groups={external}",
+            "generation.backend=hf",
+            "checkpoint.every=1000000",
+            "threads=1",
+            *world_overrides(world),
         ]
         transport = None if external == 0 else MemoryTransport(hub)
         identity = Identity(Ed25519PrivateKey.generate())
-        members.append(Node(load_config(None, overrides), say=lambda _: None, transport=transport, identity=identity))
+        config_ = load_config(None, [parse_override(s) for s in sets])
+        members.append(Node(config_, say=lambda _: None, transport=transport, identity=identity))
     start = time.perf_counter()
-    cumulative = [0.0] * nodes
-    external_used = [0] * nodes
-    for _ in range(rounds):
+    reward = [0.0] * rounds
+    node_s = [0.0] * nodes
+    generated = external_used = 0
+    curve: list[dict[str, Any]] = []
+
+    def evaluate(round_: int) -> None:
+        rows = [node.evaluate() for node in members]
+        families = rows[0]["eval_by_task"]
+        curve.append(
+            {
+                "round": round_,
+                "node_s": statistics.fmean(node_s),
+                "accuracy": statistics.fmean(r["eval_greedy_accuracy"] for r in rows),
+                "by_task": {f: statistics.fmean(r["eval_by_task"][f] for r in rows) for f in families},
+            }
+        )
+
+    evaluate(0)
+    for r in range(rounds):
         for k, node in enumerate(members):  # in lockstep: every node's round r before anyone's r + 1
             row = node.step()
             assert row is not None
-            cumulative[k] += row["mean_reward"]
-            external_used[k] += row["external_groups"]
-    accuracy = [node.evaluate()["eval_greedy_accuracy"] for node in members]
+            reward[r] += row["mean_reward"] / nodes
+            node_s[k] += row["round_s"]
+            generated += row["generated_tokens"]
+            external_used += row["external_groups"]
+        if (r + 1) % eval_every == 0 or r + 1 == rounds:
+            evaluate(r + 1)
     for node in members:
         node.close()
     return {
+        "world": world_name,
         "config": config,
         "seed": seed,
         "local": local,
         "external": external,
-        "cumulative_reward": statistics.fmean(cumulative),
-        "held_out_accuracy": statistics.fmean(accuracy),
-        "external_groups_per_node_round": statistics.fmean(external_used) / rounds,
+        "cumulative_reward": sum(reward),
+        "reward_per_round": reward,
+        "curve": curve,
+        "held_out_accuracy": curve[-1]["accuracy"],
+        "node_s": statistics.fmean(node_s),
+        "generated_tokens_per_node_round": generated / nodes / rounds,
+        "external_groups_per_node_round": external_used / nodes / rounds,
         "wall_s": time.perf_counter() - start,
     }
 
 
-def run(
-    configs: list[str], seeds: list[int], nodes: int, rounds: int, eval_questions: int, jobs: int, json_path: Path
-) -> list[dict[str, Any]]:
-    runs: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="swarmnode-bench-sapo-") as root:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(run_one, c, s, nodes, rounds, eval_questions, root) for s in seeds for c in configs]
-            for future in futures:
-                runs.append(future.result())
-                r = runs[-1]
-                print(
-                    f"  {r['config']:5s} seed {r['seed']}: cumulative reward {r['cumulative_reward']:.1f}, "
-                    f"held-out {r['held_out_accuracy']:.1%} ({r['wall_s']:.0f} s)",
-                    flush=True,
-                )
+def seconds_to(curve: list[dict[str, Any]], target: float) -> float | None:
+    """Node-seconds at the first evaluation after training began whose accuracy reaches `target` (None:
+    never). The starting model's evaluation does not count: the silo's own time to its final accuracy is
+    then never zero, even where training did not improve on the start."""
+    return next((p["node_s"] for p in curve if p["round"] > 0 and p["accuracy"] >= target - 1e-9), None)
+
+
+def summarize(runs: list[dict[str, Any]], configs: list[str]) -> list[dict[str, Any]]:
+    silo = {r["seed"]: r for r in runs if r["config"] == "silo"}
+    silo_reward = statistics.fmean(r["cumulative_reward"] for r in silo.values()) if silo else None
     summary = []
-    silo = [r for r in runs if r["config"] == "silo"]
-    silo_reward = statistics.fmean(r["cumulative_reward"] for r in silo) if silo else None
     for c in configs:
         mine = [r for r in runs if r["config"] == c]
         reward = statistics.fmean(r["cumulative_reward"] for r in mine)
+        ratios = []
+        for r in mine:
+            base = silo.get(r["seed"])
+            if base is None:
+                continue
+            target = base["held_out_accuracy"]
+            theirs, ours = seconds_to(base["curve"], target), seconds_to(r["curve"], target)
+            ratios.append(None if ours is None or not theirs else ours / theirs)
+        reached = [x for x in ratios if x is not None]
+        families = mine[0]["curve"][-1]["by_task"]
         summary.append(
             {
                 "config": c,
@@ -112,16 +186,89 @@ def run(
                 "reward_sd": statistics.stdev(r["cumulative_reward"] for r in mine) if len(mine) > 1 else 0.0,
                 "vs_silo": (reward / silo_reward - 1.0) if silo_reward else None,
                 "held_out_accuracy": statistics.fmean(r["held_out_accuracy"] for r in mine),
+                "held_out_by_task": {f: statistics.fmean(r["curve"][-1]["by_task"][f] for r in mine) for f in families},
+                "node_s": statistics.fmean(r["node_s"] for r in mine),
+                "to_target_ratios": ratios,
+                "to_target_median": statistics.median(reached) if len(reached) == len(ratios) and ratios else None,
+                "generated_tokens_per_node_round": statistics.fmean(r["generated_tokens_per_node_round"] for r in mine),
                 "external_groups_per_node_round": statistics.fmean(r["external_groups_per_node_round"] for r in mine),
             }
         )
+    return summary
+
+
+def plot(runs: list[dict[str, Any]], configs: list[str], path: Path, title: str) -> None:
+    """Reward per round (10-round mean) and held-out accuracy, against rounds and against node-seconds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    for c in configs:
+        mine = [r for r in runs if r["config"] == c]
+        rounds = len(mine[0]["reward_per_round"])
+        reward = [statistics.fmean(r["reward_per_round"][i] for r in mine) for i in range(rounds)]
+        smooth = [statistics.fmean(reward[max(0, i - 9) : i + 1]) for i in range(rounds)]
+        seconds = statistics.fmean(r["node_s"] for r in mine) / rounds  # node-seconds per round, on average
+        points = len(mine[0]["curve"])
+        acc = [statistics.fmean(r["curve"][i]["accuracy"] for r in mine) for i in range(points)]
+        at = [mine[0]["curve"][i]["round"] for i in range(points)]
+        at_s = [statistics.fmean(r["curve"][i]["node_s"] for r in mine) for i in range(points)]
+        axes[0][0].plot(range(1, rounds + 1), smooth, label=c)
+        axes[0][1].plot(at, acc, marker="o", label=c)
+        axes[1][0].plot([seconds * (i + 1) for i in range(rounds)], smooth, label=c)
+        axes[1][1].plot(at_s, acc, marker="o", label=c)
+    for ax, (x, y) in zip(
+        [a for row in axes for a in row],
+        [("round", "own reward (10-round mean)"), ("round", "held-out greedy accuracy")] * 1
+        + [("node-seconds", "own reward (10-round mean)"), ("node-seconds", "held-out greedy accuracy")],
+        strict=True,
+    ):
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def run(
+    world: str,
+    configs: list[str],
+    seeds: list[int],
+    nodes: int,
+    rounds: int,
+    eval_questions: int,
+    eval_every: int,
+    jobs: int,
+    json_path: Path,
+) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="swarmnode-bench-sapo-") as root:
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+            args = (nodes, rounds, eval_questions, eval_every, root)
+            futures = [pool.submit(run_one, world, c, s, *args) for s in seeds for c in configs]
+            for future in futures:
+                runs.append(future.result())
+                r = runs[-1]
+                print(
+                    f"  {r['config']:5s} seed {r['seed']}: cumulative reward {r['cumulative_reward']:.1f}, "
+                    f"held-out {r['held_out_accuracy']:.1%}, {r['node_s']:.0f} node-s ({r['wall_s']:.0f} s)",
+                    flush=True,
+                )
+    summary = summarize(runs, configs)
     print(
-        f"sapo bench: {nodes} nodes (embedded model, task add), {rounds} rounds, seeds {seeds}, "
-        f"held-out greedy accuracy on {eval_questions} questions at the end; means over nodes and seeds"
+        f"sapo bench, world {world} ({WORLDS[world].about}): {nodes} nodes, {rounds} rounds, seeds {seeds}, "
+        f"held-out greedy accuracy on {eval_questions} questions every {eval_every} rounds; means over nodes "
+        "and seeds; 'to target': node-seconds to the silo's final held-out accuracy, / silo's (median over seeds)"
     )
     print(
         format_table(
-            ("config", "I", "J", "cumulative reward", "sd", "vs silo", "held-out acc", "ext groups/round"),
+            ("config", "I", "J", "cum. reward", "sd", "vs silo", "held-out", "node-s", "to target", "gen tok/round"),
             [
                 (
                     s["config"],
@@ -131,17 +278,33 @@ def run(
                     s["reward_sd"],
                     "" if s["vs_silo"] is None else f"{100 * s['vs_silo']:+.1f}%",
                     f"{s['held_out_accuracy']:.1%}",
-                    s["external_groups_per_node_round"],
+                    s["node_s"],
+                    "not reached" if s["to_target_median"] is None else f"{s['to_target_median']:.2f}x",
+                    s["generated_tokens_per_node_round"],
                 )
                 for s in summary
             ],
         )
     )
-    write_json(
-        json_path,
-        "sapo",
-        {"nodes": nodes, "rounds": rounds, "seeds": seeds, "eval_questions": eval_questions},
-        summary + [{"run": r} for r in runs],
-    )
-    print(f"wrote {json_path}")
+    families = list(summary[0]["held_out_by_task"])
+    if len(families) > 1:
+        print("held-out greedy accuracy per family at the end:")
+        print(
+            format_table(
+                ("config", *families),
+                [(s["config"], *(f"{s['held_out_by_task'][f]:.1%}" for f in families)) for s in summary],
+            )
+        )
+    params = {
+        "world": world,
+        "nodes": nodes,
+        "rounds": rounds,
+        "seeds": seeds,
+        "eval_questions": eval_questions,
+        "eval_every": eval_every,
+    }
+    write_json(json_path, "sapo", params, summary + [{"run": r} for r in runs])
+    png = json_path.with_suffix(".png")
+    plot(runs, configs, png, f"bench sapo, world {world}: {nodes} nodes, seeds {seeds} (means)")
+    print(f"wrote {json_path} and {png}")
     return summary

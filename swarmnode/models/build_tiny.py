@@ -27,13 +27,14 @@ from swarmnode.models.loading import EMBEDDED_DIR
 from swarmnode.models.tiny import byte_tokenizer, tiny_llama
 from swarmnode.policy.base import Prompter
 from swarmnode.policy.hf import HFBackend
-from swarmnode.tasks import TaskSet
-from swarmnode.tasks.builtin import AddTask
+from swarmnode.tasks import TaskSet, builtin
+from swarmnode.tasks.builtin import BuiltinTask
 
 
 @dataclass(frozen=True)
 class Recipe:
-    digits: int = 2
+    families: tuple[tuple[str, int, float], ...] = (("add", 2, 1.0),)
+    """(built-in task family, level, share of the examples): a family with a small share starts sparse."""
     steps: int = 230
     batch: int = 64
     lr: float = 1e-3
@@ -48,6 +49,17 @@ class Recipe:
 
 
 RECIPE = Recipe()
+MIX_FAMILIES = (
+    ("add", 2, 1.0),
+    ("sub", 2, 1.0),
+    ("max", 2, 0.5),
+    ("count", 2, 0.6),
+    ("rev", 2, 0.45),
+    ("sort", 2, 0.1),
+)
+RECIPES = {"tiny-add": RECIPE, "tiny-mix": Recipe(families=MIX_FAMILIES, steps=900)}
+"""The embedded models: `tiny-add` (the default) and `tiny-mix`, several families at uneven starting
+accuracies (the SAPO benchmark world of `bench sapo --world mix`)."""
 
 KERNEL_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 """The CPU kernel path the shipped weights were built with. These variables are read once, when torch
@@ -66,7 +78,12 @@ def kernels_pinned() -> bool:
     return all(os.environ.get(k) == v for k, v in KERNEL_ENV.items())
 
 
-def build(out: Path, steps: int, quiet: bool = False, recipe: Recipe = RECIPE) -> dict[str, float]:
+def family_task(name: str, level: int) -> BuiltinTask:
+    make = builtin.TASKS[name]
+    return make({make({}).param: level})
+
+
+def build(out: Path, steps: int, quiet: bool = False, recipe: Recipe = RECIPE) -> dict[str, float | dict[str, float]]:
     if torch.backends.cpu.get_cpu_capability() != "AVX2":
         print(
             f"note: torch computes with {torch.backends.cpu.get_cpu_capability()} kernels here, not AVX2: "
@@ -86,8 +103,11 @@ def build(out: Path, steps: int, quiet: bool = False, recipe: Recipe = RECIPE) -
         seed=recipe.seed,
     )
     prompter = Prompter(tokenizer, "off", "")
-    task = AddTask(digits=recipe.digits)
-    tasks = TaskSet([task])
+    families = [family_task(name, level) for name, level, _ in recipe.families]
+    shares = [share for *_, share in recipe.families]
+    tasks = TaskSet(families)
+    pick = random.Random(recipe.seed + 1)  # which family each example is of (apart from `rng`, which
+    # draws the questions, so a one-family recipe draws exactly what it did before families existed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr)
     warmup = max(1, steps // 20)
     # linear warm-up, then linear decay to zero: the model stops in a settled state, not mid-oscillation
@@ -97,10 +117,11 @@ def build(out: Path, steps: int, quiet: bool = False, recipe: Recipe = RECIPE) -
     )
     start = time.perf_counter()
     for step in range(steps):
-        refs = task.refs(seed=recipe.seed, start=rng.randrange(2**31), count=recipe.batch, split="train")
+        first = rng.randrange(2**31)
         rows = []
-        for ref in refs:
-            q = task.question(ref)
+        for i in range(recipe.batch):
+            task = pick.choices(families, shares)[0]
+            q = task.question(task.refs(seed=recipe.seed, start=first + i, count=1, split="train")[0])
             rows.append((prompter.prompt_ids(q.text), prompter.completion_ids(f"<answer>{q.answer}</answer>")))
         width = max(len(p) + len(c) for p, c in rows)
         ids = torch.full((len(rows), width), prompter.pad_id)
@@ -115,17 +136,20 @@ def build(out: Path, steps: int, quiet: bool = False, recipe: Recipe = RECIPE) -
         schedule.step()
         if not quiet and (step + 1) % 50 == 0:
             probe = evaluate(HFBackend(model, prompter), prompter, tasks, questions=200, seed=777, max_new_tokens=8)
+            each = " ".join(f"{k} {v:.0%}" for k, v in probe.by_task.items()) if len(families) > 1 else ""
             print(
                 f"step {step + 1}/{steps} loss {loss.item():.3f} held-out greedy {probe.greedy_accuracy:.1%} "
-                f"({time.perf_counter() - start:.0f}s)"
+                f"({time.perf_counter() - start:.0f}s) {each}"
             )
     backend = HFBackend(model, prompter)
     result = evaluate(backend, prompter, tasks, questions=500, seed=12345, max_new_tokens=8, k=8)
-    summary = {
+    summary: dict[str, float | dict[str, float]] = {
         "held_out_greedy_accuracy": result.greedy_accuracy,
         "held_out_pass_at_8": result.pass_at_k or 0.0,
         "train_seconds": time.perf_counter() - start,
     }
+    if len(families) > 1:
+        summary["held_out_greedy_by_task"] = result.by_task
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
@@ -138,8 +162,9 @@ def build(out: Path, steps: int, quiet: bool = False, recipe: Recipe = RECIPE) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=EMBEDDED_DIR)
-    parser.add_argument("--steps", type=int, default=RECIPE.steps)
+    parser.add_argument("--model", choices=sorted(RECIPES), default="tiny-add", help="which embedded model")
+    parser.add_argument("--out", type=Path, help="where to write it (default: the embedded model's folder)")
+    parser.add_argument("--steps", type=int, help="training steps (default: the recipe's)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args()
     if not kernels_pinned():
@@ -147,7 +172,9 @@ def main() -> None:
         env = {**os.environ, **KERNEL_ENV}
         argv = [sys.executable, "-m", "swarmnode.models.build_tiny", *sys.argv[1:]]
         raise SystemExit(subprocess.run(argv, env=env, check=False).returncode)  # noqa: S603
-    build(args.out, args.steps, quiet=args.quiet)
+    recipe = RECIPES[args.model]
+    out = args.out or EMBEDDED_DIR.with_name(args.model)
+    build(out, args.steps or recipe.steps, quiet=args.quiet, recipe=recipe)
 
 
 if __name__ == "__main__":

@@ -11,15 +11,17 @@ from swarmnode.config import EMBEDDED_MODEL
 from swarmnode.errors import UserError
 
 EMBEDDED_DIR = Path(__file__).with_name("tiny-add")
+EMBEDDED = {EMBEDDED_MODEL: EMBEDDED_DIR, "swarmnode/tiny-mix": Path(__file__).with_name("tiny-mix")}
+"""The models shipped inside the package (built by `python -m swarmnode.models.build_tiny --model NAME`)."""
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def resolve_model_source(name: str) -> str:
     """The embedded default's folder, an existing local path, or the name as a hub id."""
-    if name == EMBEDDED_MODEL:
-        if not (EMBEDDED_DIR / "model.safetensors").exists():
-            raise UserError(f"the embedded model is missing from {EMBEDDED_DIR}; reinstall swarmnode")
-        return str(EMBEDDED_DIR)
+    if name in EMBEDDED:
+        if not (EMBEDDED[name] / "model.safetensors").exists():
+            raise UserError(f"the embedded model {name} is missing from {EMBEDDED[name]}; reinstall swarmnode")
+        return str(EMBEDDED[name])
     path = Path(name).expanduser()
     return str(path) if path.exists() else name
 

@@ -6,7 +6,7 @@ import pytest
 
 from protocol import TaskRef
 from swarmnode.errors import UserError
-from swarmnode.tasks import TaskSet, extract_answer, make_task
+from swarmnode.tasks import TaskSet, builtin, extract_answer, make_task
 from swarmnode.tasks.base import TaskError
 from swarmnode.tasks.builtin import AddTask, is_held_out
 
@@ -121,3 +121,50 @@ def test_a_reference_says_whether_it_is_from_the_eval_split() -> None:
     assert held == tasks.draw(seed=2, start=0, count=2, split="eval")
     assert [tasks.in_eval_split(q.ref) for q in train + held] == [False, False, True, False]  # gym cannot say
     assert not tasks.in_eval_split(TaskRef("sub", 0, 0, (("split", "eval"),)))  # not one of this set's tasks
+
+
+FAMILY_ANSWERS = [  # (family, level, question text, its answer), computed by hand
+    ("sub", 2, "83-45=", "38"),
+    ("mul", 2, "7*45=", "315"),
+    ("rev", 2, "rev kqz=", "zqk"),
+    ("sort", 2, "sort 5129=", "1259"),
+    ("count", 2, "count a:abcaaa=", "4"),
+    ("max", 2, "max 3,91,27=", "91"),
+]
+
+
+@pytest.mark.parametrize(("name", "level", "text", "answer"), FAMILY_ANSWERS)
+def test_each_builtin_family_answers_exactly(name: str, level: int, text: str, answer: str) -> None:
+    """Every drawn question of a family is rebuilt from its reference, has the family's shape at its level, is
+    answered correctly by an independent solver, and is scored 1 only for that exact answer."""
+    task = make_task(name, {builtin.TASKS[name]({}).param: level})
+    solve = {
+        "sub": lambda q: str(int(q[:-1].split("-")[0]) - int(q[:-1].split("-")[1])),
+        "mul": lambda q: str(int(q[:-1].split("*")[0]) * int(q[:-1].split("*")[1])),
+        "rev": lambda q: q[4:-1][::-1],
+        "sort": lambda q: "".join(sorted(q[5:-1])),
+        "count": lambda q: str(q[8:-1].count(q[6])),
+        "max": lambda q: str(max(int(n) for n in q[4:-1].split(","))),
+    }[name]
+    assert solve(text) == answer  # the solver agrees with the hand-computed example
+    for split in ("train", "eval"):
+        for ref in task.refs(seed=3, start=0, count=50, split=split):
+            q = task.question(ref)
+            assert q == task.question(ref) and q.answer == solve(q.text), q
+            assert task.score(q, f"<answer>{q.answer}</answer>") == 1.0
+            assert task.score(q, f"<answer>{q.answer}0</answer>") == 0.0
+            assert task.in_eval_split(ref) == (split == "eval")
+
+
+@pytest.mark.parametrize("name", sorted(builtin.TASKS))
+def test_each_builtin_family_holds_questions_out_and_checks_its_level(name: str) -> None:
+    task = builtin.TASKS[name]({})
+    train = {task.question(r).text for r in task.refs(seed=1, start=0, count=400, split="train")}
+    held = {task.question(r).text for r in task.refs(seed=1, start=0, count=100, split="eval")}
+    assert train and held and not train & held
+    top = task.levels.stop - 1
+    with pytest.raises(UserError, match=f"{task.param} must be an integer from 1 to {top}"):
+        make_task(name, {task.param: top + 1})
+    other = builtin.TASKS[name]({task.param: 1})
+    with pytest.raises(TaskError, match=f"{task.param}=2, this node uses 1"):
+        other.question(task.refs(seed=1, start=0, count=1, split="train")[0])
