@@ -54,8 +54,8 @@ MIX_FAMILIES = (
     ("sub", 2, 1.0),
     ("max", 2, 0.5),
     ("count", 2, 0.6),
-    ("rev", 2, 0.45),
-    ("sort", 2, 0.1),
+    ("sort", 2, 0.15),
+    ("mul", 2, 0.4),
 )
 RECIPES = {"tiny-add": RECIPE, "tiny-mix": Recipe(families=MIX_FAMILIES, steps=900)}
 """The embedded models: `tiny-add` (the default) and `tiny-mix`, several families at uneven starting
