@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from swarmnode.bench.report import format_table, write_json
 
 CONFIGS: dict[str, tuple[int, int]] = {"silo": (8, 0), "4/4": (4, 4), "8/8": (8, 8)}
+COLUMNS = "config I J cum.reward sd vs-silo held-out node-s to-target gen-tok/round s/round(gen+share+train)".split()
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ def run_one(
     reward = [0.0] * rounds
     node_s = [0.0] * nodes
     generated = external_used = 0
+    split = {"generate_s": 0.0, "share_s": 0.0, "train_s": 0.0}
     curve: list[dict[str, Any]] = []
 
     def evaluate(round_: int) -> None:
@@ -131,6 +133,8 @@ def run_one(
             assert row is not None
             reward[r] += row["mean_reward"] / nodes
             node_s[k] += row["round_s"]
+            for part in split:
+                split[part] += row[part] / nodes / rounds  # type: ignore[literal-required]
             generated += row["generated_tokens"]
             external_used += row["external_groups"]
         if (r + 1) % eval_every == 0 or r + 1 == rounds:
@@ -149,6 +153,7 @@ def run_one(
         "held_out_accuracy": curve[-1]["accuracy"],
         "node_s": statistics.fmean(node_s),
         "generated_tokens_per_node_round": generated / nodes / rounds,
+        "seconds_per_node_round": split,
         "external_groups_per_node_round": external_used / nodes / rounds,
         "wall_s": time.perf_counter() - start,
     }
@@ -192,6 +197,10 @@ def summarize(runs: list[dict[str, Any]], configs: list[str]) -> list[dict[str, 
                 "to_target_ratios": ratios,
                 "to_target_median": statistics.median(reached) if len(reached) == len(ratios) and ratios else None,
                 "generated_tokens_per_node_round": statistics.fmean(r["generated_tokens_per_node_round"] for r in mine),
+                "seconds_per_node_round": {
+                    part: statistics.fmean(r["seconds_per_node_round"][part] for r in mine)
+                    for part in mine[0]["seconds_per_node_round"]
+                },
                 "external_groups_per_node_round": statistics.fmean(r["external_groups_per_node_round"] for r in mine),
             }
         )
@@ -269,7 +278,7 @@ def run(
     )
     print(
         format_table(
-            ("config", "I", "J", "cum. reward", "sd", "vs silo", "held-out", "node-s", "to target", "gen tok/round"),
+            COLUMNS,
             [
                 (
                     s["config"],
@@ -282,6 +291,7 @@ def run(
                     s["node_s"],
                     "not reached" if s["to_target_median"] is None else f"{s['to_target_median']:.2f}x",
                     s["generated_tokens_per_node_round"],
+                    "+".join(f"{v:.3f}" for v in s["seconds_per_node_round"].values()),
                 )
                 for s in summary
             ],

@@ -190,7 +190,8 @@ def test_a_running_node_keeps_announcing_after_its_announcement_is_pinned(tmp_pa
         attacker = hostile.RawDHTPeer([boot_maddr])
         bucket = announcement_bucket(author, reader.buckets)
         w = window()
-        old = wait_for(lambda: hostile.newest_by(reader.announcements(w, bucket), author), "the node's announcement", 60)
+        announced = lambda: hostile.newest_by(reader.announcements(w, bucket), author)  # noqa: E731
+        old = wait_for(announced, "the node's announcement", 60)
         maddrs = [boot_maddr, node_maddr, reader.visible_maddrs()[0]]
         answers = hostile.pin(attacker, maddrs, SWARM, author, old, [w, w + 1])
 

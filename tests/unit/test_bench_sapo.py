@@ -18,6 +18,7 @@ def fake_run(config: str, seed: int, curve: list[tuple[int, float, float]], rewa
         "node_s": points[-1]["node_s"],
         "generated_tokens_per_node_round": 100.0 if config == "4/4" else 200.0,
         "external_groups_per_node_round": 0.0 if config == "silo" else 4.0,
+        "seconds_per_node_round": {"generate_s": 0.5 if config == "4/4" else 1.0, "share_s": 0.0, "train_s": 1.0},
     }
 
 
@@ -47,3 +48,4 @@ def test_summary_ratios_are_per_seed_against_that_seeds_silo() -> None:
     assert split["vs_silo"] == (18.0 / 12.0 - 1.0)  # mean cumulative reward 18 against the silo's 12
     assert split["held_out_by_task"] == {"add": 0.5, "rev": 0.25}  # final points, mean over seeds
     assert split["generated_tokens_per_node_round"] == 100.0
+    assert split["seconds_per_node_round"] == {"generate_s": 0.5, "share_s": 0.0, "train_s": 1.0}
