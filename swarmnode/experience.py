@@ -29,13 +29,21 @@ def select_groups(
     rng: random.Random | None = None,
     policy: SamplerPolicy = "uniform",
     max_share_per_peer: float = 0.5,
+    skipped: Counter[str] | None = None,
 ) -> list[Group]:
-    """The node's first `local_count` own groups plus up to `external_count` peers' groups."""
+    """The node's first `local_count` own groups plus up to `external_count` peers' groups. Each peers' group
+    not taken is counted in `skipped` by why: `no_signal` (no reward variance), `peer_share` (its peer
+    already fills `max_share_per_peer` of the slots), `slots_full` (all `external_count` slots taken)."""
+    skipped = Counter() if skipped is None else skipped
     chosen = list(local[:local_count])
     if external_count <= 0:
+        if external:
+            skipped["slots_full"] += len(external)
         return chosen
     picker = rng or random.Random(0)
     candidates = [g for g in external if g.informative]
+    if len(candidates) < len(external):
+        skipped["no_signal"] += len(external) - len(candidates)
     if policy == "uniform":
         picker.shuffle(candidates)
     elif policy == "advantage-aware":
@@ -48,8 +56,10 @@ def select_groups(
     taken = 0
     for group in candidates:
         if taken >= external_count:
-            break
+            skipped["slots_full"] += 1
+            continue
         if per_peer[group.source] >= cap:
+            skipped["peer_share"] += 1
             continue
         per_peer[group.source] += 1
         chosen.append(group)

@@ -181,6 +181,7 @@ class Node:
         share_s = time.perf_counter() - start - generate_s
         self.status.set_phase("training")
         sw = cfg.swarm
+        skipped: Counter[str] = Counter()
         chosen = select_groups(
             local,
             external,
@@ -189,6 +190,7 @@ class Node:
             rng=random.Random(seed),
             policy=sw.sampler,
             max_share_per_peer=sw.max_share_per_peer,
+            skipped=skipped,
         )
         stats = self.learner.step(chosen)
         rt.backend.sync_weights()
@@ -219,6 +221,7 @@ class Node:
             "external_available": len(external),
             "external_groups": sum(used.values()),
             "external_by_peer": dict(used),
+            "external_skipped": dict(sorted(skipped.items())),
             "kl": stats.kl,
             "policy_version": self.learner.updates,
         }

@@ -50,6 +50,8 @@ class RoundRow(SwarmCounters, total=False):
     external_available: int
     external_groups: int
     external_by_peer: dict[str, int]
+    external_skipped: dict[str, int]
+    """Peers' groups received but not trained on, by why (`experience.select_groups`)."""
     policy_version: int
 
 
@@ -88,6 +90,9 @@ def round_line(row: RoundRow, questions: int, swarm: bool) -> str:
     )
     if swarm:
         line += f" | external {row['external_groups']}/{row['external_available']}"
+        skipped = row.get("external_skipped") or {}
+        if skipped:
+            line += " (" + ", ".join(f"{why} {n}" for why, n in skipped.items()) + ")"
     return line
 
 

@@ -4,7 +4,8 @@ of rounds and several seeds:
 
 - silo   I = 8, J = 0: each node trains on its own 8 question groups;
 - 4/4    I = 4, J = 4: the SAPO paper's split, peers' groups replace half of the node's own;
-- 8/8    I = 8, J = 8: peers' groups come on top of the node's own.
+- 8/8    I = 8, J = 8: peers' groups come on top of the node's own;
+- 2/6, 4/12 (asked for by name): a node that generates a quarter or a half of the silo's and takes more.
 
 Two worlds: `add` (the embedded tiny-add model on one task: dense reward) and `mix` (the embedded tiny-mix
 model on six families whose starting accuracies differ: add, sub, max, count at 30-50% held-out greedy,
@@ -33,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from swarmnode.bench.report import format_table, write_json
 
-CONFIGS: dict[str, tuple[int, int]] = {"silo": (8, 0), "4/4": (4, 4), "8/8": (8, 8)}
+CONFIGS: dict[str, tuple[int, int]] = {"silo": (8, 0), "4/4": (4, 4), "8/8": (8, 8), "2/6": (2, 6), "4/12": (4, 12)}
 COLUMNS = "config I J cum.reward sd vs-silo held-out node-s to-target gen-tok/round s/round(gen+share+train)".split()
 
 

@@ -47,3 +47,23 @@ def test_empty_pool_and_unknown_policy() -> None:
     assert select_groups([], [], local_count=4, external_count=4) == []
     with pytest.raises(ValueError, match="policy"):
         select_groups([], [group("a", (1.0, 0.0))], local_count=0, external_count=1, policy="best")  # type: ignore[arg-type]
+
+
+def test_every_peers_group_not_taken_is_counted_by_why() -> None:
+    """2 groups without signal; flood's 5 informative groups against a cap of 2 of the 4 slots, and p0's one:
+    3 taken, so flood's other 3 are over its share and no slot was ever full."""
+    external = [group("quiet", (0.0, 0.0)), group("quiet", (1.0, 1.0)), group("p0", (1.0, 0.0))]
+    external += [group("flood", (1.0, 0.0)) for _ in range(5)]
+    skipped: Counter[str] = Counter()
+    chosen = select_groups(
+        [], external, local_count=0, external_count=4, rng=random.Random(3), max_share_per_peer=0.5, skipped=skipped
+    )
+    assert len(chosen) == 3 and skipped == {"no_signal": 2, "peer_share": 3}
+    # one slot among three peers' informative groups: two find it full
+    full: Counter[str] = Counter()
+    three = [group(f"p{i}", (1.0, 0.0)) for i in range(3)]
+    assert len(select_groups([], three, local_count=0, external_count=1, skipped=full)) == 1
+    assert full == {"slots_full": 2}
+    silo: Counter[str] = Counter()
+    select_groups([], external, local_count=0, external_count=0, skipped=silo)
+    assert silo == {"slots_full": 8}
