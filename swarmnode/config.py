@@ -94,6 +94,9 @@ class TrainConfig(Section):
     repeated along the batch."""
     updates_per_batch: int = Field(1, ge=1, le=16)
     """Optimizer steps on each round's batch (1 = on-policy, the clip then never triggers)."""
+    groups_per_update: int = Field(0, ge=0, le=4096)
+    """Informative groups per update: a round's groups (own and peers') are split into updates of at most this
+    many, so a round that trains on more groups takes more steps (0 = one update on all of a round's groups)."""
     advantage_eps: float = Field(1e-4, gt=0.0)
     warmup_updates: int = Field(50, ge=0)
     """Linear learning-rate warm-up over this many optimizer steps (Adam's first steps are otherwise
@@ -174,13 +177,12 @@ CONFIG_RULE = "config_rule"
 TYPED_SECTIONS = {("swarm", "transport")}
 """Sections chosen by a `type` that may be spelled as that name alone (`swarm.transport = "libp2p"`)."""
 HIVEMIND_FLAT_KEYS: dict[str, object] = {"nat_traversal": False, "ttl_s": 900.0}
-DIGEST_SKIPS_DEFAULT: dict[str, object] = {
-    "offer_strikes": 4,
-    "max_completion_tokens": None,
-    "max_external_tokens": None,
+DIGEST_SKIPS_DEFAULT: dict[str, dict[str, object]] = {
+    "swarm": {"offer_strikes": 4, "max_completion_tokens": None, "max_external_tokens": None},
+    "train": {"groups_per_update": 0},
 }
-"""Swarm fields added after checkpoints were written: left out of the training digest at their defaults, so
-those checkpoints still match the same settings."""
+"""Fields added after checkpoints were written, by section: left out of the training digest at their
+defaults, so those checkpoints still match the same settings."""
 """Hivemind fields once set directly under [swarm], with their defaults: still read there, moved into the
 transport section (a non-default value with another transport is refused)."""
 
@@ -318,9 +320,10 @@ class NodeConfig(Section):
         transport = data["swarm"].pop("transport")
         data["swarm"] |= {key: transport.get(key, default) for key, default in HIVEMIND_FLAT_KEYS.items()}
         data["swarm"]["transport"] = transport["type"]
-        for key, default in DIGEST_SKIPS_DEFAULT.items():
-            if data["swarm"].get(key) == default:
-                del data["swarm"][key]
+        for section, skips in DIGEST_SKIPS_DEFAULT.items():
+            for key, default in skips.items():
+                if data[section].get(key) == default:
+                    del data[section][key]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

@@ -155,9 +155,33 @@ class Learner:
         return self.prompter.prompt_ids(group.question.text), list(completions)
 
     def step(self, groups: Sequence[Group]) -> StepStats:
-        """One GRPO update on the groups with reward variance (none: no step at all)."""
+        """GRPO updates on the groups with reward variance (none: no step at all): one update on them all, or
+        with `train.groups_per_update` = K, ceil(n / K) updates, each on its own share of the groups (spread
+        evenly, so own and peers' groups mix in each)."""
         start = time.perf_counter()
         useful = [g for g in groups if g.informative and len(g.token_ids or g.completions) == len(g.rewards)]
+        per = self.config.groups_per_update
+        parts = max(1, -(-len(useful) // per)) if per else 1
+        done = [self._update(useful[k::parts]) for k in range(parts)]
+        stepped = [d for d in done if d.stepped]
+        if not stepped:
+            return StepStats(False, 0, 0, 0, seconds=time.perf_counter() - start)
+        last = stepped[-1]
+        return StepStats(
+            True,
+            sum(d.groups for d in stepped),
+            sum(d.completions for d in stepped),
+            sum(d.tokens for d in stepped),
+            last.loss,
+            last.grad_norm,
+            sum(d.clip_fraction for d in stepped) / len(stepped),
+            sum(d.kl for d in stepped) / len(stepped),
+            time.perf_counter() - start,
+        )
+
+    def _update(self, useful: Sequence[Group]) -> StepStats:
+        """One GRPO update (`updates_per_batch` optimizer steps) on informative groups."""
+        start = time.perf_counter()
         rows: list[tuple[Sequence[int], Sequence[int]]] = []
         advantages: list[float] = []
         for g in useful:

@@ -186,3 +186,26 @@ def test_own_groups_are_trained_on_as_sampled_and_peers_text_is_tokenised() -> N
     assert learner.token_rows(own) == (prompter.prompt_ids("1+1="), list(sampled))
     peer = text_group("1+1=", ("a", "b"), (1.0, 0.0))
     assert learner.token_rows(peer)[1] == [prompter.completion_ids("a"), prompter.completion_ids("b")]
+
+
+def test_groups_per_update_splits_a_round_into_steps_on_its_own_groups() -> None:
+    """Five informative groups with groups_per_update = 2: three optimizer steps, on groups [0, 3], [1, 4] and
+    [2] (spread evenly); each step's gradient is the one a learner would take on those groups alone; a group
+    without signal is not counted; 0 keeps one step on all."""
+    model, prompter = _setup()
+    groups = [text_group(f"{i}+1=", (f"<answer>{i + 1}</answer>", "<answer>0</answer>"), (1.0, 0.0)) for i in range(5)]
+    quiet = text_group("9+9=", ("x", "y"), (0.0, 0.0))
+    learner = Learner(model, TrainConfig(groups_per_update=2), prompter)
+    seen: list[list[str]] = []
+    real_update = learner._update
+
+    def spy(useful: list[Group]) -> object:
+        seen.append([g.question.text for g in useful])
+        return real_update(useful)
+
+    learner._update = spy  # type: ignore[method-assign,assignment]
+    stats = learner.step([*groups[:2], quiet, *groups[2:]])
+    assert seen == [["0+1=", "3+1="], ["1+1=", "4+1="], ["2+1="]]
+    assert learner.updates == 3 and stats.stepped and stats.groups == 5 and stats.completions == 10
+    whole = Learner(copy.deepcopy(model), TrainConfig(), prompter)
+    assert whole.step(groups).groups == 5 and whole.updates == 1
