@@ -93,8 +93,11 @@ def _bench_sapo(args: argparse.Namespace) -> int:
         raise UserError(
             "--seeds needs a seed; --nodes, --rounds, --eval-questions, --eval-every and --jobs must be >= 1"
         )
+    from swarmnode.config import load_config, parse_override
+
+    load_config(None, [parse_override(s) for s in args.set])  # a bad setting fails here, in one line
     counts = (args.nodes, args.rounds, args.eval_questions, args.eval_every, args.jobs)
-    sapo.run(args.world, configs, seeds, *counts, Path(args.json))
+    sapo.run(args.world, configs, seeds, *counts, Path(args.json), tuple(args.set))
     return 0
 
 
@@ -141,6 +144,9 @@ def add_commands(
     sapo.add_argument("--world", choices=["add", "mix"], default="mix", help="model and tasks (default: mix)")
     sapo.add_argument("--eval-questions", type=int, default=120, help="held-out questions (default: 120)")
     sapo.add_argument("--eval-every", type=int, default=20, help="rounds between evaluations (default: 20)")
+    sapo.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a setting for every node (repeatable)"
+    )
     sapo.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each (default: 2)")
     sapo.add_argument("--json", default="runs/bench/sapo.json", help="JSON output (default: %(default)s)")
     sapo.set_defaults(run=_bench_sapo)

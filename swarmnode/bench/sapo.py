@@ -77,7 +77,15 @@ def world_overrides(world: World) -> list[str]:
 
 
 def run_one(
-    world_name: str, config: str, seed: int, nodes: int, rounds: int, eval_questions: int, eval_every: int, root: str
+    world_name: str,
+    config: str,
+    seed: int,
+    nodes: int,
+    rounds: int,
+    eval_questions: int,
+    eval_every: int,
+    root: str,
+    extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     from swarmnode.config import load_config, parse_override
     from swarmnode.identity import Identity
@@ -103,6 +111,7 @@ def run_one(
             "checkpoint.every=1000000",
             "threads=1",
             *world_overrides(world),
+            *extra,
         ]
         transport = None if external == 0 else MemoryTransport(hub)
         identity = Identity(Ed25519PrivateKey.generate())
@@ -257,11 +266,13 @@ def run(
     eval_every: int,
     jobs: int,
     json_path: Path,
+    extra: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
+    """`extra`: KEY=VALUE settings given to every node of every configuration."""
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="swarmnode-bench-sapo-") as root:
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            args = (nodes, rounds, eval_questions, eval_every, root)
+            args = (nodes, rounds, eval_questions, eval_every, root, extra)
             futures = [pool.submit(run_one, world, c, s, *args) for s in seeds for c in configs]
             for future in futures:
                 runs.append(future.result())
@@ -309,6 +320,7 @@ def run(
         )
     params = {
         "world": world,
+        "settings": list(extra),
         "nodes": nodes,
         "rounds": rounds,
         "seeds": seeds,
