@@ -93,7 +93,8 @@ class TrainConfig(Section):
     completions (same gradients, less compute). Turn off for architectures whose cache cannot be
     repeated along the batch."""
     updates_per_batch: int = Field(1, ge=1, le=16)
-    """Optimizer steps on each round's batch (1 = on-policy, the clip then never triggers)."""
+    """Optimizer steps on each round's batch (1 = on-policy, the clip then never triggers, unless
+    groups_per_update splits a round: its later updates train on samples of the policy before them)."""
     groups_per_update: int = Field(0, ge=0, le=4096)
     """Informative groups per update: a round's groups (own and peers') are split into updates of at most this
     many, so a round that trains on more groups takes more steps (0 = one update on all of a round's groups)."""
@@ -127,7 +128,7 @@ class StoreConfig(Section):
     whoever holds the most. Each record evicted is counted (`dht_over_budget`, `libp2p_over_budget`)."""
 
     store_mib: int = Field(256, ge=1, le=1024 * 1024)
-    """Total MiB of peers' records this node keeps."""
+    """Total MiB of peers' records this node keeps (a hivemind node keeps a cache of a quarter more)."""
     author_mib: int = Field(32, ge=1, le=1024 * 1024)
     """MiB of one signer's records this node keeps (at most store_mib)."""
 
@@ -177,14 +178,17 @@ CONFIG_RULE = "config_rule"
 TYPED_SECTIONS = {("swarm", "transport")}
 """Sections chosen by a `type` that may be spelled as that name alone (`swarm.transport = "libp2p"`)."""
 HIVEMIND_FLAT_KEYS: dict[str, object] = {"nat_traversal": False, "ttl_s": 900.0}
+"""Hivemind fields once set directly under [swarm], with their defaults: still read there, moved into the
+transport section (a non-default value with another transport is refused)."""
 DIGEST_SKIPS_DEFAULT: dict[str, dict[str, object]] = {
     "swarm": {"offer_strikes": 4, "max_completion_tokens": None, "max_external_tokens": None},
     "train": {"groups_per_update": 0},
 }
 """Fields added after checkpoints were written, by section: left out of the training digest at their
 defaults, so those checkpoints still match the same settings."""
-"""Hivemind fields once set directly under [swarm], with their defaults: still read there, moved into the
-transport section (a non-default value with another transport is refused)."""
+EMBEDDED_MODELS = (EMBEDDED_MODEL, "swarmnode/tiny-mix")
+"""The models shipped inside the package (`models/<name>/`, built by `python -m swarmnode.models.build_tiny
+--model NAME`)."""
 
 
 class SwarmConfig(Section):

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from swarmnode.config import EMBEDDED_MODEL, NodeConfig
+from swarmnode.config import EMBEDDED_MODELS, NodeConfig
 from swarmnode.errors import install_hint
 
 MIN_PYTHON = (3, 11)
@@ -96,7 +96,7 @@ def _disk(config: NodeConfig) -> Check:
 
 def _model(config: NodeConfig) -> Check:
     name = config.model.name
-    if name == EMBEDDED_MODEL:
+    if name in EMBEDDED_MODELS:
         return Check("ok", "model", f"{name} (embedded, no download)")
     if Path(name).expanduser().exists():
         return Check("ok", "model", f"{name} (local folder)")

@@ -36,14 +36,14 @@ def select_groups(
     already fills `max_share_per_peer` of the slots), `slots_full` (all `external_count` slots taken)."""
     skipped = Counter() if skipped is None else skipped
     chosen = list(local[:local_count])
-    if external_count <= 0:
-        if external:
-            skipped["slots_full"] += len(external)
-        return chosen
-    picker = rng or random.Random(0)
     candidates = [g for g in external if g.informative]
     if len(candidates) < len(external):
         skipped["no_signal"] += len(external) - len(candidates)
+    if external_count <= 0:
+        if candidates:
+            skipped["slots_full"] += len(candidates)
+        return chosen
+    picker = rng or random.Random(0)
     if policy == "uniform":
         picker.shuffle(candidates)
     elif policy == "advantage-aware":

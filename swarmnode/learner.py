@@ -166,16 +166,16 @@ class Learner:
         stepped = [d for d in done if d.stepped]
         if not stepped:
             return StepStats(False, 0, 0, 0, seconds=time.perf_counter() - start)
-        last = stepped[-1]
+        last, tokens = stepped[-1], sum(d.tokens for d in stepped)
         return StepStats(
             True,
             sum(d.groups for d in stepped),
             sum(d.completions for d in stepped),
-            sum(d.tokens for d in stepped),
+            tokens,
             last.loss,
             last.grad_norm,
-            sum(d.clip_fraction for d in stepped) / len(stepped),
-            sum(d.kl for d in stepped) / len(stepped),
+            sum(d.clip_fraction * d.tokens for d in stepped) / tokens,  # per token, as within an update
+            sum(d.kl * d.tokens for d in stepped) / tokens,
             time.perf_counter() - start,
         )
 

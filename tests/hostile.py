@@ -413,7 +413,11 @@ class RawGossipPeer:
         self.proc = subprocess.Popen(
             [sys.executable, str(script), swarm, maddr], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
-        self._expect(b"ready", timeout_s)
+        try:
+            self._expect(b"ready", timeout_s)
+        except BaseException:
+            self.close()
+            raise
 
     def _expect(self, line: bytes, timeout_s: float) -> None:
         assert self.proc.stdout is not None

@@ -301,7 +301,13 @@ def run(
                     "" if s["vs_silo"] is None else f"{100 * s['vs_silo']:+.1f}%",
                     f"{s['held_out_accuracy']:.1%}",
                     s["node_s"],
-                    "not reached" if s["to_target_median"] is None else f"{s['to_target_median']:.2f}x",
+                    (
+                        ""  # no silo to compare with
+                        if not s["to_target_ratios"]
+                        else "not reached"
+                        if s["to_target_median"] is None
+                        else f"{s['to_target_median']:.2f}x"
+                    ),
                     s["generated_tokens_per_node_round"],
                     "+".join(f"{v:.3f}" for v in s["seconds_per_node_round"].values()),
                 )

@@ -7,12 +7,12 @@ from typing import Any
 
 import torch
 
-from swarmnode.config import EMBEDDED_MODEL
+from swarmnode.config import EMBEDDED_MODELS
 from swarmnode.errors import UserError
 
 EMBEDDED_DIR = Path(__file__).with_name("tiny-add")
-EMBEDDED = {EMBEDDED_MODEL: EMBEDDED_DIR, "swarmnode/tiny-mix": Path(__file__).with_name("tiny-mix")}
-"""The models shipped inside the package (built by `python -m swarmnode.models.build_tiny --model NAME`)."""
+EMBEDDED = {name: Path(__file__).with_name(name.split("/", 1)[1]) for name in EMBEDDED_MODELS}
+"""Each embedded model's folder."""
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 

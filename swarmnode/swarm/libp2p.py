@@ -65,9 +65,9 @@ class Libp2pTransport:
         self.restart_every_s = restart_every_s
         """A host that ended is restarted at most this often (one that cannot stay up does not spin)."""
         self.log_path = log_path
+        """Where the host process writes its warnings and, if it dies, its traceback."""
         self.store_bytes, self.author_bytes = store_bytes, author_bytes
         """The host's budgets for peers' batches, in total and per signer."""
-        """Where the host process writes its warnings and, if it dies, its traceback."""
         self.bytes_downloaded = 0
         self.restarts = 0
         self._peers = list(initial_peers)

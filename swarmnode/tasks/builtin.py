@@ -11,7 +11,7 @@ so no node can train on them): the "train" split never produces them, the "eval"
 | `mul` | `7*45=` | `315` | digits of the second operand |
 | `rev` | `rev kqz=` | `zqk` | letters: level + 1 |
 | `sort` | `sort 5129=` | `1259` | digits: level + 2 |
-| `count` | `count a:abcaa=` | `3` | letters: 2 x level + 2 |
+| `count` | `count a:abcaaa=` | `4` | letters: 2 x level + 2 |
 | `max` | `max 3,9,2=` | `9` | numbers: level + 1, each of one or two digits |
 """
 

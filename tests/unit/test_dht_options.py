@@ -15,6 +15,12 @@ class FakeNode:
         return None
 
 
+@pytest.fixture(autouse=True)
+def _own_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever a transport sets in the environment (GOMEMLIMIT) is undone after each test."""
+    monkeypatch.delenv("GOMEMLIMIT", raising=False)
+
+
 @pytest.mark.parametrize("opt_in", [False, True])
 def test_nat_traversal_is_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch, opt_in: bool) -> None:
     import hivemind.dht.node
@@ -76,3 +82,27 @@ def test_storage_budgets_come_from_the_config(monkeypatch: pytest.MonkeyPatch) -
     assert started == [[f"--store-bytes={64 << 20}", f"--author-bytes={4 << 20}"]]
     with pytest.raises(UserError, match=r"^config: swarm.transport.author_mib \(64\) is above .*store_mib \(8\)$"):
         load_config(None, [parse_override(s) for s in ["swarm.transport.store_mib=8", "swarm.transport.author_mib=64"]])
+
+
+@pytest.mark.parametrize("users", [None, "1GiB"])
+def test_the_p2p_daemon_gets_a_go_memory_limit_unless_the_user_set_one(
+    monkeypatch: pytest.MonkeyPatch, users: str | None
+) -> None:
+    """hivemind starts its p2p daemon with this process's environment: the node sets GOMEMLIMIT there (relaying
+    refused 1 MB records otherwise leaves the daemon ~30 MB bigger), and a user's own value wins."""
+    import os
+
+    import hivemind.dht.node
+
+    from swarmnode.swarm.hivemind_storage import DAEMON_GOMEMLIMIT
+
+    async def fake_create(**kwargs: Any) -> FakeNode:
+        seen.append(os.environ.get("GOMEMLIMIT"))
+        return FakeNode()
+
+    seen: list[str | None] = []
+    if users is not None:
+        monkeypatch.setenv("GOMEMLIMIT", users)
+    monkeypatch.setattr(hivemind.dht.node.DHTNode, "create", staticmethod(fake_create))
+    open_transport(load_config(None, [])).close()
+    assert seen == [users or DAEMON_GOMEMLIMIT] and DAEMON_GOMEMLIMIT == "48MiB"

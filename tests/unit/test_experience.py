@@ -66,4 +66,4 @@ def test_every_peers_group_not_taken_is_counted_by_why() -> None:
     assert full == {"slots_full": 2}
     silo: Counter[str] = Counter()
     select_groups([], external, local_count=0, external_count=0, skipped=silo)
-    assert silo == {"slots_full": 8}
+    assert silo == {"no_signal": 2, "slots_full": 6}

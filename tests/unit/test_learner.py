@@ -190,8 +190,7 @@ def test_own_groups_are_trained_on_as_sampled_and_peers_text_is_tokenised() -> N
 
 def test_groups_per_update_splits_a_round_into_steps_on_its_own_groups() -> None:
     """Five informative groups with groups_per_update = 2: three optimizer steps, on groups [0, 3], [1, 4] and
-    [2] (spread evenly); each step's gradient is the one a learner would take on those groups alone; a group
-    without signal is not counted; 0 keeps one step on all."""
+    [2] (spread evenly); a group without signal is not counted; 0 keeps one step on all."""
     model, prompter = _setup()
     groups = [text_group(f"{i}+1=", (f"<answer>{i + 1}</answer>", "<answer>0</answer>"), (1.0, 0.0)) for i in range(5)]
     quiet = text_group("9+9=", ("x", "y"), (0.0, 0.0))

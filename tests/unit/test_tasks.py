@@ -135,8 +135,8 @@ FAMILY_ANSWERS = [  # (family, level, question text, its answer), computed by ha
 
 @pytest.mark.parametrize(("name", "level", "text", "answer"), FAMILY_ANSWERS)
 def test_each_builtin_family_answers_exactly(name: str, level: int, text: str, answer: str) -> None:
-    """Every drawn question of a family is rebuilt from its reference, has the family's shape at its level, is
-    answered correctly by an independent solver, and is scored 1 only for that exact answer."""
+    """Every drawn question of a family is rebuilt from its reference, is answered correctly by an independent
+    solver, and is scored 1 only for that exact answer."""
     task = make_task(name, {builtin.TASKS[name]({}).param: level})
     solve = {
         "sub": lambda q: str(int(q[:-1].split("-")[0]) - int(q[:-1].split("-")[1])),
@@ -147,6 +147,7 @@ def test_each_builtin_family_answers_exactly(name: str, level: int, text: str, a
         "max": lambda q: str(max(int(n) for n in q[4:-1].split(","))),
     }[name]
     assert solve(text) == answer  # the solver agrees with the hand-computed example
+    assert task.question(task.refs(seed=3, start=0, count=1, split="train")[0]).ref.params[0] == (task.param, level)
     for split in ("train", "eval"):
         for ref in task.refs(seed=3, start=0, count=50, split=split):
             q = task.question(ref)
