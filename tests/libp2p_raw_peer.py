@@ -19,25 +19,16 @@ import sys
 import multiaddr
 import trio
 from libp2p import new_host
-from libp2p.custom_types import TProtocol
 from libp2p.peer.peerinfo import info_from_p2p_addr
-from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.tools.anyio_service import background_trio_service
 
-from swarmnode.swarm.libp2p_host import read_frame
+from swarmnode.swarm.libp2p_host import mesh_router, read_frame
 
 
 async def serve(swarm: str, maddr: str) -> None:
     host = new_host(enable_mDNS=False, enable_upnp=False)
-    gossipsub = GossipSub(
-        protocols=[TProtocol("/meshsub/1.1.0"), TProtocol("/meshsub/1.0.0")],
-        degree=6,
-        degree_low=4,
-        degree_high=12,
-        heartbeat_initial_delay=0.2,
-        heartbeat_interval=1,
-    )
+    gossipsub = mesh_router()  # the swarm's mesh, with no scoring or rate limit of its own
     pubsub = Pubsub(host, gossipsub)
     topic = f"swarmnode/{swarm}/v1"
     stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))

@@ -41,24 +41,17 @@ COLUMNS = "config I J cum.reward sd vs-silo held-out node-s to-target gen-tok/ro
 @dataclass(frozen=True)
 class World:
     model: str
-    families: tuple[tuple[str, str, int], ...]
-    """(family, its level parameter, level)."""
+    families: tuple[tuple[str, int], ...]
+    """(built-in family, level)."""
     max_new_tokens: int
     about: str
 
 
 WORLDS = {
-    "add": World("swarmnode/tiny-add", (("add", "digits", 2),), 8, "tiny-add, task add"),
+    "add": World("swarmnode/tiny-add", (("add", 2),), 8, "tiny-add, task add"),
     "mix": World(
         "swarmnode/tiny-mix",
-        (
-            ("add", "digits", 2),
-            ("sub", "digits", 2),
-            ("max", "level", 2),
-            ("count", "level", 2),
-            ("sort", "level", 2),
-            ("mul", "digits", 2),
-        ),
+        (("add", 2), ("sub", 2), ("max", 2), ("count", 2), ("sort", 2), ("mul", 2)),
         8,
         "tiny-mix, 6 families: add sub max count (dense), sort mul (sparse)",
     ),
@@ -66,8 +59,10 @@ WORLDS = {
 
 
 def world_overrides(world: World) -> list[str]:
-    names = ",".join(f'"{name}"' for name, _, _ in world.families)
-    params = ",".join(f"{name}={{{param}={level}}}" for name, param, level in world.families)
+    from swarmnode.tasks.builtin import FAMILIES
+
+    names = ",".join(f'"{name}"' for name, _ in world.families)
+    params = ",".join(f"{name}={{{FAMILIES[name].param}={level}}}" for name, level in world.families)
     return [
         f"model.name={world.model}",
         f"task.names=[{names}]",

@@ -79,8 +79,7 @@ def kernels_pinned() -> bool:
 
 
 def family_task(name: str, level: int) -> BuiltinTask:
-    make = builtin.TASKS[name]
-    return make({make({}).param: level})
+    return builtin.FAMILIES[name](level)
 
 
 def build(out: Path, steps: int, quiet: bool = False, recipe: Recipe = RECIPE) -> dict[str, float | dict[str, float]]:

@@ -176,13 +176,21 @@ def frame(value: dict[str, Any]) -> bytes:
     return len(body).to_bytes(4, "big") + body
 
 
+def mesh_router(**options: Any) -> Any:
+    """A GossipSub router with the swarm's mesh degrees and heartbeat; `options`: scoring, rate limits."""
+    from libp2p.custom_types import TProtocol
+    from libp2p.pubsub.gossipsub import GossipSub
+
+    meshsub = [TProtocol("/meshsub/1.1.0"), TProtocol("/meshsub/1.0.0")]
+    return GossipSub(meshsub, 6, 4, 12, heartbeat_initial_delay=0.2, heartbeat_interval=1, **options)
+
+
 async def serve(args: argparse.Namespace) -> None:
     import multiaddr
     import trio
     from libp2p import new_host
     from libp2p.custom_types import TProtocol
     from libp2p.peer.peerinfo import info_from_p2p_addr
-    from libp2p.pubsub.gossipsub import GossipSub
     from libp2p.pubsub.pubsub import ContentAddressedMessageIDGenerator, Pubsub
     from libp2p.pubsub.score import ScoreParams, TopicScoreParams
     from libp2p.tools.anyio_service import background_trio_service
@@ -205,14 +213,8 @@ async def serve(args: argparse.Namespace) -> None:
         graylist_threshold=-80.0,
         accept_px_threshold=0.0,
     )
-    gossipsub = GossipSub(
-        protocols=[TProtocol("/meshsub/1.1.0"), TProtocol("/meshsub/1.0.0")],
-        degree=6,
-        degree_low=4,
-        degree_high=12,
+    gossipsub = mesh_router(
         time_to_live=60,
-        heartbeat_initial_delay=0.2,
-        heartbeat_interval=1,
         score_params=scores,
         max_messages_per_topic_per_second=args.rate,
         min_mesh_diversity_ips=1,  # loopback swarms share one IP

@@ -187,6 +187,7 @@ class MaxTask(BuiltinTask):
         return text, str(max(numbers)), f"max:{text}"
 
 
-TASKS: dict[str, Callable[[Mapping[str, Scalar]], BuiltinTask]] = {
-    t.name: t.from_params for t in (AddTask, SubTask, MulTask, RevTask, SortTask, CountTask, MaxTask)
+FAMILIES: dict[str, type[BuiltinTask]] = {
+    t.name: t for t in (AddTask, SubTask, MulTask, RevTask, SortTask, CountTask, MaxTask)
 }
+TASKS: dict[str, Callable[[Mapping[str, Scalar]], BuiltinTask]] = {n: t.from_params for n, t in FAMILIES.items()}

@@ -137,7 +137,7 @@ FAMILY_ANSWERS = [  # (family, level, question text, its answer), computed by ha
 def test_each_builtin_family_answers_exactly(name: str, level: int, text: str, answer: str) -> None:
     """Every drawn question of a family is rebuilt from its reference, is answered correctly by an independent
     solver, and is scored 1 only for that exact answer."""
-    task = make_task(name, {builtin.TASKS[name]({}).param: level})
+    task = make_task(name, {builtin.FAMILIES[name].param: level})
     solve = {
         "sub": lambda q: str(int(q[:-1].split("-")[0]) - int(q[:-1].split("-")[1])),
         "mul": lambda q: str(int(q[:-1].split("*")[0]) * int(q[:-1].split("*")[1])),
