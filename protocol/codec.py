@@ -18,11 +18,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from protocol import envelope
 from protocol.limits import Limits
-from protocol.messages import PARSERS, Payload, SchemaError, kind_of, to_wire
+from protocol.messages import PARSERS, Payload, SchemaError, kind_of, to_wire, version_of
 from protocol.reasons import Reason
 
 MAX_DEPTH = 5
-"""Deepest container nesting any v1 payload has (batch > groups > group > ref > params)."""
+"""Deepest container nesting any payload has (batch > groups > group > ref > params; v2 also batch > groups >
+group > logprobs > row)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +66,7 @@ def encode_payload(payload: Payload) -> bytes:
 
 def seal_payload(payload: Payload, key: Ed25519PrivateKey, limits: Limits) -> bytes:
     """Encode and sign `payload`; refuses (ValueError) to emit what a receiver with `limits` rejects."""
-    raw = envelope.seal(kind_of(payload), encode_payload(payload), key)
+    raw = envelope.seal(kind_of(payload), encode_payload(payload), key, version_of(payload))
     verdict = verify_and_decode(raw, limits)
     if isinstance(verdict, Rejected):
         raise ValueError(f"refusing to send an invalid {kind_of(payload)}: {verdict.reason}: {verdict.detail}")
@@ -112,15 +113,15 @@ def _verify(raw: object, limits: Limits) -> Verdict:
     if problem:
         return Rejected(Reason.MALFORMED_ENVELOPE, problem)
     version, kind, author, signature, payload = fields
-    if version != envelope.VERSION:
-        return Rejected(Reason.UNSUPPORTED_VERSION, f"version {version}, this node speaks {envelope.VERSION}")
+    if version not in envelope.VERSIONS:
+        return Rejected(Reason.UNSUPPORTED_VERSION, f"version {version}, this node speaks {envelope.VERSIONS}")
     if kind not in PARSERS:
         return Rejected(Reason.UNKNOWN_KIND, f"kind {kind[:20]!r}")
     if envelope.pack_envelope(version, kind, author, signature, payload) != data:
         return Rejected(Reason.NON_CANONICAL, "envelope is not in its canonical msgpack form")
 
     try:
-        Ed25519PublicKey.from_public_bytes(author).verify(signature, envelope.signing_input(kind, payload))
+        Ed25519PublicKey.from_public_bytes(author).verify(signature, envelope.signing_input(kind, payload, version))
     except (InvalidSignature, ValueError):
         return Rejected(Reason.BAD_SIGNATURE, "signature does not match author and payload")
 
@@ -152,7 +153,7 @@ def _verify(raw: object, limits: Limits) -> Verdict:
     if problem_reason is not None:
         return Rejected(problem_reason[0], problem_reason[1])
     try:
-        record = PARSERS[kind](decoded, limits)
+        record = PARSERS[kind](decoded, limits, version)
     except SchemaError as exc:
         return Rejected(exc.reason, exc.detail)
     return Accepted(envelope.message_id(data), kind, author, record, size)

@@ -17,6 +17,8 @@ class Limits:
     """Completions (G) in one question group."""
     max_completion_chars: int = 16384
     """Characters in one completion."""
+    max_completion_tokens: int = 4096
+    """Behaviour log-probs (v2) of one completion: one per token the author sampled."""
     max_question_chars: int = 8192
     """Characters in one question."""
     max_name_chars: int = 128
@@ -43,4 +45,5 @@ class Limits:
             self.max_groups_per_batch,
             self.max_completions_per_group,
             self.max_batches_per_announcement,
+            self.max_completion_tokens,
         )

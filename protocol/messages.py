@@ -1,4 +1,5 @@
-"""Payload records of protocol v1 (rollout batch, announcement) and their strict msgpack schema.
+"""Payload records of protocol v1 and v2 (rollout batch, announcement) and their strict msgpack schema.
+v2 differs from v1 in one optional field: a group's `logprobs`, the author's behaviour log-probs.
 
 Records are frozen dataclasses. `to_wire` builds the msgpack map; `parse_*` checks a decoded map
 field by field against the schema and the `Limits`, raising `SchemaError` (caught by `verify`).
@@ -52,6 +53,9 @@ class RolloutGroup:
     completions: tuple[str, ...]
     rewards: tuple[float, ...]
     """The author's own scores: informative only, a receiver re-scores every completion."""
+    logprobs: tuple[tuple[float, ...], ...] | None = None
+    """v2 only: per completion, the log-probability of each token the author sampled under the distribution
+    it sampled from (its own tokenizer's tokens). Claims, like `rewards`: a receiver caps what they can do."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +110,26 @@ def _ref_to_wire(ref: TaskRef) -> dict[str, Any]:
     }
 
 
+def _group_to_wire(group: RolloutGroup) -> dict[str, Any]:
+    wire: dict[str, Any] = {
+        "ref": _ref_to_wire(group.ref),
+        "question": group.question,
+        "completions": list(group.completions),
+        "rewards": [float(r) for r in group.rewards],
+    }
+    if group.logprobs is not None:
+        wire["logprobs"] = [[float(x) for x in row] for row in group.logprobs]
+    return wire
+
+
+def version_of(payload: Payload) -> int:
+    """The protocol version a payload needs: 2 when a group carries log-probs, else 1 (so a v1 receiver
+    still reads everything that has no v2 field)."""
+    if isinstance(payload, RolloutBatch) and any(g.logprobs is not None for g in payload.groups):
+        return 2
+    return 1
+
+
 def to_wire(payload: Payload) -> dict[str, Any]:
     """The msgpack map for a payload, keys in the order SPEC.md lists them."""
     if isinstance(payload, RolloutBatch):
@@ -115,15 +139,7 @@ def to_wire(payload: Payload) -> dict[str, Any]:
             "policy_version": payload.policy_version,
             "created_ms": payload.created_ms,
             "model": payload.model,
-            "groups": [
-                {
-                    "ref": _ref_to_wire(g.ref),
-                    "question": g.question,
-                    "completions": list(g.completions),
-                    "rewards": [float(r) for r in g.rewards],
-                }
-                for g in payload.groups
-            ],
+            "groups": [_group_to_wire(g) for g in payload.groups],
         }
     return {
         "swarm": payload.swarm,
@@ -151,13 +167,13 @@ def kind_of(payload: Payload) -> str:
 # ---------------------------------------------------------------- schema checks
 
 
-def _map(obj: object, where: str, required: tuple[str, ...]) -> dict[str, Any]:
+def _map(obj: object, where: str, required: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, Any]:
     if type(obj) is not dict:
         raise SchemaError(Reason.SCHEMA, f"{where}: expected a map, got {type(obj).__name__}")
     keys = set(obj)
-    if keys != set(required):
+    if not set(required) <= keys <= set(required) | set(optional):
         missing = sorted(set(required) - keys)
-        extra = sorted(str(k) for k in keys - set(required))
+        extra = sorted(str(k) for k in keys - set(required) - set(optional))
         raise SchemaError(Reason.SCHEMA, f"{where}: missing fields {missing}, unknown fields {extra}")
     return obj
 
@@ -236,8 +252,25 @@ def parse_task_ref(obj: object, where: str, limits: Limits) -> TaskRef:
     )
 
 
-def _parse_group(obj: object, where: str, limits: Limits) -> RolloutGroup:
-    m = _map(obj, where, ("ref", "question", "completions", "rewards"))
+def _parse_logprobs(obj: object, where: str, completions: int, limits: Limits) -> tuple[tuple[float, ...], ...]:
+    """v2 behaviour log-probs: one array per completion, each float finite and at most 0."""
+    rows = _list(obj, where, limits.max_completions_per_group)
+    if len(rows) != completions:
+        raise SchemaError(Reason.SCHEMA, f"{where}: {len(rows)} rows for {completions} completions")
+    out = []
+    for i, row in enumerate(rows):
+        values = _list(row, f"{where}[{i}]", limits.max_completion_tokens)
+        for j, x in enumerate(values):
+            if type(x) is not float or not -math.inf < x <= 0.0:
+                _float(x, f"{where}[{i}][{j}]")  # not a float, or not finite
+                raise SchemaError(Reason.SCHEMA, f"{where}[{i}][{j}]: log-probability {x} > 0")
+        out.append(tuple(values))
+    return tuple(out)
+
+
+def _parse_group(obj: object, where: str, limits: Limits, version: int) -> RolloutGroup:
+    optional = ("logprobs",) if version >= 2 else ()
+    m = _map(obj, where, ("ref", "question", "completions", "rewards"), optional)
     completions = _list(m["completions"], f"{where}.completions", limits.max_completions_per_group, 1)
     rewards = _list(m["rewards"], f"{where}.rewards", limits.max_completions_per_group, 1)
     if len(rewards) != len(completions):
@@ -255,10 +288,13 @@ def _parse_group(obj: object, where: str, limits: Limits) -> RolloutGroup:
         question=_text(m["question"], f"{where}.question", limits.max_question_chars),
         completions=tuple(completions),
         rewards=tuple(rewards),
+        logprobs=_parse_logprobs(m["logprobs"], f"{where}.logprobs", len(completions), limits)
+        if "logprobs" in m
+        else None,
     )
 
 
-def parse_rollout_batch(obj: object, limits: Limits) -> RolloutBatch:
+def parse_rollout_batch(obj: object, limits: Limits, version: int = 1) -> RolloutBatch:
     m = _map(obj, "batch", ("swarm", "round", "policy_version", "created_ms", "model", "groups"))
     groups = _list(m["groups"], "batch.groups", limits.max_groups_per_batch, 1)
     return RolloutBatch(
@@ -267,7 +303,7 @@ def parse_rollout_batch(obj: object, limits: Limits) -> RolloutBatch:
         policy_version=_uint(m["policy_version"], "batch.policy_version"),
         created_ms=_uint(m["created_ms"], "batch.created_ms"),
         model=_name(m["model"], "batch.model", limits),
-        groups=tuple(_parse_group(g, f"batch.groups[{i}]", limits) for i, g in enumerate(groups)),
+        groups=tuple(_parse_group(g, f"batch.groups[{i}]", limits, version) for i, g in enumerate(groups)),
     )
 
 
@@ -290,7 +326,7 @@ def _parse_summary(obj: object, where: str) -> BatchSummary:
     )
 
 
-def parse_announcement(obj: object, limits: Limits) -> Announcement:
+def parse_announcement(obj: object, limits: Limits, version: int = 1) -> Announcement:
     m = _map(obj, "announce", ("swarm", "round", "created_ms", "model", "batches"))
     batches = _list(m["batches"], "announce.batches", limits.max_batches_per_announcement, 1)
     return Announcement(
@@ -302,7 +338,7 @@ def parse_announcement(obj: object, limits: Limits) -> Announcement:
     )
 
 
-PARSERS: dict[str, Callable[[object, Limits], Payload]] = {
+PARSERS: dict[str, Callable[[object, Limits, int], Payload]] = {
     KIND_ROLLOUTS: parse_rollout_batch,
     KIND_ANNOUNCE: parse_announcement,
 }

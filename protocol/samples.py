@@ -3,6 +3,7 @@ Never use these keys for anything real."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -30,6 +31,14 @@ def sample_batch() -> RolloutBatch:
         for i in range(2)
     )
     return RolloutBatch("demo-swarm", 12, 11, 1_764_000_000_000, "swarmnode/tiny-add", groups)
+
+
+def sample_v2_batch() -> RolloutBatch:
+    """`sample_batch` with the author's behaviour log-probs (protocol v2): one per sampled token."""
+    base = sample_batch()
+    lp = ((-0.25, -0.5, -0.125), (-1.5, -0.75), (-3.0,), (-0.0625, -0.25, -0.5))
+    groups = tuple(dataclasses.replace(g, logprobs=lp) for g in base.groups)
+    return dataclasses.replace(base, groups=groups)
 
 
 def sample_unicode_batch() -> RolloutBatch:

@@ -26,7 +26,7 @@ from protocol.messages import (
     Payload,
     to_wire,
 )
-from protocol.samples import KEY_A, KEY_B, sample_announcement, sample_batch, sample_unicode_batch
+from protocol.samples import KEY_A, KEY_B, sample_announcement, sample_batch, sample_unicode_batch, sample_v2_batch
 
 VECTOR_DIR = Path(__file__).with_name("vectors")
 
@@ -55,11 +55,12 @@ def _signed(kind: str, payload: bytes, key: Ed25519PrivateKey = KEY_A) -> bytes:
     return seal(kind, payload, key)
 
 
-def _with_wire(change: Callable[[dict[str, Any]], None]) -> bytes:
-    """A properly signed rollouts envelope whose payload map was altered by `change` before packing."""
-    wire = to_wire(sample_batch())
+def _with_wire(change: Callable[[dict[str, Any]], None], version: int = 1) -> bytes:
+    """A properly signed rollouts envelope whose payload map was altered by `change` before packing (from the
+    v2 sample, signed as v2, when `version` is 2)."""
+    wire = to_wire(sample_v2_batch() if version == 2 else sample_batch())
     change(wire)
-    return _signed(KIND_ROLLOUTS, _packed(wire))
+    return seal(KIND_ROLLOUTS, _packed(wire), KEY_A, version)
 
 
 def _group(wire: dict[str, Any]) -> dict[str, Any]:
@@ -88,6 +89,7 @@ def _nested(depth: int) -> Any:
 
 def build_vectors() -> list[dict[str, Any]]:
     batch_payload = _packed(to_wire(sample_batch()))
+    v2_payload = _packed(to_wire(sample_v2_batch()))
     valid = _signed(KIND_ROLLOUTS, batch_payload)
     pub_a = KEY_A.public_key().public_bytes_raw()
     pub_b = KEY_B.public_key().public_bytes_raw()
@@ -187,8 +189,8 @@ def build_vectors() -> list[dict[str, Any]]:
         ),
         (
             "unsupported-version",
-            "version 2",
-            pack_envelope(2, KIND_ROLLOUTS, pub_a, sig_a, batch_payload),
+            "version 3",
+            pack_envelope(3, KIND_ROLLOUTS, pub_a, sig_a, batch_payload),
             Limits(),
             "unsupported_version",
         ),
@@ -340,6 +342,55 @@ def build_vectors() -> list[dict[str, Any]]:
                     }
                 ),
             ),
+            Limits(),
+            "schema",
+        ),
+        (
+            "valid-rollouts-v2",
+            "protocol v2: a rollout batch whose groups carry the author's behaviour log-probs",
+            seal(KIND_ROLLOUTS, v2_payload, KEY_A, 2),
+            Limits(),
+            None,
+        ),
+        (
+            "v1-message-as-v2",
+            "a v1 batch and its v1 signature, the envelope's version changed to 2 (the domain is signed)",
+            pack_envelope(2, KIND_ROLLOUTS, pub_a, sig_a, batch_payload),
+            Limits(),
+            "bad_signature",
+        ),
+        (
+            "logprobs-in-v1",
+            "the v2 field 'logprobs' in a message signed as v1",
+            seal(KIND_ROLLOUTS, v2_payload, KEY_A, 1),
+            Limits(),
+            "schema",
+        ),
+        (
+            "logprob-positive",
+            "v2: a log-probability of 0.5",
+            _with_wire(set_field(("groups", 0, "logprobs", 0, 0), 0.5), version=2),
+            Limits(),
+            "schema",
+        ),
+        (
+            "logprob-rows-mismatch",
+            "v2: 3 log-prob rows for 4 completions",
+            _with_wire(set_field(("groups", 0, "logprobs"), [[-1.0], [-1.0], [-1.0]]), version=2),
+            Limits(),
+            "schema",
+        ),
+        (
+            "logprob-row-too-long",
+            "v2: a row of 5 log-probs where max_completion_tokens is 4",
+            _with_wire(set_field(("groups", 0, "logprobs", 0), [-1.0] * 5), version=2),
+            Limits(max_completion_tokens=4),
+            "limit_exceeded",
+        ),
+        (
+            "logprob-integer",
+            "v2: a log-probability given as the integer 0",
+            _with_wire(set_field(("groups", 0, "logprobs", 1, 0), 0), version=2),
             Limits(),
             "schema",
         ),

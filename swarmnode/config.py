@@ -99,9 +99,25 @@ class TrainConfig(Section):
     """Informative groups per update: a round's groups (own and peers') are split into updates of at most this
     many, so a round that trains on more groups takes more steps (0 = one update on all of a round's groups)."""
     advantage_eps: float = Field(1e-4, gt=0.0)
+    offpolicy_cap: float = Field(0.0, ge=0.0, le=1000.0)
+    """Truncated importance weights min(pi / mu, cap) on tokens whose behaviour log-prob mu is known (own
+    completions; peers' with the same model and tokenization, protocol v2): a peer lying about mu gains at
+    most the cap (0 = off)."""
+    offpolicy_mask: float = Field(0.0, ge=0.0, le=1000.0)
+    """Mask tokens whose ratio pi / mu lies outside [1 / x, x] (0 = off; else above 1)."""
+    peer_min_logprob: float | None = Field(None, le=0.0)
+    """Drop a peer's completion whose mean per-token log-prob under this node's policy is below this (None =
+    off): works across tokenizers, needs nothing from the author."""
     warmup_updates: int = Field(50, ge=0)
     """Linear learning-rate warm-up over this many optimizer steps (Adam's first steps are otherwise
     large and noisy, and knock a freshly loaded model off its optimum)."""
+
+    @field_validator("offpolicy_mask")
+    @classmethod
+    def _mask_bound(cls, value: float) -> float:
+        if 0.0 < value <= 1.0:
+            raise ValueError("must be 0 (off) or above 1: tokens with pi / mu outside [1/x, x] are masked")
+        return value
 
 
 class CheckpointConfig(Section):
@@ -181,8 +197,8 @@ HIVEMIND_FLAT_KEYS: dict[str, object] = {"nat_traversal": False, "ttl_s": 900.0}
 """Hivemind fields once set directly under [swarm], with their defaults: still read there, moved into the
 transport section (a non-default value with another transport is refused)."""
 DIGEST_SKIPS_DEFAULT: dict[str, dict[str, object]] = {
-    "swarm": {"offer_strikes": 4, "max_completion_tokens": None, "max_external_tokens": None},
-    "train": {"groups_per_update": 0},
+    "swarm": {"offer_strikes": 4, "max_completion_tokens": None, "max_external_tokens": None, "share_logprobs": True},
+    "train": {"groups_per_update": 0, "offpolicy_cap": 0.0, "offpolicy_mask": 0.0, "peer_min_logprob": None},
 }
 """Fields added after checkpoints were written, by section: left out of the training digest at their
 defaults, so those checkpoints still match the same settings."""
@@ -204,8 +220,12 @@ class SwarmConfig(Section):
     external_groups: int = Field(8, ge=0, le=4096)
     """J: peers' question groups trained on per round, on top of the node's own I (additive: in the 4-node
     study of docs/BENCHMARKS.md, 8 own + 8 peers' beat silo on every seed while 4 + 4 did worse)."""
-    sampler: Literal["uniform", "advantage-aware"] = "uniform"
-    """How J is drawn from peers' groups with reward variance."""
+    sampler: Literal["uniform", "advantage-aware", "family-aware"] = "uniform"
+    """How J is drawn from peers' groups with reward variance (family-aware: the task families where the
+    node's own recent reward is lowest first, taking families in turn)."""
+    share_logprobs: bool = True
+    """Publish the behaviour log-probs of the node's completions with them (protocol v2) when generation
+    recorded them, so peers with the same model can weigh them (train.offpolicy_cap)."""
     max_share_per_peer: float = Field(0.5, gt=0.0, le=1.0)
     """No single peer fills more than this share of J."""
     window_s: float = Field(60.0, gt=0.0)

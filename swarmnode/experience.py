@@ -3,7 +3,9 @@ question groups (its own and peers') that decides what the learner trains on (SA
 
 External groups are sampled only among those with reward variance (the others carry no GRPO signal), and
 no single peer may fill more than `max_share_per_peer` of the J slots. `uniform` draws at random among
-the eligible groups; `advantage-aware` takes the groups with the largest reward variance first.
+the eligible groups; `advantage-aware` takes the groups with the largest reward variance first;
+`family-aware` takes task families in turn, the family where the node's own recent reward is lowest first
+(a peer's success on a question type the node rarely solves is signal it cannot get alone).
 """
 
 from __future__ import annotations
@@ -12,12 +14,28 @@ import math
 import random
 import statistics
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from swarmnode.groups import Group
 
-SamplerPolicy = Literal["uniform", "advantage-aware"]
+SamplerPolicy = Literal["uniform", "advantage-aware", "family-aware"]
+
+
+def by_family_need(groups: Sequence[Group], need: Mapping[str, float], rng: random.Random) -> list[Group]:
+    """`groups` reordered one family at a time in turn: the family with the highest `need` (1 - the node's
+    own recent reward on it; a family the node has not seen counts as 1) first, then the next, and round
+    again; random order within a family."""
+    families: dict[str, list[Group]] = {}
+    for g in groups:
+        families.setdefault(g.question.ref.task, []).append(g)
+    for members in families.values():
+        rng.shuffle(members)
+    order = sorted(families, key=lambda f: (-need.get(f, 1.0), f))
+    out: list[Group] = []
+    for turn in range(max((len(m) for m in families.values()), default=0)):
+        out += [families[f][turn] for f in order if turn < len(families[f])]
+    return out
 
 
 def select_groups(
@@ -30,6 +48,7 @@ def select_groups(
     policy: SamplerPolicy = "uniform",
     max_share_per_peer: float = 0.5,
     skipped: Counter[str] | None = None,
+    need: Mapping[str, float] | None = None,
 ) -> list[Group]:
     """The node's first `local_count` own groups plus up to `external_count` peers' groups. Each peers' group
     not taken is counted in `skipped` by why: `no_signal` (no reward variance), `peer_share` (its peer
@@ -49,6 +68,8 @@ def select_groups(
     elif policy == "advantage-aware":
         picker.shuffle(candidates)  # random among equals
         candidates.sort(key=lambda g: -statistics.pvariance(g.rewards))
+    elif policy == "family-aware":
+        candidates = by_family_need(candidates, need or {}, picker)
     else:
         raise ValueError(f"unknown sampler policy {policy!r}")
     cap = max(1, math.floor(max_share_per_peer * external_count))

@@ -38,6 +38,9 @@ class Group:
     """The author's model name (peers' groups)."""
     claimed_rewards: tuple[float, ...] = ()
     """What the author said its rewards were (peers' groups; kept only to count misreports)."""
+    logprobs: tuple[tuple[float, ...], ...] | None = None
+    """Behaviour log-probs, per completion one per token its author sampled (own groups: recorded at
+    generation; peers': the author's claim, protocol v2). None: not known."""
 
     @property
     def informative(self) -> bool:
@@ -46,3 +49,13 @@ class Group:
     @property
     def local(self) -> bool:
         return self.source == LOCAL
+
+
+def wire_logprobs(group: Group, max_chars: int, max_tokens: int) -> tuple[tuple[float, ...], ...] | None:
+    """A group's behaviour log-probs as they may be published: None when it has none, or when a completion is
+    cut to `max_chars` on the wire or has more than `max_tokens` of them (they would no longer match)."""
+    if group.logprobs is None or len(group.logprobs) != len(group.completions):
+        return None
+    if any(len(c) > max_chars for c in group.completions) or any(len(lp) > max_tokens for lp in group.logprobs):
+        return None
+    return group.logprobs

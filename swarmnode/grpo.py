@@ -8,10 +8,18 @@ How this differs from the DeepSeekMath paper, on purpose (as in SAPO and TRL's d
   not down-weighted; "sequence_mean" (the paper's per-sequence mean) is available;
 - the KL term to a reference policy is off by default (beta = 0); when on, it is the k3 estimator
   exp(ref - logp) - (ref - logp) - 1, added per token.
+
+Completions another policy sampled (peers', or this node's own from an older policy) can be corrected with
+the behaviour log-probs their author sent: a truncated importance weight per token, min(pi / mu, cap), so
+an author who lies about mu gains at most the cap (`importance_weights`); tokens whose ratio pi / mu is far
+from 1 can be masked out instead (`mask_ratio`, prime-rl's and IcePop's recipe). Without behaviour
+log-probs (another tokenizer, an older peer), a whole completion can be gated by its likelihood under the
+node's own policy (`likelihood_gate`), which needs nothing from the author.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -41,6 +49,37 @@ def token_log_probs(logits: Tensor, tokens: Tensor) -> Tensor:
     return picked - torch.logsumexp(logits, dim=-1)
 
 
+def importance_weights(logp: Tensor, behaviour: Tensor, known: Tensor, cap: float) -> Tensor:
+    """Truncated per-token importance weights min(exp(logp - behaviour), cap), [B, T].
+
+    logp: log-probs under this node's policy (no gradient flows through the weights); behaviour: the
+    author's log-probs, aligned with logp; known: [B] bool, rows that carry behaviour log-probs (the others
+    get weight 1). cap <= 0: no weighting (all 1)."""
+    ones = torch.ones_like(logp)
+    if cap <= 0:
+        return ones
+    ratio = torch.exp((logp.detach() - behaviour).clamp(max=math.log(cap)))
+    return torch.where(known.unsqueeze(1), ratio, ones)
+
+
+def mask_ratio(logp: Tensor, behaviour: Tensor, known: Tensor, mask: Tensor, bound: float) -> Tensor:
+    """`mask` with the tokens of known rows whose ratio exp(logp - behaviour) lies outside [1 / bound, bound]
+    set to 0. bound <= 0: `mask` unchanged."""
+    if bound <= 0:
+        return mask
+    log_ratio = (logp.detach() - behaviour).abs()
+    far = known.unsqueeze(1) & (log_ratio > math.log(bound))
+    return torch.where(far, torch.zeros_like(mask), mask)
+
+
+def likelihood_gate(logp: Tensor, mask: Tensor, min_mean_logp: float) -> Tensor:
+    """[B] bool: completions whose mean per-token log-prob under this node's policy is at least
+    `min_mean_logp` (a completion the node would hardly ever write fails). Empty rows pass."""
+    tokens = mask.sum(dim=1)
+    mean = (logp.detach() * mask).sum(dim=1) / tokens.clamp(min=1.0)
+    return (mean >= min_mean_logp) | (tokens == 0)
+
+
 @dataclass(frozen=True)
 class LossStats:
     clip_fraction: float
@@ -62,12 +101,14 @@ def clipped_surrogate_loss(
     kl_beta: float = 0.0,
     aggregation: Aggregation = "token_mean",
     normalizer: float | None = None,
+    token_weights: Tensor | None = None,
 ) -> tuple[Tensor, LossStats]:
     """The GRPO loss for one (micro-)batch.
 
     logp, old_logp, ref_logp, mask: [B, T] over completion tokens (mask 1 for real tokens, 0 for padding);
     advantages: [B], one per completion. `normalizer` makes micro-batches sum to the full-batch loss:
     the full batch's token count for "token_mean", its number of completions for "sequence_mean".
+    token_weights: [B, T] importance weights multiplying the surrogate (not the KL term), no gradient.
     """
     mask = mask.to(logp.dtype)
     ratio = torch.exp(logp - old_logp)
@@ -75,6 +116,8 @@ def clipped_surrogate_loss(
     unclipped = ratio * adv
     clipped = torch.clamp(ratio, 1.0 - clip_low, 1.0 + clip_high) * adv
     per_token = -torch.minimum(unclipped, clipped)
+    if token_weights is not None:
+        per_token = per_token * token_weights.detach()
     kl = torch.zeros_like(per_token)
     if ref_logp is not None and kl_beta != 0.0:
         delta = ref_logp - logp

@@ -39,6 +39,12 @@ class StepStats:
     clip_fraction: float = 0.0
     kl: float = 0.0
     seconds: float = 0.0
+    weighted: int = 0
+    """Completion tokens with a known behaviour log-prob (importance-weighted or masked by it)."""
+    masked: int = 0
+    """Of those, tokens masked out because pi / mu was too far from 1 (train.offpolicy_mask)."""
+    gated: int = 0
+    """Peers' completions dropped as too unlikely under this node's policy (train.peer_min_logprob)."""
 
 
 @dataclass(frozen=True)
@@ -127,9 +133,37 @@ def _shared_prefix_log_probs(model: Any, batch: SharedPrefix, temperature: float
     return grpo.token_log_probs(logits, batch.targets)
 
 
+@dataclass(frozen=True)
+class Row:
+    """One completion as the learner trains on it."""
+
+    prompt: Sequence[int]
+    completion: Sequence[int]
+    advantage: float
+    behaviour: Sequence[float] | None
+    """The behaviour log-prob of each completion token, when known and aligned with `completion`."""
+    external: bool
+
+
+@dataclass(frozen=True)
+class OffPolicy:
+    """A micro-batch's behaviour log-probs and which rows have them / are peers'."""
+
+    behaviour: torch.Tensor
+    """[B, C], 0 where unknown."""
+    known: torch.Tensor
+    """[B] bool"""
+    external: torch.Tensor
+    """[B] bool"""
+
+
 class Learner:
-    def __init__(self, model: Any, config: TrainConfig, prompter: Prompter, temperature: float = 1.0) -> None:
+    def __init__(
+        self, model: Any, config: TrainConfig, prompter: Prompter, temperature: float = 1.0, model_name: str = ""
+    ) -> None:
         self.model = model
+        self.model_name = model_name
+        """This node's model: peers' behaviour log-probs are used only from authors of the same model."""
         self.temperature = temperature
         self.config = config
         self.prompter = prompter
@@ -154,6 +188,15 @@ class Learner:
         completions = [self.prompter.completion_ids(c) for c in group.completions]
         return self.prompter.prompt_ids(group.question.text), list(completions)
 
+    def behaviour(self, group: Group, completions: Sequence[Sequence[int]]) -> list[Sequence[float] | None]:
+        """Each completion's behaviour log-probs where they can be trusted to line up with its tokens: own
+        groups' as recorded; a peer's only when it runs this node's model and its row has one log-prob per
+        token of this node's tokenization (anything else: None, no weighting)."""
+        rows = group.logprobs
+        if rows is None or len(rows) != len(completions) or (not group.local and group.model != self.model_name):
+            return [None] * len(completions)
+        return [lp if len(lp) == len(c) else None for lp, c in zip(rows, completions, strict=True)]
+
     def step(self, groups: Sequence[Group]) -> StepStats:
         """GRPO updates on the groups with reward variance (none: no step at all): one update on them all, or
         with `train.groups_per_update` = K, ceil(n / K) updates, each on its own share of the groups (spread
@@ -177,51 +220,59 @@ class Learner:
             sum(d.clip_fraction * d.tokens for d in stepped) / tokens,  # per token, as within an update
             sum(d.kl * d.tokens for d in stepped) / tokens,
             time.perf_counter() - start,
+            sum(d.weighted for d in stepped),
+            sum(d.masked for d in stepped),
+            sum(d.gated for d in stepped),
         )
 
     def _update(self, useful: Sequence[Group]) -> StepStats:
         """One GRPO update (`updates_per_batch` optimizer steps) on informative groups."""
         start = time.perf_counter()
-        rows: list[tuple[Sequence[int], Sequence[int]]] = []
-        advantages: list[float] = []
+        rows: list[Row] = []
         for g in useful:
             adv = grpo.group_advantages(
                 torch.tensor([list(g.rewards)], dtype=torch.float32), eps=self.config.advantage_eps
             )[0]
             prompt, completions = self.token_rows(g)
-            for completion, a in zip(completions, adv.tolist(), strict=True):
+            behaviour = self.behaviour(g, completions)
+            for completion, a, lp in zip(completions, adv.tolist(), behaviour, strict=True):
                 if completion:
-                    rows.append((prompt, completion))
-                    advantages.append(a)
-        tokens = sum(len(c) for _, c in rows)
+                    rows.append(Row(prompt, completion, a, lp, not g.local))
+        tokens = sum(len(r.completion) for r in rows)
         if not rows:
             return StepStats(False, 0, 0, 0, seconds=time.perf_counter() - start)
 
         cfg = self.config
         normalizer = float(tokens) if cfg.aggregation == "token_mean" else float(len(rows))
-        packed, adv_chunks = self._micro_batches(rows, advantages)
+        packed, adv_chunks, off = self._micro_batches(rows)
         old = self._no_grad_log_probs(self.model, packed) if cfg.updates_per_batch > 1 else None
         ref = self._no_grad_log_probs(self.ref_model, packed) if self.ref_model is not None else None
 
         self.model.train()
         loss_total = clip = kl = grad_norm = 0.0
+        weighted = masked = gated = 0
         for _ in range(cfg.updates_per_batch):
             self.optimizer.zero_grad(set_to_none=True)
             self._set_learning_rate()
             loss_total = clip = kl = 0.0
+            weighted = masked = gated = 0
             for k, batch in enumerate(packed):
                 logp = completion_log_probs(self.model, batch, self.temperature)
+                before = old[k] if old is not None else logp.detach()  # the policy this update starts from
+                mask, weights, counts = self._off_policy(before, batch.target_mask, off[k])
+                weighted, masked, gated = weighted + counts[0], masked + counts[1], gated + counts[2]
                 loss, stats = grpo.clipped_surrogate_loss(
                     logp,
-                    old[k] if old is not None else logp.detach(),
+                    before,
                     adv_chunks[k],
-                    batch.target_mask,
+                    mask,
                     clip_low=cfg.clip_low,
                     clip_high=cfg.clip_high,
                     ref_logp=ref[k] if ref is not None else None,
                     kl_beta=cfg.kl_beta,
                     aggregation=cfg.aggregation,
                     normalizer=normalizer,
+                    token_weights=weights,
                 )
                 loss.backward()
                 share = float(batch.target_mask.sum()) / tokens
@@ -233,30 +284,69 @@ class Learner:
             self.updates += 1
         self.optimizer.zero_grad(set_to_none=True)
         return StepStats(
-            True, len(useful), len(rows), tokens, loss_total, grad_norm, clip, kl, time.perf_counter() - start
+            True,
+            len(useful),
+            len(rows),
+            tokens,
+            loss_total,
+            grad_norm,
+            clip,
+            kl,
+            time.perf_counter() - start,
+            weighted,
+            masked,
+            gated,
         )
 
+    def _off_policy(
+        self, logp: torch.Tensor, mask: torch.Tensor, off: OffPolicy
+    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, int, int]]:
+        """The micro-batch's training mask and importance weights under train.offpolicy_* and peer_min_logprob,
+        and the counts (tokens with a behaviour log-prob, tokens masked by ratio, peers' completions gated)."""
+        cfg = self.config
+        weights = (
+            grpo.importance_weights(logp, off.behaviour, off.known, cfg.offpolicy_cap) if cfg.offpolicy_cap else None
+        )
+        kept = grpo.mask_ratio(logp, off.behaviour, off.known, mask, cfg.offpolicy_mask)
+        masked = int((mask - kept).sum())
+        gated = 0
+        if cfg.peer_min_logprob is not None:
+            passed = grpo.likelihood_gate(logp, mask, cfg.peer_min_logprob) | ~off.external
+            gated = int((~passed).sum())
+            kept = kept * passed.unsqueeze(1).to(kept.dtype)
+        weighted = int((mask * off.known.unsqueeze(1).to(mask.dtype)).sum())
+        return kept, weights, (weighted, masked, gated)
+
     def _micro_batches(
-        self, rows: list[tuple[Sequence[int], Sequence[int]]], advantages: list[float]
-    ) -> tuple[list[Packed | SharedPrefix], list[torch.Tensor]]:
+        self, rows: list[Row]
+    ) -> tuple[list[Packed | SharedPrefix], list[torch.Tensor], list[OffPolicy]]:
         size = self.config.micro_batch_size
         chunks: list[list[int]] = []
-        if self.config.prefix_sharing and all(p for p, _ in rows):
+        if self.config.prefix_sharing and all(r.prompt for r in rows):
             by_prompt: dict[tuple[int, ...], list[int]] = {}
-            for i, (prompt, _) in enumerate(rows):
-                by_prompt.setdefault(tuple(prompt), []).append(i)
+            for i, row in enumerate(rows):
+                by_prompt.setdefault(tuple(row.prompt), []).append(i)
             for members in by_prompt.values():
-                members.sort(key=lambda i: len(rows[i][1]))
+                members.sort(key=lambda i: len(rows[i].completion))
                 chunks += [members[k : k + size] for k in range(0, len(members), size)]
             packed: list[Packed | SharedPrefix] = [
-                pack_shared(rows[c[0]][0], [rows[i][1] for i in c], self.pad_id) for c in chunks
+                pack_shared(rows[c[0]].prompt, [rows[i].completion for i in c], self.pad_id) for c in chunks
             ]
         else:
             # similar lengths share a micro-batch, so little compute goes to padding
-            order = sorted(range(len(rows)), key=lambda i: (len(rows[i][0]), len(rows[i][1])))
+            order = sorted(range(len(rows)), key=lambda i: (len(rows[i].prompt), len(rows[i].completion)))
             chunks = [order[k : k + size] for k in range(0, len(order), size)]
-            packed = [pack([rows[i] for i in c], self.pad_id) for c in chunks]
-        return packed, [torch.tensor([advantages[i] for i in c]) for c in chunks]
+            packed = [pack([(rows[i].prompt, rows[i].completion) for i in c], self.pad_id) for c in chunks]
+        off = []
+        for c, batch in zip(chunks, packed, strict=True):
+            behaviour = torch.zeros_like(batch.target_mask)
+            for j, i in enumerate(c):
+                lp = rows[i].behaviour
+                if lp is not None:
+                    behaviour[j, : len(lp)] = torch.tensor(list(lp), dtype=behaviour.dtype)
+            known = torch.tensor([rows[i].behaviour is not None for i in c], dtype=torch.bool)
+            off.append(OffPolicy(behaviour, known, torch.tensor([rows[i].external for i in c], dtype=torch.bool)))
+        return packed, [torch.tensor([rows[i].advantage for i in c]) for c in chunks], off
 
     def _set_learning_rate(self) -> None:
         """Warm-up as a function of the update count alone, so a resumed run follows the same schedule."""

@@ -65,8 +65,12 @@ class Node:
             self.say(f"warning: {line}")
         self.runtime = runtime.build(config, str(resume.path) if resume else None)
         self.say(f"generation backend: {self.runtime.backend_why}")
-        self.learner = Learner(self.runtime.model, config.train, self.runtime.prompter, config.generation.temperature)
+        self.learner = Learner(
+            self.runtime.model, config.train, self.runtime.prompter, config.generation.temperature, config.model.name
+        )
         self.round = 0
+        self.family_reward: dict[str, float] = {}
+        """Recent mean reward of the node's own completions per task family (an exponential average)."""
         self.last_checkpoint_round = self.last_eval_round = -1  # a run stopped at round 0 still saves one
         if resume is not None:
             self._resume(resume)
@@ -191,7 +195,9 @@ class Node:
             policy=sw.sampler,
             max_share_per_peer=sw.max_share_per_peer,
             skipped=skipped,
+            need={f: 1.0 - r for f, r in self.family_reward.items()},
         )
+        self._note_family_rewards(local)
         stats = self.learner.step(chosen)
         rt.backend.sync_weights()
         self.round = round_
@@ -229,6 +235,15 @@ class Node:
         self.status.round_done(row, peers)
         self.say(round_line(row, gen.questions_per_round, self.swarm is not None))
         return row
+
+    def _note_family_rewards(self, local: list[Group], keep: float = 0.9) -> None:
+        by_family: dict[str, list[float]] = {}
+        for g in local:
+            by_family.setdefault(g.question.ref.task, []).extend(g.rewards)
+        for family, rewards in by_family.items():
+            mean = sum(rewards) / len(rewards)
+            old = self.family_reward.get(family)
+            self.family_reward[family] = mean if old is None else keep * old + (1 - keep) * mean
 
     # ------------------------------------------------------------------ evaluation and checkpoints
 

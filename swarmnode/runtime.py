@@ -52,6 +52,7 @@ class Runtime:
                 tuple(c.text for c in outs),
                 tuple(self.tasks.score(q, c.text) for c in outs),
                 token_ids=tuple(c.token_ids for c in outs),
+                logprobs=tuple(c.logprobs for c in outs) if all(c.logprobs is not None for c in outs) else None,  # type: ignore[misc]
             )
             for q, outs in zip(questions, outputs, strict=True)
         ]

@@ -32,6 +32,9 @@ class Completion:
     """The generated text without the final end-of-sequence token; other special tokens kept literally."""
     finished: bool
     """True when the model ended the completion itself (not cut at max_new_tokens)."""
+    logprobs: tuple[float, ...] | None = None
+    """The log-probability of each of `token_ids` under the distribution it was sampled from (the behaviour
+    policy), when the backend records it."""
 
 
 class PolicyBackend(Protocol):

@@ -6,11 +6,12 @@ and the same position ids, so its log-probs match what generation sampled from.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
 import torch
-from transformers import GenerationConfig
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
 
 from swarmnode.policy.base import Completion, Prompter, SamplingParams
 
@@ -24,6 +25,33 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
             ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
             mask[i, width - len(row) :] = 1
     return ids, mask
+
+
+class BehaviourRecorder(LogitsProcessor):
+    """Records the log-probability of each sampled token under the sampling distribution (softmax of the
+    logits at `temperature`), one generation step at a time: at step t it sees the token sampled at t - 1
+    in `input_ids` and the distribution of step t - 1 it kept. Memory: one step's distribution."""
+
+    def __init__(self, temperature: float) -> None:
+        self.temperature = temperature
+        self.steps: list[torch.Tensor] = []
+        self._last: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self._last is not None:
+            self.steps.append(self._last.gather(1, input_ids[:, -1:]).squeeze(1))
+        self._last = torch.log_softmax(scores.float() / self.temperature, dim=-1)
+        return scores
+
+    def finish(self, new_tokens: torch.Tensor) -> list[list[float]]:
+        """[N, T] log-probs of the generated tokens (`new_tokens`: [N, T]) as lists, one per row."""
+        if self._last is not None and len(self.steps) < new_tokens.shape[1]:
+            self.steps.append(self._last.gather(1, new_tokens[:, len(self.steps) : len(self.steps) + 1]).squeeze(1))
+        self._last = None
+        if not self.steps:
+            return [[] for _ in range(new_tokens.shape[0])]
+        rows: list[list[float]] = torch.stack(self.steps, dim=1).tolist()
+        return rows
 
 
 class HFBackend:
@@ -59,14 +87,30 @@ class HFBackend:
             pad_token_id=self.prompter.pad_id,
             eos_token_id=self.prompter.eos_id,
         )
+        # the behaviour log-probs are those of the full softmax at the temperature (what the learner computes)
+        recorder = (
+            BehaviourRecorder(params.temperature) if not greedy and params.top_p == 1.0 and params.top_k == 0 else None
+        )
         was_training = self.model.training
         self.model.eval()
         try:
-            out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+            out = self.model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                generation_config=config,
+                logits_processor=LogitsProcessorList([recorder] if recorder else []),
+            )
         finally:
             self.model.train(was_training)
-        new_tokens = out[:, ids.shape[1] :].tolist()
+        new = out[:, ids.shape[1] :]
+        new_tokens = new.tolist()
         completions = [self.prompter.decode(row) for row in new_tokens]
+        if recorder is not None:
+            logprobs = recorder.finish(new)
+            completions = [
+                dataclasses.replace(c, logprobs=tuple(lp[: len(c.token_ids)]))
+                for c, lp in zip(completions, logprobs, strict=True)
+            ]
         return [completions[i * params.n : (i + 1) * params.n] for i in range(len(prompts))]
 
     def sync_weights(self) -> None:

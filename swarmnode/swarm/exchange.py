@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 import protocol
-from swarmnode.groups import Group, has_signal
+from swarmnode.groups import Group, has_signal, wire_logprobs
 from swarmnode.identity import Identity
 from swarmnode.swarm.peers import ON_PROBATION, PROVEN, PeerBook
 from swarmnode.swarm.transport import Transport, TransportError, announcement_bucket
@@ -59,6 +59,7 @@ class RolloutExchange:
         max_untrusted: int | None = None,
         max_external_tokens: int | None = None,
         max_peer_tokens: int | None = None,
+        share_logprobs: bool = True,
     ) -> None:
         self.transport = transport
         self.identity = identity
@@ -68,6 +69,8 @@ class RolloutExchange:
         self.book = book
         self.limits = limits
         self.model = model[: limits.max_name_chars]
+        self.share_logprobs = share_logprobs
+        """Publish behaviour log-probs with the completions (protocol v2) when generation recorded them."""
         self.window_s = window_s
         self.max_batches = max_batches
         self.round_timeout_s = round_timeout_s
@@ -173,6 +176,9 @@ class RolloutExchange:
                     g.question.text,
                     tuple(c[: self.limits.max_completion_chars] for c in g.completions),
                     tuple(float(r) for r in g.rewards),
+                    wire_logprobs(g, self.limits.max_completion_chars, self.limits.max_completion_tokens)
+                    if self.share_logprobs
+                    else None,
                 )
                 for g in shared
             ),

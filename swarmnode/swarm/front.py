@@ -72,6 +72,7 @@ def open_exchange(
         batches_per_peer_per_round=sw.batches_per_peer_per_round,
         max_external_tokens=round_tokens if bounded else None,
         max_peer_tokens=max(1, math.floor(sw.max_share_per_peer * round_tokens)) if bounded else None,
+        share_logprobs=sw.share_logprobs,
     )
 
 

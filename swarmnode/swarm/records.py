@@ -227,7 +227,12 @@ def announcement_expiry(rules: SwarmRules, record: AnnouncementRecord, signed: S
 def envelope_head(envelope: bytes) -> tuple[str, bytes] | None:
     """The kind and the author's public key of a canonical envelope, read from its first bytes without decoding
     the rest (the signature is not checked: a cheap first look)."""
-    if len(envelope) < 40 or envelope[0] != 0x95 or envelope[1] != protocol.VERSION or not 0xA1 <= envelope[2] <= 0xB0:
+    if (
+        len(envelope) < 40
+        or envelope[0] != 0x95
+        or envelope[1] not in protocol.VERSIONS
+        or not 0xA1 <= envelope[2] <= 0xB0
+    ):
         return None
     end = 3 + envelope[2] - 0xA0
     if envelope[end : end + 2] != b"\xc4\x20" or len(envelope) < end + 34:

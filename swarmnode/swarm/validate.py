@@ -214,10 +214,10 @@ class BatchValidator:
             if self.held_out(question):
                 outcome.rejected["held_out_question"] += 1
                 continue
-            fresh: list[tuple[str, float]] = []
+            fresh: list[tuple[str, float, tuple[float, ...] | None]] = []
             tokens = 0
             duplicate: tuple[str, bool] | None = None
-            for c, r in zip(group.completions, group.rewards, strict=True):
+            for i, (c, r) in enumerate(zip(group.completions, group.rewards, strict=True)):
                 digest = completion_digest(group.ref, c)
                 first = self._seen_completions.get(digest)
                 if first is not None:
@@ -230,26 +230,27 @@ class BatchValidator:
                     outcome.rejected["long_completion"] += 1
                     continue
                 self._seen_completions.add(digest, _note(author, received))
-                fresh.append((c, r))
+                fresh.append((c, r, None if group.logprobs is None else group.logprobs[i]))
                 tokens += counted
             if not fresh:
                 if duplicate is not None:
                     reason, charged = duplicate
                     (outcome.rejected if charged else outcome.ignored)[reason] += 1
                 continue
-            rewards = tuple(self.tasks.score(question, c) for c, _ in fresh)
-            misreported = sum(abs(own - claim) > 1e-6 for own, (_, claim) in zip(rewards, fresh, strict=True))
+            rewards = tuple(self.tasks.score(question, c) for c, _, _ in fresh)
+            misreported = sum(abs(own - claim) > 1e-6 for own, (_, claim, _) in zip(rewards, fresh, strict=True))
             outcome.misreported += misreported
             self.misreported += misreported
             outcome.tokens.append(tokens)
             outcome.accepted.append(
                 Group(
                     question,
-                    tuple(c for c, _ in fresh),
+                    tuple(c for c, _, _ in fresh),
                     rewards,
                     source=author,
                     model=batch.model,
-                    claimed_rewards=tuple(r for _, r in fresh),
+                    claimed_rewards=tuple(r for _, r, _ in fresh),
+                    logprobs=None if group.logprobs is None else tuple(lp or () for _, _, lp in fresh),
                 )
             )
         return outcome

@@ -373,3 +373,23 @@ def test_refused_announcements_are_said_once_with_the_likely_cause() -> None:
         victim.publish(round_, 1, own_groups(attacker.tasks, 3 * round_))
         said += [line for line in victim.trouble() if "refused" in line]
     assert len(said) == 1 and "no DHT node accepted" in said[0] and "pinning" in said[0]
+
+
+def test_behaviour_log_probs_travel_in_v2_and_only_when_shared() -> None:
+    """Groups with behaviour log-probs go out as protocol v2 and arrive with them, per completion; with
+    share_logprobs off (or none recorded) the batch is v1."""
+    tasks = TaskSet([make_task("add")])
+    hub = MemoryHub()
+    a, b, reader = node(hub, tasks), node(hub, tasks), node(hub, tasks)
+    b.share_logprobs = False
+    rows = ((-0.5, -0.25), (-1.0,), (-2.0, -0.125, -0.5))
+    id_a = a.publish(1, 1, [dataclasses.replace(g, logprobs=rows) for g in own_groups(tasks, 0)])
+    id_b = b.publish(1, 1, [dataclasses.replace(g, logprobs=rows) for g in own_groups(tasks, 3)])
+    got = reader.collect(1)
+    from_a = [g for g in got if g.source == a.identity.peer_id]
+    from_b = [g for g in got if g.source == b.identity.peer_id]
+    assert len(from_a) == len(from_b) == 3
+    assert all(g.logprobs == rows and g.model == "tiny" for g in from_a)
+    assert all(g.logprobs is None for g in from_b)
+    envelopes = [hub.batch(i) for i in (id_a, id_b) if i is not None]
+    assert [e[1] for e in envelopes if e is not None] == [2, 1]  # the version, after the 5-array header

@@ -67,3 +67,30 @@ def test_every_peers_group_not_taken_is_counted_by_why() -> None:
     silo: Counter[str] = Counter()
     select_groups([], external, local_count=0, external_count=0, skipped=silo)
     assert silo == {"no_signal": 2, "slots_full": 6}
+
+
+def fam(task: str, source: str = "p") -> Group:
+    return Group(Question(TaskRef(task, 0, 0), "q", "a"), ("x", "y"), (1.0, 0.0), source)
+
+
+def test_family_aware_takes_the_neediest_family_first_and_families_in_turn() -> None:
+    """Own recent reward: add 0.9, mul 0.1, sort 0.3; count never seen (need 1). Order: count, mul, sort, add,
+    then round again."""
+    external = [fam("add"), fam("add"), fam("mul"), fam("mul"), fam("sort"), fam("count")]
+    need = {"add": 0.1, "mul": 0.9, "sort": 0.7}
+    chosen = select_groups(
+        [], external, local_count=0, external_count=5, policy="family-aware", need=need, max_share_per_peer=1.0
+    )
+    assert [g.question.ref.task for g in chosen] == ["count", "mul", "sort", "add", "mul"]
+    skipped: Counter[str] = Counter()
+    two = select_groups(
+        [],
+        external,
+        local_count=0,
+        external_count=2,
+        policy="family-aware",
+        need=need,
+        skipped=skipped,
+        max_share_per_peer=1.0,
+    )
+    assert [g.question.ref.task for g in two] == ["count", "mul"] and skipped == {"slots_full": 4}

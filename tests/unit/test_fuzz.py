@@ -17,13 +17,14 @@ from hypothesis import strategies as st
 import protocol
 from protocol.envelope import pack_envelope, seal
 from protocol.messages import to_wire
-from protocol.testvectors import KEY_A, sample_announcement, sample_batch, sample_unicode_batch
+from protocol.testvectors import KEY_A, sample_announcement, sample_batch, sample_unicode_batch, sample_v2_batch
 
 LIMITS = protocol.Limits()
 VALID = [
     protocol.seal_payload(sample_batch(), KEY_A, LIMITS),
     protocol.seal_payload(sample_unicode_batch(), KEY_A, LIMITS),
     protocol.seal_payload(sample_announcement(), KEY_A, LIMITS),
+    protocol.seal_payload(sample_v2_batch(), KEY_A, LIMITS),
 ]
 PUB_A = KEY_A.public_key().public_bytes_raw()
 SEEN: Counter[str] = Counter()
@@ -84,7 +85,8 @@ def test_wrong_keys(seed: bytes, raw: bytes, swap_author: bool) -> None:
     if swap_author:  # A's signature presented under another author
         forged = pack_envelope(version, kind, other.public_key().public_bytes_raw(), signature, payload)
     else:  # another key's signature presented under A's name
-        forged = pack_envelope(version, kind, author, other.sign(protocol.signing_input(kind, payload)), payload)
+        signature = other.sign(protocol.signing_input(kind, payload, version))
+        forged = pack_envelope(version, kind, author, signature, payload)
     if forged == raw:  # the drawn seed is A's own key
         return
     assert rejected(forged, source="wrongkey").reason is protocol.Reason.BAD_SIGNATURE
@@ -147,7 +149,14 @@ def _paths(obj: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return found
 
 
-WIRES = [to_wire(sample_batch()), to_wire(sample_unicode_batch()), to_wire(sample_announcement())]
+WIRES = [
+    to_wire(sample_batch()),
+    to_wire(sample_unicode_batch()),
+    to_wire(sample_announcement()),
+    to_wire(sample_v2_batch()),
+]
+KINDS = ["rollouts", "rollouts", "announce", "rollouts"]
+VERSIONS = [1, 1, 1, 2]
 
 
 @settings(max_examples=1500)
@@ -159,8 +168,8 @@ def test_signed_mutated_field(which: int, data: st.DataObject, replacement: Any)
     for step in path[:-1]:
         target = target[step]
     target[path[-1]] = replacement
-    kind = "announce" if which == 2 else "rollouts"
-    rejected_or_round_trips(seal(kind, msgpack.packb(wire, use_bin_type=True), KEY_A), source="signed-mutated")
+    raw = seal(KINDS[which], msgpack.packb(wire, use_bin_type=True), KEY_A, VERSIONS[which])
+    rejected_or_round_trips(raw, source="signed-mutated")
 
 
 @settings(max_examples=1000)
@@ -176,16 +185,14 @@ def test_signed_corrupted_payload_bytes(which: int, data: st.DataObject) -> None
             payload[at:at] = data.draw(st.binary(min_size=1, max_size=8))
         else:
             del payload[at : at + data.draw(st.integers(1, 8))]
-    kind = "announce" if which == 2 else "rollouts"
-    rejected_or_round_trips(seal(kind, bytes(payload), KEY_A), source="signed-corrupted")
+    rejected_or_round_trips(seal(KINDS[which], bytes(payload), KEY_A, VERSIONS[which]), source="signed-corrupted")
 
 
 @settings(max_examples=500)
 @given(st.integers(0, len(WIRES) - 1), st.binary(min_size=1, max_size=32))
 def test_signed_trailing_bytes(which: int, tail: bytes) -> None:
     payload = msgpack.packb(WIRES[which], use_bin_type=True) + tail
-    kind = "announce" if which == 2 else "rollouts"
-    verdict = rejected(seal(kind, payload, KEY_A), source="signed-trailing")
+    verdict = rejected(seal(KINDS[which], payload, KEY_A, VERSIONS[which]), source="signed-trailing")
     assert verdict.reason is protocol.Reason.TRAILING_BYTES
 
 
@@ -204,6 +211,7 @@ names = st.text(st.characters(codec="utf-8", categories=("L", "N", "P", "S")), m
 texts = st.text(max_size=200)
 uints = st.integers(0, 2**63 - 1)
 rewards = st.floats(-10, 10, allow_nan=False)
+logprobs = st.floats(-100, 0, allow_nan=False)
 
 
 @st.composite
@@ -218,6 +226,10 @@ def batches(draw: st.DrawFn) -> protocol.RolloutBatch:
                 question=draw(texts),
                 completions=tuple(draw(st.lists(texts, min_size=g, max_size=g))),
                 rewards=tuple(draw(st.lists(rewards, min_size=g, max_size=g))),
+                logprobs=draw(
+                    st.none()
+                    | st.lists(st.tuples(*[logprobs] * draw(st.integers(0, 5))), min_size=g, max_size=g).map(tuple)
+                ),
             )
         )
     return protocol.RolloutBatch(draw(names), draw(uints), draw(uints), draw(uints), draw(names), tuple(groups))
@@ -231,6 +243,8 @@ def test_valid_batches_round_trip(batch: protocol.RolloutBatch) -> None:
     assert isinstance(verdict, protocol.Accepted)
     assert verdict.payload == batch
     assert all(math.isfinite(r) for g in verdict.payload.groups for r in g.rewards)
+    expected_version = 2 if any(g.logprobs is not None for g in batch.groups) else 1
+    assert msgpack.unpackb(raw)[0] == expected_version  # v1 whenever nothing needs v2
     SEEN["valid"] += 1
 
 

@@ -116,3 +116,75 @@ def test_token_log_probs() -> None:
     logits = torch.tensor([[[0.0, math.log(3.0)]]])
     out = grpo.token_log_probs(logits, torch.tensor([[1]]))
     assert float(out) == pytest.approx(math.log(0.75))
+
+
+# ------------------------------------------------------------------ off-policy corrections (issue 15)
+
+
+def test_importance_weights_by_hand() -> None:
+    # pi / mu per token: e^0 = 1, e^0.5 = 1.6487, e^1.5 = 4.4817 (capped at 2), e^-1 = 0.3679
+    logp = torch.tensor([[-1.0, -0.5, -0.5, -2.0]])
+    behaviour = torch.tensor([[-1.0, -1.0, -2.0, -1.0]])
+    w = grpo.importance_weights(logp, behaviour, torch.tensor([True]), cap=2.0)
+    assert w[0].tolist() == pytest.approx([1.0, math.exp(0.5), 2.0, math.exp(-1.0)], rel=1e-6)
+
+
+def test_rows_without_behaviour_and_cap_off_weigh_one() -> None:
+    logp = torch.tensor([[-1.0, -3.0], [-1.0, -3.0]])
+    behaviour = torch.tensor([[-5.0, -5.0], [-5.0, -5.0]])
+    w = grpo.importance_weights(logp, behaviour, torch.tensor([True, False]), cap=3.0)
+    assert w.flatten().tolist() == pytest.approx([3.0, 3.0, 1.0, 1.0])
+    assert grpo.importance_weights(logp, behaviour, torch.tensor([True, True]), cap=0.0).tolist() == [[1.0] * 2] * 2
+
+
+def test_a_peer_lying_about_its_log_probs_gains_at_most_the_cap() -> None:
+    """A peer claims each token had probability e^-60 under its policy (pi / mu = e^59): uncapped, one of its
+    completions would outweigh 10^25 honest ones; with the cap its gradient is at most cap x an honest one."""
+    logp = torch.tensor([[-1.0, -1.0]], requires_grad=True)
+    honest = torch.tensor([[-1.0, -1.0]])
+    lying = torch.tensor([[-60.0, -60.0]])
+    known = torch.tensor([True])
+    grads = []
+    for behaviour in (honest, lying):
+        w = grpo.importance_weights(logp, behaviour, known, cap=2.0)
+        loss, _ = grpo.clipped_surrogate_loss(
+            logp, logp.detach(), torch.tensor([1.0]), torch.ones(1, 2), token_weights=w
+        )
+        (grad,) = torch.autograd.grad(loss, logp)
+        grads.append(grad)
+    assert grads[0][0].tolist() == pytest.approx([-0.5, -0.5])  # token_mean over 2 tokens, advantage 1
+    assert grads[1][0].tolist() == pytest.approx([-1.0, -1.0])  # exactly the cap, 2x, no more
+    # and lying the other way (mu = 1: "I was certain") only shrinks its own weight
+    w = grpo.importance_weights(logp, torch.zeros(1, 2), known, cap=2.0)
+    assert w[0].tolist() == pytest.approx([math.exp(-1.0)] * 2)
+
+
+def test_mask_ratio_by_hand() -> None:
+    # ratios e^0 = 1, e^0.6 = 1.82, e^0.8 = 2.23 (> 2: masked), e^-0.8 = 0.45 (< 1/2: masked)
+    logp = torch.tensor([[-1.0, -0.4, -0.2, -1.8], [-1.0, -0.4, -0.2, -1.8]])
+    behaviour = torch.full((2, 4), -1.0)
+    mask = torch.tensor([[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 0.0]])
+    kept = grpo.mask_ratio(logp, behaviour, torch.tensor([True, False]), mask, bound=2.0)
+    assert kept.tolist() == [[1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0]]  # the unknown row keeps its mask
+    assert torch.equal(grpo.mask_ratio(logp, behaviour, torch.tensor([True, True]), mask, bound=0.0), mask)
+    # a liar's tokens (pi / mu = e^59) are all masked: it gains nothing
+    assert grpo.mask_ratio(logp, torch.full((2, 4), -60.0), torch.tensor([True, True]), mask, 2.0).sum() == 0
+
+
+def test_likelihood_gate_by_hand() -> None:
+    logp = torch.tensor([[-0.5, -1.5, -9.0], [-4.0, -6.0, 0.0], [0.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    # means over real tokens: -1.0 and -5.0; the empty row passes
+    assert grpo.likelihood_gate(logp, mask, -2.0).tolist() == [True, False, True]
+    assert grpo.likelihood_gate(logp, mask, -5.0).tolist() == [True, True, True]
+
+
+def test_token_weights_scale_the_surrogate_not_the_kl() -> None:
+    logp = torch.tensor([[-1.0, -2.0]], requires_grad=True)
+    ref = torch.tensor([[-1.5, -2.0]])
+    w = torch.tensor([[0.5, 2.0]])
+    loss, _ = grpo.clipped_surrogate_loss(
+        logp, logp.detach(), torch.tensor([1.0]), torch.ones(1, 2), ref_logp=ref, kl_beta=0.1, token_weights=w
+    )
+    kl0 = math.exp(-0.5) + 0.5 - 1.0  # k3 at delta = ref - logp = -0.5; 0 at delta 0
+    assert float(loss.detach()) == pytest.approx((-(0.5 + 2.0) + 0.1 * kl0) / 2)

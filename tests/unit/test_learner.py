@@ -4,6 +4,7 @@ change the update, and an update that moves the policy toward rewarded completio
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -208,3 +209,59 @@ def test_groups_per_update_splits_a_round_into_steps_on_its_own_groups() -> None
     assert learner.updates == 3 and stats.stepped and stats.groups == 5 and stats.completions == 10
     whole = Learner(copy.deepcopy(model), TrainConfig(), prompter)
     assert whole.step(groups).groups == 5 and whole.updates == 1
+
+
+def test_recorded_behaviour_log_probs_match_the_learner_at_the_sampling_temperature() -> None:
+    """What generation records for each sampled token is what the learner computes for it, at temperature 0.7
+    (so the learner's importance ratio pi / mu is 1 on its own fresh samples)."""
+    model, prompter = _setup()
+    backend = HFBackend(model, prompter)
+    prompts = [prompter.prompt_ids(q) for q in ("1+1=", "22+33=")]
+    out = backend.generate(prompts, SamplingParams(n=3, max_new_tokens=6, temperature=0.7, seed=3))
+    for prompt, group in zip(prompts, out, strict=True):
+        for c in group:
+            assert c.logprobs is not None and len(c.logprobs) == len(c.token_ids)
+            with torch.no_grad():
+                got = completion_log_probs(model, pack([(prompt, c.token_ids)], prompter.pad_id), 0.7)[0]
+            assert torch.allclose(got, torch.tensor(c.logprobs), atol=1e-4), (got, c.logprobs)
+    top_k = backend.generate(prompts, SamplingParams(n=2, max_new_tokens=3, top_k=5, seed=3))
+    assert all(c.logprobs is None for g in top_k for c in g)  # not the full softmax: nothing recorded
+
+
+def test_behaviour_log_probs_are_used_only_where_they_line_up() -> None:
+    model, prompter = _setup()
+    learner = Learner(model, TrainConfig(), prompter, model_name="m")
+    texts = ("<answer>2</answer>", "<answer>3</answer>")
+    ids = [prompter.completion_ids(t) for t in texts]
+    rows = tuple(tuple(-0.5 for _ in c) for c in ids)
+    same = Group(Question(TaskRef("add", 0, 0), "1+1=", "2"), texts, (1.0, 0.0), "peer", model="m", logprobs=rows)
+    assert learner.behaviour(same, ids) == list(rows)
+    other = dataclasses.replace(same, model="another/model")
+    assert learner.behaviour(other, ids) == [None, None]
+    short = dataclasses.replace(same, logprobs=(rows[0], rows[1][:-1]))  # a row one short: that row only
+    assert learner.behaviour(short, ids) == [rows[0], None]
+    assert learner.behaviour(dataclasses.replace(same, logprobs=None), ids) == [None, None]
+
+
+def _step_counts(config: TrainConfig, group: Group) -> tuple[int, int, int]:
+    model, prompter = _setup()
+    stats = Learner(model, config, prompter, model_name="m").step([group])
+    return stats.weighted, stats.masked, stats.gated
+
+
+def test_a_lying_peer_is_masked_and_an_unlikely_completion_gated() -> None:
+    """A peer (same model) claims log-prob -60 for every token: with offpolicy_mask = 2 all its tokens are
+    masked; with the likelihood gate at -1.0 per token (the untrained model gives about -log(vocab)) both
+    completions are dropped, whatever the peer claims."""
+    _, prompter = _setup()
+    texts = ("<answer>2</answer>", "<answer>3</answer>")
+    ids = [prompter.completion_ids(t) for t in texts]
+    lying = tuple(tuple(-60.0 for _ in c) for c in ids)
+    group = Group(Question(TaskRef("add", 0, 0), "1+1=", "2"), texts, (1.0, 0.0), "peer", model="m", logprobs=lying)
+    tokens = sum(len(c) for c in ids)
+    assert _step_counts(TrainConfig(offpolicy_mask=2.0), group) == (tokens, tokens, 0)
+    assert _step_counts(TrainConfig(offpolicy_cap=2.0), group) == (tokens, 0, 0)
+    assert _step_counts(TrainConfig(peer_min_logprob=-1.0), group) == (tokens, 0, 2)
+    assert _step_counts(TrainConfig(peer_min_logprob=-50.0), group) == (tokens, 0, 0)
+    own = dataclasses.replace(group, source="local")  # own completions are never gated
+    assert _step_counts(TrainConfig(peer_min_logprob=-1.0), own)[2] == 0
