@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import protocol
 from swarmnode.tasks import Question
 
 LOCAL = "local"
@@ -51,11 +52,22 @@ class Group:
         return self.source == LOCAL
 
 
-def wire_logprobs(group: Group, max_chars: int, max_tokens: int) -> tuple[tuple[float, ...], ...] | None:
-    """A group's behaviour log-probs as they may be published: None when it has none, or when a completion is
-    cut to `max_chars` on the wire or has more than `max_tokens` of them (they would no longer match)."""
-    if group.logprobs is None or len(group.logprobs) != len(group.completions):
-        return None
-    if any(len(c) > max_chars for c in group.completions) or any(len(lp) > max_tokens for lp in group.logprobs):
-        return None
-    return group.logprobs
+def wire_group(group: Group, limits: protocol.Limits, logprobs: bool) -> protocol.RolloutGroup:
+    """A group as published: its text (each completion cut to the limit) and this node's rewards, never token
+    ids; with `logprobs`, its behaviour log-probs when it has them and they still match the text sent (no
+    completion cut, no row over `max_completion_tokens`)."""
+    cut = limits.max_completion_chars
+    rows = group.logprobs if logprobs else None
+    if rows is not None and (
+        len(rows) != len(group.completions)
+        or any(len(c) > cut for c in group.completions)
+        or any(len(lp) > limits.max_completion_tokens for lp in rows)
+    ):
+        rows = None
+    return protocol.RolloutGroup(
+        group.question.ref,
+        group.question.text,
+        tuple(c[:cut] for c in group.completions),
+        tuple(float(r) for r in group.rewards),
+        rows,
+    )

@@ -228,6 +228,11 @@ class Node:
             "external_groups": sum(used.values()),
             "external_by_peer": dict(used),
             "external_skipped": dict(sorted(skipped.items())),
+            "offpolicy": {
+                "weighted_tokens": stats.weighted,
+                "masked_tokens": stats.masked,
+                "gated_completions": stats.gated,
+            },
             "kl": stats.kl,
             "policy_version": self.learner.updates,
         }

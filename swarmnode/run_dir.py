@@ -52,6 +52,9 @@ class RoundRow(SwarmCounters, total=False):
     external_by_peer: dict[str, int]
     external_skipped: dict[str, int]
     """Peers' groups received but not trained on, by why (`experience.select_groups`)."""
+    offpolicy: dict[str, int]
+    """`weighted_tokens` (tokens with a known behaviour log-prob), `masked_tokens` (by train.offpolicy_mask),
+    `gated_completions` (peers', by train.peer_min_logprob)."""
     policy_version: int
 
 
@@ -93,6 +96,9 @@ def round_line(row: RoundRow, questions: int, swarm: bool) -> str:
         skipped = row.get("external_skipped") or {}
         if skipped:
             line += " (" + ", ".join(f"{why} {n}" for why, n in skipped.items()) + ")"
+    off = row.get("offpolicy") or {}
+    if off.get("masked_tokens") or off.get("gated_completions"):
+        line += f" | masked {off.get('masked_tokens', 0)} tokens, gated {off.get('gated_completions', 0)}"
     return line
 
 

@@ -97,7 +97,9 @@ def _bench_sapo(args: argparse.Namespace) -> int:
 
     load_config(None, [parse_override(s) for s in args.set])  # a bad setting fails here, in one line
     counts = (args.nodes, args.rounds, args.eval_questions, args.eval_every, args.jobs)
-    sapo.run(args.world, configs, seeds, *counts, Path(args.json), tuple(args.set))
+    if args.hetero and (args.nodes < 4 or args.world != "mix"):
+        raise UserError("--hetero needs --world mix and --nodes 4 or more")
+    sapo.run(args.world, configs, seeds, *counts, Path(args.json), tuple(args.set), args.hetero)
     return 0
 
 
@@ -146,6 +148,9 @@ def add_commands(
     sapo.add_argument("--eval-every", type=int, default=20, help="rounds between evaluations (default: 20)")
     sapo.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="a setting for every node (repeatable)"
+    )
+    sapo.add_argument(
+        "--hetero", action="store_true", help="a swarm of different nodes: another model size, one at half speed"
     )
     sapo.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each (default: 2)")
     sapo.add_argument("--json", default="runs/bench/sapo.json", help="JSON output (default: %(default)s)")

@@ -5,7 +5,16 @@ of rounds and several seeds:
 - silo   I = 8, J = 0: each node trains on its own 8 question groups;
 - 4/4    I = 4, J = 4: the SAPO paper's split, peers' groups replace half of the node's own;
 - 8/8    I = 8, J = 8: peers' groups come on top of the node's own;
-- 2/6, 4/12 (asked for by name): a node that generates a quarter or a half of the silo's and takes more.
+- 2/6, 4/12 (asked for by name): a node that generates a quarter or a half of the silo's and takes more;
+- variants of these with the machinery for peers' rollouts: `-fam` (family-aware sampler), `-tis`
+  (truncated importance weights from the authors' behaviour log-probs, cap 2), `-mask` (tokens with
+  pi / mu outside [1/2, 2] masked), `-gate` (peers' completions under a mean log-prob of -1.5 per token
+  under the node's own policy dropped).
+
+`--hetero`: a swarm of different nodes (N >= 4): node 2 runs a smaller model (another size: built once
+by `build_tiny` into the bench's folder), the last node runs at half speed (a round every other lockstep
+round, so its rollouts come from an older policy), the others run the embedded model; the measures are
+over the full-speed embedded-model nodes (silo: the same nodes alone).
 
 Two worlds: `add` (the embedded tiny-add model on one task: dense reward) and `mix` (the embedded tiny-mix
 model on six families whose starting accuracies differ: add, sub, max, count at 30-50% held-out greedy,
@@ -34,8 +43,27 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from swarmnode.bench.report import format_table, write_json
 
-CONFIGS: dict[str, tuple[int, int]] = {"silo": (8, 0), "4/4": (4, 4), "8/8": (8, 8), "2/6": (2, 6), "4/12": (4, 12)}
-COLUMNS = "config I J cum.reward sd vs-silo held-out node-s to-target gen-tok/round s/round(gen+share+train)".split()
+SPLITS: dict[str, tuple[int, int]] = {"silo": (8, 0), "4/4": (4, 4), "8/8": (8, 8), "2/6": (2, 6), "4/12": (4, 12)}
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "": (),
+    "-fam": ("swarm.sampler=family-aware",),
+    "-tis": ("train.offpolicy_cap=2.0",),
+    "-mask": ("train.offpolicy_mask=2.0",),
+    "-gate": ("train.peer_min_logprob=-1.5",),
+    "-fam-tis": ("swarm.sampler=family-aware", "train.offpolicy_cap=2.0"),
+}
+CONFIGS: dict[str, tuple[int, int, tuple[str, ...]]] = {
+    f"{split}{suffix}": (*SPLITS[split], settings)
+    for split in SPLITS
+    for suffix, settings in VARIANTS.items()
+    if split != "silo" or not suffix
+}
+"""Name -> (I, J, settings): the splits, and each swarm split with each variant of the machinery."""
+SMALL_MODEL = "tiny-mix-small"
+"""The heterogeneous swarm's other model: the tiny-mix recipe at a smaller size (hidden 96, 3 layers)."""
+COLUMNS = (
+    "config I J cum.reward sd vs-silo worst-seed held-out node-s to-target gen-tok/round s/round(gen+share+train)"
+).split()
 
 
 @dataclass(frozen=True)
@@ -81,16 +109,21 @@ def run_one(
     eval_every: int,
     root: str,
     extra: tuple[str, ...] = (),
+    small_model: str = "",
 ) -> dict[str, Any]:
+    """One (configuration, seed) run. `small_model`: a path makes the swarm heterogeneous (see the module)."""
     from swarmnode.config import load_config, parse_override
     from swarmnode.identity import Identity
     from swarmnode.node import Node
     from swarmnode.swarm.memory import MemoryHub, MemoryTransport
 
     world = WORLDS[world_name]
-    local, external = CONFIGS[config]
+    local, external, settings = CONFIGS[config]
     hub = MemoryHub()
     members = []
+    hetero = bool(small_model)
+    slow = nodes - 1 if hetero else -1
+    measured = [k for k in range(nodes) if not hetero or k not in (2, slow)]
     for k in range(nodes):
         name = f"{world_name}-{config.replace('/', '-')}-s{seed}-n{k}"
         sets = [
@@ -106,7 +139,9 @@ def run_one(
             "checkpoint.every=1000000",
             "threads=1",
             *world_overrides(world),
+            *settings,
             *extra,
+            *([f"model.name={small_model}"] if hetero and k == 2 else []),
         ]
         transport = None if external == 0 else MemoryTransport(hub)
         identity = Identity(Ed25519PrivateKey.generate())
@@ -115,17 +150,19 @@ def run_one(
     start = time.perf_counter()
     reward = [0.0] * rounds
     node_s = [0.0] * nodes
+    watched = [members[k] for k in measured]
+    share = 1.0 / len(measured)
     generated = external_used = 0
     split = {"generate_s": 0.0, "share_s": 0.0, "train_s": 0.0}
     curve: list[dict[str, Any]] = []
 
     def evaluate(round_: int) -> None:
-        rows = [node.evaluate() for node in members]
+        rows = [node.evaluate() for node in watched]
         families = rows[0]["eval_by_task"]
         curve.append(
             {
                 "round": round_,
-                "node_s": statistics.fmean(node_s),
+                "node_s": statistics.fmean(node_s[k] for k in measured),
                 "accuracy": statistics.fmean(r["eval_greedy_accuracy"] for r in rows),
                 "by_task": {f: statistics.fmean(r["eval_by_task"][f] for r in rows) for f in families},
             }
@@ -134,12 +171,16 @@ def run_one(
     evaluate(0)
     for r in range(rounds):
         for k, node in enumerate(members):  # in lockstep: every node's round r before anyone's r + 1
+            if (k == slow and r % 2) or (external == 0 and k not in measured):
+                continue  # the half-speed node; a silo's unmeasured nodes change nothing
             row = node.step()
             assert row is not None
-            reward[r] += row["mean_reward"] / nodes
+            if k not in measured:
+                continue
+            reward[r] += row["mean_reward"] * share
             node_s[k] += row["round_s"]
             for part in split:
-                split[part] += row[part] / nodes / rounds  # type: ignore[literal-required]
+                split[part] += row[part] * share / rounds  # type: ignore[literal-required]
             generated += row["generated_tokens"]
             external_used += row["external_groups"]
         if (r + 1) % eval_every == 0 or r + 1 == rounds:
@@ -152,14 +193,15 @@ def run_one(
         "seed": seed,
         "local": local,
         "external": external,
+        "hetero": hetero,
         "cumulative_reward": sum(reward),
         "reward_per_round": reward,
         "curve": curve,
         "held_out_accuracy": curve[-1]["accuracy"],
-        "node_s": statistics.fmean(node_s),
-        "generated_tokens_per_node_round": generated / nodes / rounds,
+        "node_s": statistics.fmean(node_s[k] for k in measured),
+        "generated_tokens_per_node_round": generated * share / rounds,
         "seconds_per_node_round": split,
-        "external_groups_per_node_round": external_used / nodes / rounds,
+        "external_groups_per_node_round": external_used * share / rounds,
         "wall_s": time.perf_counter() - start,
     }
 
@@ -179,10 +221,12 @@ def summarize(runs: list[dict[str, Any]], configs: list[str]) -> list[dict[str, 
         mine = [r for r in runs if r["config"] == c]
         reward = statistics.fmean(r["cumulative_reward"] for r in mine)
         ratios = []
+        per_seed = []
         for r in mine:
             base = silo.get(r["seed"])
             if base is None:
                 continue
+            per_seed.append(r["cumulative_reward"] / base["cumulative_reward"] - 1.0)
             target = base["held_out_accuracy"]
             theirs, ours = seconds_to(base["curve"], target), seconds_to(r["curve"], target)
             ratios.append(None if ours is None or not theirs else ours / theirs)
@@ -193,6 +237,7 @@ def summarize(runs: list[dict[str, Any]], configs: list[str]) -> list[dict[str, 
                 "config": c,
                 "local": CONFIGS[c][0],
                 "external": CONFIGS[c][1],
+                "reward_vs_silo_by_seed": per_seed,
                 "cumulative_reward": reward,
                 "reward_sd": statistics.stdev(r["cumulative_reward"] for r in mine) if len(mine) > 1 else 0.0,
                 "vs_silo": (reward / silo_reward - 1.0) if silo_reward else None,
@@ -251,6 +296,17 @@ def plot(runs: list[dict[str, Any]], configs: list[str], path: Path, title: str)
     plt.close(fig)
 
 
+def small_model(folder: Path) -> Path:
+    """The heterogeneous swarm's smaller model, built once into `folder` (about a minute on one core)."""
+    if not (folder / "model.safetensors").exists():
+        from swarmnode.models.build_tiny import MIX_FAMILIES, Recipe, build
+
+        recipe = Recipe(families=MIX_FAMILIES, steps=900, hidden=96, layers=3, heads=4, intermediate=384, seed=4321)
+        print(f"building the smaller model for --hetero into {folder}", flush=True)
+        build(folder, recipe.steps, quiet=True, recipe=recipe)
+    return folder
+
+
 def run(
     world: str,
     configs: list[str],
@@ -262,12 +318,14 @@ def run(
     jobs: int,
     json_path: Path,
     extra: tuple[str, ...] = (),
+    hetero: bool = False,
 ) -> list[dict[str, Any]]:
     """`extra`: KEY=VALUE settings given to every node of every configuration."""
     runs: list[dict[str, Any]] = []
+    small = str(small_model(json_path.parent / SMALL_MODEL)) if hetero else ""
     with tempfile.TemporaryDirectory(prefix="swarmnode-bench-sapo-") as root:
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            args = (nodes, rounds, eval_questions, eval_every, root, extra)
+            args = (nodes, rounds, eval_questions, eval_every, root, extra, small)
             futures = [pool.submit(run_one, world, c, s, *args) for s in seeds for c in configs]
             for future in futures:
                 runs.append(future.result())
@@ -279,7 +337,9 @@ def run(
                 )
     summary = summarize(runs, configs)
     print(
-        f"sapo bench, world {world} ({WORLDS[world].about}): {nodes} nodes, {rounds} rounds, seeds {seeds}, "
+        f"sapo bench, world {world} ({WORLDS[world].about}): {nodes} nodes"
+        + (" (heterogeneous: see --hetero; measured over the full-speed embedded-model nodes)" if hetero else "")
+        + f", {rounds} rounds, seeds {seeds}, "
         f"held-out greedy accuracy on {eval_questions} questions every {eval_every} rounds; means over nodes "
         "and seeds; 'to target': node-seconds to the silo's final held-out accuracy, / silo's (median over seeds)"
     )
@@ -294,6 +354,7 @@ def run(
                     s["cumulative_reward"],
                     s["reward_sd"],
                     "" if s["vs_silo"] is None else f"{100 * s['vs_silo']:+.1f}%",
+                    f"{100 * min(s['reward_vs_silo_by_seed']):+.1f}%" if s["reward_vs_silo_by_seed"] else "",
                     f"{s['held_out_accuracy']:.1%}",
                     s["node_s"],
                     (
@@ -327,6 +388,7 @@ def run(
         "seeds": seeds,
         "eval_questions": eval_questions,
         "eval_every": eval_every,
+        "hetero": hetero,
     }
     write_json(json_path, "sapo", params, summary + [{"run": r} for r in runs])
     png = json_path.with_suffix(".png")

@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 import protocol
-from swarmnode.groups import Group, has_signal, wire_logprobs
+from swarmnode.groups import Group, has_signal, wire_group
 from swarmnode.identity import Identity
 from swarmnode.swarm.peers import ON_PROBATION, PROVEN, PeerBook
 from swarmnode.swarm.transport import Transport, TransportError, announcement_bucket
@@ -170,18 +170,7 @@ class RolloutExchange:
             policy_version,
             now_ms,
             self.model,
-            tuple(
-                protocol.RolloutGroup(
-                    g.question.ref,
-                    g.question.text,
-                    tuple(c[: self.limits.max_completion_chars] for c in g.completions),
-                    tuple(float(r) for r in g.rewards),
-                    wire_logprobs(g, self.limits.max_completion_chars, self.limits.max_completion_tokens)
-                    if self.share_logprobs
-                    else None,
-                )
-                for g in shared
-            ),
+            tuple(wire_group(g, self.limits, self.share_logprobs) for g in shared),
         )
         envelope = protocol.seal_payload(batch, self.identity.key, self.limits)
         batch_id = protocol.message_id(envelope)
