@@ -99,10 +99,11 @@ class TrainConfig(Section):
     """Informative groups per update: a round's groups (own and peers') are split into updates of at most this
     many, so a round that trains on more groups takes more steps (0 = one update on all of a round's groups)."""
     advantage_eps: float = Field(1e-4, gt=0.0)
-    offpolicy_cap: float = Field(0.0, ge=0.0, le=1000.0)
+    offpolicy_cap: float = Field(2.0, ge=0.0, le=1000.0)
     """Truncated importance weights min(pi / mu, cap) on tokens whose behaviour log-prob mu is known (own
     completions; peers' with the same model and tokenization, protocol v2): a peer lying about mu gains at
-    most the cap (0 = off)."""
+    most the cap (0 = off). On by default: in `bench sapo --world mix` it was the variant that helped most
+    (docs/BENCHMARKS.md)."""
     offpolicy_mask: float = Field(0.0, ge=0.0, le=1000.0)
     """Mask tokens whose ratio pi / mu lies outside [1 / x, x] (0 = off; else above 1)."""
     peer_min_logprob: float | None = Field(None, le=0.0)
@@ -200,8 +201,8 @@ DIGEST_SKIPS_DEFAULT: dict[str, dict[str, object]] = {
     "swarm": {"offer_strikes": 4, "max_completion_tokens": None, "max_external_tokens": None, "share_logprobs": True},
     "train": {"groups_per_update": 0, "offpolicy_cap": 0.0, "offpolicy_mask": 0.0, "peer_min_logprob": None},
 }
-"""Fields added after checkpoints were written, by section: left out of the training digest at their
-defaults, so those checkpoints still match the same settings."""
+"""Fields added after checkpoints were written, by section: left out of the training digest at the value
+that behaves as before they existed, so those checkpoints still match the same settings."""
 EMBEDDED_MODELS = (EMBEDDED_MODEL, "swarmnode/tiny-mix")
 """The models shipped inside the package (`models/<name>/`, built by `python -m swarmnode.models.build_tiny
 --model NAME`)."""

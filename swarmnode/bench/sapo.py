@@ -6,8 +6,9 @@ of rounds and several seeds:
 - 4/4    I = 4, J = 4: the SAPO paper's split, peers' groups replace half of the node's own;
 - 8/8    I = 8, J = 8: peers' groups come on top of the node's own;
 - 2/6, 4/12 (asked for by name): a node that generates a quarter or a half of the silo's and takes more;
-- variants of these with the machinery for peers' rollouts: `-fam` (family-aware sampler), `-tis`
-  (truncated importance weights from the authors' behaviour log-probs, cap 2), `-mask` (tokens with
+- variants of these with the machinery for peers' rollouts: `-plain` (all of it off: no importance
+  weights, uniform sampler), `-fam` (family-aware sampler), `-tis` (truncated importance weights from the
+  authors' behaviour log-probs, cap 2: the node's default now), `-mask` (tokens with
   pi / mu outside [1/2, 2] masked), `-gate` (peers' completions under a mean log-prob of -1.5 per token
   under the node's own policy dropped).
 
@@ -46,6 +47,7 @@ from swarmnode.bench.report import format_table, write_json
 SPLITS: dict[str, tuple[int, int]] = {"silo": (8, 0), "4/4": (4, 4), "8/8": (8, 8), "2/6": (2, 6), "4/12": (4, 12)}
 VARIANTS: dict[str, tuple[str, ...]] = {
     "": (),
+    "-plain": ("train.offpolicy_cap=0", "swarm.sampler=uniform"),
     "-fam": ("swarm.sampler=family-aware",),
     "-tis": ("train.offpolicy_cap=2.0",),
     "-mask": ("train.offpolicy_mask=2.0",),
