@@ -46,6 +46,15 @@ def test_summary_ratios_are_per_seed_against_that_seeds_silo() -> None:
     assert split["to_target_ratios"] == [0.5, 0.8] and split["to_target_median"] == 0.65
     assert additive["to_target_ratios"] == [1.5, None] and additive["to_target_median"] is None
     assert split["vs_silo"] == (18.0 / 12.0 - 1.0)  # mean cumulative reward 18 against the silo's 12
+    assert split["reward_vs_silo_by_seed"] == [16.0 / 10.0 - 1.0, 20.0 / 14.0 - 1.0]  # the worst seed shows
     assert split["held_out_by_task"] == {"add": 0.5, "rev": 0.25}  # final points, mean over seeds
     assert split["generated_tokens_per_node_round"] == 100.0
     assert split["seconds_per_node_round"] == {"generate_s": 0.5, "share_s": 0.0, "train_s": 1.0}
+
+
+def test_named_configurations_carry_their_settings() -> None:
+    assert sapo.CONFIGS["silo"] == (8, 0, ())
+    assert sapo.CONFIGS["8/8"] == (8, 8, ())  # the node's own defaults
+    assert sapo.CONFIGS["8/8-plain"] == (8, 8, ("train.offpolicy_cap=0", "swarm.sampler=uniform"))
+    assert sapo.CONFIGS["4/4-fam-tis"][2] == ("swarm.sampler=family-aware", "train.offpolicy_cap=2.0")
+    assert "silo-fam" not in sapo.CONFIGS

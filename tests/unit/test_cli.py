@@ -123,3 +123,17 @@ def test_transport_flag(tmp_path: Path) -> None:
         refused = run(*args, "--run-dir", str(tmp_path / "no"))
         assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
     assert "contradict" in run("join", "--silo", "--transport", "libp2p").stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (("--configs", "silo,8/8-nonsense"), "--configs takes"),
+        (("--hetero", "--nodes", "3"), "--hetero needs"),
+        (("--set", "train.offpolicy_mask=0.5"), "offpolicy_mask"),
+    ],
+)
+def test_bench_sapo_refuses_bad_flags_in_one_line(tmp_path: Path, flags: tuple[str, ...], said: str) -> None:
+    out = run("bench", "sapo", *flags, "--json", str(tmp_path / "s.json"))
+    assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and said in out.stderr, out.stderr
+    assert not (tmp_path / "s.json").exists()
