@@ -22,7 +22,7 @@ from swarmnode.config import GenerationConfig, NodeConfig
 from swarmnode.errors import UserError
 from swarmnode.groups import Group
 from swarmnode.models import load_model, resolve_model_source
-from swarmnode.policy.base import PolicyBackend, Prompter, SamplingParams
+from swarmnode.policy.base import Completion, PolicyBackend, Prompter, SamplingParams
 from swarmnode.policy.hf import HFBackend
 from swarmnode.policy.vllm import VLLMBackend, vllm_status
 from swarmnode.tasks import Question, TaskSet, make_task
@@ -52,7 +52,7 @@ class Runtime:
                 tuple(c.text for c in outs),
                 tuple(self.tasks.score(q, c.text) for c in outs),
                 token_ids=tuple(c.token_ids for c in outs),
-                logprobs=tuple(c.logprobs for c in outs) if all(c.logprobs is not None for c in outs) else None,  # type: ignore[misc]
+                logprobs=behaviour(outs),
             )
             for q, outs in zip(questions, outputs, strict=True)
         ]
@@ -112,3 +112,9 @@ def build(config: NodeConfig, source: str | None = None) -> Runtime:
     gen = config.generation
     backend, why = choose_backend(gen.backend, model, source, prompter, gen, config.model.dtype, config.seed)
     return Runtime(model, tokenizer, prompter, make_tasks(config), backend, source, why)
+
+
+def behaviour(outs: Sequence[Completion]) -> tuple[tuple[float, ...], ...] | None:
+    """A group's behaviour log-probs: every completion's, or None when any was not recorded."""
+    rows = [c.logprobs for c in outs if c.logprobs is not None]
+    return tuple(rows) if len(rows) == len(outs) else None
