@@ -45,6 +45,10 @@ class TaskConfig(Section):
     """Tasks to train on: built-in `add`, or reasoning-gym dataset names (for example basic_arithmetic)."""
     params: dict[str, dict[str, ScalarValue]] = Field(default_factory=_default_task_params)
     """Per-task parameters, for example {add = {digits = 2}} or a reasoning-gym dataset's config fields."""
+    answer_format: Literal["end", "exact", "anywhere"] = "end"
+    """Text allowed around the `<answer>` span (a completion outside it scores 0): `end` = nothing after it,
+    `exact` = nothing before or after, `anywhere` = no rule (before issue 16; a payload rides on a correct
+    answer). The nodes of a swarm must agree: peers' rewards are re-scored under this node's rule."""
 
 
 class GenerationConfig(Section):
@@ -106,9 +110,12 @@ class TrainConfig(Section):
     (docs/BENCHMARKS.md)."""
     offpolicy_mask: float = Field(0.0, ge=0.0, le=1000.0)
     """Mask tokens whose ratio pi / mu lies outside [1 / x, x] (0 = off; else above 1)."""
-    peer_min_logprob: float | None = Field(None, le=0.0)
-    """Drop a peer's completion whose mean per-token log-prob under this node's policy is below this (None =
-    off): works across tokenizers, needs nothing from the author."""
+    peer_min_logprob: float = Field(-5.0, le=0.0)
+    """Drop a peer's completion whose mean per-token log-prob under this node's policy (over its worst run of
+    `peer_gate_window` tokens) is below this (0 = off): a payload the node would never write fails it. It
+    works across tokenizers and needs nothing from the author (issue 16: bench poison)."""
+    peer_gate_window: int = Field(6, ge=0, le=4096)
+    """Tokens per run for `peer_min_logprob` (0 = the whole completion's mean)."""
     warmup_updates: int = Field(50, ge=0)
     """Linear learning-rate warm-up over this many optimizer steps (Adam's first steps are otherwise
     large and noisy, and knock a freshly loaded model off its optimum)."""
@@ -198,8 +205,22 @@ HIVEMIND_FLAT_KEYS: dict[str, object] = {"nat_traversal": False, "ttl_s": 900.0}
 """Hivemind fields once set directly under [swarm], with their defaults: still read there, moved into the
 transport section (a non-default value with another transport is refused)."""
 DIGEST_SKIPS_DEFAULT: dict[str, dict[str, object]] = {
-    "swarm": {"offer_strikes": 4, "max_completion_tokens": None, "max_external_tokens": None, "share_logprobs": True},
-    "train": {"groups_per_update": 0, "offpolicy_cap": 0.0, "offpolicy_mask": 0.0, "peer_min_logprob": None},
+    "swarm": {
+        "offer_strikes": 4,
+        "max_completion_tokens": None,
+        "max_external_tokens": None,
+        "share_logprobs": True,
+        "trust_rounds": 0,
+        "newcomer_share": 0.125,
+    },
+    "train": {
+        "groups_per_update": 0,
+        "offpolicy_cap": 0.0,
+        "offpolicy_mask": 0.0,
+        "peer_min_logprob": 0.0,
+        "peer_gate_window": 0,
+    },
+    "task": {"answer_format": "anywhere"},
 }
 """Fields added after checkpoints were written, by section: left out of the training digest at the value
 that behaves as before they existed, so those checkpoints still match the same settings."""
@@ -229,6 +250,12 @@ class SwarmConfig(Section):
     recorded them, so peers with the same model can weigh them (train.offpolicy_cap)."""
     max_share_per_peer: float = Field(0.5, gt=0.0, le=1.0)
     """No single peer fills more than this share of J."""
+    trust_rounds: int = Field(20, ge=0, le=1_000_000)
+    """Seniority against sybils (issue 16): a peer is young for this many of the node's rounds after its
+    first accepted group, and older peers are taken by cohorts of this many rounds, earliest first (0 = off:
+    every peer alike, as before)."""
+    newcomer_share: float = Field(0.125, ge=0.0, le=1.0)
+    """Of J, the share young peers may take ahead of older ones (they get what older peers leave, too)."""
     window_s: float = Field(60.0, gt=0.0)
     """Announcement time window; the current and previous windows are read."""
     max_batches_per_round: int = Field(8, ge=1, le=1024)

@@ -6,6 +6,11 @@ no single peer may fill more than `max_share_per_peer` of the J slots. `uniform`
 the eligible groups; `advantage-aware` takes the groups with the largest reward variance first;
 `family-aware` takes task families in turn, the family where the node's own recent reward is lowest first
 (a peer's success on a question type the node rarely solves is signal it cannot get alone).
+
+With peers' `standing` (seniority, `swarm.peers`), the policy's order holds within a cohort only: young
+peers' groups may take `newcomer_slots` first, then older peers' groups fill the slots cohort by cohort,
+earliest first, and young peers' get what is left (`newcomer_share` counts those not taken). So however
+many identities arrive, the peers with a record keep at least J - `newcomer_slots` of the slots they fill.
 """
 
 from __future__ import annotations
@@ -49,10 +54,13 @@ def select_groups(
     max_share_per_peer: float = 0.5,
     skipped: Counter[str] | None = None,
     need: Mapping[str, float] | None = None,
+    standing: Mapping[str, tuple[int, bool]] | None = None,
+    newcomer_slots: int = 0,
 ) -> list[Group]:
     """The node's first `local_count` own groups plus up to `external_count` peers' groups. Each peers' group
     not taken is counted in `skipped` by why: `no_signal` (no reward variance), `peer_share` (its peer
-    already fills `max_share_per_peer` of the slots), `slots_full` (all `external_count` slots taken)."""
+    already fills `max_share_per_peer` of the slots), `slots_full` (all `external_count` slots taken),
+    `newcomer_share` (a young peer's group left over when the slots were full)."""
     skipped = Counter() if skipped is None else skipped
     chosen = list(local[:local_count])
     candidates = [g for g in external if g.informative]
@@ -72,12 +80,18 @@ def select_groups(
         candidates = by_family_need(candidates, need or {}, picker)
     else:
         raise ValueError(f"unknown sampler policy {policy!r}")
+    young: set[int] = set()
+    if standing is not None:
+        old = sorted((g for g in candidates if not standing[g.source][1]), key=lambda g: standing[g.source][0])
+        new = [g for g in candidates if standing[g.source][1]]
+        young = {id(g) for g in new}
+        candidates = new[:newcomer_slots] + old + new[newcomer_slots:]  # sorted is stable: policy order kept
     cap = max(1, math.floor(max_share_per_peer * external_count))
     per_peer: Counter[str] = Counter()
     taken = 0
     for group in candidates:
         if taken >= external_count:
-            skipped["slots_full"] += 1
+            skipped["newcomer_share" if id(group) in young else "slots_full"] += 1
             continue
         if per_peer[group.source] >= cap:
             skipped["peer_share"] += 1

@@ -72,12 +72,23 @@ def mask_ratio(logp: Tensor, behaviour: Tensor, known: Tensor, mask: Tensor, bou
     return torch.where(far, torch.zeros_like(mask), mask)
 
 
-def likelihood_gate(logp: Tensor, mask: Tensor, min_mean_logp: float) -> Tensor:
+def likelihood_gate(logp: Tensor, mask: Tensor, min_mean_logp: float, window: int = 0) -> Tensor:
     """[B] bool: completions whose mean per-token log-prob under this node's policy is at least
-    `min_mean_logp` (a completion the node would hardly ever write fails). Empty rows pass."""
+    `min_mean_logp` (a completion the node would hardly ever write fails). With `window` = w > 0 the mean is
+    taken over every run of w consecutive tokens and the worst run counts (the whole completion when it is
+    shorter): a few improbable tokens in a long completion (a payload) fail the gate even where the rest
+    would lift the completion's mean above it. Rows' masks are a prefix of their tokens. Empty rows pass."""
     tokens = mask.sum(dim=1)
-    mean = (logp.detach() * mask).sum(dim=1) / tokens.clamp(min=1.0)
-    return (mean >= min_mean_logp) | (tokens == 0)
+    masked = logp.detach() * mask
+    worst = masked.sum(dim=1) / tokens.clamp(min=1.0)
+    if 0 < window <= logp.shape[1]:
+        sums = torch.nn.functional.pad(masked.cumsum(dim=1), (1, 0))
+        inside = torch.nn.functional.pad(mask.cumsum(dim=1), (1, 0))
+        runs = (sums[:, window:] - sums[:, :-window]) / window
+        full = (inside[:, window:] - inside[:, :-window]) >= window - 0.5
+        runs = torch.where(full, runs, torch.full_like(runs, math.inf)).min(dim=1).values
+        worst = torch.where(tokens >= window, runs, worst)
+    return (worst >= min_mean_logp) | (tokens == 0)
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import copy
 import time
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -45,6 +46,10 @@ class StepStats:
     """Of those, tokens masked out because pi / mu was too far from 1 (train.offpolicy_mask)."""
     gated: int = 0
     """Peers' completions dropped as too unlikely under this node's policy (train.peer_min_logprob)."""
+    gated_by_source: dict[str, int] = field(default_factory=dict)
+    """... by the peer they came from."""
+    gated_texts: tuple[str, ...] = ()
+    """... their text (the drift signal looks for it in the node's own samples)."""
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,9 @@ class Row:
     behaviour: Sequence[float] | None
     """The behaviour log-prob of each completion token, when known and aligned with `completion`."""
     external: bool
+    source: str = ""
+    text: str = ""
+    """A peer's completion: its author and text (for the gate's counts)."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +163,8 @@ class OffPolicy:
     """[B] bool"""
     external: torch.Tensor
     """[B] bool"""
+    rows: tuple[int, ...] = ()
+    """The micro-batch's rows, by index into the update's rows."""
 
 
 class Learner:
@@ -223,6 +233,8 @@ class Learner:
             sum(d.weighted for d in stepped),
             sum(d.masked for d in stepped),
             sum(d.gated for d in stepped),
+            dict(sum((Counter(d.gated_by_source) for d in stepped), Counter())),
+            tuple(t for d in stepped for t in d.gated_texts),
         )
 
     def _update(self, useful: Sequence[Group]) -> StepStats:
@@ -235,9 +247,10 @@ class Learner:
             )[0]
             prompt, completions = self.token_rows(g)
             behaviour = self.behaviour(g, completions)
-            for completion, a, lp in zip(completions, adv.tolist(), behaviour, strict=True):
+            texts = [""] * len(completions) if g.local else g.completions
+            for completion, a, lp, text in zip(completions, adv.tolist(), behaviour, texts, strict=True):
                 if completion:
-                    rows.append(Row(prompt, completion, a, lp, not g.local))
+                    rows.append(Row(prompt, completion, a, lp, not g.local, g.source, text))
         tokens = sum(len(r.completion) for r in rows)
         if not rows:
             return StepStats(False, 0, 0, 0, seconds=time.perf_counter() - start)
@@ -250,17 +263,19 @@ class Learner:
 
         self.model.train()
         loss_total = clip = kl = grad_norm = 0.0
-        weighted = masked = gated = 0
+        weighted = masked = 0
+        gated: list[int] = []
         for _ in range(cfg.updates_per_batch):
             self.optimizer.zero_grad(set_to_none=True)
             self._set_learning_rate()
             loss_total = clip = kl = 0.0
-            weighted = masked = gated = 0
+            weighted = masked = 0
+            gated = []
             for k, batch in enumerate(packed):
                 logp = completion_log_probs(self.model, batch, self.temperature)
                 before = old[k] if old is not None else logp.detach()  # the policy this update starts from
-                mask, weights, counts = self._off_policy(before, batch.target_mask, off[k])
-                weighted, masked, gated = weighted + counts[0], masked + counts[1], gated + counts[2]
+                mask, weights, counts, dropped = self._off_policy(before, batch.target_mask, off[k])
+                weighted, masked, gated = weighted + counts[0], masked + counts[1], gated + dropped
                 loss, stats = grpo.clipped_surrogate_loss(
                     logp,
                     before,
@@ -295,27 +310,31 @@ class Learner:
             time.perf_counter() - start,
             weighted,
             masked,
-            gated,
+            len(gated),
+            dict(Counter(rows[i].source for i in gated)),
+            tuple(rows[i].text for i in gated),
         )
 
     def _off_policy(
         self, logp: torch.Tensor, mask: torch.Tensor, off: OffPolicy
-    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, int, int]]:
+    ) -> tuple[torch.Tensor, torch.Tensor | None, tuple[int, int], list[int]]:
         """The micro-batch's training mask and importance weights under train.offpolicy_* and peer_min_logprob,
-        and the counts (tokens with a behaviour log-prob, tokens masked by ratio, peers' completions gated)."""
+        the counts (tokens with a behaviour log-prob, tokens masked by ratio), and the rows of peers'
+        completions gated (indices into the update's rows)."""
         cfg = self.config
         weights = (
             grpo.importance_weights(logp, off.behaviour, off.known, cfg.offpolicy_cap) if cfg.offpolicy_cap else None
         )
         kept = grpo.mask_ratio(logp, off.behaviour, off.known, mask, cfg.offpolicy_mask)
         masked = int((mask - kept).sum())
-        gated = 0
-        if cfg.peer_min_logprob is not None:
-            passed = grpo.likelihood_gate(logp, mask, cfg.peer_min_logprob) | ~off.external
-            gated = int((~passed).sum())
+        gated: list[int] = []
+        if cfg.peer_min_logprob < 0:
+            gate = grpo.likelihood_gate(logp, mask, cfg.peer_min_logprob, cfg.peer_gate_window)
+            passed = gate | ~off.external
+            gated = [off.rows[j] for j in torch.nonzero(~passed).flatten().tolist()]
             kept = kept * passed.unsqueeze(1).to(kept.dtype)
         weighted = int((mask * off.known.unsqueeze(1).to(mask.dtype)).sum())
-        return kept, weights, (weighted, masked, gated)
+        return kept, weights, (weighted, masked), gated
 
     def _micro_batches(
         self, rows: list[Row]
@@ -345,7 +364,8 @@ class Learner:
                 if lp is not None:
                     behaviour[j, : len(lp)] = torch.tensor(list(lp), dtype=behaviour.dtype)
             known = torch.tensor([rows[i].behaviour is not None for i in c], dtype=torch.bool)
-            off.append(OffPolicy(behaviour, known, torch.tensor([rows[i].external for i in c], dtype=torch.bool)))
+            external = torch.tensor([rows[i].external for i in c], dtype=torch.bool)
+            off.append(OffPolicy(behaviour, known, external, tuple(c)))
         return packed, [torch.tensor([rows[i].advantage for i in c]) for c in chunks], off
 
     def _set_learning_rate(self) -> None:

@@ -8,6 +8,7 @@ so a run resumed from a checkpoint continues exactly as if it had never stopped 
 
 from __future__ import annotations
 
+import math
 import random
 import signal
 import time
@@ -18,12 +19,13 @@ from typing import TYPE_CHECKING
 
 from swarmnode import __version__, checkpoint, runtime
 from swarmnode.config import NodeConfig
+from swarmnode.drift import Drift
 from swarmnode.errors import UserError
 from swarmnode.evaluation import evaluate_row
 from swarmnode.experience import select_groups
 from swarmnode.groups import Group
 from swarmnode.identity import Identity
-from swarmnode.learner import Learner
+from swarmnode.learner import Learner, StepStats
 from swarmnode.policy import SamplingParams
 from swarmnode.run_dir import EvalRow, RoundRow, RunDir, SwarmCounters, round_line
 from swarmnode.status import NodeStatus, StatusServer, serve
@@ -71,6 +73,8 @@ class Node:
         self.round = 0
         self.family_reward: dict[str, float] = {}
         """Recent mean reward of the node's own completions per task family (an exponential average)."""
+        self.drift = Drift()
+        """Whether the node's own samples start carrying text it refused in peers' (see `drift`)."""
         self.last_checkpoint_round = self.last_eval_round = -1  # a run stopped at round 0 still saves one
         if resume is not None:
             self._resume(resume)
@@ -196,9 +200,12 @@ class Node:
             max_share_per_peer=sw.max_share_per_peer,
             skipped=skipped,
             need={f: 1.0 - r for f, r in self.family_reward.items()},
+            standing=None if self.swarm is None else self.swarm.standing((g.source for g in external), round_),
+            newcomer_slots=math.floor(sw.newcomer_share * sw.external_groups),
         )
         self._note_family_rewards(local)
         stats = self.learner.step(chosen)
+        self._note_drift(round_, local, external, stats)
         rt.backend.sync_weights()
         self.round = round_
         rewards = [r for g in local for r in g.rewards]
@@ -235,11 +242,25 @@ class Node:
             },
             "kl": stats.kl,
             "policy_version": self.learner.updates,
+            "drift": self.drift.row(),
         }
         self.run_dir.append(row)
         self.status.round_done(row, peers)
         self.say(round_line(row, gen.questions_per_round, self.swarm is not None))
         return row
+
+    def _note_drift(self, round_: int, local: list[Group], external: list[Group], stats: StepStats) -> None:
+        """Feed the drift signal (peers' text refused by the answer format or the likelihood gate; the node's
+        own completions), charge gated completions to their authors, and say it when the signal moves."""
+        stray = self.runtime.tasks.stray
+        self.drift.note_refused([c for g in external for c in g.completions if stray(c)])
+        self.drift.note_refused(stats.gated_texts)
+        if self.swarm is not None and stats.gated_by_source:
+            self.swarm.note_gated(stats.gated_by_source)
+        self.drift.note_own(c for g in local for c in g.completions)
+        line = self.drift.line(round_)
+        if line:
+            self.say(f"round {round_:5d} | {line}")
 
     def _note_family_rewards(self, local: list[Group], keep: float = 0.9) -> None:
         by_family: dict[str, list[float]] = {}

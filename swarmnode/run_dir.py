@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any, TypedDict
 
+from swarmnode.drift import DriftRow
+
 
 class SwarmCounters(TypedDict, total=False):
     """Cumulative swarm counters, in every round row of a swarm node (a swarm sets all of them)."""
@@ -56,6 +58,8 @@ class RoundRow(SwarmCounters, total=False):
     """`weighted_tokens` (tokens with a known behaviour log-prob), `masked_tokens` (by train.offpolicy_mask),
     `gated_completions` (peers', by train.peer_min_logprob)."""
     policy_version: int
+    drift: DriftRow
+    """The drift signal over the node's latest own completions (`swarmnode.drift`)."""
 
 
 class EvalRow(TypedDict):
@@ -99,6 +103,9 @@ def round_line(row: RoundRow, questions: int, swarm: bool) -> str:
     off = row.get("offpolicy") or {}
     if off.get("masked_tokens") or off.get("gated_completions"):
         line += f" | masked {off.get('masked_tokens', 0)} tokens, gated {off.get('gated_completions', 0)}"
+    drift = row.get("drift")
+    if drift and drift["peer_text_rate"]:
+        line += f" | drift: peers' text in {drift['peer_text_rate']:.0%} of own samples"
     return line
 
 

@@ -65,7 +65,8 @@ def round_seed(seed: int, round_: int) -> int:
 
 
 def make_tasks(config: NodeConfig) -> TaskSet:
-    return TaskSet([make_task(name, config.task.params.get(name)) for name in config.task.names])
+    tasks = [make_task(name, config.task.params.get(name)) for name in config.task.names]
+    return TaskSet(tasks, config.task.answer_format)
 
 
 def choose_backend(

@@ -35,7 +35,8 @@ from swarmnode.groups import has_signal
 from swarmnode.identity import Identity
 from swarmnode.swarm.hivemind_dht import announcement_key, batch_key
 from swarmnode.swarm.transport import Transport, TransportError, announcement_bucket
-from swarmnode.tasks import Question, TaskSet
+from swarmnode.tasks import Question, TaskSet, extract_answer
+from swarmnode.tasks.base import stray_text
 
 LIMITS = protocol.Limits()
 DAY_S = 86_400.0
@@ -47,9 +48,10 @@ def new_identity() -> Identity:
 
 
 def good_group(question: Question, completions: Sequence[str] | None = None) -> protocol.RolloutGroup:
-    """A group with reward variance: one right answer and two wrong ones, honestly scored."""
+    """A group with reward variance: one right answer and two wrong ones, honestly scored (under the default
+    answer format)."""
     texts = tuple(completions or (f"<answer>{question.answer}</answer>", "<answer>-1</answer>", "no idea"))
-    rewards = tuple(1.0 if t == f"<answer>{question.answer}</answer>" else 0.0 for t in texts)
+    rewards = tuple(float(extract_answer(t) == question.answer and not stray_text(t, "end")) for t in texts)
     return protocol.RolloutGroup(question.ref, question.text, texts, rewards)
 
 
@@ -223,10 +225,11 @@ def phantom_offers(attacker: Attacker, count: int = 16, informative: int = 64) -
 
 
 def long_completions(attacker: Attacker, questions: Sequence[Question], length: int) -> bytes:
-    """A valid batch whose right answers are followed by `length` characters: each group has a correct
-    (scored 1) and a wrong completion, both `length` long, so every group has reward variance."""
-    tail = " " + "x" * length
-    groups = [good_group(q, (f"<answer>{q.answer}</answer>{tail}", f"<answer>-1</answer>{tail}")) for q in questions]
+    """A valid batch whose right answers come after `length` characters (text before the answer is allowed
+    by the default answer format): each group has a correct (scored 1) and a wrong completion, both `length`
+    long, so every group has reward variance."""
+    head = "x" * length + " "
+    groups = [good_group(q, (f"{head}<answer>{q.answer}</answer>", f"{head}<answer>-1</answer>")) for q in questions]
     return attacker.batch(groups)
 
 

@@ -79,7 +79,8 @@ class RolloutExchange:
         self.batches_per_peer_per_round = batches_per_peer_per_round
         """Batches downloaded from one announcer in one of our rounds; offers beyond it are counted as `quota`."""
         self.max_untrusted = max(1, max_batches // 2) if max_untrusted is None else max_untrusted
-        """Of a round's downloads, at most this many from peers without a clean record (new or with strikes)."""
+        """Of a round's downloads, at most this many from peers without a clean record (new, young or with
+        strikes)."""
         self.max_external_tokens = max_external_tokens
         """Completion tokens of peers' informative groups one round takes in all (None: no bound)."""
         self.max_peer_tokens = max_peer_tokens
@@ -223,7 +224,8 @@ class RolloutExchange:
         accepted: list[Group] = []
         got: Counter[str] = Counter()  # informative groups accepted, by signer
         downloads = untrusted = 0
-        for author, summary in self.book.download_order(self._read_offers(want_groups, cap), cap, self._rng):
+        offers = self._read_offers(want_groups, cap)
+        for author, summary in self.book.download_order(offers, cap, self._rng, local_round):
             if self.book.is_banned(author):
                 continue  # ignored since its announcement was read (its lies this round reached the limit)
             signer = self._done.get(summary.batch_id)
@@ -241,7 +243,7 @@ class RolloutExchange:
                 continue  # nothing more to download this round; the cheap checks above still run for every offer
             if want_groups is not None and got[author] >= cap:
                 continue  # this peer's share of the round is covered: its other batches wait for later rounds
-            trusted = self.book.tier(author) == PROVEN
+            trusted = self.book.tier(author) == PROVEN and not self.book.standing(author, local_round)[1]
             if not trusted and untrusted >= self.max_untrusted:
                 continue  # the rest of the round's downloads is kept for peers with a record
             allowance = self.book.allowance(author, self.batches_per_peer_per_round)
@@ -370,7 +372,8 @@ class RolloutExchange:
                 self._informative[signer] += 1
             taken.append(group)
         if taken:
-            self.book.accepted(signer, taken[0].model, len(taken), [r for g in taken for r in g.rewards])
+            rewards = [r for g in taken for r in g.rewards]
+            self.book.accepted(signer, taken[0].model, len(taken), rewards, self._taken_round)
         return signer, taken
 
     def _over_budget(self, signer: str, tokens: int) -> bool:

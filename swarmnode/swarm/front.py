@@ -6,7 +6,8 @@ validation chain, peer book and exchange from the config, `share` does one round
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import protocol
 from swarmnode.config import NodeConfig
@@ -63,7 +64,7 @@ def open_exchange(
         identity,
         sw.name,
         validator,
-        PeerBook(ban_after=sw.ban_after, ban_s=sw.ban_s, offer_strikes=sw.offer_strikes),
+        PeerBook(ban_after=sw.ban_after, ban_s=sw.ban_s, offer_strikes=sw.offer_strikes, trust_rounds=sw.trust_rounds),
         limits,
         model=config.model.name,
         window_s=sw.window_s,
@@ -143,6 +144,17 @@ class Swarm:
         # peers unreachable: publish counts it as an I/O error; still read what is there, retry next round
         ex.publish(round_, policy_version, groups)
         return ex.collect(round_, want_groups=self._want, per_peer_groups=self._per_peer)
+
+    def standing(self, peers: Iterable[str], round_: int) -> dict[str, tuple[int, bool]]:
+        """(cohort, young) of each of `peers` in the node's round `round_` (`PeerBook.standing`)."""
+        return {p: self._exchange.book.standing(p, round_) for p in set(peers)}
+
+    def note_gated(self, by_source: Mapping[str, int]) -> None:
+        """Peers' completions the learner's likelihood gate dropped (`improbable`), charged to their authors:
+        counted, never a strike (another model's honest text can be unlikely here)."""
+        for peer, n in by_source.items():
+            self._exchange.counts["improbable"] += n
+            self._exchange.book.rejected(peer, Counter({"improbable": n}))
 
     def trouble(self) -> list[str]:
         """Lines for the user about swarm I/O since the last call (transport notices, I/O errors, rate-limited)."""

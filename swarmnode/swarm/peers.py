@@ -6,6 +6,17 @@ offers fail or lie (`LIES`: a batch that is not there, a size or summary that do
 rewards misreported, this node's own batches offered back) gets a strike for each: with any strike it may
 be downloaded from once per round, at `offer_strikes` it is ignored for `ban_s`, and each batch it delivers
 that validates cleanly takes one strike off (an honest peer's occasional miss heals).
+
+Seniority (issue 16: sybils). Identities are free, so what a node takes from peers must not be decided by
+how many identities announce. A peer's tenure starts at the node's round of its first accepted group and
+lasts while it keeps delivering (a gap of `trust_rounds` rounds, or a ban, starts it again). Peers whose
+tenure is younger than `trust_rounds` are *young*: together they may take only a bounded share of a round
+(downloads: `max_untrusted`; the J slots: `swarm.newcomer_share`, then what older peers leave). Older peers
+are ranked by *cohort* (the `trust_rounds`-long stretch of rounds their tenure began in): earlier cohorts
+first, peers of one cohort as equals. So identities that arrive after the node's peers have a record can
+never crowd them out, however many they are, and an honest newcomer is still taken from its first round
+on (within the young share). Identities that were there from the start are as senior as the honest ones:
+against those only a cost to make an identity would help (not built; protocol/SPEC.md 6c).
 """
 
 from __future__ import annotations
@@ -65,6 +76,10 @@ class PeerRecord:
     reward_sum: float = 0.0
     """Sum of this node's own scores of the peer's accepted completions (for the mean shown in the TUI)."""
     scored_completions: int = 0
+    first_round: int | None = None
+    """The node's round of the first accepted group of the peer's current tenure (None: no tenure)."""
+    last_round: int = 0
+    """The node's round of its latest accepted group."""
 
     @property
     def mean_reward(self) -> float:
@@ -86,11 +101,14 @@ class PeerBook:
         max_peers: int = 10_000,
         clock: Callable[[], float] = time.time,
         offer_strikes: int = 4,
+        trust_rounds: int = 0,
     ) -> None:
         self.ban_after = ban_after
         self.offer_strikes = offer_strikes
         self.ban_s = ban_s
         self.max_peers = max_peers
+        self.trust_rounds = trust_rounds
+        """Rounds a tenure stays young, and a cohort's length (0: no seniority, every peer is one cohort)."""
         self.clock = clock
         self.peers: dict[str, PeerRecord] = {}
 
@@ -109,8 +127,12 @@ class PeerBook:
         record = self.peers.get(peer_id)
         return record is not None and record.banned_until > self.clock()
 
-    def accepted(self, peer_id: str, model: str, groups: int, rewards: list[float]) -> None:
+    def accepted(self, peer_id: str, model: str, groups: int, rewards: list[float], round_: int = 0) -> None:
+        """Groups of this peer passed validation in the node's round `round_` (its tenure starts or goes on)."""
         record = self._record(peer_id)
+        if record.first_round is None or round_ - record.last_round > self.trust_rounds:
+            record.first_round = round_
+        record.last_round = max(record.last_round, round_)
         record.model = model[:128]
         record.accepted_groups += groups
         record.reward_sum += sum(rewards)
@@ -123,14 +145,29 @@ class PeerBook:
         if invalid:
             record.recent_invalid += invalid
             if record.recent_invalid >= self.ban_after:
-                record.banned_until = self.clock() + self.ban_s
-                record.recent_invalid = 0
+                self._ban(record)
         lies = sum(n for reason, n in reasons.items() if reason in LIES)
         if lies:
             record.strikes += lies
             if record.strikes >= self.offer_strikes:
-                record.banned_until = self.clock() + self.ban_s
-                record.strikes = 0
+                self._ban(record)
+
+    def _ban(self, record: PeerRecord) -> None:
+        """Ignore the peer for `ban_s`; its counts of recent invalid data and strikes, and its tenure, start
+        again."""
+        record.banned_until = self.clock() + self.ban_s
+        record.recent_invalid = record.strikes = 0
+        record.first_round = None
+
+    def standing(self, peer_id: str, round_: int) -> tuple[int, bool]:
+        """(cohort, young) of a peer in the node's round `round_` (see the module docstring); a peer without
+        tenure is young, in no cohort yet. Without seniority (`trust_rounds` = 0) every peer is (0, False)."""
+        if not self.trust_rounds:
+            return 0, False
+        record = self.peers.get(peer_id)
+        if record is None or record.first_round is None or round_ - record.last_round > self.trust_rounds:
+            return 1 << 30, True
+        return record.first_round // self.trust_rounds, round_ - record.first_round < self.trust_rounds
 
     def delivered(self, peer_id: str) -> None:
         """A batch offered by this peer validated cleanly: one strike off."""
@@ -153,11 +190,12 @@ class PeerBook:
         return 1 if record is not None and record.strikes else quota
 
     def download_order(
-        self, offers: list[tuple[str, protocol.BatchSummary]], cap: int, rng: random.Random
+        self, offers: list[tuple[str, protocol.BatchSummary]], cap: int, rng: random.Random, round_: int = 0
     ) -> list[tuple[str, protocol.BatchSummary]]:
-        """The order to consider (announcer, offer) pairs in: by tier, and within a tier every announcer's
-        best offer before anyone's second (claims capped at `cap`, the per-peer share; ties in random order),
-        so no set of announcers, lying or not, takes a round. Repeats of one announcer's offer are dropped."""
+        """The order to consider (announcer, offer) pairs in: by tier, then older peers before young ones and
+        earlier cohorts first (`standing` in round `round_`), and within that every announcer's best offer
+        before anyone's second (claims capped at `cap`, the per-peer share; ties in random order), so no set
+        of announcers, lying or not, takes a round. Repeats of one announcer's offer are dropped."""
         ranked = []
         rank: Counter[str] = Counter()
         seen: set[tuple[str, bytes]] = set()
@@ -166,9 +204,10 @@ class PeerBook:
                 continue  # the same peer's announcement read in both windows
             seen.add((author, summary.batch_id))
             claim = min(summary.informative_groups, cap)
-            ranked.append((self.tier(author), rank[author], -claim, rng.random(), author, summary))
+            cohort, young = self.standing(author, round_)
+            ranked.append((self.tier(author), young, cohort, rank[author], -claim, rng.random(), author, summary))
             rank[author] += 1
-        ranked.sort(key=lambda r: r[:4])
+        ranked.sort(key=lambda r: r[:6])
         return [(author, summary) for *_, author, summary in ranked]
 
     def snapshot(self) -> list[PeerRow]:

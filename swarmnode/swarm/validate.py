@@ -238,6 +238,9 @@ class BatchValidator:
                     (outcome.rejected if charged else outcome.ignored)[reason] += 1
                 continue
             rewards = tuple(self.tasks.score(question, c) for c, _, _ in fresh)
+            off_format = sum(1 for c, _, _ in fresh if self.tasks.stray(c))
+            if off_format:  # kept, at reward 0: a payload after a right answer is a wrong answer here
+                outcome.rejected["off_format"] += off_format
             misreported = sum(abs(own - claim) > 1e-6 for own, (_, claim, _) in zip(rewards, fresh, strict=True))
             outcome.misreported += misreported
             self.misreported += misreported

@@ -3,6 +3,13 @@
 A question is identified by a `protocol.TaskRef` (task name, seed, index, parameters): every node can
 rebuild it with its own task code, so a peer's question is checked, never trusted, and every completion
 is re-scored locally. Answers are given as `<answer>...</answer>`; the last such span counts.
+
+The answer format (`task.answer_format`, one rule for every task of a set, and a rule the nodes of a swarm
+share: a peer that scores under another rule has its claimed rewards refused as misreported) decides what
+text may surround that span. Under `end` (the default) nothing but whitespace may follow it, under `exact`
+nothing may precede it either, under `anywhere` anything goes. A completion outside the format scores 0:
+a correct answer cannot carry a payload after it (issue 16), and text outside the span is what the node's
+drift signal watches for in its own samples (`stray_text`).
 """
 
 from __future__ import annotations
@@ -10,13 +17,29 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from protocol import TaskRef
 from protocol.messages import Scalar
 from swarmnode.errors import UserError
 
 ANSWER_PATTERN = re.compile(r"<answer>\s?(.*?)\s?</answer>", re.DOTALL)
+AnswerFormat = Literal["end", "exact", "anywhere"]
+OPEN_TAG, CLOSE_TAG = "<answer>", "</answer>"
+
+
+def stray_text(completion: str, answer_format: AnswerFormat = "exact") -> str:
+    """The text of `completion` outside its last answer span that `answer_format` does not allow, stripped
+    ("" when there is none; a completion without an answer span has no stray text, only no answer): under
+    `end` the text after the span, under `exact` the text before and after, under `anywhere` nothing."""
+    end = completion.rfind(CLOSE_TAG)
+    start = completion.rfind(OPEN_TAG, 0, end) if end >= 0 else -1
+    if start < 0 or answer_format == "anywhere":
+        return ""
+    after = completion[end + len(CLOSE_TAG) :].strip()
+    if answer_format == "end":
+        return after
+    return " ".join(part for part in (completion[:start].strip(), after) if part)
 
 
 def extract_answer(completion: str) -> str | None:
@@ -85,9 +108,10 @@ def make_task(name: str, params: Mapping[str, Scalar] | None = None) -> Task:
 class TaskSet:
     """The tasks a node trains on; questions are drawn round-robin from a deterministic stream."""
 
-    def __init__(self, tasks: Sequence[Task]) -> None:
+    def __init__(self, tasks: Sequence[Task], answer_format: AnswerFormat = "end") -> None:
         if not tasks:
             raise UserError("at least one task is needed")
+        self.answer_format: AnswerFormat = answer_format
         self.tasks = {t.name: t for t in tasks}
         self._order = list(self.tasks)
 
@@ -109,7 +133,15 @@ class TaskSet:
         return task.question(ref)
 
     def score(self, question: Question, completion: str) -> float:
+        """The task's own score of `completion`, or 0 when text the answer format forbids surrounds its
+        answer (see the module docstring)."""
+        if stray_text(completion, self.answer_format):
+            return 0.0
         return self.tasks[question.ref.task].score(question, completion)
+
+    def stray(self, completion: str) -> str:
+        """Text outside the answer span that this set's answer format forbids ("" when there is none)."""
+        return stray_text(completion, self.answer_format)
 
     def eval_questions(self, seed: int, count: int) -> list[Question]:
         """The held-out questions a node evaluates on: the first `count` of the eval split's stream."""

@@ -120,7 +120,7 @@ def test_shared_prefix_log_probs_match_full_rows() -> None:
 def test_updates_raise_the_advantage_weighted_log_prob() -> None:
     model, prompter = _setup()
     groups = _groups(prompter)
-    learner = Learner(model, TrainConfig(lr=1e-3), prompter)
+    learner = Learner(model, TrainConfig(lr=1e-3, peer_min_logprob=0.0), prompter)  # untrained: all unlikely
 
     def objective() -> float:
         total = 0.0
@@ -259,8 +259,8 @@ def test_a_lying_peer_is_masked_and_an_unlikely_completion_gated() -> None:
     lying = tuple(tuple(-60.0 for _ in c) for c in ids)
     group = Group(Question(TaskRef("add", 0, 0), "1+1=", "2"), texts, (1.0, 0.0), "peer", model="m", logprobs=lying)
     tokens = sum(len(c) for c in ids)
-    assert _step_counts(TrainConfig(offpolicy_mask=2.0), group) == (tokens, tokens, 0)
-    assert _step_counts(TrainConfig(offpolicy_cap=2.0), group) == (tokens, 0, 0)
+    assert _step_counts(TrainConfig(offpolicy_mask=2.0, peer_min_logprob=0.0), group) == (tokens, tokens, 0)
+    assert _step_counts(TrainConfig(offpolicy_cap=2.0, peer_min_logprob=0.0), group) == (tokens, 0, 0)
     assert _step_counts(TrainConfig(peer_min_logprob=-1.0), group) == (tokens, 0, 2)
     assert _step_counts(TrainConfig(peer_min_logprob=-50.0), group) == (tokens, 0, 0)
     own = dataclasses.replace(group, source="local")  # own completions are never gated
