@@ -73,6 +73,8 @@ class Node:
         self.round = 0
         self.family_reward: dict[str, float] = {}
         """Recent mean reward of the node's own completions per task family (an exponential average)."""
+        self.own_groups: list[Group] = []
+        """The latest round's own scored groups (benches read them)."""
         self.drift = Drift()
         """Whether the node's own samples start carrying text it refused in peers' (see `drift`)."""
         self.last_checkpoint_round = self.last_eval_round = -1  # a run stopped at round 0 still saves one
@@ -176,7 +178,7 @@ class Node:
         params = SamplingParams(
             gen.completions_per_question, gen.max_new_tokens, gen.temperature, gen.top_p, gen.top_k, seed
         )
-        local = rt.rollouts(questions, params)
+        local = self.own_groups = rt.rollouts(questions, params)
         generate_s = time.perf_counter() - start
         if self.stop_requested:
             return None

@@ -103,6 +103,23 @@ def _bench_sapo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_poison(args: argparse.Namespace) -> int:
+    from swarmnode.bench import poison
+
+    scenarios = [c.strip() for c in args.scenarios.split(",") if c.strip()]
+    unknown = sorted(set(scenarios) - set(poison.SCENARIOS))
+    if unknown or not scenarios:
+        raise UserError(f"--scenarios takes some of {', '.join(poison.SCENARIOS)}; got {args.scenarios!r}")
+    seeds = _sizes(args.seeds, "--seeds", 0)
+    if not seeds or min(args.nodes, args.rounds, args.sybils, args.attack_from, args.jobs) < 1:
+        raise UserError("--seeds needs a seed; --nodes, --rounds, --sybils, --attack-from and --jobs must be >= 1")
+    if args.attack_from > args.rounds:
+        raise UserError(f"--attack-from {args.attack_from} is after the last round ({args.rounds})")
+    counts = (args.nodes, args.rounds, args.sybils, args.attack_from)
+    poison.run(scenarios, seeds, *counts, args.world, args.jobs, Path(args.json))
+    return 0
+
+
 def add_commands(
     bench: argparse.ArgumentParser, add_node_flags: Callable[[argparse.ArgumentParser], None], node_config: NodeConfigOf
 ) -> None:
@@ -129,6 +146,17 @@ def add_commands(
     rnd.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
     rnd.add_argument("--json", default="runs/bench/round.json", help="JSON output (default: %(default)s)")
     rnd.set_defaults(run=_bench_round)
+    poi = benches.add_parser("poison", help="poisoning peers and sybils vs the defenses, off and on side by side")
+    poi.add_argument("--scenarios", default="poison,sybils,sybil-poison", help="(default: %(default)s)")
+    poi.add_argument("--seeds", default="0,1,2", help="seeds (default: %(default)s)")
+    poi.add_argument("--nodes", type=int, default=4, help="honest nodes (default: 4)")
+    poi.add_argument("--rounds", type=int, default=300, help="rounds per node (default: 300)")
+    poi.add_argument("--sybils", type=int, default=20, help="identities of the sybil scenarios (default: 20)")
+    poi.add_argument("--attack-from", type=int, default=25, help="the attackers' first round (default: 25)")
+    poi.add_argument("--world", choices=["add", "mix"], default="add", help="model and tasks (default: add)")
+    poi.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each (default: 2)")
+    poi.add_argument("--json", default="runs/bench/poison.json", help="JSON output (default: %(default)s)")
+    poi.set_defaults(run=_bench_poison)
     sw = benches.add_parser("swarm", help="bytes per node per round, visibility latency, validation rate vs swarm size")
     sw.add_argument("--sizes", default="2,4,8,16,32,64", help="in-memory swarm sizes (default: %(default)s)")
     sw.add_argument("--dht-sizes", default="2,4,8", help="network swarm sizes on 127.0.0.1 (default: %(default)s)")

@@ -224,7 +224,7 @@ class RolloutExchange:
         accepted: list[Group] = []
         got: Counter[str] = Counter()  # informative groups accepted, by signer
         downloads = untrusted = 0
-        offers = self._read_offers(want_groups, cap)
+        offers = self._read_offers(want_groups, cap, local_round)
         for author, summary in self.book.download_order(offers, cap, self._rng, local_round):
             if self.book.is_banned(author):
                 continue  # ignored since its announcement was read (its lies this round reached the limit)
@@ -272,22 +272,32 @@ class RolloutExchange:
             accepted += groups
         return accepted
 
-    def _read_offers(self, want_groups: int | None, cap: int) -> list[tuple[str, protocol.BatchSummary]]:
+    def _read_offers(
+        self, want_groups: int | None, cap: int, round_: int = 0
+    ) -> list[tuple[str, protocol.BatchSummary]]:
         """The offers of live, validly signed announcements of this swarm (not ours, not ignored peers'),
-        read bucket by bucket until peers not on probation promise twice the wanted informative groups. The
-        buckets of proven peers are read first, so claims of new peers cannot keep them unread, and reading
-        stops as early as before: what a node reads stays flat as the swarm grows."""
+        read bucket by bucket until peers not on probation promise twice the wanted informative groups, of
+        which young peers (`PeerBook.standing`) count for at most the wanted groups. The buckets of proven
+        peers are read first, older peers' and earlier cohorts' before others, so claims of new peers (however
+        many identities make them) cannot keep them unread, and reading stops as early as before: what a node
+        reads stays flat as the swarm grows."""
         own = self.identity.peer_id
         offers: list[tuple[str, protocol.BatchSummary]] = []
         promised: Counter[str] = Counter()
+        young: set[str] = set()
         window = self.window()
         n = self.transport.buckets
-        proven = {announcement_bucket(p, n) for p in list(self.book.peers) if self.book.tier(p) == PROVEN}
+        rank: dict[int, tuple[bool, int]] = {}
+        for p in list(self.book.peers):
+            if self.book.tier(p) == PROVEN:
+                cohort, is_young = self.book.standing(p, round_)
+                b = announcement_bucket(p, n)
+                rank[b] = min(rank.get(b, (True, 1 << 31)), (is_young, cohort))
         order = list(range(n))
         self._rng.shuffle(order)
-        order.sort(key=lambda b: b not in proven)  # stable: proven peers' buckets first, each part shuffled
+        order.sort(key=lambda b: rank.get(b, (True, 1 << 31)))  # stable: proven peers' buckets first, oldest first
         for w, b in [(w, b) for w in (window, window - 1) for b in order]:
-            if want_groups is not None and _covered(promised, 2 * want_groups, cap):
+            if want_groups is not None and _promise(promised, young, want_groups, cap):
                 break
             try:
                 envelopes = self.transport.announcements(w, b, timeout=self._left())
@@ -307,6 +317,8 @@ class RolloutExchange:
                     self._reject(author, late)
                     continue
                 offers += [(author, s) for s in announcement.batches]
+                if self.book.standing(author, round_)[1]:
+                    young.add(author)
                 if self.book.tier(author) != ON_PROBATION:  # claims of peers with strikes do not stop the reading
                     promised[author] += sum(
                         s.informative_groups for s in announcement.batches if s.batch_id not in self._done
@@ -385,6 +397,13 @@ class RolloutExchange:
 
 def _covered(counts: Counter[str], target: int | None, cap: int) -> bool:
     return target is not None and sum(min(n, cap) for n in counts.values()) >= target
+
+
+def _promise(promised: Counter[str], young: set[str], want: int, cap: int) -> bool:
+    """Offers read so far promise twice the wanted informative groups, young peers' counting for at most the
+    wanted groups (so identities without a record can never end the reading alone)."""
+    from_young = min(want, sum(min(n, cap) for p, n in promised.items() if p in young))
+    return from_young + sum(min(n, cap) for p, n in promised.items() if p not in young) >= 2 * want
 
 
 def _summary_matches(summary: protocol.BatchSummary, batch: protocol.RolloutBatch) -> bool:
