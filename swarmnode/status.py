@@ -211,6 +211,18 @@ def prometheus_text(status: NodeStatus) -> bytes:
                 "Peers ignored for sending invalid data.",
                 sum(1 for p in snap["peers"] if p["banned"]),
             )
+            drift = last.get("drift")
+            if drift:
+                yield gauge(
+                    "drift_peer_text_rate",
+                    "Share of the node's latest own completions carrying text it refused in peers' (issue 16).",
+                    drift["peer_text_rate"],
+                )
+                yield gauge(
+                    "drift_stray_rate",
+                    "Share of the node's latest own completions with text outside the answer.",
+                    drift["stray_rate"],
+                )
             if snap["evals"]:
                 yield gauge(
                     "eval_accuracy",

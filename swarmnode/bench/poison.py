@@ -4,7 +4,8 @@ N honest nodes (real learner, real validation chain, the embedded model) in one 
 transport, in lockstep round by round, with attackers (`bench.attacks.Crowd`) that join from round
 `--attack-from` on and publish one batch per identity per round:
 
-- `poison`:       one identity; its groups carry a payload on every right answer (after it or before it);
+- `poison`:       one identity, there from the first round (as senior as the honest nodes: an insider); its
+                  groups carry a payload on every right answer (after it or before it);
 - `sybils`:       `--sybils` identities flooding valid, clean groups;
 - `sybil-poison`: as many identities, each poisoning.
 
@@ -60,6 +61,7 @@ def run_one(
     from swarmnode.identity import Identity
     from swarmnode.node import Node
     from swarmnode.swarm.memory import MemoryHub, MemoryTransport
+    from swarmnode.tasks.base import stray_text
 
     hub = MemoryHub()
     members = []
@@ -89,11 +91,14 @@ def run_one(
     start = time.perf_counter()
     payload = [0.0] * rounds
     reward = [0.0] * rounds
+    honest_series = [0] * rounds
+    attacker_series = [0] * rounds
+    tail = [0.0] * rounds
     honest_used = attacker_used = 0
     filled = attacked_rounds = skipped = 0
     latest: list[list[str]] = [[] for _ in members]
     for r in range(rounds):
-        if r + 1 >= attack_from:
+        if r + 1 >= (1 if scenario == "poison" else attack_from):
             crowd.publish(r + 1)
         for k, node in enumerate(members):
             row = node.step()
@@ -101,11 +106,14 @@ def run_one(
             own = [c for g in node.own_groups for c in g.completions]
             latest[k] = (latest[k] + own)[-LATEST:]
             payload[r] += payload_rate(own) / nodes
+            tail[r] += sum(1 for c in own if stray_text(c, "end")) / len(own) / nodes
             reward[r] += row["mean_reward"] / nodes
             bad = sum(n for p, n in row["external_by_peer"].items() if p in attackers)
             good = row["external_groups"] - bad
+            honest_series[r] += good
+            attacker_series[r] += bad
             skipped += row["external_skipped"].get("newcomer_share", 0)
-            if r + 1 >= attack_from:
+            if r + 1 >= attack_from:  # the lone poisoner too: after the first rounds, when all peers are young
                 attacked_rounds += 1
                 filled += good >= FILL * J
                 honest_used += good
@@ -122,6 +130,9 @@ def run_one(
         "defenses": defenses,
         "seed": seed,
         "payload_per_round": payload,
+        "tail_per_round": tail,
+        "honest_groups_per_round": honest_series,
+        "attacker_groups_per_round": attacker_series,
         "payload_latest": statistics.fmean(payload_rate(c) for c in latest),
         "payload_max_25": max(statistics.fmean(payload[i : i + 25]) for i in range(0, max(1, rounds - 24), 5)),
         "honest_fill_share": filled / attacked,

@@ -10,7 +10,8 @@ of rounds and several seeds:
   weights, uniform sampler), `-fam` (family-aware sampler), `-tis` (truncated importance weights from the
   authors' behaviour log-probs, cap 2: the node's default now), `-mask` (tokens with
   pi / mu outside [1/2, 2] masked), `-gate` (peers' completions under a mean log-prob of -1.5 per token
-  under the node's own policy dropped).
+  under the node's own policy dropped), `-nodef` (issue 16's defenses off: any text around the answer,
+  no likelihood gate, no seniority; the default has them on).
 
 `--hetero`: a swarm of different nodes (N >= 4): node 2 runs a smaller model (another size: built once
 by `build_tiny` into the bench's folder), the last node runs at half speed (a round every other lockstep
@@ -53,6 +54,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "-mask": ("train.offpolicy_mask=2.0",),
     "-gate": ("train.peer_min_logprob=-1.5",),
     "-fam-tis": ("swarm.sampler=family-aware", "train.offpolicy_cap=2.0"),
+    "-nodef": ("task.answer_format=anywhere", "train.peer_min_logprob=0", "swarm.trust_rounds=0"),
 }
 CONFIGS: dict[str, tuple[int, int, tuple[str, ...]]] = {
     f"{split}{suffix}": (*SPLITS[split], settings)

@@ -200,6 +200,12 @@ def mix_text(snap: StatusSnapshot, last: int = 6) -> str:
         ext_bar = round(BAR * external / whole) if whole else 0
         bar = "█" * local_bar + "▒" * ext_bar + " " * max(0, BAR - local_bar - ext_bar)
         lines.append(f"r{int(_num(row.get('round'))):<5d} {bar} {local_n} own + {external} ext")
+    drift = rounds[-1].get("drift")
+    if isinstance(drift, dict):  # issue 16: is the node starting to write what peers tried to teach it?
+        lines.append(
+            f"drift: {_num(drift.get('peer_text_rate')):.0%} of own samples carry refused peers' text, "
+            f"{_num(drift.get('stray_rate')):.0%} text outside the answer"
+        )
     return "\n".join(lines)
 
 
