@@ -221,9 +221,9 @@ def _exchange(hub: MemoryHub, tasks: TaskSet, trust_rounds: int) -> RolloutExcha
 
 @pytest.mark.parametrize("trust_rounds", [5, 0])
 def test_twenty_sybils_arriving_later_leave_honest_peers_their_share(trust_rounds: int) -> None:
-    """Three honest peers publish 3 informative groups a round from round 1; from round 8 twenty sybils
-    publish 8 each. With seniority the victim downloads and takes the honest peers' groups first (7 of 8
-    slots, one kept for the young); without it (0) the sybils take most of the round."""
+    """Three honest peers, two of them each round, publish 3 informative groups a round from round 1 (6 a
+    round: fewer than J = 8, so others get in); from round 8 twenty sybils publish 8 each. With seniority
+    every honest group is taken in every round; without it (0) the sybils, once in, take most of them."""
     tasks = TaskSet([make_task("add")])
     hub = MemoryHub()
     victim = _exchange(hub, tasks, trust_rounds)
@@ -233,10 +233,10 @@ def test_twenty_sybils_arriving_later_leave_honest_peers_their_share(trust_round
     honest_taken = []
     for r in range(1, 25):
         for k, peer in enumerate(honest):
-            qs = tasks.draw(seed=50 + k, start=3 * r, count=3)
-            peer.publish(
-                r, 1, [Group(q, (f"<answer>{q.answer}</answer>", "<answer>x</answer>"), (1.0, 0.0)) for q in qs]
-            )
+            if (r + k) % 3:
+                qs = tasks.draw(seed=50 + k, start=3 * r, count=3)
+                done = [Group(q, (f"<answer>{q.answer}</answer>", "<answer>x</answer>"), (1.0, 0.0)) for q in qs]
+                peer.publish(r, 1, done)
         if r >= 8:
             crowd.publish(r)
         got = victim.collect(r, want_groups=8, per_peer_groups=4)
@@ -245,9 +245,9 @@ def test_twenty_sybils_arriving_later_leave_honest_peers_their_share(trust_round
         if r >= 10:
             honest_taken.append(sum(g.source not in crowd.peer_ids for g in chosen))
     if trust_rounds:
-        assert min(honest_taken) >= 7, honest_taken
+        assert honest_taken == [6] * len(honest_taken), honest_taken
     else:
-        assert sum(n >= 7 for n in honest_taken) < len(honest_taken) / 2, honest_taken
+        assert sum(n == 6 for n in honest_taken) < len(honest_taken) / 2, honest_taken
 
 
 def test_clean_and_poisoned_groups_are_valid_and_truthfully_scored() -> None:
