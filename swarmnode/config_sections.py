@@ -1,0 +1,307 @@
+"""The sections of the node's configuration (`NodeConfig` in `config.py` holds one of each): every limit
+and timeout is a field with a docstring, range-checked by pydantic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+EMBEDDED_MODEL = "swarmnode/tiny-add"
+ScalarValue = bool | int | float | str
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+
+
+class ModelConfig(Section):
+    name: str = EMBEDDED_MODEL
+    """Policy model: the embedded default, a local directory, or a Hugging Face id."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Weights dtype for training and generation. float32 on CPUs; bfloat16 on GPUs."""
+    chat_template: Literal["auto", "on", "off"] = "auto"
+    """Wrap questions in the tokenizer's chat template: auto = when the tokenizer has one."""
+    system_prompt: str = "Answer the question. Give only the final answer between <answer> and </answer>."
+    """System message used with a chat template (models without one get the bare question)."""
+
+
+def _default_task_params() -> dict[str, dict[str, ScalarValue]]:
+    return {"add": {"digits": 2}}
+
+
+class TaskConfig(Section):
+    names: list[str] = Field(default_factory=lambda: ["add"], min_length=1)
+    """Tasks to train on: built-in `add`, or reasoning-gym dataset names (for example basic_arithmetic)."""
+    params: dict[str, dict[str, ScalarValue]] = Field(default_factory=_default_task_params)
+    """Per-task parameters, for example {add = {digits = 2}} or a reasoning-gym dataset's config fields."""
+    answer_format: Literal["end", "exact", "anywhere"] = "end"
+    """Text allowed around the `<answer>` span (a completion outside it scores 0): `end` = nothing after it,
+    `exact` = nothing before or after, `anywhere` = no rule (before issue 16; a payload rides on a correct
+    answer). The nodes of a swarm must agree: peers' rewards are re-scored under this node's rule."""
+
+
+class GenerationConfig(Section):
+    questions_per_round: int = Field(16, ge=1, le=4096)
+    """I: question groups the node generates per round."""
+    completions_per_question: int = Field(8, ge=2, le=256)
+    """G: completions sampled per question (GRPO needs at least 2)."""
+    max_new_tokens: int = Field(8, ge=1, le=32768)
+    """Most tokens generated per completion."""
+    temperature: float = Field(1.0, ge=0.0, le=10.0)
+    """Sampling temperature (0 = greedy, which gives every completion of a group the same text)."""
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(0, ge=0)
+    """0 = no top-k filtering."""
+    backend: Literal["auto", "hf", "vllm"] = "auto"
+    """Generation engine: `hf` = transformers generate with the KV cache; `vllm` = an in-process vLLM engine
+    that receives the new weights after every update; `auto` = vLLM when it is installed, else hf."""
+    vllm_memory_fraction: float = Field(0.5, gt=0.0, le=1.0)
+    """Share of GPU memory the vLLM engine may take (weights + KV cache); the learner needs the rest."""
+    vllm_max_model_len: int | None = Field(None, ge=16)
+    """Longest prompt + completion vLLM plans for (None = the model's own limit)."""
+    vllm_cpu_kv_cache_gib: int = Field(1, ge=1, le=1024)
+    """KV cache size for vLLM on a CPU, in GiB."""
+
+
+class TrainConfig(Section):
+    lr: float = Field(1e-4, gt=0.0, le=1.0)
+    """AdamW learning rate (the tiny default collapses at 3e-4 and above)."""
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
+    grad_clip: float = Field(1.0, gt=0.0)
+    """Clip the global gradient norm to this value."""
+    clip_low: float = Field(0.2, ge=0.0, lt=1.0)
+    """Lower ratio clip (1 - clip_low)."""
+    clip_high: float = Field(0.28, ge=0.0)
+    """Upper ratio clip (1 + clip_high)."""
+    kl_beta: float = Field(0.0, ge=0.0)
+    """Weight of the KL penalty to the starting policy (0 = off, no reference model kept)."""
+    aggregation: Literal["token_mean", "sequence_mean"] = "token_mean"
+    """How per-token losses are averaged over the batch."""
+    micro_batch_size: int = Field(16, ge=1)
+    """Completions per forward/backward pass (sorted by length, so little compute goes to padding);
+    bounds training memory."""
+    prefix_sharing: bool = True
+    """Run each question's prompt once per micro-batch and reuse its key/value cache for all its
+    completions (same gradients, less compute). Turn off for architectures whose cache cannot be
+    repeated along the batch."""
+    updates_per_batch: int = Field(1, ge=1, le=16)
+    """Optimizer steps on each round's batch (1 = on-policy, the clip then never triggers, unless
+    groups_per_update splits a round: its later updates train on samples of the policy before them)."""
+    groups_per_update: int = Field(0, ge=0, le=4096)
+    """Informative groups per update: a round's groups (own and peers') are split into updates of at most this
+    many, so a round that trains on more groups takes more steps (0 = one update on all of a round's groups)."""
+    advantage_eps: float = Field(1e-4, gt=0.0)
+    offpolicy_cap: float = Field(2.0, ge=0.0, le=1000.0)
+    """Truncated importance weights min(pi / mu, cap) on tokens whose behaviour log-prob mu is known (own
+    completions; peers' with the same model and tokenization, protocol v2): a peer lying about mu gains at
+    most the cap (0 = off). On by default: in `bench sapo --world mix` it was the variant that helped most
+    (docs/BENCHMARKS.md)."""
+    offpolicy_mask: float = Field(0.0, ge=0.0, le=1000.0)
+    """Mask tokens whose ratio pi / mu lies outside [1 / x, x] (0 = off; else above 1)."""
+    peer_min_logprob: float = Field(-5.0, le=0.0)
+    """Drop a peer's completion whose mean per-token log-prob under this node's policy (over its worst run of
+    `peer_gate_window` tokens) is below this (0 = off): a payload the node would never write fails it. It
+    works across tokenizers and needs nothing from the author (issue 16: bench poison)."""
+    peer_gate_window: int = Field(6, ge=0, le=4096)
+    """Tokens per run for `peer_min_logprob` (0 = the whole completion's mean)."""
+    warmup_updates: int = Field(50, ge=0)
+    """Linear learning-rate warm-up over this many optimizer steps (Adam's first steps are otherwise
+    large and noisy, and knock a freshly loaded model off its optimum)."""
+
+    @field_validator("offpolicy_mask")
+    @classmethod
+    def _mask_bound(cls, value: float) -> float:
+        if 0.0 < value <= 1.0:
+            raise ValueError("must be 0 (off) or above 1: tokens with pi / mu outside [1/x, x] are masked")
+        return value
+
+
+class CheckpointConfig(Section):
+    every: int = Field(25, ge=1)
+    """Save a checkpoint every this many rounds (and on SIGINT/SIGTERM and at the end)."""
+    keep: int = Field(2, ge=1)
+    """Complete checkpoints kept; older ones are removed only after a newer one is complete."""
+    resume: bool = True
+    """Resume from the newest complete checkpoint in the run directory."""
+
+
+class EvalConfig(Section):
+    every: int = Field(25, ge=0)
+    """Held-out evaluation every this many rounds (0 = never); also before the first round."""
+    questions: int = Field(200, ge=1, le=100_000)
+    """Held-out questions per evaluation (greedy decoding)."""
+    seed: int = Field(12345, ge=0, lt=2**32)
+    """Seed of the held-out question stream (fixed, so evaluations are comparable across runs)."""
+
+
+class StoreConfig(Section):
+    """What a network node keeps for its peers (batches it stores or relays), within budgets, so that no one
+    fills its memory: over a signer's budget that signer's oldest records go; over the total, the oldest of
+    whoever holds the most. Each record evicted is counted (`dht_over_budget`, `libp2p_over_budget`)."""
+
+    store_mib: int = Field(256, ge=1, le=1024 * 1024)
+    """Total MiB of peers' records this node keeps (a hivemind node keeps a cache of a quarter more)."""
+    author_mib: int = Field(32, ge=1, le=1024 * 1024)
+    """MiB of one signer's records this node keeps (at most store_mib)."""
+
+    @model_validator(mode="after")
+    def _author_within_total(self) -> StoreConfig:
+        if self.author_mib > self.store_mib:
+            raise PydanticCustomError(
+                CONFIG_RULE,
+                f"swarm.transport.author_mib ({self.author_mib}) is above swarm.transport.store_mib ({self.store_mib})",
+            )
+        return self
+
+    def budget_bytes(self) -> tuple[int, int]:
+        """(total, per signer) in bytes."""
+        return self.store_mib * 1024 * 1024, self.author_mib * 1024 * 1024
+
+
+class HivemindConfig(StoreConfig):
+    """The hivemind DHT: pull; what a node downloads stays flat as the swarm grows."""
+
+    type: Literal["hivemind"] = "hivemind"
+    """Names this transport; `swarm.transport = "hivemind"` alone is this section with its defaults."""
+    nat_traversal: bool = False
+    """Opt in to NAT port mapping, AutoNAT and relays (hivemind's nat_port_map, auto_nat, use_relay and
+    use_auto_relay; all off by default because they contact machines outside your network)."""
+    ttl_s: float = Field(900.0, gt=0.0)
+    """How long stored batches and announcements live in the DHT."""
+
+
+class Libp2pConfig(StoreConfig):
+    """GossipSub over py-libp2p, in a child process (needs the `libp2p` extra): push. No NAT traversal."""
+
+    type: Literal["libp2p"] = "libp2p"
+    """Names this transport; `swarm.transport = "libp2p"` alone is this section with its defaults."""
+
+
+class MemoryConfig(Section):
+    """An in-process hub: no network, only nodes of the same process share."""
+
+    type: Literal["memory"] = "memory"
+    """Names this transport; `swarm.transport = "memory"` alone is this section with its defaults."""
+
+
+TransportConfig = Annotated[HivemindConfig | Libp2pConfig | MemoryConfig, Field(discriminator="type")]
+CONFIG_RULE = "config_rule"
+"""The error type of a rule across fields, whose message names the fields itself."""
+TYPED_SECTIONS = {("swarm", "transport")}
+"""Sections chosen by a `type` that may be spelled as that name alone (`swarm.transport = "libp2p"`)."""
+HIVEMIND_FLAT_KEYS: dict[str, object] = {"nat_traversal": False, "ttl_s": 900.0}
+"""Hivemind fields once set directly under [swarm], with their defaults: still read there, moved into the
+transport section (a non-default value with another transport is refused)."""
+EMBEDDED_MODELS = (EMBEDDED_MODEL, "swarmnode/tiny-mix")
+"""The models shipped inside the package (`models/<name>/`, built by `python -m swarmnode.models.build_tiny
+--model NAME`)."""
+
+
+class SwarmConfig(Section):
+    name: str = Field("swarmnode-default", min_length=1, max_length=64)
+    """Swarm to join: only batches announced for this name are read."""
+    transport: TransportConfig = Field(default_factory=HivemindConfig)
+    """How nodes reach each other: the hivemind DHT (pull), GossipSub over py-libp2p (push; needs the
+    `libp2p` extra), or memory (an in-process hub: no network, only nodes of the same process share; for
+    tests and trying the swarm path alone). Every node of a swarm must use the same one. A plain name
+    (`transport = "libp2p"`) picks that transport with its defaults; its own fields go in
+    `[swarm.transport]`, with `type` naming it. The old names `swarm.nat_traversal` and `swarm.ttl_s` of
+    hivemind's fields are still read."""
+    external_groups: int = Field(8, ge=0, le=4096)
+    """J: peers' question groups trained on per round, on top of the node's own I (additive: in the 4-node
+    study of docs/BENCHMARKS.md, 8 own + 8 peers' beat silo on every seed while 4 + 4 did worse)."""
+    sampler: Literal["uniform", "advantage-aware", "family-aware"] = "uniform"
+    """How J is drawn from peers' groups with reward variance (family-aware: the task families where the
+    node's own recent reward is lowest first, taking families in turn)."""
+    share_logprobs: bool = True
+    """Publish the behaviour log-probs of the node's completions with them (protocol v2) when generation
+    recorded them, so peers with the same model can weigh them (train.offpolicy_cap)."""
+    max_share_per_peer: float = Field(0.5, gt=0.0, le=1.0)
+    """No single peer fills more than this share of J."""
+    trust_rounds: int = Field(20, ge=0, le=1_000_000)
+    """Seniority against sybils (issue 16): a peer is young for this many of the node's rounds after its
+    first accepted group, and older peers are taken by cohorts of this many rounds, earliest first (0 = off:
+    every peer alike, as before)."""
+    newcomer_share: float = Field(0.125, ge=0.0, le=1.0)
+    """Of J, the share young peers may take ahead of older ones (they get what older peers leave, too)."""
+    window_s: float = Field(60.0, gt=0.0)
+    """Announcement time window; the current and previous windows are read."""
+    max_batches_per_round: int = Field(8, ge=1, le=1024)
+    """Batches fetched per round at most (bounds download per round as the swarm grows)."""
+    batches_per_peer_per_round: int = Field(2, ge=1)
+    """Batches downloaded from one announcer per round; its further offers wait for later rounds and are
+    counted as `quota`."""
+    max_age_s: float = Field(900.0, gt=0.0)
+    """Batches older than this are stale."""
+    max_clock_skew_s: float = Field(30.0, ge=0.0)
+    """Batches stamped further in the future than this are rejected."""
+    ban_after: int = Field(5, ge=1)
+    """Invalid messages after which a peer is ignored for ban_s."""
+    ban_s: float = Field(600.0, ge=0.0)
+    offer_strikes: int = Field(4, ge=1)
+    """Failed or lying offers (a batch that is not there, a size or summary the batch contradicts, rewards
+    misreported, this node's own batch offered back) after which the announcer is ignored for ban_s. With
+    any strike it is downloaded from once per round at most; each batch it delivers cleanly takes one off."""
+    max_completion_tokens: int | None = Field(None, ge=1)
+    """Longest peer completion taken, in this node's tokens after re-tokenisation; longer ones are dropped
+    and counted as `long_completion` (None = twice generation.max_new_tokens: decoded text re-tokenised can
+    take more tokens than were sampled)."""
+    max_external_tokens: int | None = Field(None, ge=1)
+    """Completion tokens of peers' informative groups one round takes, at most max_share_per_peer of them
+    from one peer; groups beyond are dropped and counted as `token_budget` (None = external_groups x
+    completions_per_question x the completion bound: what J full-length groups of this node would be)."""
+    peers: list[str] = Field(default_factory=list)
+    """Multiaddrs of peers or bootstrap nodes to join through (none: start a new swarm)."""
+    host_maddrs: list[str] = Field(default_factory=lambda: ["/ip4/127.0.0.1/tcp/0"])
+    """Where the transport listens. Loopback by default; volunteers use for example /ip4/0.0.0.0/tcp/31337."""
+    startup_timeout_s: float = Field(60.0, gt=0.0)
+    """How long the p2p daemon may take to start (hivemind's 15 s is too short on busy machines)."""
+    op_timeout_s: float = Field(30.0, gt=0.0)
+    """Time limit of one transport operation (a DHT store or get, a request to the libp2p host)."""
+    round_timeout_s: float = Field(15.0, gt=0.0)
+    """The most time one round spends on swarm I/O (publish and collect together); when it runs out the round
+    trains on what it has, so dead or slow peers delay a round by at most this much."""
+    key_path: Path = Path("~/.swarmnode/identity.pem")
+    """The node's Ed25519 identity key (created on first use, mode 0600)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _transport_section(cls, data: Any) -> Any:
+        """A plain transport name becomes its section; the old flat hivemind keys move into it."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        transport = data.get("transport", {"type": "hivemind"})
+        if isinstance(transport, str):
+            transport = {"type": transport}
+        if isinstance(transport, dict):
+            transport = {"type": "hivemind", **transport}
+            moved = {key: data.pop(key) for key in HIVEMIND_FLAT_KEYS if key in data}
+            for key, value in moved.items():
+                if key in transport:
+                    raise PydanticCustomError(
+                        CONFIG_RULE, f"swarm.{key} is the old name of swarm.transport.{key}: set only one"
+                    )
+                if transport["type"] != "hivemind" and value != HIVEMIND_FLAT_KEYS[key]:
+                    raise PydanticCustomError(
+                        CONFIG_RULE, f"swarm.{key} is only built for the hivemind transport, not {transport['type']}"
+                    )
+                if transport["type"] == "hivemind":
+                    transport[key] = value
+            data["transport"] = transport
+        return data
+
+
+class StatusConfig(Section):
+    enabled: bool = True
+    """Serve the node's status API (/status, /metrics, pause and resume) for `swarmnode tui` and Prometheus."""
+    host: str = Field("127.0.0.1", min_length=1, max_length=255)
+    """Where the status API listens. Any address other than loopback requires `token`."""
+    port: int = Field(7391, ge=0, le=65535)
+    """Its port; when taken, the node falls back to a free one (written to RUN_DIR/status.url). 0: any."""
+    token: str = Field("", max_length=256)
+    """Bearer token required by every request when set (and always when `host` is not loopback)."""
