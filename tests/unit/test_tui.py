@@ -108,3 +108,25 @@ def test_snapshot_unreachable(snap_compare: Any) -> None:
 
 async def _settle(pilot: Any) -> None:
     await pilot.pause(0.3)
+
+
+async def test_the_drift_signal_and_the_defenses_counts_are_on_the_dashboard() -> None:
+    """Issue 16: a round row's `drift` shows under the mix; the defenses' counts are rows of the rejections
+    table, by reason."""
+    snap = copy.deepcopy(FEED[2])
+    snap["recent_rounds"][-1]["drift"] = {
+        "stray_rate": 0.25,
+        "peer_text_rate": 0.125,
+        "top": "SPAM",
+        "refused_fragments": 9,
+    }
+    snap["rejected"] = {**snap["rejected"], "off_format": 31, "improbable": 12}
+    assert "drift: 12% of own samples carry refused peers' text, 25% text outside the answer" in mix_text(snap)
+    assert "drift" not in mix_text(FEED[2])  # rows from before issue 16 have none
+    app = Dashboard(RecordedFeed([snap]), poll_s=0.05)
+    async with app.run_test(size=(140, 45)) as pilot:
+        await pilot.pause(0.3)
+        assert "drift: 12%" in text(app, "#mix")
+        table = app.query_one("#rejections", DataTable)
+        rows = {str(table.get_row_at(i)[0]): str(table.get_row_at(i)[1]) for i in range(table.row_count)}
+        assert rows["off_format"] == "31" and rows["improbable"] == "12"
