@@ -55,6 +55,11 @@ LIES = frozenset(
 )
 """Offers that failed or lied: each is a strike against the peer (see the module docstring)."""
 
+DEFENSES = frozenset({"off_format", "improbable"})
+"""Per-completion counts of the defenses against valid data (issue 16: text outside the answer format, and
+completions the likelihood gate dropped): an honest peer's sampling can trigger them too, so they are
+never a strike or a ban."""
+
 PROVEN, UNKNOWN, ON_PROBATION = 0, 1, 2
 """Download tiers: peers that delivered valid groups (and have at most one strike: an honest peer's batch can
 go missing), peers not heard from yet, peers with strikes. A round downloads from a better tier first, so

@@ -12,6 +12,7 @@ from swarmnode.identity import Identity
 from swarmnode.node import Node
 from swarmnode.run_dir import read_metrics
 from swarmnode.swarm.memory import MemoryHub, MemoryTransport
+from swarmnode.swarm.peers import DEFENSES
 from swarmnode.swarm.transport import TransportError
 
 
@@ -48,7 +49,9 @@ def test_three_nodes_train_on_each_others_groups(tmp_path: Path) -> None:
         for row in rows:
             used |= set(row.get("external_by_peer", {}))
         assert used == set(ids) - {ids[i]}
-        assert rows[-1]["rejected"] == {}
+        # only the defenses' per-completion counts: the embedded model at temperature 1 sometimes writes a
+        # completion its peers find improbable, or text after its answer, itself
+        assert set(rows[-1]["rejected"]) <= DEFENSES
 
 
 class FailingTransport(MemoryTransport):
