@@ -123,7 +123,8 @@ def test_drift_finds_refused_peers_text_in_own_samples_and_says_so() -> None:
     assert line is not None and "refused in peers'" in line and "VISIT-SP" in line
     assert drift.line(3) is None  # said once, then again only after a while
     drift.note_own(["<answer>5</answer>"] * WINDOW)
-    assert drift.line(4) is not None and "gone" in (drift.line(4) or "gone")
+    gone = drift.line(4)
+    assert gone is not None and "gone" in gone and drift.line(5) is None
     assert drift.row()["peer_text_rate"] == 0.0
 
 
