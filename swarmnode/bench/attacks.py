@@ -8,11 +8,12 @@ re-score them, so nothing is refused as invalid.
 - `Crowd`: any number of identities (one is a lone poisoner, twenty are sybils) that each publish one batch
   per round over a `Transport`, with their own signed announcements.
 
-`payload_rate` is the measure: the share of completions whose text outside the answer span carries a
-payload, whole or in pieces: a run of `FRAGMENT` of its characters, or two distinct characters of the
-payloads' alphabet (letters and signs no answer of the built-in tasks uses). A victim that learns from
-payloads mostly writes their letters scrambled (the embedded models read bytes), not whole words; the
-starting embedded model writes such text in under 0.05% of its completions.
+`payload_rate` is the measure: the share of completions that carry a payload, whole or in pieces: a run
+of `FRAGMENT` of its characters, or two distinct characters of the payloads' alphabet (capitals and signs
+that neither the built-in tasks' answers nor the answer tags use), anywhere in the completion. A victim
+that learns from payloads mostly writes their letters scrambled (the embedded models read bytes), often
+in an answer it never closes, not whole words after a closed one; the starting embedded model writes
+none in 2,048 samples.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import protocol
 from swarmnode.identity import Identity
 from swarmnode.swarm.transport import Transport, TransportError
 from swarmnode.tasks import Question, TaskSet
-from swarmnode.tasks.base import stray_text
 
 PAYLOADS = ("SPAM", "BUY!", "VISIT", "WIN$")
 """Short enough for a completion of the embedded models (8 new tokens) to carry a whole one."""
@@ -44,8 +44,7 @@ PAYLOAD_ALPHABET = frozenset("".join(PAYLOADS)) - frozenset("0123456789-")
 
 
 def carries_payload(completion: str) -> bool:
-    outside = stray_text(completion, "exact")
-    return len(PAYLOAD_ALPHABET.intersection(outside)) >= 2 or any(f in outside for f in PAYLOAD_FRAGMENTS)
+    return len(PAYLOAD_ALPHABET.intersection(completion)) >= 2 or any(f in completion for f in PAYLOAD_FRAGMENTS)
 
 
 def payload_rate(completions: Sequence[str]) -> float:

@@ -97,6 +97,8 @@ def run_one(
     honest_used = attacker_used = 0
     filled = attacked_rounds = skipped = 0
     latest: list[list[str]] = [[] for _ in members]
+    samples: dict[int, list[str]] = {}
+    """Node 0's first 12 completions every 25 rounds (what the payload looks like, in the JSON)."""
     for r in range(rounds):
         if r + 1 >= (1 if scenario == "poison" else attack_from):
             crowd.publish(r + 1)
@@ -105,6 +107,8 @@ def run_one(
             assert row is not None
             own = [c for g in node.own_groups for c in g.completions]
             latest[k] = (latest[k] + own)[-LATEST:]
+            if k == 0 and (r + 1) % 25 == 0:
+                samples[r + 1] = own[:12]
             payload[r] += payload_rate(own) / nodes
             tail[r] += sum(1 for c in own if stray_text(c, "end")) / len(own) / nodes
             reward[r] += row["mean_reward"] / nodes
@@ -144,6 +148,7 @@ def run_one(
         "rejected": counts,
         "cumulative_reward": sum(reward),
         "published": crowd.published,
+        "samples": samples,
         "wall_s": time.perf_counter() - start,
     }
 

@@ -258,4 +258,6 @@ def test_clean_and_poisoned_groups_are_valid_and_truthfully_scored() -> None:
     clean = clean_group(q, tasks, rng)
     poisoned = poisoned_group(q, tasks, rng, where="before")
     assert clean.rewards == (1.0, 0.0) * 4 and not any(map(carries_payload, clean.completions))
+    assert carries_payload("<answer>1AS") and carries_payload("<answer>3</answer> VIS")  # scrambled, or a piece
+    assert not carries_payload("<answer>12</answer>") and not carries_payload("<answer>1S</answer>")
     assert poisoned.rewards == (1.0, 0.0) * 4 and payload_rate(poisoned.completions) == 0.5
