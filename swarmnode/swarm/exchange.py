@@ -277,7 +277,8 @@ class RolloutExchange:
     ) -> list[tuple[str, protocol.BatchSummary]]:
         """The offers of live, validly signed announcements of this swarm (not ours, not ignored peers'),
         read bucket by bucket until peers not on probation promise twice the wanted informative groups, of
-        which young peers (`PeerBook.standing`) count for at most the wanted groups. The buckets of proven
+        which young peers (`PeerBook.standing`) count for at most the wanted groups while the node knows
+        older ones (in a new swarm everyone is young, and reading stops as early as ever). The buckets of proven
         peers are read first, older peers' and earlier cohorts' before others, so claims of new peers (however
         many identities make them) cannot keep them unread, and reading stops as early as before: what a node
         reads stays flat as the swarm grows."""
@@ -296,6 +297,7 @@ class RolloutExchange:
         order = list(range(n))
         self._rng.shuffle(order)
         order.sort(key=lambda b: rank.get(b, (True, 1 << 31)))  # stable: proven peers' buckets first, oldest first
+        elders = any(not is_young for is_young, _ in rank.values())
         for w, b in [(w, b) for w in (window, window - 1) for b in order]:
             if want_groups is not None and _promise(promised, young, want_groups, cap):
                 break
@@ -317,7 +319,7 @@ class RolloutExchange:
                     self._reject(author, late)
                     continue
                 offers += [(author, s) for s in announcement.batches]
-                if self.book.standing(author, round_)[1]:
+                if elders and self.book.standing(author, round_)[1]:
                     young.add(author)
                 if self.book.tier(author) != ON_PROBATION:  # claims of peers with strikes do not stop the reading
                     promised[author] += sum(
