@@ -4,10 +4,11 @@ A payload that rides on correct answers (issue 16) shows first in the node's own
 reward or accuracy: the verifier reads only the answer span. So the node watches its latest own
 completions for two things:
 
-- `stray_rate`: the share that carries any text outside the answer span (before or after it);
+- `stray_rate`: the share that carries any text outside the answer span (before or after it; all of a
+  completion without one: `tasks.base.outside_text`);
 - `peer_text_rate`: the share whose outside text contains a fragment (`FRAGMENT` characters) of text the
-  node refused in peers' completions: text outside the answer format, and completions the likelihood
-  gate dropped.
+  node refused in peers' completions: the part the answer format forbids, and the outside text of
+  completions the likelihood gate dropped.
 
 `line()` tells the user when either rises (a peer-text share of `ALERT_RATE`, or a stray share
 `ALERT_RATE` above what the node's first window showed) and when it is gone again.
@@ -19,7 +20,7 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable
 from typing import TypedDict
 
-from swarmnode.tasks.base import stray_text
+from swarmnode.tasks.base import outside_text
 
 WINDOW = 256
 """Own completions the rates are over."""
@@ -30,6 +31,7 @@ CAPACITY = 8192
 ALERT_RATE = 0.02
 REPEAT_ROUNDS = 50
 """A standing alert is said again at most this often."""
+GONE = "drift: gone (this node's own samples are back to its start: no refused peers' text, no more stray text)"
 
 
 class DriftRow(TypedDict):
@@ -47,6 +49,12 @@ def fragments(text: str) -> set[str]:
     return {text[i : i + FRAGMENT] for i in range(len(text) - FRAGMENT + 1)}
 
 
+def pieces(text: str) -> set[str]:
+    """Every run of `text` of 3 to `FRAGMENT` characters: what a remembered fragment (a whole short refused
+    text among them) is looked up by."""
+    return {text[i : i + n] for n in range(3, FRAGMENT + 1) for i in range(len(text) - n + 1)}
+
+
 class Drift:
     def __init__(self) -> None:
         self._refused: OrderedDict[str, None] = OrderedDict()
@@ -56,10 +64,10 @@ class Drift:
         self._alert = ""
         self._said_round = -REPEAT_ROUNDS
 
-    def note_refused(self, completions: Iterable[str]) -> None:
-        """Peers' completions the node refused: their text outside the answer span is remembered."""
-        for completion in completions:
-            for piece in fragments(stray_text(completion, "exact")):
+    def note_refused(self, texts: Iterable[str]) -> None:
+        """Text the node refused in peers' completions (not whole completions: the refused part)."""
+        for text in texts:
+            for piece in fragments(text.strip()) if len(text.strip()) >= 3 else ():
                 self._refused[piece] = None
                 self._refused.move_to_end(piece)
         while len(self._refused) > CAPACITY:
@@ -67,8 +75,8 @@ class Drift:
 
     def note_own(self, completions: Iterable[str]) -> None:
         for completion in completions:
-            outside = stray_text(completion, "exact")
-            self._own.append((outside, bool(outside) and not fragments(outside).isdisjoint(self._refused)))
+            outside = outside_text(completion)
+            self._own.append((outside, bool(outside) and not pieces(outside).isdisjoint(self._refused)))
         if self._baseline is None and len(self._own) == WINDOW:
             self._baseline = self.row()["stray_rate"]
 
@@ -101,5 +109,5 @@ class Drift:
             return None
         if self._alert:
             self._alert = ""
-            return "drift: gone (this node's own samples carry no more peers' refused text than at its start)"
+            return GONE
         return None

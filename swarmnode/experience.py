@@ -7,10 +7,11 @@ the eligible groups; `advantage-aware` takes the groups with the largest reward 
 `family-aware` takes task families in turn, the family where the node's own recent reward is lowest first
 (a peer's success on a question type the node rarely solves is signal it cannot get alone).
 
-With peers' `standing` (seniority, `swarm.peers`), the policy's order holds within a cohort only: young
-peers' groups may take `newcomer_slots` first, then older peers' groups fill the slots cohort by cohort,
-earliest first, and young peers' get what is left (`newcomer_share` counts those not taken). So however
-many identities arrive, the peers with a record keep at least J - `newcomer_slots` of the slots they fill.
+With peers' `standing` ((cohort, junior): seniority, `swarm.peers`), juniors (young peers and later
+cohorts) may take `newcomer_slots` first, earliest cohort first, then the earliest cohort's groups fill the
+slots in the policy's order, and juniors get what is left (`newcomer_share` counts those not taken). So
+however many identities arrive, the peers with a record keep at least J - `newcomer_slots` of the slots
+they fill, and a latecomer keeps a share.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def select_groups(
     young: set[int] = set()
     if standing is not None:
         old = sorted((g for g in candidates if not standing[g.source][1]), key=lambda g: standing[g.source][0])
-        new = [g for g in candidates if standing[g.source][1]]
+        new = sorted((g for g in candidates if standing[g.source][1]), key=lambda g: standing[g.source][0])
         young = {id(g) for g in new}
         candidates = new[:newcomer_slots] + old + new[newcomer_slots:]  # sorted is stable: policy order kept
     cap = max(1, math.floor(max_share_per_peer * external_count))

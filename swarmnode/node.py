@@ -29,6 +29,7 @@ from swarmnode.learner import Learner, StepStats
 from swarmnode.policy import SamplingParams
 from swarmnode.run_dir import EvalRow, RoundRow, RunDir, SwarmCounters, round_line
 from swarmnode.status import NodeStatus, StatusServer, serve
+from swarmnode.tasks.base import outside_text
 
 if TYPE_CHECKING:  # a silo node never loads the swarm stack
     from swarmnode.swarm.front import Swarm
@@ -255,8 +256,8 @@ class Node:
         """Feed the drift signal (peers' text refused by the answer format or the likelihood gate; the node's
         own completions), charge gated completions to their authors, and say it when the signal moves."""
         stray = self.runtime.tasks.stray
-        self.drift.note_refused([c for g in external for c in g.completions if stray(c)])
-        self.drift.note_refused(stats.gated_texts)
+        self.drift.note_refused(stray(c) for g in external for c in g.completions)
+        self.drift.note_refused(outside_text(t) for t in stats.gated_texts)
         if self.swarm is not None and stats.gated_by_source:
             self.swarm.note_gated(stats.gated_by_source)
         self.drift.note_own(c for g in local for c in g.completions)

@@ -60,6 +60,7 @@ class RolloutExchange:
         max_external_tokens: int | None = None,
         max_peer_tokens: int | None = None,
         share_logprobs: bool = True,
+        newcomer_groups: int = 1,
     ) -> None:
         self.transport = transport
         self.identity = identity
@@ -81,6 +82,9 @@ class RolloutExchange:
         self.max_untrusted = max(1, max_batches // 2) if max_untrusted is None else max_untrusted
         """Of a round's downloads, at most this many from peers without a clean record (new, young or with
         strikes)."""
+        self.newcomer_groups = newcomer_groups
+        """Informative groups a round may still download from juniors (young or new peers, later cohorts) once
+        the earliest cohort covers it (so a newcomer is taken from its first rounds: `swarm.newcomer_share`)."""
         self.max_external_tokens = max_external_tokens
         """Completion tokens of peers' informative groups one round takes in all (None: no bound)."""
         self.max_peer_tokens = max_peer_tokens
@@ -225,6 +229,8 @@ class RolloutExchange:
         got: Counter[str] = Counter()  # informative groups accepted, by signer
         downloads = untrusted = 0
         offers = self._read_offers(want_groups, cap, local_round)
+        first = self.book.first_cohort(local_round)
+        junior_got = 0  # informative groups accepted this round from juniors (`PeerBook.junior`)
         for author, summary in self.book.download_order(offers, cap, self._rng, local_round):
             if self.book.is_banned(author):
                 continue  # ignored since its announcement was read (its lies this round reached the limit)
@@ -239,11 +245,15 @@ class RolloutExchange:
             if summary.size > self.limits.max_envelope_bytes:
                 self._reject(author, "oversize")
                 continue
-            if downloads >= self.max_batches or self._left() <= 0 or _covered(got, want_groups, cap):
+            young = first is not None and self.book.standing(author, local_round)[1]
+            trusted = self.book.tier(author) == PROVEN and not young
+            junior = not trusted or self.book.junior(author, local_round, first)
+            if downloads >= self.max_batches or self._left() <= 0:
                 continue  # nothing more to download this round; the cheap checks above still run for every offer
+            if _covered(got, want_groups, cap) and (not junior or first is None or junior_got >= self.newcomer_groups):
+                continue  # covered, and the juniors' reserve of the round too (older peers come first)
             if want_groups is not None and got[author] >= cap:
                 continue  # this peer's share of the round is covered: its other batches wait for later rounds
-            trusted = self.book.tier(author) == PROVEN and not self.book.standing(author, local_round)[1]
             if not trusted and untrusted >= self.max_untrusted:
                 continue  # the rest of the round's downloads is kept for peers with a record
             allowance = self.book.allowance(author, self.batches_per_peer_per_round)
@@ -268,7 +278,9 @@ class RolloutExchange:
                 self._reject(author, "size_mismatch")
                 continue
             signer, groups = self._validated(author, summary, raw, cap)
-            got[signer] += sum(1 for g in groups if g.informative)
+            informative = sum(1 for g in groups if g.informative)
+            got[signer] += informative
+            junior_got += informative if junior else 0
             accepted += groups
         return accepted
 
@@ -277,8 +289,8 @@ class RolloutExchange:
     ) -> list[tuple[str, protocol.BatchSummary]]:
         """The offers of live, validly signed announcements of this swarm (not ours, not ignored peers'),
         read bucket by bucket until peers not on probation promise twice the wanted informative groups, of
-        which young peers (`PeerBook.standing`) count for at most the wanted groups while the node knows
-        older ones (in a new swarm everyone is young, and reading stops as early as ever). The buckets of proven
+        which juniors (young peers and later cohorts: `PeerBook.junior`) count for at most the wanted groups
+        (in a new swarm there are none, and reading stops as early as ever). The buckets of proven
         peers are read first, older peers' and earlier cohorts' before others, so claims of new peers (however
         many identities make them) cannot keep them unread, and reading stops as early as before: what a node
         reads stays flat as the swarm grows."""
@@ -297,7 +309,7 @@ class RolloutExchange:
         order = list(range(n))
         self._rng.shuffle(order)
         order.sort(key=lambda b: rank.get(b, (True, 1 << 31)))  # stable: proven peers' buckets first, oldest first
-        elders = any(not is_young for is_young, _ in rank.values())
+        first = self.book.first_cohort(round_)
         for w, b in [(w, b) for w in (window, window - 1) for b in order]:
             if want_groups is not None and _promise(promised, young, want_groups, cap):
                 break
@@ -319,7 +331,8 @@ class RolloutExchange:
                     self._reject(author, late)
                     continue
                 offers += [(author, s) for s in announcement.batches]
-                if elders and self.book.standing(author, round_)[1]:
+                self.book.present(author, round_)
+                if self.book.junior(author, round_, first):
                     young.add(author)
                 if self.book.tier(author) != ON_PROBATION:  # claims of peers with strikes do not stop the reading
                     promised[author] += sum(

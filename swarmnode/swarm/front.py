@@ -73,6 +73,7 @@ def open_exchange(
         batches_per_peer_per_round=sw.batches_per_peer_per_round,
         max_external_tokens=round_tokens if bounded else None,
         max_peer_tokens=max(1, math.floor(sw.max_share_per_peer * round_tokens)) if bounded else None,
+        newcomer_groups=math.floor(sw.newcomer_share * sw.external_groups),
         share_logprobs=sw.share_logprobs,
     )
 
@@ -146,8 +147,8 @@ class Swarm:
         return ex.collect(round_, want_groups=self._want, per_peer_groups=self._per_peer)
 
     def standing(self, peers: Iterable[str], round_: int) -> dict[str, tuple[int, bool]]:
-        """(cohort, young) of each of `peers` in the node's round `round_` (`PeerBook.standing`)."""
-        return {p: self._exchange.book.standing(p, round_) for p in set(peers)}
+        """(cohort, junior) of each of `peers` in the node's round `round_` (`PeerBook.standing`, `junior`)."""
+        return self._exchange.book.for_sampling(peers, round_)
 
     def note_gated(self, by_source: Mapping[str, int]) -> None:
         """Peers' completions the learner's likelihood gate dropped (`improbable`), charged to their authors:

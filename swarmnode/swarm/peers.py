@@ -9,9 +9,12 @@ that validates cleanly takes one strike off (an honest peer's occasional miss he
 
 Seniority (issue 16: sybils). Identities are free, so what a node takes from peers must not be decided by
 how many identities announce. A peer's tenure starts at the node's round of its first accepted group and
-lasts while it keeps delivering (a gap of `trust_rounds` rounds, or a ban, starts it again). Peers whose
+lasts while it keeps delivering or announcing (a gap of `trust_rounds` rounds, or a ban, starts it again).
+While the node knows no older peer (a new swarm), nobody is treated as young. Peers whose
 tenure is younger than `trust_rounds` are *young*: together they may take only a bounded share of a round
-(downloads: `max_untrusted`; the J slots: `swarm.newcomer_share`, then what older peers leave). Older peers
+(downloads: `max_untrusted`, and once older peers cover the round only `swarm.newcomer_share` of J more;
+the J slots: `newcomer_share`, then what older peers leave; peers of later cohorts share that reserve with
+them, so an honest latecomer keeps being taken after it is no longer young). Older peers
 are ranked by *cohort* (the `trust_rounds`-long stretch of rounds their tenure began in): earlier cohorts
 first, peers of one cohort as equals. So identities that arrive after the node's peers have a record can
 never crowd them out, however many they are, and an honest newcomer is still taken from its first round
@@ -24,7 +27,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import protocol
@@ -173,6 +176,40 @@ class PeerBook:
         if record is None or record.first_round is None or round_ - record.last_round > self.trust_rounds:
             return 1 << 30, True
         return record.first_round // self.trust_rounds, round_ - record.first_round < self.trust_rounds
+
+    def present(self, peer_id: str, round_: int) -> None:
+        """A valid announcement of this peer was read in round `round_`: a tenure goes on (the node downloads
+        only what it needs, so an older peer may go undownloaded for rounds while it is there)."""
+        record = self.peers.get(peer_id)
+        if record is not None and record.first_round is not None and round_ - record.last_round <= self.trust_rounds:
+            record.last_round = max(record.last_round, round_)
+
+    def first_cohort(self, round_: int) -> int | None:
+        """The earliest cohort of the peers with a record that are no longer young (None: there are none, or
+        no seniority)."""
+        if not self.trust_rounds:
+            return None
+        cohorts = [
+            c for c, young in (self.standing(p, round_) for p in self.peers if self.tier(p) == PROVEN) if not young
+        ]
+        return min(cohorts, default=None)
+
+    def has_elders(self, round_: int) -> bool:
+        """Whether the node knows a peer with a record that is no longer young (False without seniority)."""
+        return self.first_cohort(round_) is not None
+
+    def for_sampling(self, peers: Iterable[str], round_: int) -> dict[str, tuple[int, bool]]:
+        """(cohort, junior) of each of `peers` in round `round_`: the sampler's `standing`."""
+        first = self.first_cohort(round_)
+        return {p: (self.standing(p, round_)[0], self.junior(p, round_, first)) for p in set(peers)}
+
+    def junior(self, peer_id: str, round_: int, first: int | None) -> bool:
+        """Young, or of a later cohort than `first` (`first_cohort`): the peers that share the newcomers'
+        reserve of a round. False while there are no elders (`first` None)."""
+        if first is None:
+            return False
+        cohort, young = self.standing(peer_id, round_)
+        return young or cohort > first
 
     def delivered(self, peer_id: str) -> None:
         """A batch offered by this peer validated cleanly: one strike off."""

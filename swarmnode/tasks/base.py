@@ -29,17 +29,26 @@ OPEN_TAG, CLOSE_TAG = "<answer>", "</answer>"
 
 
 def stray_text(completion: str, answer_format: AnswerFormat = "exact") -> str:
-    """The text of `completion` outside its last answer span that `answer_format` does not allow, stripped
-    ("" when there is none; a completion without an answer span has no stray text, only no answer): under
-    `end` the text after the span, under `exact` the text before and after, under `anywhere` nothing."""
-    end = completion.rfind(CLOSE_TAG)
-    start = completion.rfind(OPEN_TAG, 0, end) if end >= 0 else -1
-    if start < 0 or answer_format == "anywhere":
+    """The text of `completion` outside its answer span (the last one, as `extract_answer` finds it) that
+    `answer_format` does not allow, stripped ("" when there is none; a completion without an answer span has
+    no stray text, only no answer): under `end` the text after the span (a stray `</answer>` included),
+    under `exact` the text before and after, under `anywhere` nothing."""
+    spans = list(ANSWER_PATTERN.finditer(completion))
+    if not spans or answer_format == "anywhere":
         return ""
-    after = completion[end + len(CLOSE_TAG) :].strip()
+    start, end = spans[-1].span()
+    after = completion[end:].strip()
     if answer_format == "end":
         return after
     return " ".join(part for part in (completion[:start].strip(), after) if part)
+
+
+def outside_text(completion: str) -> str:
+    """All of `completion` but its answer span, stripped; for a completion without one, all of it but the
+    answer tags (what a victim of a payload writes is often an answer it never closes)."""
+    if ANSWER_PATTERN.search(completion):
+        return stray_text(completion, "exact")
+    return completion.replace(OPEN_TAG, " ").replace(CLOSE_TAG, " ").strip()
 
 
 def extract_answer(completion: str) -> str | None:

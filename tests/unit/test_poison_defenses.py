@@ -43,6 +43,7 @@ Q = Question(TaskRef("add", 0, 0), "01+01=", "2")
         ("SPAM <answer>2</answer>", "", "SPAM"),
         ("a <answer>1</answer> b <answer>2</answer> c", "c", "a <answer>1</answer> b c"),
         ("no answer at all", "", ""),
+        ("<answer>52</answer> SPAM</answer>", "SPAM</answer>", "SPAM</answer>"),  # a stray close tag hides nothing
     ],
 )
 def test_stray_text_by_format(text: str, end: str, exact: str) -> None:
@@ -90,6 +91,9 @@ def test_the_windowed_gate_catches_a_short_improbable_run_that_the_mean_hides() 
     assert grpo.likelihood_gate(logp, mask, -5.0).tolist() == [True, True, False]
     assert grpo.likelihood_gate(logp, mask, -5.0, window=4).tolist() == [False, True, False]
     assert grpo.likelihood_gate(logp, mask, -5.0, window=30).tolist() == [True, True, False]  # longer: the mean
+    padded = torch.tensor([[-0.5] * 8 + [-50.0] * 16])  # 8 real tokens, padding far below the gate
+    eight = torch.tensor([[1.0] * 8 + [0.0] * 16])
+    assert grpo.likelihood_gate(padded, eight, -5.0, window=4).tolist() == [True]  # padding never counts
 
 
 def test_the_learner_charges_gated_completions_to_their_author() -> None:
@@ -114,7 +118,7 @@ def test_drift_finds_refused_peers_text_in_own_samples_and_says_so() -> None:
     drift = Drift()
     drift.note_own(["<answer>5</answer>"] * WINDOW)  # the start: clean
     assert drift.line(1) is None and drift.row()["stray_rate"] == 0.0
-    drift.note_refused(["<answer>3</answer> VISIT-SPAM now"])
+    drift.note_refused(["VISIT-SPAM now"])
     drift.note_own(["<answer>4</answer> VISIT-SP"] * 20 + ["<answer>4</answer> hello"] * 4)
     row = drift.row()
     assert row["peer_text_rate"] == pytest.approx(20 / WINDOW) and row["stray_rate"] == pytest.approx(24 / WINDOW)
@@ -126,6 +130,17 @@ def test_drift_finds_refused_peers_text_in_own_samples_and_says_so() -> None:
     gone = drift.line(4)
     assert gone is not None and "gone" in gone and drift.line(5) is None
     assert drift.row()["peer_text_rate"] == 0.0
+
+
+def test_drift_matches_only_the_refused_part_and_reads_unclosed_answers_whole() -> None:
+    """Text before the answer that the format allows is not remembered as refused (a node writing its own
+    reasoning is no alarm); an answer never closed counts as outside text."""
+    drift = Drift()
+    drift.note_refused([stray_text("Let me think about it. <answer>3</answer> BUY", "end")])
+    drift.note_own(["Let me think: <answer>4</answer>"] * 10)
+    assert drift.row()["peer_text_rate"] == 0.0
+    drift.note_own(["<answer>1BUY"] * 10)
+    assert drift.row()["peer_text_rate"] == pytest.approx(10 / 20)
 
 
 def test_drift_without_refused_text_only_watches_the_stray_share() -> None:
@@ -148,12 +163,25 @@ def test_tenure_cohorts_youth_and_what_resets_them() -> None:
         book.accepted("old", "m", 1, [1.0], round_=r)
     book.accepted("late", "m", 1, [1.0], round_=25)
     assert book.standing("old", 30) == (0, False) and book.standing("late", 30) == (2, True)
+    assert book.has_elders(30)
     assert book.standing("old", 45) == (1 << 30, True)  # gone for longer than trust_rounds: no tenure
     book.accepted("old", "m", 1, [1.0], round_=45)
     assert book.standing("old", 46) == (4, True)  # it starts again
     book.rejected("late", Counter({"bad_signature": 5}))  # banned: tenure gone too
     assert book.standing("late", 26) == (1 << 30, True)
     assert PeerBook().standing("anyone", 100) == (0, False)  # seniority off
+    assert not PeerBook().has_elders(100)
+
+
+def test_a_peer_that_only_announces_keeps_its_tenure() -> None:
+    """The node downloads only what it needs: an older peer it skipped for rounds is still there."""
+    book = PeerBook(trust_rounds=10)
+    book.accepted("p", "m", 1, [1.0], round_=1)
+    for r in range(5, 60, 5):
+        book.present("p", r)  # its announcements read, its batches not needed
+    assert book.standing("p", 60) == (0, False)
+    book.present("gone", 60)  # no tenure: announcing alone starts none
+    assert book.standing("gone", 61)[1]
 
 
 def _groups(source: str, n: int) -> list[Group]:
@@ -241,7 +269,7 @@ def test_twenty_sybils_arriving_later_leave_honest_peers_their_share(trust_round
         if r >= 8:
             crowd.publish(r)
         got = victim.collect(r, want_groups=8, per_peer_groups=4)
-        standing = {g.source: victim.book.standing(g.source, r) for g in got}
+        standing = victim.book.for_sampling((g.source for g in got), r)
         chosen = select_groups([], got, local_count=0, external_count=8, rng=rng, standing=standing, newcomer_slots=1)
         if r >= 10:
             honest_taken.append(sum(g.source not in crowd.peer_ids for g in chosen))
@@ -249,6 +277,33 @@ def test_twenty_sybils_arriving_later_leave_honest_peers_their_share(trust_round
         assert honest_taken == [6] * len(honest_taken), honest_taken
     else:
         assert sum(n == 6 for n in honest_taken) < len(honest_taken) / 2, honest_taken
+
+
+def test_an_honest_newcomer_is_downloaded_and_taken_while_older_peers_cover_the_round() -> None:
+    """Three peers with a record cover J every round; a newcomer arriving at round 12 still gets its share
+    (`newcomer_groups` downloaded, `newcomer_slots` taken) from its first round on; with seniority off it
+    would wait for a round the others leave short."""
+    tasks = TaskSet([make_task("add")])
+    hub = MemoryHub()
+    victim = _exchange(hub, tasks, 5)
+    old = [_exchange(hub, tasks, 5) for _ in range(3)]
+    newcomer = _exchange(hub, tasks, 5)
+    taken = []
+    for r in range(1, 20):
+        peers = old + ([newcomer] if r >= 12 else [])
+        for k, peer in enumerate(peers):
+            qs = tasks.draw(seed=70 + k, start=3 * r, count=3)
+            peer.publish(
+                r, 1, [Group(q, (f"<answer>{q.answer}</answer>", "<answer>x</answer>"), (1.0, 0.0)) for q in qs]
+            )
+        got = victim.collect(r, want_groups=8, per_peer_groups=4)
+        standing = victim.book.for_sampling((g.source for g in got), r)
+        chosen = select_groups(
+            [], got, local_count=0, external_count=8, rng=random.Random(r), standing=standing, newcomer_slots=1
+        )
+        if r >= 12:
+            taken.append(sum(g.source == newcomer.identity.peer_id for g in chosen))
+    assert taken == [1] * len(taken), taken
 
 
 def test_clean_and_poisoned_groups_are_valid_and_truthfully_scored() -> None:
