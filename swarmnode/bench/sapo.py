@@ -10,7 +10,7 @@ of rounds and several seeds:
   weights, uniform sampler), `-fam` (family-aware sampler), `-tis` (truncated importance weights from the
   authors' behaviour log-probs, cap 2: the node's default now), `-mask` (tokens with
   pi / mu outside [1/2, 2] masked), `-gate` (peers' completions under a mean log-prob of -1.5 per token
-  under the node's own policy dropped), `-nodef` (issue 16's defenses off: any text around the answer,
+  over their worst run of 6 tokens under the node's own policy dropped; -5 is the default since issue 16), `-nodef` (issue 16's defenses off: any text around the answer,
   no likelihood gate, no seniority; the default has them on).
 
 `--hetero`: a swarm of different nodes (N >= 4): node 2 runs a smaller model (another size: built once
