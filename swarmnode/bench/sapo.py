@@ -10,8 +10,9 @@ of rounds and several seeds:
   weights, uniform sampler), `-fam` (family-aware sampler), `-tis` (truncated importance weights from the
   authors' behaviour log-probs, cap 2: the node's default now), `-mask` (tokens with
   pi / mu outside [1/2, 2] masked), `-gate` (peers' completions under a mean log-prob of -1.5 per token
-  over their worst run of 6 tokens under the node's own policy dropped; -5 is the default since issue 16), `-nodef` (issue 16's defenses off: any text around the answer,
-  no likelihood gate, no seniority; the default has them on).
+  over their worst run of 6 tokens under the node's own policy dropped; -5 is the default since issue 16),
+  `-nodef` (issue 16's defenses off: any text around the answer, no likelihood gate, no seniority; the
+  default has them on).
 
 `--hetero`: a swarm of different nodes (N >= 4): node 2 runs a smaller model (another size: built once
 by `build_tiny` into the bench's folder), the last node runs at half speed (a round every other lockstep
@@ -43,6 +44,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from swarmnode.bench.poison import DEFENSES_OFF
 from swarmnode.bench.report import format_table, write_json
 
 SPLITS: dict[str, tuple[int, int]] = {"silo": (8, 0), "4/4": (4, 4), "8/8": (8, 8), "2/6": (2, 6), "4/12": (4, 12)}
@@ -54,7 +56,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "-mask": ("train.offpolicy_mask=2.0",),
     "-gate": ("train.peer_min_logprob=-1.5",),
     "-fam-tis": ("swarm.sampler=family-aware", "train.offpolicy_cap=2.0"),
-    "-nodef": ("task.answer_format=anywhere", "train.peer_min_logprob=0", "swarm.trust_rounds=0"),
+    "-nodef": DEFENSES_OFF,
 }
 CONFIGS: dict[str, tuple[int, int, tuple[str, ...]]] = {
     f"{split}{suffix}": (*SPLITS[split], settings)
