@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from swarmnode.config import NodeConfig
@@ -81,13 +81,18 @@ def _bench_swarm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _names(text: str, flag: str, known: Iterable[str]) -> list[str]:
+    """A comma-separated list of names, each one of `known` (else a one-line UserError naming `flag`)."""
+    names = [c.strip() for c in text.split(",") if c.strip()]
+    if not names or set(names) - set(known):
+        raise UserError(f"{flag} takes some of {', '.join(known)}; got {text!r}")
+    return names
+
+
 def _bench_sapo(args: argparse.Namespace) -> int:
     from swarmnode.bench import sapo
 
-    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
-    unknown = sorted(set(configs) - set(sapo.CONFIGS))
-    if unknown or not configs:
-        raise UserError(f"--configs takes some of {', '.join(sapo.CONFIGS)}; got {args.configs!r}")
+    configs = _names(args.configs, "--configs", sapo.CONFIGS)
     seeds = _sizes(args.seeds, "--seeds", 0)
     if not seeds or min(args.nodes, args.rounds, args.eval_questions, args.eval_every, args.jobs) < 1:
         raise UserError(
@@ -106,10 +111,7 @@ def _bench_sapo(args: argparse.Namespace) -> int:
 def _bench_poison(args: argparse.Namespace) -> int:
     from swarmnode.bench import poison
 
-    scenarios = [c.strip() for c in args.scenarios.split(",") if c.strip()]
-    unknown = sorted(set(scenarios) - set(poison.SCENARIOS))
-    if unknown or not scenarios:
-        raise UserError(f"--scenarios takes some of {', '.join(poison.SCENARIOS)}; got {args.scenarios!r}")
+    scenarios = _names(args.scenarios, "--scenarios", poison.SCENARIOS)
     seeds = _sizes(args.seeds, "--seeds", 0)
     if not seeds or min(args.nodes, args.rounds, args.sybils, args.attack_from, args.jobs) < 1:
         raise UserError("--seeds needs a seed; --nodes, --rounds, --sybils, --attack-from and --jobs must be >= 1")
