@@ -48,7 +48,7 @@ def serve(config: NodeConfig, addr_file: Path | None, say: Callable[[str], None]
     if config.swarm.transport.type == "memory":
         raise UserError("a bootstrap node on the memory transport would reach nobody: use hivemind or libp2p")
     # nat_port_map, auto_nat and relays stay off unless swarm.transport.nat_traversal
-    transport = open_transport(config)
+    transport = open_transport(config, remember_peers=False)  # it has no run directory of its own
     try:
         stop = threading.Event()  # set up before the address is out: whoever reads it may stop us at once
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -74,6 +74,7 @@ DIGEST_SKIPS_DEFAULT: dict[str, dict[str, object]] = {
         "share_logprobs": True,
         "trust_rounds": 0,
         "newcomer_share": 0.125,
+        "peers_cache": 32,
     },
     "train": {
         "groups_per_update": 0,

@@ -256,6 +256,10 @@ class SwarmConfig(Section):
     completions_per_question x the completion bound: what J full-length groups of this node would be)."""
     peers: list[str] = Field(default_factory=list)
     """Multiaddrs of peers or bootstrap nodes to join through (none: start a new swarm)."""
+    peers_cache: int = Field(32, ge=0, le=1024)
+    """Peers remembered in the run directory (`peers.txt`, the ones reached lately, newest first; 0 = off): a
+    restarted node joins through them as well as through `peers`, so it rejoins even when every bootstrap node is
+    gone. Unreachable ones are tried all at once and only cost one op_timeout_s (hivemind transport)."""
     host_maddrs: list[str] = Field(default_factory=lambda: ["/ip4/127.0.0.1/tcp/0"])
     """Where the transport listens. Loopback by default; volunteers use for example /ip4/0.0.0.0/tcp/31337."""
     startup_timeout_s: float = Field(60.0, gt=0.0)

@@ -24,10 +24,12 @@ class NetworkOptions(TypedDict):
     startup_timeout_s: float
 
 
-def open_transport(config: NodeConfig) -> Transport:
+def open_transport(config: NodeConfig, remember_peers: bool = True) -> Transport:
     """The node's network transport (`swarm.transport`): the hivemind DHT, or GossipSub over py-libp2p in a
     child process, or an in-process hub. NAT port mapping, AutoNAT and relays (hivemind's nat_port_map,
-    auto_nat, use_relay) are on only when swarm.transport.nat_traversal = true; the libp2p host has none."""
+    auto_nat, use_relay) are on only when swarm.transport.nat_traversal = true; the libp2p host has none.
+    With `remember_peers` (and swarm.peers_cache > 0) the hivemind transport also joins through the peers
+    cached in the run directory and keeps that cache (`peers_cache.py`)."""
     sw = config.swarm
     chosen = sw.transport
     if chosen.type == "memory":  # nothing listens
@@ -49,6 +51,9 @@ def open_transport(config: NodeConfig) -> Transport:
         return Libp2pTransport(sw.name, log_path=log_path, store_bytes=total, author_bytes=per_author, **network)
     from swarmnode.swarm import records
     from swarmnode.swarm.hivemind_dht import HivemindTransport
+    from swarmnode.swarm.peers_cache import PeersCache
+
+    cache = PeersCache.of_run_dir(config.run_dir, sw.peers_cache) if remember_peers and sw.peers_cache else None
 
     return HivemindTransport(
         sw.name,
@@ -56,5 +61,6 @@ def open_transport(config: NodeConfig) -> Transport:
         nat_traversal=chosen.nat_traversal,
         skew_s=sw.max_clock_skew_s,
         budget=records.StorageBudget(total, per_author),
+        peers_cache=cache,
         **network,
     )

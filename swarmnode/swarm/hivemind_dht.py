@@ -28,6 +28,7 @@ from typing import Any, Protocol, TypeVar
 import protocol
 from swarmnode.errors import UserError
 from swarmnode.swarm import records
+from swarmnode.swarm.peers_cache import PeersCache, join_through
 from swarmnode.swarm.transport import ANNOUNCE_BUCKETS, TransportError
 
 __all__ = ["HivemindTransport", "TransportError", "make_record_validator"]
@@ -162,6 +163,8 @@ class HivemindTransport:
         buckets: int = ANNOUNCE_BUCKETS,
         skew_s: float = records.CLOCK_SKEW_S,
         budget: records.StorageBudget | None = None,
+        peers_cache: PeersCache | None = None,
+        cache_every_s: float = 30.0,
     ) -> None:
         from hivemind.dht.node import DHTNode
 
@@ -178,6 +181,10 @@ class HivemindTransport:
         self.bytes_downloaded = 0
         self._node: Any = None  # hivemind's `DHTNode` (untyped), reached only through this class
         self._joiner: Future[None] | None = None
+        self._cacher: Future[None] | None = None
+        self.reached = 0
+        """Peers that answered the latest join attempt."""
+        self.last_cache_error = ""
         self._closed = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="swarmnode-dht", daemon=True)
@@ -202,12 +209,17 @@ class HivemindTransport:
         except TransportError as exc:
             self.close()
             raise UserError(f"the DHT node did not start: {exc} (a longer swarm.startup_timeout_s may help)") from exc
-        self.initial_peers = list(initial_peers)
+        self.peers_cache = peers_cache
+        cached = [m for m in peers_cache.load() if m not in initial_peers] if peers_cache else []
+        self.initial_peers = join_through(initial_peers, cached)
         self.joined = not self.initial_peers
         self.join_attempts = 0
         self.last_join_error = ""
+        self._notices: list[str] = []
         if self.initial_peers:
-            self._joiner = asyncio.run_coroutine_threadsafe(self._keep_joining(), self._loop)
+            self._joiner = asyncio.run_coroutine_threadsafe(self._keep_joining(len(cached)), self._loop)
+        if peers_cache is not None:
+            self._cacher = asyncio.run_coroutine_threadsafe(self._keep_cache(peers_cache, cache_every_s), self._loop)
 
     async def _budget_storage(self) -> None:
         """Give the node storages within budget (before it meets any peer, so both are still empty)."""
@@ -232,29 +244,44 @@ class HivemindTransport:
         from hivemind.p2p import PeerID
         from hivemind.utils.multiaddr import Multiaddr
 
-        reached = 0
-        for text in self.initial_peers if peers is None else peers:
+        async def reach(text: str) -> bool:
             try:
                 maddr = Multiaddr(text)
                 peer = PeerID.from_base58(maddr["p2p"])
                 transport_part = maddr.decapsulate(Multiaddr(f"/p2p/{maddr['p2p']}"))
                 await asyncio.wait_for(self._node.p2p._client.connect(peer, [transport_part]), self.op_timeout_s)
-                if await asyncio.wait_for(self._node.protocol.call_ping(peer), self.op_timeout_s) is not None:
-                    reached += 1
-            except Exception as exc:  # a bad address or a dead peer: try the others, and again later
+                return await asyncio.wait_for(self._node.protocol.call_ping(peer), self.op_timeout_s) is not None
+            except Exception as exc:  # a bad address or a dead peer: the others count, and it is tried again later
                 self.last_join_error = f"{text}: {type(exc).__name__}"
+                return False
+
+        # all at once: dead peers (stale cached ones, say) cost one operation timeout together, not each
+        answers = await asyncio.gather(*(reach(t) for t in (self.initial_peers if peers is None else peers)))
+        self.reached = sum(answers)
+        reached = self.reached
         if reached:
             await asyncio.wait_for(self._node.find_nearest_nodes([self._node.node_id]), self.op_timeout_s)
         return reached > 0
 
-    async def _keep_joining(self) -> None:
+    async def _keep_joining(self, cached: int = 0) -> None:
         delay = 2.0
+        tried = len(self.initial_peers)
+        cache = self.peers_cache
+        source = f" ({cached} of them from the peers cache {cache.path})" if cache is not None and cached else ""
         while not self.joined:
             self.join_attempts += 1
+            self.reached = 0
             try:
                 self.joined = await self._join_once()
             except Exception as exc:  # never let the retry loop die
                 self.last_join_error = f"{type(exc).__name__}: {exc}"
+            if self.joined:
+                self._notices.append(f"joined the swarm through {self.reached} of {tried} peers{source}")
+            elif self.join_attempts == 1:
+                self._notices.append(
+                    f"none of {tried} peers answered{source}: training alone, retrying "
+                    f"(last error: {self.last_join_error})"
+                )
             if not self.joined:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 300.0)
@@ -272,7 +299,28 @@ class HivemindTransport:
         return dict(self.validator.counts)
 
     def take_notices(self) -> list[str]:
-        return []
+        notices, self._notices = self._notices, []
+        return notices
+
+    def peer_maddrs(self) -> list[str]:
+        """Multiaddrs of the peers this node is connected to now (`TransportError` if the daemon does not answer)."""
+        return self._run(self._peer_maddrs(), self.op_timeout_s)
+
+    async def _peer_maddrs(self) -> list[str]:
+        peers = await asyncio.wait_for(self._node.p2p.list_peers(), self.op_timeout_s)
+        return [f"{addr}/p2p/{info.peer_id}" for info in peers for addr in info.addrs]
+
+    async def _keep_cache(self, cache: PeersCache, every_s: float) -> None:
+        """Remember the peers connected now in the peers cache: soon after the start, then every `every_s`."""
+        await asyncio.sleep(min(every_s, 5.0))
+        while True:
+            try:
+                reached = await self._peer_maddrs()
+                if reached:
+                    cache.remember(reached)  # a small file, replaced whole
+            except Exception as exc:  # a hint only: never let this loop die
+                self.last_cache_error = f"{type(exc).__name__}: {exc}"
+            await asyncio.sleep(every_s)
 
     def _timeout(self, timeout: float | None) -> float:
         return self.op_timeout_s if timeout is None else min(self.op_timeout_s, timeout)
@@ -380,8 +428,9 @@ class HivemindTransport:
         if self._closed:
             return
         self._closed = True
-        if self._joiner is not None:
-            self._joiner.cancel()
+        for task in (self._joiner, self._cacher):
+            if task is not None:
+                task.cancel()
         if self._node is not None:
             try:
                 self._run(self._node.shutdown(), 10)
