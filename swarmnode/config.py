@@ -75,6 +75,7 @@ DIGEST_SKIPS_DEFAULT: dict[str, dict[str, object]] = {
         "trust_rounds": 0,
         "newcomer_share": 0.125,
         "peers_cache": 32,
+        "background_sharing": False,
     },
     "train": {
         "groups_per_update": 0,

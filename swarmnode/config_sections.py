@@ -267,8 +267,12 @@ class SwarmConfig(Section):
     op_timeout_s: float = Field(30.0, gt=0.0)
     """Time limit of one transport operation (a DHT store or get, a request to the libp2p host)."""
     round_timeout_s: float = Field(15.0, gt=0.0)
-    """The most time one round spends on swarm I/O (publish and collect together); when it runs out the round
-    trains on what it has, so dead or slow peers delay a round by at most this much."""
+    """The most time one pass of swarm I/O takes (publish and collect together); when it runs out the node
+    keeps what it has, so dead or slow peers delay it by at most this much."""
+    background_sharing: bool = True
+    """Share off the round's critical path: a thread publishes the node's groups and fetches and validates
+    peers' while the node generates and trains; a round takes what has arrived and never waits on the network
+    (peers' groups are then about one round older). false: each round publishes, then collects, in line."""
     key_path: Path = Path("~/.swarmnode/identity.pem")
     """The node's Ed25519 identity key (created on first use, mode 0600)."""
 

@@ -179,6 +179,7 @@ class Node:
         params = SamplingParams(
             gen.completions_per_question, gen.max_new_tokens, gen.temperature, gen.top_p, gen.top_k, seed
         )
+        io_before = self.swarm.io_seconds() if self.swarm is not None else 0.0
         local = self.own_groups = rt.rollouts(questions, params)
         generate_s = time.perf_counter() - start
         if self.stop_requested:
@@ -228,6 +229,7 @@ class Node:
             "tokens_per_s": tokens / generate_s if generate_s > 0 else 0.0,
             "generate_s": generate_s,
             "share_s": share_s,
+            "share_io_s": (self.swarm.io_seconds() - io_before) if self.swarm is not None else 0.0,
             "train_s": stats.seconds,
             "round_s": time.perf_counter() - start,
             "stepped": stats.stepped,

@@ -42,6 +42,9 @@ class RoundRow(SwarmCounters, total=False):
     tokens_per_s: float
     generate_s: float
     share_s: float
+    share_io_s: float
+    """Seconds the swarm's I/O thread worked since the previous round (off the critical path; `share_s` is
+    what the round itself waited)."""
     train_s: float
     round_s: float
     stepped: bool

@@ -1,6 +1,7 @@
 """This node's side of the swarm, behind one object: `Swarm.open(config, tasks)` wires identity, transport,
-validation chain, peer book and exchange from the config, `share` does one round's I/O, and `counters`,
-`peers` and `trouble` say how it goes. Nothing outside `swarm/` needs the parts it is built from.
+validation chain, peer book and exchange from the config, `share` does one round's I/O (or, with
+`swarm.background_sharing`, hands it to the I/O thread of `background.py` and takes what has arrived), and
+`counters`, `peers` and `trouble` say how it goes. Nothing outside `swarm/` needs the parts it is built from.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from swarmnode.groups import Group
 from swarmnode.identity import Identity, load_or_create
 from swarmnode.run_dir import PeerRow, SwarmCounters
 from swarmnode.swarm import open_transport
+from swarmnode.swarm.background import BackgroundSharer
 from swarmnode.swarm.exchange import RolloutExchange
 from swarmnode.swarm.peers import PeerBook
 from swarmnode.swarm.transport import Transport
@@ -82,13 +84,21 @@ class Swarm:
     """One node's membership of a swarm: what it shares and takes each round, and what it counts."""
 
     def __init__(
-        self, exchange: RolloutExchange, *, want_groups: int, per_peer_groups: int, owns_transport: bool = False
+        self,
+        exchange: RolloutExchange,
+        *,
+        want_groups: int,
+        per_peer_groups: int,
+        owns_transport: bool = False,
+        background: bool = False,
     ) -> None:
         self._exchange = exchange
         self._want = want_groups
         self._per_peer = per_peer_groups
         self._owns_transport = owns_transport
         self._closed = False
+        self._sharer = BackgroundSharer(exchange, want_groups, per_peer_groups) if background else None
+        """The I/O thread (`swarm.background_sharing`): it alone touches the exchange; None: `share` does it."""
 
     @classmethod
     def open(
@@ -125,7 +135,13 @@ class Swarm:
             raise
         tell(f"swarm {sw.name}: peer id {exchange.identity.peer_id}")
         per_peer = max(1, math.floor(sw.max_share_per_peer * sw.external_groups))
-        return cls(exchange, want_groups=sw.external_groups, per_peer_groups=per_peer, owns_transport=owns)
+        return cls(
+            exchange,
+            want_groups=sw.external_groups,
+            per_peer_groups=per_peer,
+            owns_transport=owns,
+            background=sw.background_sharing,
+        )
 
     @property
     def peer_id(self) -> str:
@@ -139,7 +155,13 @@ class Swarm:
         """One round's swarm I/O under one deadline (`swarm.round_timeout_s`): publish this node's groups,
         then collect up to `swarm.external_groups` of peers' (at most `max_share_per_peer` of them from one
         peer), validated and re-scored here; their `source` is the author's peer id. A transport failure
-        or the deadline leaves the round with what it has (see `trouble`)."""
+        or the deadline leaves the round with what it has (see `trouble`).
+
+        With the I/O thread, the groups are handed over and the round takes what the thread fetched and
+        validated since the previous round: it never waits on the network."""
+        if self._sharer is not None:
+            self._sharer.publish(round_, policy_version, groups)
+            return self._sharer.take(round_)
         ex = self._exchange
         ex.start_round()
         # peers unreachable: publish counts it as an I/O error; still read what is there, retry next round
@@ -147,23 +169,30 @@ class Swarm:
         return ex.collect(round_, want_groups=self._want, per_peer_groups=self._per_peer)
 
     def standing(self, peers: Iterable[str], round_: int) -> dict[str, tuple[int, bool]]:
-        """(cohort, junior) of each of `peers` in the node's round `round_` (`PeerBook.standing`, `junior`)."""
+        """(cohort, junior) of each of `peers` in the node's round `round_` (`PeerBook.standing`, `junior`); with
+        the I/O thread, as it found them when it fetched their groups."""
+        if self._sharer is not None:
+            known = self._sharer.standing
+            return {p: known.get(p, (1 << 30, True)) for p in set(peers)}  # unknown: the most junior
         return self._exchange.book.for_sampling(peers, round_)
 
     def note_gated(self, by_source: Mapping[str, int]) -> None:
         """Peers' completions the learner's likelihood gate dropped (`improbable`), charged to their authors:
         counted, never a strike (another model's honest text can be unlikely here)."""
+        if self._sharer is not None:
+            self._sharer.note_gated(by_source)
+            return
         for peer, n in by_source.items():
             self._exchange.counts["improbable"] += n
             self._exchange.book.rejected(peer, Counter({"improbable": n}))
 
     def trouble(self) -> list[str]:
         """Lines for the user about swarm I/O since the last call (transport notices, I/O errors, rate-limited)."""
-        return self._exchange.trouble()
+        return self._exchange.trouble() if self._sharer is None else self._sharer.trouble()
 
     def peers(self) -> list[PeerRow]:
-        """The peer book, most recently heard from first."""
-        return self._exchange.book.snapshot()
+        """The peer book, most recently heard from first (with the I/O thread: after its latest pass)."""
+        return self._exchange.book.snapshot() if self._sharer is None else self._sharer.view().peers
 
     def counters(self, peers: Sequence[PeerRow] | None = None) -> SwarmCounters:
         """Every swarm counter since start: rejections by reason (of offers, of downloaded batches, of the
@@ -171,17 +200,36 @@ class Swarm:
         failed fetches, I/O errors."""
         ex = self._exchange
         rows = self.peers() if peers is None else peers
+        if self._sharer is not None:
+            view = self._sharer.view()
+            rejected, misreported, misses, errors = (
+                view.rejected,
+                view.misreported_rewards,
+                view.fetch_misses,
+                view.io_errors,
+            )
+        else:
+            rejected = dict(sorted(ex.rejections().items()))
+            misreported, misses, errors = ex.validator.misreported, ex.misses, ex.io_errors
         return {
-            "rejected": dict(sorted(ex.rejections().items())),
+            "rejected": rejected,
             "peers": len(rows),
             "banned_peers": sum(1 for p in rows if p["banned"]),
-            "misreported_rewards": ex.validator.misreported,
-            "fetch_misses": ex.misses,
-            "io_errors": ex.io_errors,
+            "misreported_rewards": misreported,
+            "fetch_misses": misses,
+            "io_errors": errors,
         }
 
+    def io_seconds(self) -> float:
+        """Seconds the I/O thread has spent on swarm I/O and validation so far, off the round's critical path
+        (0 without it: then it is the rounds' `share_s`)."""
+        return 0.0 if self._sharer is None else self._sharer.busy_s
+
     def close(self) -> None:
-        """Leave the swarm: closes the transport if `open` opened it. Idempotent."""
+        """Leave the swarm: stops the I/O thread (once it has stored the latest round's groups), closes the
+        transport if `open` opened it. Idempotent."""
+        if not self._closed and self._sharer is not None:
+            self._sharer.close()
         if not self._closed and self._owns_transport:
             self._exchange.transport.close()
         self._closed = True

@@ -78,7 +78,14 @@ class FailingTransport(MemoryTransport):
 def test_a_node_whose_network_fails_keeps_training_and_says_so_without_flooding(tmp_path: Path) -> None:
     overrides = [
         parse_override(s)
-        for s in (f"run_dir={tmp_path}", "silo=false", "eval.every=0", "generation.backend=hf", "status.enabled=false")
+        for s in (
+            f"run_dir={tmp_path}",
+            "silo=false",
+            "eval.every=0",
+            "generation.backend=hf",
+            "status.enabled=false",
+            "swarm.background_sharing=false",  # each round's I/O in line: its errors are counted in that round
+        )
     ]
     said: list[str] = []
     node = Node(load_config(None, overrides), say=said.append, transport=FailingTransport(MemoryHub()))

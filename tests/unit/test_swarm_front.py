@@ -15,8 +15,15 @@ from tests.hostile import Attacker, OfferingAttacker, good_group, long_completio
 
 
 def config(**swarm: object) -> NodeConfig:
+    """A member's config; its rounds share in line (each `share` publishes, then collects) unless the test
+    asks for the I/O thread (`background_sharing=True`)."""
     return NodeConfig.model_validate(
-        {"silo": False, "swarm": {"name": "s", **swarm}, "model": {"name": "tiny"}, "eval": {"questions": 20}}
+        {
+            "silo": False,
+            "swarm": {"name": "s", "background_sharing": False, **swarm},
+            "model": {"name": "tiny"},
+            "eval": {"questions": 20},
+        }
     )
 
 
