@@ -76,6 +76,7 @@ DIGEST_SKIPS_DEFAULT: dict[str, dict[str, object]] = {
         "newcomer_share": 0.125,
         "peers_cache": 32,
         "background_sharing": False,
+        "clock_offset_s": 0.0,
     },
     "train": {
         "groups_per_update": 0,

@@ -239,6 +239,10 @@ class SwarmConfig(Section):
     """Batches older than this are stale."""
     max_clock_skew_s: float = Field(30.0, ge=0.0)
     """Batches stamped further in the future than this are rejected."""
+    clock_offset_s: float = Field(0.0, ge=-86400.0, le=86400.0)
+    """Run the swarm's clock this many seconds off the system clock (what the node signs into its batches and
+    announcements, and judges peers' times by): for tests and simulations of a node whose clock is off. The
+    node says when its clock seems off its peers' by 10 s or more, whatever the cause."""
     ban_after: int = Field(5, ge=1)
     """Invalid messages after which a peer is ignored for ban_s."""
     ban_s: float = Field(600.0, ge=0.0)

@@ -230,6 +230,7 @@ class Node:
             "generate_s": generate_s,
             "share_s": share_s,
             "share_io_s": (self.swarm.io_seconds() - io_before) if self.swarm is not None else 0.0,
+            "clock_offset_s": self.swarm.clock_offset() if self.swarm is not None else None,
             "train_s": stats.seconds,
             "round_s": time.perf_counter() - start,
             "stepped": stats.stepped,

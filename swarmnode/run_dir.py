@@ -43,6 +43,8 @@ class RoundRow(SwarmCounters, total=False):
     generate_s: float
     share_s: float
     share_io_s: float
+    clock_offset_s: float | None
+    """Seconds the node's clock seems ahead of its peers' (negative: behind; None: no peer seen yet)."""
     """Seconds the swarm's I/O thread worked since the previous round (off the critical path; `share_s` is
     what the round itself waited)."""
     train_s: float

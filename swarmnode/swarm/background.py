@@ -39,6 +39,7 @@ class View:
     misreported_rewards: int = 0
     fetch_misses: int = 0
     io_errors: int = 0
+    clock_offset: tuple[float, int] | None = None
 
 
 class BackgroundSharer:
@@ -174,4 +175,5 @@ class BackgroundSharer:
             misreported_rewards=ex.validator.misreported,
             fetch_misses=ex.misses,
             io_errors=ex.io_errors,
+            clock_offset=ex.clock_watch.offset(),
         )

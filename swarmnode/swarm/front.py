@@ -7,6 +7,7 @@ validation chain, peer book and exchange from the config, `share` does one round
 from __future__ import annotations
 
 import math
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -44,6 +45,7 @@ def open_exchange(
     sw = config.swarm
     limits = protocol.Limits()
     policy = FreshnessPolicy(max_age_s=sw.max_age_s, max_future_s=sw.max_clock_skew_s)
+    clock = offset_clock(sw.clock_offset_s)
     # twice: decoded text re-tokenised can take more tokens than were sampled (special tokens kept as text, split
     # UTF-8), so an honest peer's completion of max_new_tokens may count more
     max_tokens = sw.max_completion_tokens or 2 * config.generation.max_new_tokens
@@ -60,6 +62,7 @@ def open_exchange(
         own_peer_id=identity.peer_id,
         count_tokens=count_tokens,
         max_completion_tokens=max_tokens if bounded else None,
+        clock=clock,
     )
     return RolloutExchange(
         transport,
@@ -77,7 +80,13 @@ def open_exchange(
         max_peer_tokens=max(1, math.floor(sw.max_share_per_peer * round_tokens)) if bounded else None,
         newcomer_groups=math.floor(sw.newcomer_share * sw.external_groups),
         share_logprobs=sw.share_logprobs,
+        clock=clock,
     )
+
+
+def offset_clock(offset_s: float) -> Callable[[], float]:
+    """The swarm's clock: the system clock, or (`swarm.clock_offset_s`, tests) that far off it."""
+    return time.time if not offset_s else lambda: time.time() + offset_s
 
 
 class Swarm:
@@ -219,6 +228,12 @@ class Swarm:
             "fetch_misses": misses,
             "io_errors": errors,
         }
+
+    def clock_offset(self) -> float | None:
+        """Seconds this node's clock seems ahead of its peers' (negative: behind; `clock.ClockWatch`), None
+        before it has seen a peer."""
+        found = self._exchange.clock_watch.offset() if self._sharer is None else self._sharer.view().clock_offset
+        return None if found is None else round(found[0], 1)
 
     def io_seconds(self) -> float:
         """Seconds the I/O thread has spent on swarm I/O and validation so far, off the round's critical path
