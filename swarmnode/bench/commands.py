@@ -81,6 +81,15 @@ def _bench_swarm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_share(args: argparse.Namespace) -> int:
+    from swarmnode.bench import share
+
+    if not 1 <= args.peers <= 64 or args.rounds <= share.WARMUP_ROUNDS or args.every_s <= 0:
+        raise UserError(f"--peers must be 1-64, --rounds more than {share.WARMUP_ROUNDS}, --every-s positive")
+    share.run(args.peers, args.rounds, args.every_s, Path(args.dir), Path(args.json))
+    return 0
+
+
 def _names(text: str, flag: str, known: Iterable[str]) -> list[str]:
     """A comma-separated list of names, each one of `known` (else a one-line UserError naming `flag`)."""
     names = [c.strip() for c in text.split(",") if c.strip()]
@@ -120,6 +129,15 @@ def _bench_poison(args: argparse.Namespace) -> int:
     counts = (args.nodes, args.rounds, args.sybils, args.attack_from)
     poison.run(scenarios, seeds, *counts, args.world, args.jobs, Path(args.json))
     return 0
+
+
+def _bench_soak(args: argparse.Namespace) -> int:
+    from swarmnode.bench import soak
+
+    if not 2 <= args.minutes <= 24 * 60 or not 2 <= args.nodes <= 16:
+        raise UserError("--minutes must be between 2 and 1440, --nodes between 2 and 16")
+    failures = soak.run(args.minutes, Path(args.json), Path(args.dir), args.nodes, args.seed, args.max_growth)
+    return 1 if failures else 0
 
 
 def add_commands(
@@ -168,6 +186,21 @@ def add_commands(
     sw.add_argument("--rounds", type=int, default=6, help="rounds per size, the first not counted (default: 6)")
     sw.add_argument("--json", default="runs/bench/swarm.json", help="JSON output (default: %(default)s)")
     sw.set_defaults(run=_bench_swarm)
+    sha = benches.add_parser("share", help="share of round time on swarm I/O: in line vs the I/O thread, 8 peers")
+    sha.add_argument("--peers", type=int, default=8, help="sharing-only peers (default: %(default)s)")
+    sha.add_argument("--rounds", type=int, default=40, help="rounds per training node (default: %(default)s)")
+    sha.add_argument("--every-s", type=float, default=2.0, help="how often each peer publishes (default: %(default)s)")
+    sha.add_argument("--dir", default="runs/bench-share", help="run dirs and logs (default: %(default)s)")
+    sha.add_argument("--json", default="runs/bench/share.json", help="JSON output (default: %(default)s)")
+    sha.set_defaults(run=_bench_share)
+    soak = benches.add_parser("soak", help="endurance: real nodes on 127.0.0.1, kills, a flooder, no bootstrap")
+    soak.add_argument("--minutes", type=float, default=60.0, help="(default: %(default)s)")
+    soak.add_argument("--nodes", type=int, default=4, help="training nodes (default: %(default)s)")
+    soak.add_argument("--seed", type=int, default=0, help="which node each kill picks (default: %(default)s)")
+    soak.add_argument("--max-growth", type=float, default=20.0, help="RSS growth bar in %% (default: %(default)s)")
+    soak.add_argument("--dir", default="runs/soak", help="run dirs and logs, emptied first (default: %(default)s)")
+    soak.add_argument("--json", default="runs/bench/soak.json", help="JSON output (default: %(default)s)")
+    soak.set_defaults(run=_bench_soak)
     sapo = benches.add_parser("sapo", help="N nodes sharing vs silo: cumulative reward and held-out accuracy")
     sapo.add_argument("--configs", default="silo,4/4,8/8", help="sampling configurations (default: %(default)s)")
     sapo.add_argument("--seeds", default="0,1,2", help="seeds (default: %(default)s)")
