@@ -57,6 +57,7 @@ VARIANTS: dict[str, tuple[str, ...]] = {
     "-gate": ("train.peer_min_logprob=-1.5",),
     "-fam-tis": ("swarm.sampler=family-aware", "train.offpolicy_cap=2.0"),
     "-nodef": DEFENSES_OFF,
+    "-inline": ("swarm.background_sharing=false",),
 }
 CONFIGS: dict[str, tuple[int, int, tuple[str, ...]]] = {
     f"{split}{suffix}": (*SPLITS[split], settings)
