@@ -2,8 +2,9 @@
 other nodes join through; and the file of its addresses that containers hand each other (`bootstrap
 --addr-file` writes it, `join --peers-file` waits for it and reads it).
 
-Nothing here imports the node or the model stack: with `--transport libp2p` the process never loads torch
-(hivemind imports torch itself, at its own import).
+Nothing here imports the node or the model stack, and the process never loads torch: hivemind's package
+imports torch at its own import, so the bootstrap imports only hivemind's DHT (`hivemind_light.py`; it falls
+back to the ordinary import where that cannot be done).
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ def serve(config: NodeConfig, addr_file: Path | None, say: Callable[[str], None]
 
     if config.swarm.transport.type == "memory":
         raise UserError("a bootstrap node on the memory transport would reach nobody: use hivemind or libp2p")
+    if config.swarm.transport.type == "hivemind":
+        from swarmnode.swarm.hivemind_light import import_dht_without_torch
+
+        import_dht_without_torch()  # a bootstrap with hivemind's package would hold torch (~250 MiB) for nothing
     # nat_port_map, auto_nat and relays stay off unless swarm.transport.nat_traversal
     transport = open_transport(config, remember_peers=False)  # it has no run directory of its own
     try:

@@ -252,7 +252,7 @@ class HivemindTransport:
                 await asyncio.wait_for(self._node.p2p._client.connect(peer, [transport_part]), self.op_timeout_s)
                 return await asyncio.wait_for(self._node.protocol.call_ping(peer), self.op_timeout_s) is not None
             except Exception as exc:  # a bad address or a dead peer: the others count, and it is tried again later
-                self.last_join_error = f"{text}: {type(exc).__name__}"
+                self.last_join_error = f"{text}: {type(exc).__name__} {str(exc)[:300]}"
                 return False
 
         # all at once: dead peers (stale cached ones, say) cost one operation timeout together, not each
