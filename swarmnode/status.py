@@ -144,13 +144,13 @@ class NodeStatus:
                 self.rejected = dict(row.get("rejected", {}))
                 for p in peers:
                     if p["peer_id"] not in self._known_peers:
-                        self._known_peers.add(p["peer_id"])
                         joined.append(p["peer_id"])
                     if p["banned"] and p["peer_id"] not in self._banned:
-                        self._banned.add(p["peer_id"])
                         banned.append(p["peer_id"])
-                    elif not p["banned"]:
-                        self._banned.discard(p["peer_id"])
+                # what the peer book holds (at most `PeerBook.max_peers`), not every peer ever met: a peer
+                # it forgot is new again when it comes back
+                self._known_peers = {p["peer_id"] for p in peers}
+                self._banned = {p["peer_id"] for p in peers if p["banned"]}
             number = self.round
         reward, external = row.get("mean_reward", 0.0), row.get("external_groups", 0)
         self.event("round", f"round {number}: reward {reward:.3f}, {external} external groups", round=number)

@@ -235,6 +235,10 @@ class HivemindTransport:
         protocol_ = self._node.protocol
         return int(protocol_.storage.budget.used + protocol_.cache.budget.used)
 
+    def pending_lookups(self) -> int:
+        """Keys in hivemind's map of lookups in flight (kept bounded: `hivemind_storage.PendingGets`)."""
+        return len(self._node.pending_get_requests)
+
     def connect(self, maddr: str) -> None:
         """Reach one more peer now (for example across a healed partition); TransportError if it does not answer."""
         if not self._run(self._join_once([maddr]), self.op_timeout_s * 3):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import heapq
 import os
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -25,6 +25,9 @@ from swarmnode.swarm import records
 
 COMPACT_AFTER = 1024
 """Stale entries hivemind's expiry heap may gather (replaced records) before it is rebuilt."""
+PENDING_SLACK = 256
+"""Keys without a pending lookup that `PendingGets` lets gather (beyond twice those with one) before it drops
+them."""
 
 
 class BudgetedStorage(DHTLocalStorage):  # type: ignore[misc]
@@ -115,6 +118,25 @@ class BudgetedStorage(DHTLocalStorage):  # type: ignore[misc]
                     self.budget.forget((key, subkey))
 
 
+class PendingGets(defaultdict[Any, Any]):
+    """hivemind's `DHTNode.pending_get_requests` (the lookups in flight per key, to share their results), without
+    its leak: hivemind never deletes a key whose lookups have finished, so every key a node ever looked up (a
+    batch downloaded, an announcement bucket of a window read) kept an empty sorted set (about 2 KB) for the
+    life of the node. Here a key with no lookup left is dropped once such keys outnumber the others twice over
+    (plus `PENDING_SLACK`): the same lookups are shared, and the map holds about what is in flight. It is only
+    touched on the DHT's event loop, like the dictionary it replaces."""
+
+    def __missing__(self, key: Any) -> Any:
+        if len(self) > 2 * self._busy + PENDING_SLACK:
+            for done in [k for k, searches in self.items() if not searches]:
+                del self[done]
+            self._busy = len(self)
+        return super().__missing__(key)
+
+    _busy = 0
+    """Keys with a lookup in flight when the map was last pruned."""
+
+
 def install_budgets(
     node: Any,
     budget: records.StorageBudget,
@@ -123,13 +145,17 @@ def install_budgets(
     counter: Callable[[str], str],
 ) -> None:
     """Give hivemind's `DHTNode` a storage within `budget` and a cache within a quarter of it (call before it
-    meets any peer, while both are empty). A node without hivemind's protocol (a test's stand-in) keeps none."""
+    meets any peer, while both are empty), and its map of lookups in flight without hivemind's leak
+    (`PendingGets`). A node without hivemind's protocol (a test's stand-in) keeps none."""
     protocol_ = getattr(node, "protocol", None)
     if protocol_ is None:
         return
     cache = records.StorageBudget(budget.total_bytes // 4, budget.author_bytes // 4, budget.entry_bytes)
     protocol_.storage = BudgetedStorage(budget, author_of, counts, counter)
     protocol_.cache = BudgetedStorage(cache, author_of, counts, counter)
+    pending = getattr(node, "pending_get_requests", None)
+    if isinstance(pending, defaultdict):  # still empty: no lookup has run yet
+        node.pending_get_requests = PendingGets(pending.default_factory, pending)
 
 
 DAEMON_GOMEMLIMIT = "48MiB"
