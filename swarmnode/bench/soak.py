@@ -41,14 +41,15 @@ NODE_SETTINGS = (
 
 def schedule(minutes: float) -> dict[str, Any]:
     """When things happen, in seconds from the start: the warm-up before memory growth is measured, RSS
-    samples, the kills (one every `kill_every_s`, the last leaving at least that long to rejoin) and the
-    bootstrap node's death at half time (a kill that would fall on it moves a third of an interval on)."""
+    samples, the kills (one every `kill_every_s`, the last leaving at least that long and 2 minutes to restart
+    and rejoin) and the bootstrap node's death at half time (a kill that would fall on it moves a third of an
+    interval on)."""
     total = minutes * 60.0
     every = min(300.0, max(60.0, total / 4))
     death = total / 2
     kills = []
     t = every
-    while t <= total - every:
+    while t <= total - max(every, 120.0):
         kills.append(t + every / 3 if abs(t - death) < 10 else t)
         t += every
     return {
@@ -232,7 +233,7 @@ def evaluate(soak: Soak, plan: dict[str, Any], max_growth_pct: float) -> tuple[d
     nodes = []
     for record in soak.records:
         mine = rows[record.index]
-        grown = sc.growth(record, warmup)
+        grown = sc.growth(record, warmup, mine)
         slow = sc.slow_rounds(mine, ROUND_TIMEOUT_S)
         after = sc.sharing(sc.settled(record, mine), death)  # not counting a restarted node's first rounds
         nodes.append(
@@ -294,20 +295,28 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:+.1f}%"
 
 
+def _rejoin(restart: dict[str, Any]) -> str:
+    if restart["rounds_to_rejoin"] is not None:
+        return str(restart["rounds_to_rejoin"])
+    if restart["rounds_after"] >= sc.REJOIN_BAR:
+        return "never"
+    return f"n/a ({restart['rounds_after']} rounds before the end)"
+
+
 def table(result: dict[str, Any], plan: dict[str, Any]) -> str:
     warm = plan["warmup_s"] / 60
     lines = [
-        f"{'node':>4} {'rounds':>6} {f'RSS@{warm:g}min':>11} {'RSS end':>8} {'growth':>8} {'over':>6} {'slow':>4} "
+        f"{'node':>4} {'rounds':>6} {f'RSS@{warm:.1f}min':>11} {'RSS end':>8} {'growth':>8} {'over':>6} {'slow':>4} "
         f"{'shared':>6} {'after boot':>10} {'restarts':>8}  rounds to rejoin"
     ]
     for n in result["nodes"]:
-        rejoin = [r["rounds_to_rejoin"] for r in result["restarts"] if r["node"] == n["node"]]
+        rejoin = [_rejoin(r) for r in result["restarts"] if r["node"] == n["node"]]
         share, after = n["sharing"], n["sharing_after_bootstrap"]
         lines.append(
             f"{n['node']:>4} {n['rounds']:>6} {_mib(n['rss_warm_mib']):>11} {_mib(n['rss_end_mib']):>8} "
             f"{_pct(n['growth_pct']):>8} {(n['growth_over_s'] or 0) / 60:>5.1f}m {len(n['slow_rounds']):>4} "
             f"{'-' if share is None else f'{share:.0%}':>6} {'-' if after is None else f'{after:.0%}':>10} "
-            f"{n['restarts']:>8}  {', '.join('never' if r is None else str(r) for r in rejoin) or '-'}"
+            f"{n['restarts']:>8}  {', '.join(rejoin) or '-'}"
         )
     for name, samples in result["other_rss"].items():
         if samples:

@@ -80,12 +80,17 @@ def tree_rss_kib(pid: int, children: dict[int, list[int]] | None = None) -> int:
     return total
 
 
-def growth(node: NodeRecord, warmup_s: float) -> tuple[float, float] | None:
+def growth(node: NodeRecord, warmup_s: float, rows: Sequence[dict[str, Any]] = ()) -> tuple[float, float] | None:
     """(growth %, seconds measured) of the node's longest-measured life: its RSS from `warmup_s` after that
-    life started to its last sample; None when no life has two samples after its warm-up."""
+    life's first round (after its start, without `rows`) to its last sample; None when no life has two
+    samples after its warm-up. A node still loading its model is not growing."""
     best: tuple[float, float] | None = None
     for k, life in enumerate(node.lives):
-        samples = [(t, kib) for t, kib, life_k in node.rss if life_k == k and t >= life.start + warmup_s and kib]
+        first = min((r["time"] for r in rows if "round_s" in r and node.life_at(r.get("time", 0.0)) == k), default=None)
+        if rows and first is None:
+            continue
+        begin = (life.start if first is None else first) + warmup_s
+        samples = [(t, kib) for t, kib, life_k in node.rss if life_k == k and t >= begin and kib]
         if len(samples) < 2:
             continue
         span = samples[-1][0] - samples[0][0]
