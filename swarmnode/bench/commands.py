@@ -77,7 +77,9 @@ def _bench_swarm(args: argparse.Namespace) -> int:
             raise UserError(f"--transport libp2p needs the libp2p extra: {install_hint('libp2p')}")
         transports.remove("libp2p")
         print("(no libp2p rows: the libp2p extra is not installed)")
-    swarm.run(sizes, dht_sizes, args.rounds, Path(args.json), transports)
+    if args.readers < 0:
+        raise UserError("--readers must be 0 (every node) or more")
+    swarm.run(sizes, dht_sizes, args.rounds, Path(args.json), transports, args.readers)
     return 0
 
 
@@ -184,6 +186,9 @@ def add_commands(
         "--transport", choices=["hivemind", "libp2p", "all"], default="all", help="network rows (default: all)"
     )
     sw.add_argument("--rounds", type=int, default=6, help="rounds per size, the first not counted (default: 6)")
+    sw.add_argument(
+        "--readers", type=int, default=0, help="in-memory readers measured per size (default: 0, every node)"
+    )
     sw.add_argument("--json", default="runs/bench/swarm.json", help="JSON output (default: %(default)s)")
     sw.set_defaults(run=_bench_swarm)
     sha = benches.add_parser("share", help="share of round time on swarm I/O: in line vs the I/O thread, 8 peers")

@@ -10,13 +10,18 @@ peer). Printed per N:
 - publish-to-visible latency: from the start of a publish until another node listing the author's
   announcement bucket sees the batch (p50 / p99);
 - validated messages per second: batches through the full validation chain (signature, schema, freshness,
-  duplicates, question rebuild, re-scoring) per second of validation time.
+  duplicates, question rebuild, re-scoring) per second of validation time;
+- J met: the share of (reader, round) pairs whose collect got the WANT external groups it wanted;
+- the announcement level the readers ended at (2^level buckets a window: issue 17) and the memory this
+  process and its children (hivemind's p2p daemons, libp2p hosts) held at the end (RSS).
 
-No model runs: this measures the sharing layer alone.
+With `readers`, only that many nodes (drawn once) collect each round and are measured; every node
+publishes. No model runs: this measures the sharing layer alone.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import statistics
 import tempfile
@@ -92,12 +97,13 @@ class _Node:
         return self.transport.wire_bytes() - (0 if self.push else self.polled)
 
 
-def _visible_after(reader: _Node, author: RolloutExchange, batch_id: bytes, limit: float = 30.0) -> float:
-    """Seconds until `reader` lists `batch_id` in `author`'s announcement bucket (the bytes read not counted)."""
+def _visible_after(reader: _Node, author: RolloutExchange, batch_id: bytes, window: int, limit: float = 30.0) -> float:
+    """Seconds until `reader` lists `batch_id` in `author`'s announcement bucket of `window` at the reader's
+    level (the bytes read not counted)."""
     start = time.perf_counter()
     bucket = announcement_bucket(author.identity.peer_id, reader.transport.buckets)
     while time.perf_counter() - start < limit:
-        envelopes = reader.transport.announcements(author.window(), bucket)
+        envelopes = reader.transport.announcements(window, bucket)
         reader.polled += sum(len(e) for e in envelopes)
         for envelope in envelopes:
             verdict = protocol.verify_and_decode(envelope, author.limits)
@@ -108,40 +114,78 @@ def _visible_after(reader: _Node, author: RolloutExchange, batch_id: bytes, limi
     return float("inf")
 
 
-def measure(nodes: Sequence[_Node], tasks: TaskSet, rounds: int, backend: str) -> dict[str, Any]:
+def rss_mib() -> float:
+    """Resident memory of this process and its descendants (hivemind's p2p daemons, libp2p hosts), in MiB, read
+    from /proc (elsewhere: this process's peak)."""
+    parents: dict[int, int] = {}
+    rss: dict[int, int] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            status = dict(line.split(":", 1) for line in (entry / "status").read_text().splitlines() if ":" in line)
+            parents[int(entry.name)] = int(status["PPid"])
+            rss[int(entry.name)] = int(status.get("VmRSS", "0 kB").split()[0])
+        except (OSError, ValueError, KeyError):  # ended meanwhile, or a kernel thread
+            continue
+    if os.getpid() not in rss:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    family, grew = {os.getpid()}, True
+    while grew:
+        more = {p for p, parent in parents.items() if parent in family} - family
+        family |= more
+        grew = bool(more)
+    return sum(rss.get(p, 0) for p in family) / 1024
+
+
+def measure(nodes: Sequence[_Node], tasks: TaskSet, rounds: int, backend: str, readers: int = 0) -> dict[str, Any]:
     latencies: list[float] = []
     per_round: list[float] = []
     fetched: list[int] = []
+    met: list[bool] = []
     n = len(nodes)
+    sample = nodes if not readers or readers >= n else random.Random(n).sample(list(nodes), readers)
+    started = time.perf_counter()
     for round_ in range(1, rounds + 1):
-        start_bytes = [node.taken_in() for node in nodes]
+        start_bytes = [node.taken_in() for node in sample]
         for i, node in enumerate(nodes):
             node.exchange.start_round()
             start = time.perf_counter()
+            window = node.exchange.window()
             batch_id = node.exchange.publish(round_, round_, _groups(tasks, i, round_))
             assert batch_id is not None
             published = time.perf_counter() - start
-            latencies.append(published + _visible_after(nodes[(i + 1) % n], node.exchange, batch_id))
-        for node in nodes:
+            latencies.append(published + _visible_after(nodes[(i + 1) % n], node.exchange, batch_id, window))
+        for node in sample:
             validated_before = node.exchange.validated
             node.exchange.start_round()
-            node.exchange.collect(round_, want_groups=WANT, per_peer_groups=PER_PEER)
+            got = node.exchange.collect(round_, want_groups=WANT, per_peer_groups=PER_PEER)
             if round_ > 1:  # the first round fills an empty swarm
                 fetched.append(node.exchange.validated - validated_before)
+                met.append(sum(1 for g in got if g.informative) >= WANT)
         if round_ > 1:
             time.sleep(0.2 if backend == "libp2p" else 0.0)  # pushes still in flight belong to this round
-            per_round += [node.taken_in() - b for node, b in zip(nodes, start_bytes, strict=True)]
-    seconds = sum(node.exchange.validate_s for node in nodes)
-    validated = sum(node.exchange.validated for node in nodes)
+            per_round += [node.taken_in() - b for node, b in zip(sample, start_bytes, strict=True)]
+    seconds = sum(node.exchange.validate_s for node in sample)
+    validated = sum(node.exchange.validated for node in sample)
     rejected: Counter[str] = Counter()
-    for node in nodes:
+    for node in sample:
         rejected += node.exchange.rejections()
     ordered = sorted(latencies)
+    levels = sorted(node.transport.level for node in sample)
     return {
         "backend": backend,
         "nodes": n,
+        "readers": len(sample),
+        "rounds": rounds,
         "bytes_per_node_round": statistics.mean(per_round),
         "batches_per_node_round": statistics.mean(fetched),
+        "j_met": sum(met) / len(met),
+        "level_min": levels[0],
+        "level_median": levels[len(levels) // 2],
+        "level_max": levels[-1],
+        "rss_mib": rss_mib(),
+        "seconds": time.perf_counter() - started,
         "latency_p50_ms": 1000 * ordered[len(ordered) // 2],
         "latency_p99_ms": 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))],
         "validated_msgs_per_s": validated / seconds if seconds else 0.0,
@@ -149,12 +193,12 @@ def measure(nodes: Sequence[_Node], tasks: TaskSet, rounds: int, backend: str) -
     }
 
 
-def run_memory(n: int, rounds: int) -> dict[str, Any]:
+def run_memory(n: int, rounds: int, readers: int = 0) -> dict[str, Any]:
     tasks = TaskSet([make_task("add")])
     hub = MemoryHub()
     config = _config()
     nodes = [_Node(config, tasks, MemoryTransport(hub), push=False) for _ in range(n)]
-    return measure(nodes, tasks, rounds, "memory")
+    return measure(nodes, tasks, rounds, "memory", readers)
 
 
 def _run_network(backend: str, n: int, rounds: int) -> dict[str, Any]:
@@ -192,9 +236,13 @@ def run(
     rounds: int,
     json_path: Path,
     transports: Sequence[str] = ("hivemind",),
+    readers: int = 0,
 ) -> list[dict[str, Any]]:
+    """The table for each size; with `readers`, memory swarms larger than that measure only that many readers."""
     rows: list[dict[str, Any]] = []
-    jobs: list[tuple[Callable[[int, int], dict[str, Any]], int]] = [(run_memory, n) for n in sizes]
+    jobs: list[tuple[Callable[[int, int], dict[str, Any]], int]] = [
+        (lambda n, r: run_memory(n, r, readers), n) for n in sizes
+    ]
     if "hivemind" in transports:
         jobs += [(run_hivemind, n) for n in dht_sizes]
     if "libp2p" in transports:
@@ -202,38 +250,71 @@ def run(
     for job, n in jobs:
         rows.append(job(n, rounds))
         r = rows[-1]
-        print(f"  {r['backend']:8s} N={n:3d}: {r['bytes_per_node_round'] / 1000:8.1f} KB/node/round", flush=True)
+        print(
+            f"  {r['backend']:8s} N={n:4d}: {r['bytes_per_node_round'] / 1000:8.1f} KB/node/round, J met "
+            f"{100 * r['j_met']:.0f}%, level {r['level_median']}, RSS {r['rss_mib']:.0f} MiB, {r['seconds']:.0f} s",
+            flush=True,
+        )
+        write_json(json_path, "swarm", _params(rounds, readers), rows)  # a long run keeps what it measured
     print(
         f"swarm bench: each node publishes {QUESTIONS} questions x {COMPLETIONS} completions per round and collects "
         f"wanting {WANT} external groups (at most {PER_PEER} per peer); {rounds} rounds, the first not counted"
+        + (
+            f"; in swarms over {readers} nodes only {readers} readers (drawn once) collect and are measured"
+            if readers
+            else ""
+        )
     )
     print(
         format_table(
-            ("backend", "N", "KB/node/round", "batches/round", "visible p50 ms", "p99 ms", "validated msg/s"),
+            (
+                "backend",
+                "N",
+                "readers",
+                "KB/node/round",
+                "batches/round",
+                "J met %",
+                "level",
+                "visible p50 ms",
+                "p99 ms",
+                "validated msg/s",
+                "RSS MiB",
+            ),
             [
                 (
                     r["backend"],
                     r["nodes"],
+                    r["readers"],
                     r["bytes_per_node_round"] / 1000,
                     r["batches_per_node_round"],
+                    100 * r["j_met"],
+                    f"{r['level_min']}-{r['level_max']}" if r["level_min"] != r["level_max"] else r["level_min"],
                     r["latency_p50_ms"],
                     r["latency_p99_ms"],
                     r["validated_msgs_per_s"],
+                    r["rss_mib"],
                 )
                 for r in rows
             ],
         )
     )
     memory = {r["nodes"]: r["bytes_per_node_round"] for r in rows if r["backend"] == "memory"}
-    if 4 in memory and max(memory) >= 16:
+    base = 8 if 8 in memory else min(memory, default=0)
+    if base and max(memory) >= 2 * base:
         top = max(memory)
-        ratio = memory[top] / memory[4]
-        print(f"bytes per node per round, N={top} / N=4: {ratio:.2f}x (target: at most 1.5x)")
-    write_json(
-        json_path,
-        "swarm",
-        {"questions": QUESTIONS, "completions": COMPLETIONS, "want": WANT, "per_peer": PER_PEER, "rounds": rounds},
-        rows,
-    )
+        ratio = memory[top] / memory[base]
+        print(f"bytes per node per round, N={top} / N={base}: {ratio:.2f}x (target: at most 1.5x)")
+    write_json(json_path, "swarm", _params(rounds, readers), rows)
     print(f"wrote {json_path}")
     return rows
+
+
+def _params(rounds: int, readers: int) -> dict[str, Any]:
+    return {
+        "questions": QUESTIONS,
+        "completions": COMPLETIONS,
+        "want": WANT,
+        "per_peer": PER_PEER,
+        "rounds": rounds,
+        "readers": readers,
+    }

@@ -31,8 +31,9 @@ from collections.abc import Callable, Sequence
 import protocol
 from swarmnode.groups import Group, has_signal, wire_group
 from swarmnode.identity import Identity
+from swarmnode.swarm.clock import ClockWatch
 from swarmnode.swarm.peers import ON_PROBATION, PROVEN, PeerBook
-from swarmnode.swarm.transport import Transport, TransportError, announcement_bucket
+from swarmnode.swarm.transport import BucketLevel, Transport, TransportError, announcement_bucket, size_sample
 from swarmnode.swarm.validate import SEEN_CAPACITY, BatchValidator, Seen
 
 MAX_MISSES = 3
@@ -119,6 +120,11 @@ class RolloutExchange:
         self.announce_refused = 0
         """Announcements in a row that failed while the batch they list was stored (refused, not unreachable)."""
         self._refusal_said = False
+        self.clock_watch = ClockWatch()
+        """How far this node's clock is off its peers' (from their announcements' signing times)."""
+        self.levels = BucketLevel()
+        """This node's estimate of the swarm's size and its announcement level (`_read_offers` updates both and
+        sets the transport's level)."""
 
     def start_round(self) -> None:
         """Start the I/O budget of one round: publish and collect together take at most `round_timeout_s`."""
@@ -142,6 +148,9 @@ class RolloutExchange:
         host process, say), and the latest I/O error: each new kind at once, a repeat at most once a minute,
         with how many there were."""
         lines = self.transport.take_notices()
+        clock_line = self.clock_watch.line(self.validator.policy.max_future_s)
+        if clock_line:
+            lines.append(clock_line)
         if self.announce_refused >= 2 and not self._refusal_said:
             lines.append(
                 f"this node's announcements are refused ({self.last_io_error}) while its batches are stored: peers "
@@ -161,6 +170,14 @@ class RolloutExchange:
 
     def window(self) -> int:
         return int(self.clock() // self.window_s)
+
+    def read_windows(self) -> tuple[int, ...]:
+        """The windows a reader lists, in order: the current one, the one before, and the next one once this
+        node's clock is within the tolerated skew of it (a peer whose clock is that much ahead files there)."""
+        now = self.clock()
+        w = int(now // self.window_s)
+        near = now + self.validator.policy.max_future_s >= (w + 1) * self.window_s
+        return (w, w - 1, w + 1) if near else (w, w - 1)
 
     def publish(self, round_: int, policy_version: int, groups: Sequence[Group]) -> bytes | None:
         """Share `groups` (their text and this node's rewards, never token ids); returns the batch id (None
@@ -292,40 +309,48 @@ class RolloutExchange:
         which juniors (young peers and later cohorts: `PeerBook.junior`) count for at most the wanted groups
         (in a new swarm there are none, and reading stops as early as ever). The buckets of proven
         peers are read first, older peers' and earlier cohorts' before others, so claims of new peers (however
-        many identities make them) cannot keep them unread, and reading stops as early as before: what a node
-        reads stays flat as the swarm grows."""
+        many identities make them) cannot keep them unread, and reading stops as early as before. The first
+        bucket read (always read, so its count is a fair sample: reading stops early after a full one) gives
+        one estimate of the swarm's size, from which the node picks its level (`BucketLevel`): a bucket holds
+        a few announcements at any size, so what a node reads stays flat as the swarm grows."""
         own = self.identity.peer_id
         offers: list[tuple[str, protocol.BatchSummary]] = []
         promised: Counter[str] = Counter()
         young: set[str] = set()
-        window = self.window()
         n = self.transport.buckets
         rank: dict[int, tuple[bool, int]] = {}
+        known: set[str] = set()  # the peers that rank buckets: the rest of the swarm is spread at random
         for p in list(self.book.peers):
             if self.book.tier(p) == PROVEN:
+                known.add(p)
                 cohort, is_young = self.book.standing(p, round_)
                 b = announcement_bucket(p, n)
                 rank[b] = min(rank.get(b, (True, 1 << 31)), (is_young, cohort))
+        counts: list[tuple[int, int]] = []  # the first bucket read: its authors (not this node), of them known ones
         order = list(range(n))
         self._rng.shuffle(order)
         order.sort(key=lambda b: rank.get(b, (True, 1 << 31)))  # stable: proven peers' buckets first, oldest first
         first = self.book.first_cohort(round_)
-        for w, b in [(w, b) for w in (window, window - 1) for b in order]:
-            if want_groups is not None and _promise(promised, young, want_groups, cap):
+        windows = self.read_windows()
+        failed = False
+        for b in order:
+            if failed or (want_groups is not None and _promise(promised, young, want_groups, cap)):
                 break
-            try:
-                envelopes = self.transport.announcements(w, b, timeout=self._left())
-            except TransportError as exc:
-                self._io_error(exc)
-                break
-            for envelope in envelopes:
+            authors: set[str] = set()
+            # the first bucket in every window read (a node announces each round, not each window: a fair
+            # sample of the swarm); the others in the next window too only while the current one looks thin
+            listed, failed = self._listed(windows, b, self.levels.estimate / n / 2 if counts else float("inf"))
+            for w, envelope in listed:
                 verdict = protocol.verify_and_decode(envelope, self.limits)
                 if not isinstance(verdict, protocol.Accepted) or not isinstance(verdict.payload, protocol.Announcement):
                     self.counts["announcement_invalid"] += 1
                     continue
                 author, announcement = verdict.peer_id, verdict.payload
+                if author != own and announcement.swarm == self.swarm:
+                    authors.add(author)
                 if author == own or announcement.swarm != self.swarm or self.book.is_banned(author):
                     continue
+                self.clock_watch.note(author, announcement.created_ms / 1000.0, self.clock())
                 late = self._announcement_time(announcement.created_ms / 1000.0, w)
                 if late is not None:
                     self._reject(author, late)
@@ -338,7 +363,25 @@ class RolloutExchange:
                     promised[author] += sum(
                         s.informative_groups for s in announcement.batches if s.batch_id not in self._done
                     )
+            if not failed and not counts:  # the first bucket only: whether more are read depends on what it held
+                counts.append((len(authors), len(authors & known)))
+        if counts:
+            self.transport.level = self.levels.observe(size_sample(n.bit_length() - 1, counts, len(known)))
         return offers
+
+    def _listed(self, windows: tuple[int, ...], bucket: int, enough: float) -> tuple[list[tuple[int, bytes]], bool]:
+        """A bucket's announcements in `windows`, in order until `enough` are found, with the window each is
+        filed under, and whether the transport failed (what was read before stays)."""
+        found: list[tuple[int, bytes]] = []
+        for w in windows:
+            if found and len(found) >= enough:
+                break
+            try:
+                found += [(w, e) for e in self.transport.announcements(w, bucket, timeout=self._left())]
+            except TransportError as exc:
+                self._io_error(exc)
+                return found, True
+        return found, False
 
     def _announcement_time(self, created_s: float, window: int) -> str | None:
         """An announcement is dated within the window it is filed under and not in this node's future, give

@@ -5,8 +5,9 @@ non-blocking, and a value over ~60 KB kills that child (`BlockingIOError`, then 
 batches are bigger, so the node drives `DHTNode` directly. NAT port mapping, AutoNAT and relays stay off
 unless the user turns them on; tests bind 127.0.0.1.
 
-Keys: `<swarm>/batch/<sha256 hex>` holds one batch envelope; `<swarm>/ann/<window>/<bucket>` holds one
-announcement per peer under the subkey = its peer id. Every node's record validator applies the swarm's
+Keys: `<swarm>/batch/<sha256 hex>` holds one batch envelope; `<swarm>/ann/<window>/<bucket>` (the base
+level) and `<swarm>/ann/<window>/<level>/<bucket>` (the others) hold one announcement per peer under the
+subkey = its peer id. Every node's record validator applies the swarm's
 record rules (`records.py`) to what it stores and returns: no batch that is not a signed batch of this
 swarm under the hash of its bytes, no announcement that is not validly signed by the peer its subkey names,
 no expiry beyond what a record's time allows. An announcement's expiry is its signed time plus the live
@@ -29,7 +30,7 @@ import protocol
 from swarmnode.errors import UserError
 from swarmnode.swarm import records
 from swarmnode.swarm.peers_cache import PeersCache, join_through
-from swarmnode.swarm.transport import ANNOUNCE_BUCKETS, TransportError
+from swarmnode.swarm.transport import SETTINGS, TransportError, filing_levels
 
 __all__ = ["HivemindTransport", "TransportError", "make_record_validator"]
 
@@ -48,8 +49,12 @@ def batch_key(swarm: str, batch_id: bytes) -> str:
     return f"{swarm}/batch/{batch_id.hex()}"
 
 
-def announcement_key(swarm: str, window: int, bucket: int) -> str:
-    return f"{swarm}/ann/{window}/{bucket}"
+def announcement_key(swarm: str, window: int, bucket: int, level: int = SETTINGS.base_level) -> str:
+    """The key of a bucket of a window at a level (the base level's keys are those of the 8 fixed buckets
+    before levels, so nodes of either version meet in a small swarm)."""
+    if level == SETTINGS.base_level:
+        return f"{swarm}/ann/{window}/{bucket}"
+    return f"{swarm}/ann/{window}/{level}/{bucket}"
 
 
 def _msgpack_bin(data: bytes) -> bytes | None:
@@ -100,8 +105,8 @@ class DHTKeys:
     def batch(self, batch_id: bytes) -> Hashable:
         return _dht_id(batch_key(self.swarm, batch_id))
 
-    def announcement(self, window: int, bucket: int) -> Hashable:
-        return _dht_id(announcement_key(self.swarm, window, bucket))
+    def announcement(self, window: int, bucket: int, level: int = SETTINGS.base_level) -> Hashable:
+        return _dht_id(announcement_key(self.swarm, window, bucket, level))
 
 
 def _dht_id(key: str) -> bytes:
@@ -160,7 +165,7 @@ class HivemindTransport:
         op_timeout_s: float = 30.0,
         startup_timeout_s: float = 60.0,
         nat_traversal: bool = False,
-        buckets: int = ANNOUNCE_BUCKETS,
+        level: int = SETTINGS.base_level,
         skew_s: float = records.CLOCK_SKEW_S,
         budget: records.StorageBudget | None = None,
         peers_cache: PeersCache | None = None,
@@ -169,10 +174,10 @@ class HivemindTransport:
         from hivemind.dht.node import DHTNode
 
         self.swarm = swarm
-        self.buckets = buckets
+        self.level = level
         self.limits = limits or protocol.Limits()
         self.rules = records.SwarmRules(
-            swarm, self.limits, window_s=window_s, buckets=buckets, keys=DHTKeys(swarm), ttl_s=ttl_s, skew_s=skew_s
+            swarm, self.limits, window_s=window_s, keys=DHTKeys(swarm), ttl_s=ttl_s, skew_s=skew_s
         )
         self.budget = budget or records.StorageBudget()
         """What this node keeps for peers: its DHT storage, and its cache within a quarter of the same total."""
@@ -229,6 +234,10 @@ class HivemindTransport:
             return records.batch_author(self.rules, _msgpack_bin(value) or b"")
 
         install_budgets(self._node, self.budget, author_of, self.validator.counts, DHT_COUNTERS.__getitem__)
+
+    @property
+    def buckets(self) -> int:
+        return 1 << self.level
 
     def stored_bytes(self) -> int:
         """What this node keeps for peers (its DHT storage and cache), as its budgets count it."""
@@ -402,17 +411,26 @@ class HivemindTransport:
         signed = records.signed_announcement(self.rules, envelope)
         if signed is None:
             raise ValueError("only valid signed announcements of this swarm can be stored")
-        key = announcement_key(self.swarm, window, self.rules.bucket_of(signed.author))
         expires = self.rules.announcement_expiry(signed.announcement)
-        if not self.put_record(key, envelope, subkey=signed.author, timeout=timeout, expiration=expires):
+        levels = filing_levels()
+        keys = [announcement_key(self.swarm, window, self.rules.bucket_of(signed.author, k), k) for k in levels]
+        stored = self._run(self._store_all(keys, envelope, expires, signed.author), self._timeout(timeout))
+        if not stored[levels.index(SETTINGS.base_level)]:  # the others are for readers at other levels: best effort
             raise TransportError("no DHT node accepted the announcement (an expired or an older one?)")
+
+    async def _store_all(self, keys: list[str], value: bytes, expiration: float, subkey: str) -> list[bool]:
+        """One record under several keys at once (an announcement at each of its levels)."""
+        answers = await asyncio.gather(
+            *(self._store_anywhere(k, value, expiration, subkey) for k in keys), return_exceptions=True
+        )
+        return [a is True for a in answers]
 
     def announcements(self, window: int, bucket: int | None = None, timeout: float | None = None) -> list[bytes]:
         from hivemind.utils.timed_storage import ValueWithExpiration
 
         values: list[bytes] = []
         for b in range(self.buckets) if bucket is None else [bucket]:
-            key = announcement_key(self.swarm, window, b)
+            key = announcement_key(self.swarm, window, b, self.level)
             found = self._run(self._node.get(key, latest=True), self._timeout(timeout))
             if found is None or not isinstance(found.value, dict):
                 continue

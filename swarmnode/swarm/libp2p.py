@@ -23,7 +23,7 @@ import msgpack
 from swarmnode.errors import UserError, install_hint
 from swarmnode.swarm import records
 from swarmnode.swarm.libp2p_host import KEY_ENV, MAX_FRAME, frame
-from swarmnode.swarm.transport import ANNOUNCE_BUCKETS, TransportError
+from swarmnode.swarm.transport import SETTINGS, TransportError
 
 Reply = dict[str, object]
 """One answer frame of the host: {"id", "ok", "value" | "error"}."""
@@ -49,7 +49,7 @@ class Libp2pTransport:
         window_s: float = 60.0,
         op_timeout_s: float = 20.0,
         startup_timeout_s: float = 60.0,
-        buckets: int = ANNOUNCE_BUCKETS,
+        level: int = SETTINGS.base_level,
         log_path: Path | None = None,
         restart_every_s: float = 10.0,
         store_bytes: int = records.TOTAL_BYTES,
@@ -58,7 +58,8 @@ class Libp2pTransport:
         if not libp2p_available():
             raise UserError(f"the libp2p transport needs its extra: {install_hint('libp2p')}")
         self.swarm = swarm
-        self.buckets = buckets
+        self.level = level
+        """The level this node reads at (a host keeps every announcement it receives, filed at every level)."""
         self.op_timeout_s = op_timeout_s
         self.startup_timeout_s = startup_timeout_s
         self.window_s = window_s
@@ -86,10 +87,14 @@ class Libp2pTransport:
         except TransportError as exc:
             raise UserError(str(exc)) from exc
 
+    @property
+    def buckets(self) -> int:
+        return 1 << self.level
+
     def _start(self, listen: Sequence[str]) -> list[str]:
         """Start a host process listening on `listen`; its addresses once it is ready."""
         command = [sys.executable, "-m", "swarmnode.swarm.libp2p_host", "--swarm", self.swarm, "--listen", *listen]
-        command += ["--window-s", str(self.window_s), "--buckets", str(self.buckets)]
+        command += ["--window-s", str(self.window_s)]
         command += ["--op-timeout-s", str(self.op_timeout_s)]
         command += ["--store-bytes", str(self.store_bytes), "--author-bytes", str(self.author_bytes)]
         if self._peers:
@@ -238,7 +243,7 @@ class Libp2pTransport:
         self._call("announce", timeout, window=window, data=envelope)
 
     def announcements(self, window: int, bucket: int | None = None, timeout: float | None = None) -> list[bytes]:
-        value = self._call("announcements", timeout, window=window, bucket=bucket)
+        value = self._call("announcements", timeout, window=window, bucket=bucket, level=self.level)
         found = [e for e in value if isinstance(e, bytes)] if isinstance(value, list) else []
         self.bytes_downloaded += sum(len(e) for e in found)
         return found

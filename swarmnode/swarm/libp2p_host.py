@@ -29,7 +29,7 @@ import msgpack
 
 import protocol
 from swarmnode.swarm import records
-from swarmnode.swarm.transport import ANNOUNCE_BUCKETS
+from swarmnode.swarm.transport import SETTINGS
 
 MAX_FRAME = 8 * 1024 * 1024
 FETCH_PROTOCOL = "/swarmnode/fetch/1.0.0"
@@ -45,7 +45,7 @@ class TopicKeys:
     def batch(self, batch_id: bytes) -> Hashable:
         return batch_id
 
-    def announcement(self, window: int, bucket: int) -> Hashable:
+    def announcement(self, window: int, bucket: int, level: int = SETTINGS.base_level) -> Hashable:
         return window
 
 
@@ -53,14 +53,14 @@ class State:
     """What this host keeps (batches and announcements that passed the record rules; batches within `budget`)
     and what it refused."""
 
-    def __init__(self, swarm: str, limits: protocol.Limits, window_s: float, buckets: int, budget: Budget) -> None:
-        self.rules = records.SwarmRules(swarm, limits, window_s=window_s, buckets=buckets, keys=TopicKeys())
+    def __init__(self, swarm: str, limits: protocol.Limits, window_s: float, budget: Budget) -> None:
+        self.rules = records.SwarmRules(swarm, limits, window_s=window_s, keys=TopicKeys())
         self.limits = limits
-        self.buckets = buckets
         self.budget = budget
         self.batches: dict[bytes, bytes] = {}
         self.announcements: dict[tuple[int, int], dict[str, tuple[int, bytes]]] = {}
-        """Per (window, bucket), each author's newest signed announcement: (its created_ms, its envelope)."""
+        """Per (window, bucket at the highest level), each author's newest signed announcement: (its created_ms,
+        its envelope). Buckets nest, so a bucket at a lower level is the union of some of these (`listed`)."""
         self.rejected: Counter[str] = Counter()
         self.received_bytes = 0
         """Bytes of other peers' messages and fetched batches this host took in (its real download)."""
@@ -101,7 +101,7 @@ class State:
     def keep_announcement(self, window: int, signed: records.Signed, data: bytes) -> bool:
         """Keep an author's announcement unless the one kept for it is newer signed (then False: dropped, not
         forwarded, and not counted, as gossip delivers an honest author's announcements out of order too)."""
-        entries = self.announcements.setdefault((window, self.rules.bucket_of(signed.author)), {})
+        entries = self.announcements.setdefault((window, self.rules.bucket_of(signed.author, SETTINGS.max_level)), {})
         kept = entries.get(signed.author)
         if kept is not None and kept[1] != data and signed.announcement.created_ms <= kept[0]:
             return False
@@ -110,6 +110,16 @@ class State:
         for key in [k for k in self.announcements if k[0] < oldest]:
             del self.announcements[key]
         return True
+
+    def listed(self, window: int, bucket: int | None, level: int) -> list[bytes]:
+        """The announcements kept for a window, in one bucket at `level` or (None) in all."""
+        mask = (1 << level) - 1
+        return [
+            e
+            for (w, b), entries in self.announcements.items()
+            if w == window and (bucket is None or b & mask == bucket)
+            for _, e in entries.values()
+        ]
 
     def accept_message(self, data: bytes) -> bool:
         """Validate one GossipSub message, and keep what it carries."""
@@ -196,7 +206,7 @@ async def serve(args: argparse.Namespace) -> None:
     from libp2p.tools.anyio_service import background_trio_service
 
     limits = protocol.Limits()
-    state = State(args.swarm, limits, args.window_s, args.buckets, Budget(args.store_bytes, args.author_bytes))
+    state = State(args.swarm, limits, args.window_s, Budget(args.store_bytes, args.author_bytes))
     topic = f"swarmnode/{args.swarm}/v1"
     # no mDNS, no UPnP port mapping and no relays: nothing leaves the listen addresses unless the user
     # asks (the hivemind transport keeps nat_port_map / auto_nat / use_relay off the same way)
@@ -294,9 +304,8 @@ async def serve(args: argparse.Namespace) -> None:
             await pubsub.publish(topic, msgpack.packb(["ann", request["window"], request["data"]], use_bin_type=True))
             return True
         if op == "announcements":
-            window, bucket = request["window"], request.get("bucket")
-            buckets = range(state.buckets) if bucket is None else [bucket]
-            return [e for b in buckets for _, e in state.announcements.get((window, b), {}).values()]
+            level = request.get("level", SETTINGS.base_level)
+            return state.listed(request["window"], request.get("bucket"), level) if level in SETTINGS.levels else []
         if op == "fetch_batch":
             found = state.batches.get(request["batch_id"])
             return found if found is not None else await fetch_remote(request["batch_id"])
@@ -385,7 +394,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--listen", nargs="+", default=["/ip4/127.0.0.1/tcp/0"])
     parser.add_argument("--peers", nargs="*", default=[])
     parser.add_argument("--window-s", type=float, default=60.0)
-    parser.add_argument("--buckets", type=int, default=ANNOUNCE_BUCKETS)
     parser.add_argument("--push-limit", type=int, default=512 * 1024, help="batches above this go by fetch")
     parser.add_argument("--store-bytes", type=int, default=records.TOTAL_BYTES, help="batch store cap")
     parser.add_argument("--author-bytes", type=int, default=records.AUTHOR_BYTES, help="batch store cap per signer")

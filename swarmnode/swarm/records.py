@@ -2,7 +2,8 @@
 
 A batch is a validly signed rollout batch of this swarm, filed under the SHA-256 of its bytes within the
 envelope limit. An announcement is a validly signed `Announcement` of this swarm, filed under the peer that
-signed it, for a live window (the current one, two behind, one ahead) and in its signer's bucket; of one
+signed it, for a live window (the current one, two behind, one ahead) and in its signer's bucket at one of
+the swarm's levels (`transport.SwarmSettings`); of one
 author's announcements a node keeps the newest *signed* one (`replaces`). Where a peer chooses a record's
 expiry (a DHT), a batch lives at most `ttl_s` + the clock skew past now and an announcement exactly
 `announcement_life_s` past its signed time, so that "latest expiry wins" is "newest signed wins". Each
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import protocol
-from swarmnode.swarm.transport import ANNOUNCE_BUCKETS, announcement_bucket
+from swarmnode.swarm.transport import SETTINGS, announcement_bucket
 
 MALFORMED = "malformed"
 OVERSIZE = "oversize"
@@ -48,7 +49,7 @@ REASONS = (
 record's time does not allow, `older_announcement` an announcement signed before the one kept for its
 author; `over_budget` counts records evicted to keep a node's storage within its `StorageBudget`."""
 
-CLOCK_SKEW_S = 30.0
+CLOCK_SKEW_S = SETTINGS.clock_skew_s
 """Clock difference between peers tolerated in expiries (the default of `swarm.max_clock_skew_s`)."""
 AUTHOR_BYTES = 32 * 1024 * 1024
 """What one author's records may take of a node's storage (a node stores a batch per round for `ttl_s`)."""
@@ -60,10 +61,11 @@ VERIFIED_IDS = 4096
 """Batch ids whose signature was verified, remembered so that a batch stored, replicated and fetched again
 is verified once."""
 
-WINDOWS_BEHIND = 2
-WINDOWS_AHEAD = 1
-"""Live windows: readers list the current and the previous window; one more behind and one ahead leave room
-for clock skew between peers."""
+WINDOWS_BEHIND = SETTINGS.windows_behind
+WINDOWS_AHEAD = SETTINGS.windows_ahead
+"""Live windows (`transport.SwarmSettings`)."""
+LEVELS = SETTINGS.levels
+"""The levels an announcement may be filed at (2^level buckets per window each)."""
 
 
 class RecordKeys(Protocol):
@@ -71,17 +73,18 @@ class RecordKeys(Protocol):
 
     def batch(self, batch_id: bytes) -> Hashable: ...
 
-    def announcement(self, window: int, bucket: int) -> Hashable: ...
+    def announcement(self, window: int, bucket: int, level: int = SETTINGS.base_level) -> Hashable: ...
 
 
 class PlainKeys:
-    """Batches under their id, announcements under (window, bucket)."""
+    """Batches under their id, announcements under (window, bucket) at the base level, (window, bucket, level)
+    at the others."""
 
     def batch(self, batch_id: bytes) -> Hashable:
         return batch_id
 
-    def announcement(self, window: int, bucket: int) -> Hashable:
-        return (window, bucket)
+    def announcement(self, window: int, bucket: int, level: int = SETTINGS.base_level) -> Hashable:
+        return (window, bucket) if level == SETTINGS.base_level else (window, bucket, level)
 
 
 class SwarmRules:
@@ -92,8 +95,8 @@ class SwarmRules:
         swarm: str | None,
         limits: protocol.Limits,
         *,
-        window_s: float = 60.0,
-        buckets: int = ANNOUNCE_BUCKETS,
+        window_s: float = SETTINGS.window_s,
+        levels: range = LEVELS,
         keys: RecordKeys | None = None,
         clock: Callable[[], float] = time.time,
         ttl_s: float = 900.0,
@@ -103,13 +106,15 @@ class SwarmRules:
         """The swarm batches and announcements must name (None: any, for an in-process hub shared by tests)."""
         self.limits = limits
         self.window_s = window_s
-        self.buckets = buckets
+        self.levels = levels
+        """The levels announcements may be filed at."""
         self.keys: RecordKeys = keys or PlainKeys()
         self.clock = clock
         self.ttl_s = ttl_s
         """The longest a batch is kept (past now)."""
         self.skew_s = skew_s
-        self._live: tuple[int, dict[int | None, frozenset[Hashable]]] = (0, {})
+        self._live: dict[int, dict[tuple[int, int] | None, frozenset[Hashable]]] = {}
+        """Per live window, where announcements are filed in it: in one (level, bucket), or (None) anywhere."""
         self._verified: OrderedDict[bytes, str] = OrderedDict()
 
     @property
@@ -134,20 +139,28 @@ class SwarmRules:
         now = int(self.clock() // self.window_s)
         return range(now - WINDOWS_BEHIND, now + WINDOWS_AHEAD + 1)
 
-    def bucket_of(self, author: str) -> int:
-        return announcement_bucket(author, self.buckets)
+    def bucket_of(self, author: str, level: int = SETTINGS.base_level) -> int:
+        return announcement_bucket(author, 1 << level)
 
-    def live_keys(self, bucket: int | None = None) -> frozenset[Hashable]:
-        """Where announcements of the live windows are filed: in one bucket, or (None) in any. Computed once
-        per window (a DHT's keys are hashes)."""
+    def is_live(self, key: Hashable, place: tuple[int, int] | None = None) -> bool:
+        """Whether announcements of a live window are filed under `key`: in one (level, bucket), or (None) in
+        any bucket of any level. Each window's keys are computed once (a DHT's keys are hashes)."""
         windows = self.live_windows()
-        if self._live[0] != windows.start:
-            self._live = (windows.start, {})
-        cache = self._live[1]
-        if bucket not in cache:
-            buckets = range(self.buckets) if bucket is None else [bucket]
-            cache[bucket] = frozenset(self.keys.announcement(w, b) for w in windows for b in buckets)
-        return cache[bucket]
+        for w in [w for w in self._live if w not in windows]:
+            del self._live[w]
+        for w in windows:
+            cache = self._live.setdefault(w, {})
+            if place not in cache:
+                places = [(k, b) for k in self.levels for b in range(1 << k)] if place is None else [place]
+                cache[place] = frozenset(self.keys.announcement(w, b, k) for k, b in places)
+            if key in cache[place]:
+                return True
+        return False
+
+    def is_signers(self, key: Hashable, author: str) -> bool:
+        """Whether `key` is where an author's announcements may be filed: its bucket at a level, in a live
+        window."""
+        return any(self.is_live(key, (k, self.bucket_of(author, k))) for k in self.levels)
 
 
 @dataclass(frozen=True)
@@ -194,7 +207,7 @@ def content_addressed(rules: SwarmRules, record: BatchRecord) -> str | None:
 
 
 def in_live_window(rules: SwarmRules, record: AnnouncementRecord) -> str | None:
-    return None if record.key in rules.live_keys() else ANNOUNCEMENT_WINDOW
+    return None if rules.is_live(record.key) else ANNOUNCEMENT_WINDOW
 
 
 def filed_under_signer(rules: SwarmRules, record: AnnouncementRecord, signed: Signed) -> str | None:
@@ -202,7 +215,7 @@ def filed_under_signer(rules: SwarmRules, record: AnnouncementRecord, signed: Si
 
 
 def in_signer_bucket(rules: SwarmRules, record: AnnouncementRecord, signed: Signed) -> str | None:
-    return None if record.key in rules.live_keys(rules.bucket_of(signed.author)) else ANNOUNCEMENT_WINDOW
+    return None if rules.is_signers(record.key, signed.author) else ANNOUNCEMENT_WINDOW
 
 
 def batch_expiry(rules: SwarmRules, record: BatchRecord) -> str | None:

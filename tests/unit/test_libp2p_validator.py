@@ -17,7 +17,7 @@ LIMITS = protocol.Limits()
 
 
 def state(budget: records.StorageBudget | None = None) -> State:
-    return State("demo-swarm", LIMITS, 60.0, 8, budget or records.StorageBudget(10_000_000))
+    return State("demo-swarm", LIMITS, 60.0, budget or records.StorageBudget(10_000_000))
 
 
 def pack(*item: object) -> bytes:

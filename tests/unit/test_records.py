@@ -23,7 +23,7 @@ WINDOW = int(NOW // 60)
 
 
 def rules(keys: records.RecordKeys | None = None, swarm: str | None = SWARM) -> records.SwarmRules:
-    return records.SwarmRules(swarm, LIMITS, window_s=60.0, buckets=8, keys=keys, clock=lambda: NOW)
+    return records.SwarmRules(swarm, LIMITS, window_s=60.0, keys=keys, clock=lambda: NOW)
 
 
 def peer(key: object) -> str:
@@ -32,7 +32,7 @@ def peer(key: object) -> str:
 
 ANN_A = protocol.seal_payload(sample_announcement(), KEY_A, LIMITS)
 BATCH = protocol.seal_payload(sample_batch(), KEY_A, LIMITS)
-BUCKET_A = records.SwarmRules(SWARM, LIMITS, buckets=8).bucket_of(peer(KEY_A))
+BUCKET_A = records.SwarmRules(SWARM, LIMITS).bucket_of(peer(KEY_A))
 
 
 def test_batches_are_filed_under_the_hash_of_their_bytes_within_the_size_limit() -> None:
@@ -108,7 +108,7 @@ def test_the_hivemind_validator_applies_the_same_rules_to_hashed_keys() -> None:
 
 
 def test_the_libp2p_topic_and_the_memory_hub_refuse_what_the_rules_refuse() -> None:
-    state = State(SWARM, LIMITS, 60.0, 8, records.StorageBudget(10_000_000))
+    state = State(SWARM, LIMITS, 60.0, records.StorageBudget(10_000_000))
     state.rules.clock = lambda: NOW
     assert state.check_announcement(WINDOW, ANN_A) == records.Signed(peer(KEY_A), sample_announcement())
     assert state.check_announcement(WINDOW - 3, ANN_A) is None
@@ -127,7 +127,7 @@ SIGNED_S = sample_announcement().created_ms / 1000
 
 
 def rules_at(now: float, keys: records.RecordKeys | None = None) -> records.SwarmRules:
-    return records.SwarmRules(SWARM, LIMITS, window_s=60.0, buckets=8, keys=keys, clock=lambda: now, ttl_s=900.0)
+    return records.SwarmRules(SWARM, LIMITS, window_s=60.0, keys=keys, clock=lambda: now, ttl_s=900.0)
 
 
 def test_a_batch_value_must_be_a_signed_rollout_batch_of_this_swarm() -> None:
@@ -213,7 +213,7 @@ def test_in_a_dht_node_an_old_announcement_cannot_pin_its_authors_entry() -> Non
     from swarmnode.swarm.hivemind_storage import BudgetedStorage
 
     now = time.time()
-    r = records.SwarmRules(SWARM, LIMITS, window_s=60.0, buckets=8, keys=DHTKeys(SWARM))
+    r = records.SwarmRules(SWARM, LIMITS, window_s=60.0, keys=DHTKeys(SWARM))
     validator = make_record_validator(r)
     storage = BudgetedStorage(records.StorageBudget(), lambda v: "", validator.counts, lambda x: f"dht_{x}")
     key = announcement_key(SWARM, int(now // 60), BUCKET_A)
