@@ -1,5 +1,5 @@
 """The flooding peer of `swarmnode bench soak`: a process of its own on the hivemind DHT that, until SIGTERM,
-publishes many valid signed batches under many identities (`attacks.Crowd`, sybils that only flood) and
+publishes many valid signed batches (`attacks.Crowd` with one identity by default: `--batches` a cycle) and
 junk records that break the record rules, every `--every-s` seconds. It joins through `--peers` and its own
 peers cache, like a node, so it stays in the swarm when the bootstrap node is gone.
 
@@ -20,7 +20,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--swarm", required=True)
     parser.add_argument("--peers", nargs="+", default=[])
     parser.add_argument("--dir", required=True, help="its peers cache goes here")
-    parser.add_argument("--identities", type=int, default=8)
+    parser.add_argument("--identities", type=int, default=1, help="more than one: sybils")
+    parser.add_argument("--batches", type=int, default=8, help="batches per identity per cycle")
     parser.add_argument("--every-s", type=float, default=3.0)
     parser.add_argument("--junk", type=int, default=4, help="junk records per cycle (refused by every node)")
     args = parser.parse_args(argv)
@@ -42,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
         cycle = 0
         while not stop.is_set():
             cycle += 1
-            crowd.publish(cycle)
+            for _ in range(args.batches):
+                crowd.publish(cycle)
             junk_ok = 0
             for k in range(args.junk):  # records no honest node writes: each refused and counted by the others
                 blob = os.urandom(256 + 64 * k)

@@ -1,6 +1,6 @@
 """`swarmnode bench soak --minutes M` (issue 17): endurance of a real swarm on 127.0.0.1. A bootstrap node and
 `nodes` real `swarmnode join` processes (hivemind, the tiny embedded default model, status API off) train
-for M minutes while a flooding peer (`bench/flood.py`) publishes valid batches under many identities and
+for M minutes while a flooding peer (`bench/flood.py`) floods valid signed batches under one identity and
 junk records throughout; every few minutes one random node (never node 0, whose memory is then measured
 over the whole soak) is SIGKILLed and restarted with the same command and run directory, so it resumes
 from its checkpoint and rejoins through its peers cache; at half time the bootstrap node is killed for good.
@@ -33,7 +33,7 @@ ROUND_TIMEOUT_S = 5.0
 NODE_SETTINGS = (
     "eval.every=0",
     "status.enabled=false",
-    "checkpoint.every=2",  # a node killed after 3 rounds of a life has a checkpoint to resume
+    "checkpoint.every=2",
     "generation.questions_per_round=8",
     f"swarm.round_timeout_s={ROUND_TIMEOUT_S}",
 )
@@ -118,9 +118,10 @@ class Soak:
             return []
 
     def kill_and_restart(self) -> bool:
-        """SIGKILL a random node (not node 0) that has written a checkpoint in its current life; restart it."""
-        now = time.time()
-        ready = [i for i in range(1, len(self.procs)) if sc.live_at(self.records[i], self.rows(i), now, 3)]
+        """SIGKILL a random node (not node 0) whose current life has had time to rejoin (REJOIN_BAR rounds and
+        one more) and to write a checkpoint; restart it."""
+        now, enough = time.time(), sc.REJOIN_BAR + 1
+        ready = [i for i in range(1, len(self.procs)) if sc.live_at(self.records[i], self.rows(i), now, enough)]
         if not ready:
             return False
         i = self.rng.choice(ready)

@@ -153,8 +153,14 @@ def rounds_to_rejoin(
     restarted: NodeRecord, restart_t: float, nodes: Sequence[NodeRecord], rows: dict[int, list[dict[str, Any]]]
 ) -> tuple[int | None, int]:
     """(rounds the restarted node took until it had trained on groups of every other node live at its
-    restart and not killed since, or None; its rounds after the restart)."""
-    mine = [r for r in rows[restarted.index] if "round_s" in r and r.get("time", 0.0) > restart_t]
+    restart and not killed since, or None; its rounds in the life that restart began)."""
+    k = restarted.life_at(restart_t)
+    end = restarted.lives[k].end if k is not None else None
+    mine = [
+        r
+        for r in rows[restarted.index]
+        if "round_s" in r and restart_t < r.get("time", 0.0) and (end is None or r["time"] < end)
+    ]
     others = [n for n in nodes if n.index != restarted.index and live_at(n, rows[n.index], restart_t)]
     seen: set[str] = set()
     for count, row in enumerate(mine, 1):

@@ -72,6 +72,9 @@ def test_rounds_to_rejoin_counts_the_restarted_nodes_rounds_until_it_used_every_
     assert sc.rounds_to_rejoin(b, 100.0, [a, b, c, d], rows) == (None, 2)
     c.lives = [sc.Life(0.0, 115.0, killed=True)]  # C killed meanwhile: no longer needed
     assert sc.rounds_to_rejoin(b, 100.0, [a, b, c, d], rows) == (2, 2)
+    b.lives[1].end, b.lives[1].killed = 115.0, True  # B killed again: only that life's rounds count
+    b.lives.append(sc.Life(116.0))
+    assert sc.rounds_to_rejoin(b, 100.0, [a, b, c, d], rows) == (None, 1)
 
 
 def test_settled_rows_skip_the_first_rounds_of_each_life() -> None:
