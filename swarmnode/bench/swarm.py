@@ -97,13 +97,16 @@ class _Node:
         return self.transport.wire_bytes() - (0 if self.push else self.polled)
 
 
-def _visible_after(reader: _Node, author: RolloutExchange, batch_id: bytes, window: int, limit: float = 30.0) -> float:
-    """Seconds until `reader` lists `batch_id` in `author`'s announcement bucket of `window` at the reader's
-    level (the bytes read not counted)."""
+def _visible_after(
+    reader: _Node, author: RolloutExchange, batch_id: bytes, windows: set[int], limit: float = 30.0
+) -> float:
+    """Seconds until `reader` lists `batch_id` in `author`'s announcement bucket at the reader's level, in one
+    of `windows` (those of the publish's start and end: it may cross into the next) (the bytes read not
+    counted)."""
     start = time.perf_counter()
     bucket = announcement_bucket(author.identity.peer_id, reader.transport.buckets)
     while time.perf_counter() - start < limit:
-        envelopes = reader.transport.announcements(window, bucket)
+        envelopes = [e for w in sorted(windows) for e in reader.transport.announcements(w, bucket)]
         reader.polled += sum(len(e) for e in envelopes)
         for envelope in envelopes:
             verdict = protocol.verify_and_decode(envelope, author.limits)
@@ -155,7 +158,8 @@ def measure(nodes: Sequence[_Node], tasks: TaskSet, rounds: int, backend: str, r
             batch_id = node.exchange.publish(round_, round_, _groups(tasks, i, round_))
             assert batch_id is not None
             published = time.perf_counter() - start
-            latencies.append(published + _visible_after(nodes[(i + 1) % n], node.exchange, batch_id, window))
+            windows = {window, node.exchange.window()}
+            latencies.append(published + _visible_after(nodes[(i + 1) % n], node.exchange, batch_id, windows))
         for node in sample:
             validated_before = node.exchange.validated
             node.exchange.start_round()
