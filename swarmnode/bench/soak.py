@@ -36,6 +36,10 @@ NODE_SETTINGS = (
     "checkpoint.every=2",
     "generation.questions_per_round=8",
     f"swarm.round_timeout_s={ROUND_TIMEOUT_S}",
+    # J = 8 over 4 other peers (3 nodes and the flooder): at most 2 groups from one peer, so a round can take
+    # every peer and the rejoin check measures rejoining. With the default 0.5 a round takes 2 peers, and a
+    # restarted node keeps taking the same two (its earliest cohort)
+    "swarm.max_share_per_peer=0.25",
 )
 
 
