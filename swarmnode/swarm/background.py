@@ -100,6 +100,10 @@ class BackgroundSharer:
             self._wake = True
             self._cv.notify()
 
+    def waiting(self) -> int:
+        with self._cv:
+            return len(self._buffer)
+
     def view(self) -> View:
         return self._view
 

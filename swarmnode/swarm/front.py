@@ -235,6 +235,10 @@ class Swarm:
         found = self._exchange.clock_watch.offset() if self._sharer is None else self._sharer.view().clock_offset
         return None if found is None else round(found[0], 1)
 
+    def waiting(self) -> int:
+        """Peers' groups the I/O thread has fetched and validated for the next round (0 without it)."""
+        return 0 if self._sharer is None else self._sharer.waiting()
+
     def io_seconds(self) -> float:
         """Seconds the I/O thread has spent on swarm I/O and validation so far, off the round's critical path
         (0 without it: then it is the rounds' `share_s`)."""
