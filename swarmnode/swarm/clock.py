@@ -44,6 +44,10 @@ class ClockWatch:
             gone, _ = self._newest.popitem(last=False)
             self._gaps.pop(gone, None)
 
+    def watched(self) -> int:
+        """Peers remembered now (at most `peers`)."""
+        return len(self._gaps)
+
     def offset(self) -> tuple[float, int] | None:
         """(seconds this node's clock is ahead of its peers' (negative: behind), peers it is measured on), or
         None before any peer was seen."""

@@ -42,7 +42,7 @@ def test_the_watch_says_nothing_for_the_network_s_own_delays_and_forgets_old_pee
     for k in range(WATCHED_PEERS + 50):
         watch.note(f"p{k}", 10.0, 12.0 + k % 5)
     assert watch.line(30.0) is None
-    assert len(watch._newest) == len(watch._gaps) == WATCHED_PEERS  # bounded, whatever the swarm's size
+    assert watch.watched() == WATCHED_PEERS  # bounded, whatever the swarm's size
 
 
 def _member(hub: MemoryHub, tasks: TaskSet, offset: float) -> Swarm:
