@@ -156,6 +156,43 @@ def install_budgets(
     pending = getattr(node, "pending_get_requests", None)
     if isinstance(pending, defaultdict):  # still empty: no lookup has run yet
         node.pending_get_requests = PendingGets(pending.default_factory, pending)
+    control = getattr(getattr(getattr(node, "p2p", None), "_client", None), "control", None)
+    calls = getattr(control, "_pending_calls", None)
+    if type(calls) is dict:
+        control._pending_calls = SettledCalls(calls)  # type: ignore[union-attr]
+
+
+class _Settle:
+    """A pending call's future as the map hands it out: a reply to a call already settled is dropped."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self, future: Any) -> None:
+        self._future = future
+
+    def set_result(self, value: object) -> None:
+        if not self._future.done():
+            self._future.set_result(value)
+
+    def set_exception(self, exc: BaseException) -> None:
+        if not self._future.done():
+            self._future.set_exception(exc)
+
+    def __await__(self) -> Any:
+        return self._future.__await__()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._future, name)
+
+
+class SettledCalls(dict[Any, Any]):
+    """hivemind's map of calls awaiting the p2p daemon's reply (`ControlClient._pending_calls`). hivemind
+    1.1.12 sets the reply on the call's future even when the caller already gave up on it (a timeout
+    cancelled it): `InvalidStateError`, which ends its task reading the daemon's replies, so every later call
+    of the node would time out. Here a reply to a call already settled is dropped."""
+
+    def __getitem__(self, key: Any) -> Any:
+        return _Settle(super().__getitem__(key))
 
 
 DAEMON_GOMEMLIMIT = "48MiB"

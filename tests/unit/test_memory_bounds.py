@@ -13,6 +13,7 @@ from __future__ import annotations
 import tracemalloc
 from functools import partial
 
+import pytest
 from sortedcontainers import SortedSet
 
 import protocol
@@ -137,3 +138,23 @@ def test_the_status_remembers_only_the_peers_of_the_peer_book() -> None:
     status.round_done(_row(501), [_peer("peer0")])  # type: ignore[misc]  # back, after the book forgot it
     news = [e["text"] for e in status.events if e["seq"] > before and e["kind"] == "peer"]
     assert news == ["new peer peer0"]
+
+
+def test_a_reply_to_a_call_that_timed_out_is_dropped_not_raised() -> None:
+    """hivemind's daemon-reply reader does `pending_calls[id].set_result(reply)`; for a call whose caller
+    gave up (its future cancelled) a plain dict raises InvalidStateError there, which ends the reader."""
+    import asyncio
+
+    from swarmnode.swarm.hivemind_storage import SettledCalls
+
+    async def replies(calls: dict[str, asyncio.Future[bytes]]) -> bytes:
+        calls["late"] = asyncio.get_running_loop().create_future()
+        calls["waiting"] = asyncio.get_running_loop().create_future()
+        calls["late"].cancel()  # its caller timed out
+        calls["late"].set_result(b"too late")  # the reader's line, for the reply that still came
+        calls["waiting"].set_result(b"reply")
+        return await calls["waiting"]
+
+    assert asyncio.run(replies(SettledCalls())) == b"reply"
+    with pytest.raises(asyncio.InvalidStateError):
+        asyncio.run(replies({}))  # hivemind's own map
