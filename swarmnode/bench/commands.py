@@ -202,7 +202,7 @@ def add_commands(
     soak.add_argument("--minutes", type=float, default=60.0, help="(default: %(default)s)")
     soak.add_argument("--nodes", type=int, default=4, help="training nodes (default: %(default)s)")
     soak.add_argument("--seed", type=int, default=0, help="which node each kill picks (default: %(default)s)")
-    soak.add_argument("--max-growth", type=float, default=20.0, help="RSS growth bar in %% (default: %(default)s)")
+    soak.add_argument("--max-growth", type=float, default=10.0, help="RSS growth bar in %% (default: %(default)s)")
     soak.add_argument("--dir", default="runs/soak", help="run dirs and logs, emptied first (default: %(default)s)")
     soak.add_argument("--json", default="runs/bench/soak.json", help="JSON output (default: %(default)s)")
     soak.set_defaults(run=_bench_soak)

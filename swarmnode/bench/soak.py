@@ -334,7 +334,7 @@ def table(result: dict[str, Any], plan: dict[str, Any]) -> str:
 
 
 def run(
-    minutes: float, json_path: Path, root: Path, nodes: int = 4, seed: int = 0, max_growth_pct: float = 20.0
+    minutes: float, json_path: Path, root: Path, nodes: int = 4, seed: int = 0, max_growth_pct: float = 10.0
 ) -> list[str]:
     """Run the soak; print its table; write JSON; the failed checks (none: it passed)."""
     shutil.rmtree(root, ignore_errors=True)
