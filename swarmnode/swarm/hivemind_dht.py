@@ -455,7 +455,11 @@ class HivemindTransport:
                 task.cancel()
         if self._node is not None:
             try:
-                self._run(self._node.shutdown(), 10)
+                self._run(self._node.shutdown(), 30)
+            except TransportError:
+                pass
+            try:  # the p2p daemon gone before the loop stops, so its process transport is not left to the GC
+                self._run(_end_daemon(self._node), 10)
             except TransportError:
                 pass
         try:
@@ -464,6 +468,15 @@ class HivemindTransport:
             pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+
+
+async def _end_daemon(node: Any) -> None:
+    """Kill hivemind's p2p daemon if its shutdown left it running (a busy machine), and wait for it: an
+    asyncio subprocess transport collected after its loop stopped prints a traceback at exit."""
+    child = getattr(getattr(node, "p2p", None), "_child", None)
+    if child is not None and child.returncode is None:
+        child.kill()
+        await child.wait()
 
 
 async def _cancel_pending() -> None:
