@@ -137,6 +137,12 @@ class Swarm:
                     tell("this node's addresses (others join with --peers ADDR): " + " ".join(addresses))
                 else:
                     tell("memory transport: no network; only nodes of this process share rollouts")
+                # a node with peers to join waits for one attempt at them (all at once, at most op_timeout_s)
+                # before its first round, so a restarted node shares from its first rounds; else it trains
+                # alone and the transport keeps trying
+                wait_joined = getattr(transport, "wait_joined", None)
+                if callable(wait_joined):
+                    wait_joined(sw.op_timeout_s)
             exchange = open_exchange(config, tasks, transport, identity or load_or_create(sw.key_path), count_tokens)
         except BaseException:
             if owns:
