@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -14,17 +13,8 @@ from swarmnode.identity import Identity
 from swarmnode.swarm.front import Swarm
 from swarmnode.swarm.memory import MemoryHub, MemoryTransport
 from swarmnode.tasks import TaskSet, make_task
+from tests.helpers import wait_for
 from tests.unit.test_swarm_front import config, groups
-
-
-def until(check: Callable[[], bool], limit_s: float = 20.0) -> bool:
-    """Poll `check` for at most `limit_s` seconds (bounded: a test that waits forever proves nothing)."""
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.01)
-    return check()
 
 
 def member(transport: MemoryTransport, tasks: TaskSet, **swarm: object) -> Swarm:
@@ -67,13 +57,13 @@ def test_the_thread_publishes_and_fetches_and_the_round_takes_what_arrived() -> 
     try:
         a.share(1, 0, groups(tasks, 0))  # handed over: a's thread stores and announces it
         # b's thread finds it on its own, between b's rounds (so the first wait after a's publish may be a poll)
-        assert until(lambda: b.waiting() == 3)
+        wait_for(lambda: b.waiting() == 3, "the sharing thread", 20.0)
         got = b.share(1, 0, groups(tasks, 3))
         assert len(got) == 3 and {g.source for g in got} == {a.peer_id}
         assert b.standing([a.peer_id], 1)[a.peer_id][1] is False  # as the thread saw it: not a junior
         assert b.standing(["nobody"], 1) == {"nobody": (1 << 30, True)}  # unknown: the most junior
         assert b.share(2, 1, []) == []  # taken once
-        assert until(lambda: a.waiting() == 3)  # b's round-1 groups
+        wait_for(lambda: a.waiting() == 3, "the sharing thread", 20.0)  # b's round-1 groups
         assert {g.source for g in a.share(2, 1, [])} == {b.peer_id}
         assert a.io_seconds() > 0.0 and b.counters()["peers"] == 1
     finally:
@@ -95,7 +85,7 @@ def test_the_round_never_waits_on_the_network() -> None:
             assert reader.share(round_, 0, groups(tasks, 10 * round_)) == []
         assert reader.counters()["io_errors"] == 0
         hung.release.set()  # the network answers: the next rounds take the author's groups
-        assert until(lambda: reader.waiting() == 3)
+        wait_for(lambda: reader.waiting() == 3, "the sharing thread", 20.0)
         assert {g.source for g in reader.share(4, 0, [])} == {author.peer_id}
     finally:
         hung.release.set()
@@ -110,8 +100,8 @@ def test_a_bug_in_the_thread_is_counted_and_said_and_the_thread_carries_on() -> 
     reader = member(BrokenTransport(hub, failures=2), tasks)
     try:
         author.share(1, 0, groups(tasks, 0))
-        assert until(lambda: reader.counters()["io_errors"] >= 2)
-        assert until(lambda: reader.waiting() == 3)
+        wait_for(lambda: reader.counters()["io_errors"] >= 2, "the sharing thread", 20.0)
+        wait_for(lambda: reader.waiting() == 3, "the sharing thread", 20.0)
         assert len(reader.share(1, 0, [])) == 3
         lines = reader.trouble()
         assert any("sharing thread: RuntimeError: a bug in the transport" in line for line in lines), lines
@@ -127,10 +117,10 @@ def test_gated_completions_are_charged_by_the_thread_and_counted() -> None:
     reader = member(MemoryTransport(hub), tasks)
     try:
         author.share(1, 0, groups(tasks, 0))
-        assert until(lambda: reader.waiting() == 3)
+        wait_for(lambda: reader.waiting() == 3, "the sharing thread", 20.0)
         reader.share(1, 0, [])
         reader.note_gated({author.peer_id: 2})
-        assert until(lambda: reader.counters()["rejected"].get("improbable") == 2)
+        wait_for(lambda: reader.counters()["rejected"].get("improbable") == 2, "the sharing thread", 20.0)
         row = next(p for p in reader.peers() if p["peer_id"] == author.peer_id)
         assert row["rejected"] == {"improbable": 2}
     finally:

@@ -159,7 +159,7 @@ def test_records_are_filed_only_in_their_signers_bucket_at_an_allowed_level() ->
 
 
 def test_the_hivemind_validator_refuses_keys_outside_the_levels() -> None:
-    pytest.importorskip("hivemind")
+    pytest.importorskip("hivemind")  # its record validator only: no DHT starts, nothing listens (nat_port_map n/a)
     from hivemind.dht.routing import DHTID
 
     from swarmnode.swarm.hivemind_dht import DHTKeys, announcement_key, record_problem
