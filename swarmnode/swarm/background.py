@@ -172,12 +172,16 @@ class BackgroundSharer:
             self._ex.book.rejected(peer, Counter({"improbable": n}))
 
     def _refresh(self) -> None:
-        ex = self._ex
-        self._view = View(
-            peers=ex.book.snapshot(),
-            rejected=dict(sorted(ex.rejections().items())),
-            misreported_rewards=ex.validator.misreported,
-            fetch_misses=ex.misses,
-            io_errors=ex.io_errors,
-            clock_offset=ex.clock_watch.offset(),
-        )
+        self._view = view_of(self._ex)
+
+
+def view_of(ex: RolloutExchange) -> View:
+    """What the round reads of the swarm, copied from the exchange (by its I/O thread, or in line)."""
+    return View(
+        peers=ex.book.snapshot(),
+        rejected=dict(sorted(ex.rejections().items())),
+        misreported_rewards=ex.validator.misreported,
+        fetch_misses=ex.misses,
+        io_errors=ex.io_errors,
+        clock_offset=ex.clock_watch.offset(),
+    )

@@ -17,7 +17,7 @@ from swarmnode.groups import Group
 from swarmnode.identity import Identity, load_or_create
 from swarmnode.run_dir import PeerRow, SwarmCounters
 from swarmnode.swarm import open_transport
-from swarmnode.swarm.background import BackgroundSharer
+from swarmnode.swarm.background import BackgroundSharer, view_of
 from swarmnode.swarm.exchange import RolloutExchange
 from swarmnode.swarm.peers import PeerBook
 from swarmnode.swarm.transport import Transport
@@ -215,24 +215,14 @@ class Swarm:
         failed fetches, I/O errors."""
         ex = self._exchange
         rows = self.peers() if peers is None else peers
-        if self._sharer is not None:
-            view = self._sharer.view()
-            rejected, misreported, misses, errors = (
-                view.rejected,
-                view.misreported_rewards,
-                view.fetch_misses,
-                view.io_errors,
-            )
-        else:
-            rejected = dict(sorted(ex.rejections().items()))
-            misreported, misses, errors = ex.validator.misreported, ex.misses, ex.io_errors
+        view = view_of(ex) if self._sharer is None else self._sharer.view()
         return {
-            "rejected": rejected,
+            "rejected": view.rejected,
             "peers": len(rows),
             "banned_peers": sum(1 for p in rows if p["banned"]),
-            "misreported_rewards": misreported,
-            "fetch_misses": misses,
-            "io_errors": errors,
+            "misreported_rewards": view.misreported_rewards,
+            "fetch_misses": view.fetch_misses,
+            "io_errors": view.io_errors,
         }
 
     def clock_offset(self) -> float | None:
