@@ -271,12 +271,16 @@ def evaluate(soak: Soak, plan: dict[str, Any], max_growth_pct: float) -> tuple[d
     for restart in soak.restarts:
         record = soak.records[restart["node"]]
         took, had = sc.rounds_to_rejoin(record, restart["time"], soak.records, rows)
-        restart |= {"rounds_to_rejoin": took, "rounds_after": had, "before_bootstrap_died": restart["time"] < death}
-        if took is None and had >= sc.REJOIN_BAR:
-            when = (restart["time"] - t0) / 60
-            failures.append(f"node {restart['node']} restarted at {when:.1f} min: did not rejoin")
-        elif took is not None and took > sc.REJOIN_BAR:
-            failures.append(f"node {restart['node']} restarted: {took} rounds to rejoin (bar {sc.REJOIN_BAR})")
+        used = sc.rounds_to_be_used(record, restart["time"], soak.records, rows)
+        restart |= {"rounds_to_rejoin": took, "rounds_to_be_used": used, "rounds_after": had}
+        restart["before_bootstrap_died"] = restart["time"] < death
+        when = (restart["time"] - t0) / 60
+        checks = ((took, "it trained on every live peer"), (used, "every live peer trained on it"))
+        for rounds, what in checks:
+            if rounds is None and had >= sc.REJOIN_BAR:
+                failures.append(f"node {restart['node']} restarted at {when:.1f} min: {had} rounds, never {what}")
+            elif rounds is not None and rounds > sc.REJOIN_BAR:
+                failures.append(f"node {restart['node']} restarted at {when:.1f} min: {rounds} rounds until {what}")
     logs = sorted(soak.root.glob("*.log")) + sorted(soak.root.glob("*/*.log"))
     tracebacks, error_lines, samples = sc.count_tracebacks(p.read_text(errors="replace") for p in logs)
     if tracebacks:
@@ -301,18 +305,22 @@ def _pct(x: float | None) -> str:
 
 
 def _rejoin(restart: dict[str, Any]) -> str:
-    if restart["rounds_to_rejoin"] is not None:
-        return str(restart["rounds_to_rejoin"])
-    if restart["rounds_after"] >= sc.REJOIN_BAR:
-        return "never"
-    return f"n/a ({restart['rounds_after']} rounds before the end)"
+    """'uses/used': rounds until the restarted node trained on every live peer / every live peer on it."""
+    if restart["rounds_after"] < sc.REJOIN_BAR and None in (
+        restart["rounds_to_rejoin"],
+        restart.get("rounds_to_be_used"),
+    ):
+        return f"n/a ({restart['rounds_after']} rounds before the end)"
+    return "/".join(
+        "never" if n is None else str(n) for n in (restart["rounds_to_rejoin"], restart.get("rounds_to_be_used"))
+    )
 
 
 def table(result: dict[str, Any], plan: dict[str, Any]) -> str:
     warm = plan["warmup_s"] / 60
     lines = [
         f"{'node':>4} {'rounds':>6} {f'RSS@{warm:.1f}min':>11} {'RSS end':>8} {'growth':>8} {'over':>6} {'slow':>4} "
-        f"{'shared':>6} {'after boot':>10} {'restarts':>8}  rounds to rejoin"
+        f"{'shared':>6} {'after boot':>10} {'restarts':>8}  rounds to rejoin (it uses all / all use it)"
     ]
     for n in result["nodes"]:
         rejoin = [_rejoin(r) for r in result["restarts"] if r["node"] == n["node"]]

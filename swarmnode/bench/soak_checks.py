@@ -171,6 +171,36 @@ def rounds_to_rejoin(
     return None, len(mine)
 
 
+def rounds_to_be_used(
+    restarted: NodeRecord, restart_t: float, nodes: Sequence[NodeRecord], rows: dict[int, list[dict[str, Any]]]
+) -> int | None:
+    """The other direction: how many of the restarted node's rounds (in the life that restart began) passed
+    until every other node live at its restart, and not killed since, had trained on its groups; None if
+    that never happened in the rows."""
+    k = restarted.life_at(restart_t)
+    end = restarted.lives[k].end if k is not None else None
+    mine = [r["time"] for r in rows[restarted.index] if "round_s" in r and restart_t < r.get("time", 0.0)]
+    mine = [t for t in mine if end is None or t < end]
+    others = [n for n in nodes if n.index != restarted.index and live_at(n, rows[n.index], restart_t)]
+    used_at = {
+        n.index: min(
+            (
+                r["time"]
+                for r in rows[n.index]
+                if "round_s" in r and r.get("time", 0.0) > restart_t
+                if (r.get("external_by_peer") or {}).get(restarted.peer_id, 0) > 0
+            ),
+            default=None,
+        )
+        for n in others
+    }
+    for count, t in enumerate(mine, 1):
+        needed = [n.index for n in others if not killed_between(n, restart_t, t)]
+        if all(used_at[i] is not None and used_at[i] <= t for i in needed):
+            return count
+    return None
+
+
 def count_tracebacks(texts: Iterable[str]) -> tuple[int, int, list[str]]:
     """(tracebacks, lines naming an exception type, up to 5 distinct such lines) in log texts."""
     tracebacks = errors = 0

@@ -22,5 +22,7 @@ def test_five_minute_soak_passes_its_checks(tmp_path: Path, capsys: pytest.Captu
     assert len(report["restarts"]) >= 2 and all(n["rounds"] > 0 for n in report["nodes"])
     after_boot = [r for r in report["restarts"] if not r["before_bootstrap_died"] and r["rounds_to_rejoin"]]
     assert after_boot and all(r["rounds_to_rejoin"] <= REJOIN_BAR for r in after_boot), report["restarts"]
+    used = [r["rounds_to_be_used"] for r in after_boot]
+    assert all(n is not None and n <= REJOIN_BAR for n in used), report["restarts"]
     assert report["tracebacks"] == 0
     assert "every check passed" in out

@@ -77,6 +77,26 @@ def test_rounds_to_rejoin_counts_the_restarted_nodes_rounds_until_it_used_every_
     assert sc.rounds_to_rejoin(b, 100.0, [a, b, c, d], rows) == (None, 1)
 
 
+def test_rounds_to_be_used_counts_the_restarted_nodes_rounds_until_every_live_peer_trained_on_it() -> None:
+    a = sc.NodeRecord(0, "A", [sc.Life(0.0)])
+    b = sc.NodeRecord(1, "B", [sc.Life(0.0, 100.0, killed=True), sc.Life(100.0)])
+    c = sc.NodeRecord(2, "C", [sc.Life(0.0)])
+    d = sc.NodeRecord(3, "D", [sc.Life(95.0)])  # restarted just before: not live yet (no round in this life)
+    rows = {
+        0: [row(50, 5, {"B": 1}), row(105, 6, {"B": 1})],  # the 50 s row is B's earlier life: not counted
+        1: [row(50, 5), row(110, 6), row(120, 7), row(130, 8), row(140, 9)],
+        2: [row(60, 5), row(125, 6, {"B": 2})],
+        3: [row(120, 4)],
+    }
+    assert sc.rounds_to_be_used(b, 100.0, [a, b, c, d], rows) == 3  # C used B at 125 s, during B's 3rd round
+    rows[2] = [row(60, 5), row(125, 6, {"A": 2})]
+    assert sc.rounds_to_be_used(b, 100.0, [a, b, c, d], rows) is None  # C never trained on B
+    c.lives = [sc.Life(0.0, 115.0, killed=True)]  # C killed meanwhile: no longer needed
+    assert sc.rounds_to_be_used(b, 100.0, [a, b, c, d], rows) == 2
+    rows[0] = [row(50, 5, {"B": 1})]
+    assert sc.rounds_to_be_used(b, 100.0, [a, b, c, d], rows) is None
+
+
 def test_settled_rows_skip_the_first_rounds_of_each_life() -> None:
     node = sc.NodeRecord(0, lives=[sc.Life(0.0, 100.0, killed=True), sc.Life(100.0)])
     rows = [row(t, i) for i, t in enumerate([10, 20, 30, 110, 120, 130], 1)]
