@@ -176,18 +176,22 @@ def rounds_to_be_used(
 ) -> int | None:
     """The other direction: how many of the restarted node's rounds (in the life that restart began) passed
     until every other node live at its restart, and not killed since, had trained on its groups; None if
-    that never happened in the rows."""
+    that never happened in the rows. Peers' rounds count from the start of the restarted node's first round:
+    before it, what they took of it was published by its previous life."""
     k = restarted.life_at(restart_t)
     end = restarted.lives[k].end if k is not None else None
-    mine = [r["time"] for r in rows[restarted.index] if "round_s" in r and restart_t < r.get("time", 0.0)]
-    mine = [t for t in mine if end is None or t < end]
+    rounds = [r for r in rows[restarted.index] if "round_s" in r and restart_t < r.get("time", 0.0)]
+    rounds = [r for r in rounds if end is None or r["time"] < end]
+    if not rounds:
+        return None
+    mine, first_start = [r["time"] for r in rounds], rounds[0]["time"] - rounds[0]["round_s"]
     others = [n for n in nodes if n.index != restarted.index and live_at(n, rows[n.index], restart_t)]
     used_at = {
         n.index: min(
             (
                 r["time"]
                 for r in rows[n.index]
-                if "round_s" in r and r.get("time", 0.0) > restart_t
+                if "round_s" in r and r.get("time", 0.0) > first_start
                 if (r.get("external_by_peer") or {}).get(restarted.peer_id, 0) > 0
             ),
             default=None,

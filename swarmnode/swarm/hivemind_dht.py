@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections import Counter
 from collections.abc import Coroutine, Hashable, Sequence
 from concurrent.futures import Future
@@ -29,6 +28,7 @@ from typing import Any, Protocol, TypeVar
 import protocol
 from swarmnode.errors import UserError
 from swarmnode.swarm import records
+from swarmnode.swarm.hivemind_join import Joining
 from swarmnode.swarm.peers_cache import PeersCache, join_through
 from swarmnode.swarm.transport import SETTINGS, TransportError, filing_levels
 
@@ -152,7 +152,7 @@ def make_record_validator(rules: records.SwarmRules) -> RecordCounter:
     return validator
 
 
-class HivemindTransport:
+class HivemindTransport(Joining):
     def __init__(
         self,
         swarm: str,
@@ -248,92 +248,11 @@ class HivemindTransport:
         """Keys in hivemind's map of lookups in flight (kept bounded: `hivemind_storage.PendingGets`)."""
         return len(self._node.pending_get_requests)
 
-    def connect(self, maddr: str) -> None:
-        """Reach one more peer now (for example across a healed partition); TransportError if it does not answer."""
-        if not self._run(self._join_once([maddr]), self.op_timeout_s * 3):
-            raise TransportError(f"could not reach {maddr}: {self.last_join_error}")
-
-    async def _join_once(self, peers: Sequence[str] | None = None) -> bool:
-        from hivemind.p2p import PeerID
-        from hivemind.utils.multiaddr import Multiaddr
-
-        async def reach(text: str) -> bool:
-            try:
-                maddr = Multiaddr(text)
-                peer = PeerID.from_base58(maddr["p2p"])
-                transport_part = maddr.decapsulate(Multiaddr(f"/p2p/{maddr['p2p']}"))
-                await asyncio.wait_for(self._node.p2p._client.connect(peer, [transport_part]), self.op_timeout_s)
-                return await asyncio.wait_for(self._node.protocol.call_ping(peer), self.op_timeout_s) is not None
-            except Exception as exc:  # a bad address or a dead peer: the others count, and it is tried again later
-                self.last_join_error = f"{text}: {type(exc).__name__} {str(exc)[:300]}"
-                return False
-
-        # all at once: dead peers (stale cached ones, say) cost one operation timeout together, not each
-        answers = await asyncio.gather(*(reach(t) for t in (self.initial_peers if peers is None else peers)))
-        self.reached = sum(answers)
-        reached = self.reached
-        if reached:
-            await asyncio.wait_for(self._node.find_nearest_nodes([self._node.node_id]), self.op_timeout_s)
-        return reached > 0
-
-    async def _keep_joining(self, cached: int = 0) -> None:
-        delay = 2.0
-        tried = len(self.initial_peers)
-        cache = self.peers_cache
-        source = f" ({cached} of them from the peers cache {cache.path})" if cache is not None and cached else ""
-        while not self.joined:
-            self.join_attempts += 1
-            self.reached = 0
-            try:
-                self.joined = await self._join_once()
-            except Exception as exc:  # never let the retry loop die
-                self.last_join_error = f"{type(exc).__name__}: {exc}"
-            if self.joined:
-                self._notices.append(f"joined the swarm through {self.reached} of {tried} peers{source}")
-            elif self.join_attempts == 1:
-                self._notices.append(
-                    f"none of {tried} peers answered{source}: training alone, retrying "
-                    f"(last error: {self.last_join_error})"
-                )
-            if not self.joined:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 300.0)
-
-    def wait_joined(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not self.joined and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return self.joined
-
     def wire_bytes(self) -> int:
         return self.bytes_downloaded  # a pull transport: what it read
 
     def rejections(self) -> dict[str, int]:
         return dict(self.validator.counts)
-
-    def take_notices(self) -> list[str]:
-        notices, self._notices = self._notices, []
-        return notices
-
-    def peer_maddrs(self) -> list[str]:
-        """Multiaddrs of the peers this node is connected to now (`TransportError` if the daemon does not answer)."""
-        return self._run(self._peer_maddrs(), self.op_timeout_s)
-
-    async def _peer_maddrs(self) -> list[str]:
-        peers = await asyncio.wait_for(self._node.p2p.list_peers(), self.op_timeout_s)
-        return [f"{addr}/p2p/{info.peer_id}" for info in peers for addr in info.addrs]
-
-    async def _keep_cache(self, cache: PeersCache, every_s: float) -> None:
-        """Remember the peers connected now in the peers cache: soon after the start, then every `every_s`."""
-        await asyncio.sleep(min(every_s, 5.0))
-        while True:
-            try:
-                reached = await self._peer_maddrs()
-                if reached:
-                    cache.remember(reached)  # a small file, replaced whole
-            except Exception as exc:  # a hint only: never let this loop die
-                self.last_cache_error = f"{type(exc).__name__}: {exc}"
-            await asyncio.sleep(every_s)
 
     def _timeout(self, timeout: float | None) -> float:
         return self.op_timeout_s if timeout is None else min(self.op_timeout_s, timeout)

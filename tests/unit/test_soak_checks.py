@@ -83,7 +83,7 @@ def test_rounds_to_be_used_counts_the_restarted_nodes_rounds_until_every_live_pe
     c = sc.NodeRecord(2, "C", [sc.Life(0.0)])
     d = sc.NodeRecord(3, "D", [sc.Life(95.0)])  # restarted just before: not live yet (no round in this life)
     rows = {
-        0: [row(50, 5, {"B": 1}), row(105, 6, {"B": 1})],  # the 50 s row is B's earlier life: not counted
+        0: [row(50, 5, {"B": 1}), row(108, 6, {"B": 1})],  # the 50 s row took B's earlier life's groups
         1: [row(50, 5), row(110, 6), row(120, 7), row(130, 8), row(140, 9)],
         2: [row(60, 5), row(125, 6, {"B": 2})],
         3: [row(120, 4)],
@@ -93,7 +93,7 @@ def test_rounds_to_be_used_counts_the_restarted_nodes_rounds_until_every_live_pe
     assert sc.rounds_to_be_used(b, 100.0, [a, b, c, d], rows) is None  # C never trained on B
     c.lives = [sc.Life(0.0, 115.0, killed=True)]  # C killed meanwhile: no longer needed
     assert sc.rounds_to_be_used(b, 100.0, [a, b, c, d], rows) == 2
-    rows[0] = [row(50, 5, {"B": 1})]
+    rows[0] = [row(50, 5, {"B": 1}), row(106, 6, {"B": 1})]  # before B's first round began (107 s): old data
     assert sc.rounds_to_be_used(b, 100.0, [a, b, c, d], rows) is None
 
 
