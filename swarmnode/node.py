@@ -4,12 +4,17 @@ built elsewhere (`runtime`, `swarm`, `learner`, `run_dir`, `status`); this file 
 
 A round's randomness is derived from (seed, round) alone, and a round changes nothing until its update,
 so a run resumed from a checkpoint continues exactly as if it had never stopped (on CPU, same threads).
+Except in a swarm: there the rounds after the checkpoint may have been shared before the node stopped, and
+the same completions again would be refused by every peer as duplicates (and the node would stay unheard
+for as many rounds), so a resumed swarm node samples afresh (`replay_salt`). A swarm run is not
+reproducible anyway: what peers send depends on timing.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import secrets
 import signal
 import time
 from collections import Counter
@@ -79,8 +84,12 @@ class Node:
         self.drift = Drift()
         """Whether the node's own samples start carrying text it refused in peers' (see `drift`)."""
         self.last_checkpoint_round = self.last_eval_round = -1  # a run stopped at round 0 still saves one
+        self.replay_salt = 0
+        """Mixed into every round's seed after a resume in a swarm (see the module docstring); 0 otherwise."""
         if resume is not None:
             self._resume(resume)
+            if not config.silo:
+                self.replay_salt = secrets.randbits(62) + 1
         self.run_dir.truncate_after(self.round)  # rounds after the checkpoint are about to run again
         self.swarm: Swarm | None = None
         if not config.silo:
@@ -175,7 +184,7 @@ class Node:
         start = time.perf_counter()
         self.status.set_phase("generating")
         questions = rt.tasks.draw(cfg.seed, (round_ - 1) * gen.questions_per_round, gen.questions_per_round)
-        seed = runtime.round_seed(cfg.seed, round_)
+        seed = runtime.round_seed(cfg.seed, round_, self.replay_salt)
         params = SamplingParams(
             gen.completions_per_question, gen.max_new_tokens, gen.temperature, gen.top_p, gen.top_k, seed
         )

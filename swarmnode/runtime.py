@@ -58,10 +58,12 @@ class Runtime:
         ]
 
 
-def round_seed(seed: int, round_: int) -> int:
+def round_seed(seed: int, round_: int, salt: int = 0) -> int:
     """The seed of one round's sampling and selection: a function of (seed, round) alone, so a resumed run
-    continues exactly as if it had never stopped."""
-    return int.from_bytes(hashlib.sha256(f"swarmnode:{seed}:{round_}".encode()).digest()[:8], "big") >> 1
+    continues exactly as if it had never stopped; a resumed swarm node adds a `salt` of its own (see
+    `Node`)."""
+    text = f"swarmnode:{seed}:{round_}" + (f":{salt}" if salt else "")
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 1
 
 
 def make_tasks(config: NodeConfig) -> TaskSet:

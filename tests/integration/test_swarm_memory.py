@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from swarmnode.config import load_config, parse_override
+from swarmnode.config import NodeConfig, load_config, parse_override
 from swarmnode.identity import Identity
 from swarmnode.node import Node
 from swarmnode.run_dir import read_metrics
@@ -100,3 +100,55 @@ def test_a_node_whose_network_fails_keeps_training_and_says_so_without_flooding(
     ], trouble
     rows = read_metrics(tmp_path)
     assert [r["io_errors"] for r in rows] == [2, 4, 6]
+
+
+def test_a_resumed_swarm_node_samples_afresh_so_peers_take_its_replayed_rounds(tmp_path: Path) -> None:
+    """Killed after sharing round 3 and resumed from its round-2 checkpoint, a node runs round 3 again: with
+    the same completions its peers would refuse them all as duplicates (issue 17: restarted nodes went
+    unheard for rounds). A resumed swarm node samples afresh, so the peer takes its replayed round."""
+    hub = MemoryHub()
+
+    def config(name: str, seed: int) -> NodeConfig:
+        settings = (
+            f"run_dir={tmp_path / name}",
+            f"seed={seed}",
+            "silo=false",
+            "eval.every=0",
+            "status.enabled=false",
+            "generation.backend=hf",
+            "generation.questions_per_round=8",
+            "swarm.external_groups=8",
+            "swarm.background_sharing=false",  # in line: what a round takes is what the other published before it
+        )
+        return load_config(None, [parse_override(s) for s in settings])
+
+    def texts(node: Node) -> list[str]:
+        return [c for g in node.own_groups for c in g.completions]
+
+    def accepted_from(peer: str) -> int:
+        assert a.swarm is not None
+        return sum(row["accepted_groups"] for row in a.swarm.peers() if row["peer_id"] == peer)
+
+    key = Identity(Ed25519PrivateKey.generate())
+    a = Node(
+        config("a", 0),
+        say=lambda _: None,
+        transport=MemoryTransport(hub),
+        identity=Identity(Ed25519PrivateKey.generate()),
+    )
+    b = Node(config("b", 1), say=lambda _: None, transport=MemoryTransport(hub), identity=key)
+    for _ in range(3):
+        assert b.step() is not None and a.step() is not None
+        if b.round == 2:
+            b.save_checkpoint()
+    shared, before = texts(b), accepted_from(key.peer_id)
+    assert before > 0
+    b.close()  # gone after sharing round 3, before a checkpoint of it
+    b = Node(config("b", 1), say=lambda _: None, transport=MemoryTransport(hub), identity=key)
+    assert b.round == 2 and b.replay_salt
+    assert b.step() is not None and a.step() is not None
+    assert texts(b) != shared
+    assert accepted_from(key.peer_id) > before  # its replayed round validated (not only the informative groups
+    a.close()  # of it are trained on, so `external_by_peer` may not show it)
+    b.close()
+    assert not read_metrics(tmp_path / "a")[-1]["rejected"].get("duplicate_completion")
