@@ -32,15 +32,16 @@ import protocol
 from swarmnode.groups import Group, has_signal, wire_group
 from swarmnode.identity import Identity
 from swarmnode.swarm.clock import ClockWatch
-from swarmnode.swarm.peers import ON_PROBATION, PROVEN, PeerBook
-from swarmnode.swarm.transport import BucketLevel, Transport, TransportError, announcement_bucket, size_sample
+from swarmnode.swarm.offers import OfferReading
+from swarmnode.swarm.peers import PROVEN, PeerBook
+from swarmnode.swarm.transport import BucketLevel, Transport, TransportError
 from swarmnode.swarm.validate import SEEN_CAPACITY, BatchValidator, Seen
 
 MAX_MISSES = 3
 """Rounds an offered batch may fail to download before this node stops trying it."""
 
 
-class RolloutExchange:
+class RolloutExchange(OfferReading):
     def __init__(
         self,
         transport: Transport,
@@ -171,14 +172,6 @@ class RolloutExchange:
     def window(self) -> int:
         return int(self.clock() // self.window_s)
 
-    def read_windows(self) -> tuple[int, ...]:
-        """The windows a reader lists, in order: the current one, the one before, and the next one once this
-        node's clock is within the tolerated skew of it (a peer whose clock is that much ahead files there)."""
-        now = self.clock()
-        w = int(now // self.window_s)
-        near = now + self.validator.policy.max_future_s >= (w + 1) * self.window_s
-        return (w, w - 1, w + 1) if near else (w, w - 1)
-
     def publish(self, round_: int, policy_version: int, groups: Sequence[Group]) -> bytes | None:
         """Share `groups` (their text and this node's rewards, never token ids); returns the batch id (None
         when there is nothing worth sharing, or the transport failed: counted in `io_errors`)."""
@@ -301,98 +294,6 @@ class RolloutExchange:
             accepted += groups
         return accepted
 
-    def _read_offers(
-        self, want_groups: int | None, cap: int, round_: int = 0
-    ) -> list[tuple[str, protocol.BatchSummary]]:
-        """The offers of live, validly signed announcements of this swarm (not ours, not ignored peers'),
-        read bucket by bucket until peers not on probation promise twice the wanted informative groups, of
-        which juniors (young peers and later cohorts: `PeerBook.junior`) count for at most the wanted groups
-        (in a new swarm there are none, and reading stops as early as ever). The buckets of proven
-        peers are read first, older peers' and earlier cohorts' before others, so claims of new peers (however
-        many identities make them) cannot keep them unread, and reading stops as early as before. The first
-        bucket read (always read, so its count is a fair sample: reading stops early after a full one) gives
-        one estimate of the swarm's size, from which the node picks its level (`BucketLevel`): a bucket holds
-        a few announcements at any size, so what a node reads stays flat as the swarm grows."""
-        own = self.identity.peer_id
-        offers: list[tuple[str, protocol.BatchSummary]] = []
-        promised: Counter[str] = Counter()
-        young: set[str] = set()
-        n = self.transport.buckets
-        rank: dict[int, tuple[bool, int]] = {}
-        known: set[str] = set()  # the peers that rank buckets: the rest of the swarm is spread at random
-        for p in list(self.book.peers):
-            if self.book.tier(p) == PROVEN:
-                known.add(p)
-                cohort, is_young = self.book.standing(p, round_)
-                b = announcement_bucket(p, n)
-                rank[b] = min(rank.get(b, (True, 1 << 31)), (is_young, cohort))
-        counts: list[tuple[int, int]] = []  # the first bucket read: its authors (not this node), of them known ones
-        order = list(range(n))
-        self._rng.shuffle(order)
-        order.sort(key=lambda b: rank.get(b, (True, 1 << 31)))  # stable: proven peers' buckets first, oldest first
-        first = self.book.first_cohort(round_)
-        windows = self.read_windows()
-        failed = False
-        for b in order:
-            if failed or (want_groups is not None and _promise(promised, young, want_groups, cap)):
-                break
-            authors: set[str] = set()
-            # the first bucket in every window read (a node announces each round, not each window: a fair
-            # sample of the swarm); the others in the next window too only while the current one looks thin
-            listed, failed = self._listed(windows, b, self.levels.estimate / n / 2 if counts else float("inf"))
-            for w, envelope in listed:
-                verdict = protocol.verify_and_decode(envelope, self.limits)
-                if not isinstance(verdict, protocol.Accepted) or not isinstance(verdict.payload, protocol.Announcement):
-                    self.counts["announcement_invalid"] += 1
-                    continue
-                author, announcement = verdict.peer_id, verdict.payload
-                if author != own and announcement.swarm == self.swarm:
-                    authors.add(author)
-                if author == own or announcement.swarm != self.swarm or self.book.is_banned(author):
-                    continue
-                self.clock_watch.note(author, announcement.created_ms / 1000.0, self.clock())
-                late = self._announcement_time(announcement.created_ms / 1000.0, w)
-                if late is not None:
-                    self._reject(author, late)
-                    continue
-                offers += [(author, s) for s in announcement.batches]
-                self.book.present(author, round_)
-                if self.book.junior(author, round_, first):
-                    young.add(author)
-                if self.book.tier(author) != ON_PROBATION:  # claims of peers with strikes do not stop the reading
-                    promised[author] += sum(
-                        s.informative_groups for s in announcement.batches if s.batch_id not in self._done
-                    )
-            if not failed and not counts:  # the first bucket only: whether more are read depends on what it held
-                counts.append((len(authors), len(authors & known)))
-        if counts:
-            self.transport.level = self.levels.observe(size_sample(n.bit_length() - 1, counts, len(known)))
-        return offers
-
-    def _listed(self, windows: tuple[int, ...], bucket: int, enough: float) -> tuple[list[tuple[int, bytes]], bool]:
-        """A bucket's announcements in `windows`, in order until `enough` are found, with the window each is
-        filed under, and whether the transport failed (what was read before stays)."""
-        found: list[tuple[int, bytes]] = []
-        for w in windows:
-            if found and len(found) >= enough:
-                break
-            try:
-                found += [(w, e) for e in self.transport.announcements(w, bucket, timeout=self._left())]
-            except TransportError as exc:
-                self._io_error(exc)
-                return found, True
-        return found, False
-
-    def _announcement_time(self, created_s: float, window: int) -> str | None:
-        """An announcement is dated within the window it is filed under and not in this node's future, give
-        or take the tolerated clock skew (like a batch's time)."""
-        skew = self.validator.policy.max_future_s
-        if created_s - self.clock() > skew or created_s > (window + 1) * self.window_s + skew:
-            return "future_announcement"
-        if created_s < window * self.window_s - skew or self.clock() - created_s > self.validator.policy.max_age_s:
-            return "stale_announcement"
-        return None
-
     def _missing(self, author: str, batch_id: bytes) -> None:
         """An offered batch nobody has: counted against its announcer."""
         self.misses += 1
@@ -415,6 +316,7 @@ class RolloutExchange:
         signer = outcome.author or ""
         own = signer == self.identity.peer_id
         self._done.add(summary.batch_id, signer)  # this node's own batch: refused before download from now on
+        self._missed.pop(summary.batch_id, None)  # fetched after a miss: done, no longer counted
         if outcome.rejected:  # bytes that name no valid signer, or name this node, are blamed on the announcer
             self.book.rejected(author if own or not signer else signer, outcome.rejected)
         batch = outcome.batch
@@ -455,13 +357,6 @@ class RolloutExchange:
 
 def _covered(counts: Counter[str], target: int | None, cap: int) -> bool:
     return target is not None and sum(min(n, cap) for n in counts.values()) >= target
-
-
-def _promise(promised: Counter[str], young: set[str], want: int, cap: int) -> bool:
-    """Offers read so far promise twice the wanted informative groups, young peers' counting for at most the
-    wanted groups (so identities without a record can never end the reading alone)."""
-    from_young = min(want, sum(min(n, cap) for p, n in promised.items() if p in young))
-    return from_young + sum(min(n, cap) for p, n in promised.items() if p not in young) >= 2 * want
 
 
 def _summary_matches(summary: protocol.BatchSummary, batch: protocol.RolloutBatch) -> bool:
