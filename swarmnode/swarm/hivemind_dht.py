@@ -187,6 +187,7 @@ class HivemindTransport(Joining):
         self._node: Any = None  # hivemind's `DHTNode` (untyped), reached only through this class
         self._joiner: Future[None] | None = None
         self._cacher: Future[None] | None = None
+        self._settler: asyncio.Future[None] | None = None  # a join's lookup of its neighbours, after the join
         self.reached = 0
         """Peers that answered the latest join attempt."""
         self.last_cache_error = ""

@@ -15,6 +15,9 @@ from swarmnode.swarm.transport import TransportError
 
 T = TypeVar("T")
 
+ANSWER_GRACE_S = 0.5
+"""After the first peer answered a join, how long the others' answers are waited for (to count them)."""
+
 
 class Joining:
     """The joining half of `HivemindTransport` (which sets these attributes and runs the loop)."""
@@ -30,6 +33,7 @@ class Joining:
     last_cache_error: str
     peers_cache: PeersCache | None
     _notices: list[str]
+    _settler: asyncio.Future[None] | None
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
         raise NotImplementedError
@@ -39,7 +43,10 @@ class Joining:
         if not self._run(self._join_once([maddr]), self.op_timeout_s * 3):
             raise TransportError(f"could not reach {maddr}: {self.last_join_error}")
 
-    async def _join_once(self, peers: Sequence[str] | None = None) -> bool:
+    async def _join_once(self, peers: Sequence[str] | None = None, wait: bool = True) -> bool:
+        """Reach `peers` (the initial ones) all at once; True as soon as one answers. With `wait`, returns
+        once the others answered or timed out and the routing table is filled (`_settle`); else that goes
+        on in the background."""
         from hivemind.p2p import PeerID
         from hivemind.utils.multiaddr import Multiaddr
 
@@ -54,13 +61,34 @@ class Joining:
                 self.last_join_error = f"{text}: {type(exc).__name__} {str(exc)[:300]}"
                 return False
 
-        # all at once: dead peers (stale cached ones, say) cost one operation timeout together, not each
-        answers = await asyncio.gather(*(reach(t) for t in (self.initial_peers if peers is None else peers)))
-        self.reached = sum(answers)
-        reached = self.reached
-        if reached:
+        # all at once, and joined at the first answer: a dead peer (the bootstrap node gone, a stale cached
+        # address) costs a whole operation timeout, and the node must not wait for it before its first round
+        pending = {asyncio.ensure_future(reach(t)) for t in (self.initial_peers if peers is None else peers)}
+        self.reached = 0
+        while pending and not self.reached:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            self.reached += sum(task.result() for task in done)
+        if not self.reached:
+            return False
+        if pending:  # those that answer within a moment are counted; the others go on in the background
+            done, pending = await asyncio.wait(pending, timeout=ANSWER_GRACE_S)
+            self.reached += sum(task.result() for task in done)
+        settle = self._settle(pending)
+        if wait:
+            await settle
+        else:
+            self._settler = asyncio.ensure_future(settle)
+        return True
+
+    async def _settle(self, pending: set[asyncio.Future[bool]]) -> None:
+        """After the join: a lookup of this node's own id, which fills its routing table (the first peer that
+        answered is in it already, so the node shares meanwhile), and the other peers' answers."""
+        try:
             await asyncio.wait_for(self._node.find_nearest_nodes([self._node.node_id]), self.op_timeout_s)
-        return reached > 0
+        except Exception as exc:  # the node is in the swarm already; its routing table fills as it works
+            self.last_join_error = f"looking up its neighbours: {type(exc).__name__} {str(exc)[:300]}"
+        if pending:
+            await asyncio.wait(pending)
 
     async def _keep_joining(self, cached: int = 0) -> None:
         delay = 2.0
@@ -71,7 +99,7 @@ class Joining:
             self.join_attempts += 1
             self.reached = 0
             try:
-                self.joined = await self._join_once()
+                self.joined = await self._join_once(wait=False)
             except Exception as exc:  # never let the retry loop die
                 self.last_join_error = f"{type(exc).__name__}: {exc}"
             if self.joined:

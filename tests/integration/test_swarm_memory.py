@@ -151,4 +151,7 @@ def test_a_resumed_swarm_node_samples_afresh_so_peers_take_its_replayed_rounds(t
     assert accepted_from(key.peer_id) > before  # its replayed round validated (not only the informative groups
     a.close()  # of it are trained on, so `external_by_peer` may not show it)
     b.close()
-    assert not read_metrics(tmp_path / "a")[-1]["rejected"].get("duplicate_completion")
+    # the same completions again would be refused group by group (all 8); a short answer sampled afresh can
+    # still match one seen before by chance
+    duplicates = read_metrics(tmp_path / "a")[-1]["rejected"].get("duplicate_completion", 0)
+    assert duplicates < len(b.own_groups) // 2, duplicates
