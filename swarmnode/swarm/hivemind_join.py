@@ -80,7 +80,7 @@ class Joining:
             self._settler = asyncio.ensure_future(settle)
         return True
 
-    async def _settle(self, pending: set[asyncio.Future[bool]]) -> None:
+    async def _settle(self, pending: set[asyncio.Task[bool]]) -> None:
         """After the join: a lookup of this node's own id, which fills its routing table (the first peer that
         answered is in it already, so the node shares meanwhile), and the other peers' answers."""
         try:
