@@ -306,14 +306,10 @@ def _pct(x: float | None) -> str:
 
 def _rejoin(restart: dict[str, Any]) -> str:
     """'uses/used': rounds until the restarted node trained on every live peer / every live peer on it."""
-    if restart["rounds_after"] < sc.REJOIN_BAR and None in (
-        restart["rounds_to_rejoin"],
-        restart.get("rounds_to_be_used"),
-    ):
+    both = (restart["rounds_to_rejoin"], restart["rounds_to_be_used"])
+    if restart["rounds_after"] < sc.REJOIN_BAR and None in both:
         return f"n/a ({restart['rounds_after']} rounds before the end)"
-    return "/".join(
-        "never" if n is None else str(n) for n in (restart["rounds_to_rejoin"], restart.get("rounds_to_be_used"))
-    )
+    return "/".join("never" if n is None else str(n) for n in both)
 
 
 def table(result: dict[str, Any], plan: dict[str, Any]) -> str:

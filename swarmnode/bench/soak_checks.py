@@ -149,18 +149,19 @@ def killed_between(node: NodeRecord, a: float, b: float) -> bool:
     return any(life.killed and life.end is not None and a < life.end <= b for life in node.lives)
 
 
+def life_rounds(node: NodeRecord, restart_t: float, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The node's round rows after `restart_t`, in the life that began then."""
+    k = node.life_at(restart_t)
+    end = node.lives[k].end if k is not None else None
+    return [r for r in rows if "round_s" in r and restart_t < r.get("time", 0.0) and (end is None or r["time"] < end)]
+
+
 def rounds_to_rejoin(
     restarted: NodeRecord, restart_t: float, nodes: Sequence[NodeRecord], rows: dict[int, list[dict[str, Any]]]
 ) -> tuple[int | None, int]:
     """(rounds the restarted node took until it had trained on groups of every other node live at its
     restart and not killed since, or None; its rounds in the life that restart began)."""
-    k = restarted.life_at(restart_t)
-    end = restarted.lives[k].end if k is not None else None
-    mine = [
-        r
-        for r in rows[restarted.index]
-        if "round_s" in r and restart_t < r.get("time", 0.0) and (end is None or r["time"] < end)
-    ]
+    mine = life_rounds(restarted, restart_t, rows[restarted.index])
     others = [n for n in nodes if n.index != restarted.index and live_at(n, rows[n.index], restart_t)]
     seen: set[str] = set()
     for count, row in enumerate(mine, 1):
@@ -178,10 +179,7 @@ def rounds_to_be_used(
     until every other node live at its restart, and not killed since, had trained on its groups; None if
     that never happened in the rows. Peers' rounds count from the start of the restarted node's first round:
     before it, what they took of it was published by its previous life."""
-    k = restarted.life_at(restart_t)
-    end = restarted.lives[k].end if k is not None else None
-    rounds = [r for r in rows[restarted.index] if "round_s" in r and restart_t < r.get("time", 0.0)]
-    rounds = [r for r in rounds if end is None or r["time"] < end]
+    rounds = life_rounds(restarted, restart_t, rows[restarted.index])
     if not rounds:
         return None
     mine, first_start = [r["time"] for r in rounds], rounds[0]["time"] - rounds[0]["round_s"]

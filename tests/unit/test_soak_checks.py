@@ -26,6 +26,16 @@ def row(t: float, round_: int, by_peer: dict[str, int] | None = None, round_s: f
     }
 
 
+def four_nodes() -> tuple[sc.NodeRecord, ...]:
+    """A, C up throughout; B restarted at 100 s; D restarted at 95 s (not live yet at 100 s: no round in this
+    life)."""
+    a = sc.NodeRecord(0, "A", [sc.Life(0.0)])
+    b = sc.NodeRecord(1, "B", [sc.Life(0.0, 100.0, killed=True), sc.Life(100.0)])
+    c = sc.NodeRecord(2, "C", [sc.Life(0.0)])
+    d = sc.NodeRecord(3, "D", [sc.Life(95.0)])
+    return a, b, c, d
+
+
 def test_schedule_kills_leave_time_to_rejoin_and_avoid_the_bootstrap_death() -> None:
     long = schedule(60)
     assert long["warmup_s"] == 600 and long["sample_every_s"] == 60 and long["kill_every_s"] == 300
@@ -57,10 +67,7 @@ def test_slow_rounds_and_sharing() -> None:
 
 
 def test_rounds_to_rejoin_counts_the_restarted_nodes_rounds_until_it_used_every_live_peer() -> None:
-    a = sc.NodeRecord(0, "A", [sc.Life(0.0)])
-    b = sc.NodeRecord(1, "B", [sc.Life(0.0, 100.0, killed=True), sc.Life(100.0)])
-    c = sc.NodeRecord(2, "C", [sc.Life(0.0)])
-    d = sc.NodeRecord(3, "D", [sc.Life(95.0)])  # restarted just before: not live yet (no round in this life)
+    a, b, c, d = four_nodes()
     rows = {
         0: [row(50, 5), row(99, 6)],
         1: [row(50, 5), row(110, 6), row(120, 7, {"A": 1}), row(130, 8, {"D": 2}), row(140, 9, {"C": 1})],
@@ -78,10 +85,7 @@ def test_rounds_to_rejoin_counts_the_restarted_nodes_rounds_until_it_used_every_
 
 
 def test_rounds_to_be_used_counts_the_restarted_nodes_rounds_until_every_live_peer_trained_on_it() -> None:
-    a = sc.NodeRecord(0, "A", [sc.Life(0.0)])
-    b = sc.NodeRecord(1, "B", [sc.Life(0.0, 100.0, killed=True), sc.Life(100.0)])
-    c = sc.NodeRecord(2, "C", [sc.Life(0.0)])
-    d = sc.NodeRecord(3, "D", [sc.Life(95.0)])  # restarted just before: not live yet (no round in this life)
+    a, b, c, d = four_nodes()
     rows = {
         0: [row(50, 5, {"B": 1}), row(108, 6, {"B": 1})],  # the 50 s row took B's earlier life's groups
         1: [row(50, 5), row(110, 6), row(120, 7), row(130, 8), row(140, 9)],
