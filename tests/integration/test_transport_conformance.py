@@ -105,17 +105,18 @@ def eventually(check: Callable[[], bool], limit: float = 20.0) -> bool:
 
 
 def test_publish_and_receive(swarm: Swarm) -> None:
+    w = window()  # one window throughout: the minute may turn while the test waits
     a, b = swarm.node(), swarm.node()
     raw = protocol.seal_payload(sample_batch(), KEY_A, LIMITS)
     batch_id = protocol.message_id(raw)
     a.store_batch(batch_id, raw)
-    a.announce(window(), fresh_announcement(KEY_A))
+    a.announce(w, fresh_announcement(KEY_A))
     assert eventually(lambda: b.fetch_batch(batch_id) == raw)
     bucket = announcement_bucket(peer(KEY_A), b.buckets)
-    assert eventually(lambda: authors(b.announcements(window(), bucket)) == {peer(KEY_A)})  # pushed or stored
-    assert authors(b.announcements(window())) == {peer(KEY_A)}  # all buckets
+    assert eventually(lambda: authors(b.announcements(w, bucket)) == {peer(KEY_A)})  # pushed or stored
+    assert authors(b.announcements(w)) == {peer(KEY_A)}  # all buckets
     other = (bucket + 1) % b.buckets
-    assert b.announcements(window(), other) == []
+    assert b.announcements(w, other) == []
     assert b.fetch_batch(b"\x02" * 32) is None
 
 
@@ -163,6 +164,7 @@ def test_size_cap(swarm: Swarm) -> None:
 
 
 def test_one_announcement_per_author_per_window(swarm: Swarm) -> None:
+    w = window()  # one window throughout: the minute may turn while the test waits
     a, b = swarm.node(), swarm.node()
     first = fresh_announcement(KEY_A)
     later = protocol.seal_payload(
@@ -170,30 +172,31 @@ def test_one_announcement_per_author_per_window(swarm: Swarm) -> None:
         KEY_A,
         LIMITS,
     )
-    a.announce(window(), first)
+    a.announce(w, first)
     time.sleep(0.05)  # a later expiration for the replacement
-    a.announce(window(), later)
-    b.announce(window(), fresh_announcement(KEY_B))
+    a.announce(w, later)
+    b.announce(w, fresh_announcement(KEY_B))
 
     def settled() -> bool:
-        seen = b.announcements(window())
+        seen = b.announcements(w)
         return len(seen) == 2 and later in seen and first not in seen
 
     assert eventually(settled)
 
 
 def test_a_peer_leaves_and_comes_back(swarm: Swarm) -> None:
+    w = window()  # one window throughout: the minute may turn while the test waits
     a, b, c = swarm.node(), swarm.node(), swarm.node()
-    c.announce(window(), fresh_announcement(KEY_B))
-    assert eventually(lambda: peer(KEY_B) in authors(a.announcements(window())))
+    c.announce(w, fresh_announcement(KEY_B))
+    assert eventually(lambda: peer(KEY_B) in authors(a.announcements(w)))
     swarm.leave(c)
     raw = protocol.seal_payload(sample_batch(), KEY_A, LIMITS)
     b.store_batch(protocol.message_id(raw), raw)  # the others carry on without it
     assert eventually(lambda: a.fetch_batch(protocol.message_id(raw)) == raw)
     back = swarm.node()  # the same peer, restarted
-    back.announce(window(), fresh_announcement(KEY_B))
+    back.announce(w, fresh_announcement(KEY_B))
     assert eventually(lambda: back.fetch_batch(protocol.message_id(raw)) == raw)
-    assert eventually(lambda: peer(KEY_B) in authors(a.announcements(window())))
+    assert eventually(lambda: peer(KEY_B) in authors(a.announcements(w)))
 
 
 def fresh_announcement(key: Any) -> bytes:
