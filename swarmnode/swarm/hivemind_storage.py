@@ -15,7 +15,7 @@ from __future__ import annotations
 import heapq
 import os
 from collections import Counter, defaultdict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
 from hivemind.dht.routing import DHTID
@@ -160,6 +160,42 @@ def install_budgets(
     calls = getattr(control, "_pending_calls", None)
     if type(calls) is dict:
         control._pending_calls = SettledCalls(calls)  # type: ignore[union-attr]
+    keep_records_at_home(protocol_)
+
+
+class _Unlisted:
+    """A storage as hivemind's routing update sees it: every record is there, none is listed (see
+    `keep_records_at_home`)."""
+
+    def __init__(self, storage: Any) -> None:
+        self._storage = storage
+
+    def items(self) -> Iterator[Any]:
+        return iter(())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._storage, name)
+
+
+def keep_records_at_home(protocol_: Any) -> None:
+    """No records handed to a node met for the first time. hivemind's routing update sends a node it has not
+    met every stored record that node is now among the nearest for, in one request: in a small swarm, about
+    everything a node holds (minutes of batches and announcements, thousands of records, megabytes). The
+    newcomer checks every record (a signature each) on its DHT thread, so for seconds it answers nobody, and
+    every peer's lookups that reach it wait out their RPC timeouts: the whole swarm's reads stalled for a
+    round or two whenever a node (re)joined (issue 17's soak). Here a writer's records stay where it stored
+    them (on `num_replicas` nodes, each record living minutes at most); the routing table is updated as
+    before."""
+    update = protocol_.update_routing_table
+
+    async def update_routing_table(node_id: Any, peer_id: Any, responded: bool = True) -> None:
+        stored, protocol_.storage = protocol_.storage, _Unlisted(protocol_.storage)
+        try:
+            await update(node_id, peer_id, responded)
+        finally:
+            protocol_.storage = stored
+
+    protocol_.update_routing_table = update_routing_table
 
 
 class _Settle:
