@@ -180,12 +180,12 @@ class _Unlisted:
 def keep_records_at_home(protocol_: Any) -> None:
     """No records handed to a node met for the first time. hivemind's routing update sends a node it has not
     met every stored record that node is now among the nearest for, in one request: in a small swarm, about
-    everything a node holds (minutes of batches and announcements, thousands of records, megabytes). The
-    newcomer checks every record (a signature each) on its DHT thread, so for seconds it answers nobody, and
-    every peer's lookups that reach it wait out their RPC timeouts: the whole swarm's reads stalled for a
-    round or two whenever a node (re)joined (issue 17's soak). Here a writer's records stay where it stored
-    them (on `num_replicas` nodes, each record living minutes at most); the routing table is updated as
-    before."""
+    everything a node holds (minutes of batches and announcements, thousands of records, megabytes). In
+    issue 17's soaks every peer's reads then found nothing for a round or two whenever a node (re)joined:
+    most likely the newcomer, checking every record (a signature each) on its DHT thread, answered nobody
+    for seconds, and lookups that reached it waited out their RPC timeouts. Here a writer's records stay
+    where it stored them (on `num_replicas` nodes, each record living minutes at most); the routing table
+    is updated as before."""
     update = protocol_.update_routing_table
 
     async def update_routing_table(node_id: Any, peer_id: Any, responded: bool = True) -> None:
