@@ -33,7 +33,7 @@ import protocol
 from protocol.envelope import pack_envelope
 from swarmnode.groups import has_signal
 from swarmnode.identity import Identity
-from swarmnode.swarm.hivemind_dht import announcement_key, batch_key
+from swarmnode.swarm.hivemind_records import announcement_key, batch_key
 from swarmnode.swarm.transport import Transport, TransportError, announcement_bucket
 from swarmnode.tasks import Question, TaskSet, extract_answer
 from swarmnode.tasks.base import stray_text

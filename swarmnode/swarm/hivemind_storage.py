@@ -186,10 +186,11 @@ def keep_records_at_home(protocol_: Any) -> None:
     for seconds, and lookups that reached it waited out their RPC timeouts. Here a writer's records stay
     where it stored them (on `num_replicas` nodes, each record living minutes at most); the routing table
     is updated as before."""
-    update = protocol_.update_routing_table
+    update, stored = protocol_.update_routing_table, protocol_.storage
+    unlisted = _Unlisted(stored)  # one view for every call: the update runs on every request sent and answered
 
     async def update_routing_table(node_id: Any, peer_id: Any, responded: bool = True) -> None:
-        stored, protocol_.storage = protocol_.storage, _Unlisted(protocol_.storage)
+        protocol_.storage = unlisted
         try:
             await update(node_id, peer_id, responded)
         finally:

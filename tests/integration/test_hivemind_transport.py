@@ -13,7 +13,8 @@ import pytest
 
 import protocol
 from protocol.testvectors import KEY_A, KEY_B, sample_announcement, sample_batch
-from swarmnode.swarm.hivemind_dht import HivemindTransport, announcement_key
+from swarmnode.swarm.hivemind_dht import HivemindTransport
+from swarmnode.swarm.hivemind_records import announcement_key
 from swarmnode.swarm.transport import announcement_bucket
 
 LIMITS = protocol.Limits()

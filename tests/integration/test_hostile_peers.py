@@ -19,7 +19,8 @@ import protocol
 from swarmnode.groups import Group
 from swarmnode.identity import Identity
 from swarmnode.swarm.exchange import RolloutExchange
-from swarmnode.swarm.hivemind_dht import HivemindTransport, TransportError, announcement_key, batch_key
+from swarmnode.swarm.hivemind_dht import HivemindTransport, TransportError
+from swarmnode.swarm.hivemind_records import announcement_key, batch_key
 from swarmnode.swarm.peers import PeerBook
 from swarmnode.swarm.transport import announcement_bucket
 from swarmnode.swarm.validate import BatchValidator

@@ -162,7 +162,7 @@ def test_the_hivemind_validator_refuses_keys_outside_the_levels() -> None:
     pytest.importorskip("hivemind")  # its record validator only: no DHT starts, nothing listens (nat_port_map n/a)
     from hivemind.dht.routing import DHTID
 
-    from swarmnode.swarm.hivemind_dht import DHTKeys, announcement_key, record_problem
+    from swarmnode.swarm.hivemind_records import DHTKeys, announcement_key, record_problem
 
     r = _rules(DHTKeys(SWARM))
 

@@ -12,7 +12,7 @@ import pytest
 import protocol
 from protocol.testvectors import KEY_A, KEY_B, sample_announcement, sample_batch
 from swarmnode.swarm import records
-from swarmnode.swarm.hivemind_dht import DHTKeys, announcement_key, batch_key, record_problem
+from swarmnode.swarm.hivemind_records import DHTKeys, announcement_key, batch_key, record_problem
 from swarmnode.swarm.libp2p_host import State
 from swarmnode.swarm.memory import MemoryHub, MemoryTransport
 
@@ -209,7 +209,7 @@ def test_in_a_dht_node_an_old_announcement_cannot_pin_its_authors_entry() -> Non
 
     from hivemind.dht.routing import DHTID
 
-    from swarmnode.swarm.hivemind_dht import make_record_validator
+    from swarmnode.swarm.hivemind_records import make_record_validator
     from swarmnode.swarm.hivemind_storage import BudgetedStorage
 
     now = time.time()
@@ -252,7 +252,7 @@ def test_a_dht_node_keeps_signed_batches_within_its_budget() -> None:
     from hivemind.dht.routing import DHTID
 
     from protocol.samples import test_key
-    from swarmnode.swarm.hivemind_dht import make_record_validator
+    from swarmnode.swarm.hivemind_records import make_record_validator
     from swarmnode.swarm.hivemind_storage import BudgetedStorage
 
     r = records.SwarmRules(SWARM, LIMITS, keys=DHTKeys(SWARM))
