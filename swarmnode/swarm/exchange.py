@@ -94,6 +94,9 @@ class RolloutExchange(OfferReading):
         self._rng = random.Random(identity.peer_id)
         self.clock = clock
         self._published: list[protocol.BatchSummary] = []
+        self._signed_ms = 0
+        """The time of this node's latest announcement: the next is signed at least a millisecond later, or
+        stores refuse it as not newer than the one they keep."""
         self.counts: Counter[str] = Counter()
         """Rejections of offers (before download), by reason, since start."""
         self.validated = 0
@@ -178,7 +181,7 @@ class RolloutExchange(OfferReading):
         shared = [g for g in groups if g.completions][: self.limits.max_groups_per_batch]
         if not shared:
             return None
-        now_ms = int(self.clock() * 1000)
+        now_ms = self._signed_ms = max(int(self.clock() * 1000), self._signed_ms + 1)
         batch = protocol.RolloutBatch(
             self.swarm,
             round_,

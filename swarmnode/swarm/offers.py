@@ -14,6 +14,7 @@ import protocol
 from swarmnode.identity import Identity
 from swarmnode.swarm.clock import ClockWatch
 from swarmnode.swarm.peers import ON_PROBATION, PROVEN, PeerBook
+from swarmnode.swarm.records import envelope_head
 from swarmnode.swarm.transport import BucketLevel, Transport, TransportError, announcement_bucket, size_sample
 from swarmnode.swarm.validate import BatchValidator, Seen
 
@@ -92,6 +93,10 @@ class OfferReading:
             # sample of the swarm); the others in the next window too only while the current one looks thin
             listed, failed = self._listed(windows, b, self.levels.estimate / n / 2 if counts else float("inf"))
             for w, envelope in listed:
+                claimed = _claimed_author(envelope)
+                if claimed is not None and claimed != own and self.book.is_banned(claimed):
+                    authors.add(claimed)  # present (the swarm's size counts it), but ignored: not worth verifying
+                    continue
                 verdict = protocol.verify_and_decode(envelope, self.limits)
                 if not isinstance(verdict, protocol.Accepted) or not isinstance(verdict.payload, protocol.Announcement):
                     self.counts["announcement_invalid"] += 1
@@ -143,6 +148,12 @@ class OfferReading:
         if created_s < window * self.window_s - skew or self.clock() - created_s > self.validator.policy.max_age_s:
             return "stale_announcement"
         return None
+
+
+def _claimed_author(envelope: bytes) -> str | None:
+    """The peer an announcement says signed it, read from its first bytes (not verified)."""
+    head = envelope_head(envelope)
+    return protocol.peer_id(head[1]) if head is not None else None
 
 
 def _promise(promised: Counter[str], young: set[str], want: int, cap: int) -> bool:

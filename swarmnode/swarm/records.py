@@ -60,6 +60,11 @@ ENTRY_BYTES = 512
 VERIFIED_IDS = 4096
 """Batch ids whose signature was verified, remembered so that a batch stored, replicated and fetched again
 is verified once."""
+CHECKED_ANNOUNCEMENTS = 4096
+"""Announcements whose signature was checked, by message id, with what the check found: every reading pass
+reads a window's announcements again, and a DHT lookup returns each from several nodes, so without this
+each is verified many times a minute (in `tests/integration/test_offer_attacks.py`, 30 identities' phantom
+offers kept a node's DHT thread busy enough that its reading passes took a median 0.99 s, not 0.25 s: one run each)."""
 
 WINDOWS_BEHIND = SETTINGS.windows_behind
 WINDOWS_AHEAD = SETTINGS.windows_ahead
@@ -116,6 +121,7 @@ class SwarmRules:
         self._live: dict[int, dict[tuple[int, int] | None, frozenset[Hashable]]] = {}
         """Per live window, where announcements are filed in it: in one (level, bucket), or (None) anywhere."""
         self._verified: OrderedDict[bytes, str] = OrderedDict()
+        self._checked: OrderedDict[bytes, Signed | None] = OrderedDict()
 
     @property
     def announcement_life_s(self) -> float:
@@ -134,6 +140,19 @@ class SwarmRules:
         self._verified[batch_id] = author
         while len(self._verified) > VERIFIED_IDS:
             self._verified.popitem(last=False)
+
+    def checked_announcement(self, envelope: bytes, check: Callable[[], Signed | None]) -> Signed | None:
+        """What `check` finds of `envelope`, run once per announcement (by message id: its SHA-256) among the
+        last `CHECKED_ANNOUNCEMENTS`."""
+        announcement_id = protocol.message_id(envelope)
+        try:
+            return self._checked[announcement_id]
+        except KeyError:  # not checked yet, or dropped meanwhile by another thread
+            pass
+        found = self._checked[announcement_id] = check()
+        while len(self._checked) > CHECKED_ANNOUNCEMENTS:
+            self._checked.popitem(last=False)
+        return found
 
     def live_windows(self) -> range:
         now = int(self.clock() // self.window_s)
@@ -296,7 +315,11 @@ SIGNER_CHECKS: tuple[SignerCheck, ...] = (filed_under_signer, in_signer_bucket, 
 
 
 def signed_announcement(rules: SwarmRules, envelope: bytes) -> Signed | None:
-    """The author of a validly signed announcement of this swarm, or None."""
+    """The author of a validly signed announcement of this swarm, or None (checked once per announcement)."""
+    return rules.checked_announcement(envelope, lambda: _signed_announcement(rules, envelope))
+
+
+def _signed_announcement(rules: SwarmRules, envelope: bytes) -> Signed | None:
     verdict = protocol.verify_and_decode(envelope, rules.limits)
     if not isinstance(verdict, protocol.Accepted) or not isinstance(verdict.payload, protocol.Announcement):
         return None

@@ -84,8 +84,10 @@ def tree_rss(pid: int) -> dict[str, int]:
 
 
 class HonestPeer:
-    """A well-behaved peer without a model: publishes a batch of 8 fresh, correctly scored groups every half
-    second on its own thread and DHT node, so the victim always has more honest groups than it wants."""
+    """A well-behaved peer without a model: publishes a batch of 8 fresh, correctly scored groups every quarter
+    second on its own thread and DHT node, so the victim always has more honest groups than it wants. (The
+    victim takes at most one of its batches a round: it must publish faster than the victim's rounds, or the
+    groups per round measure how fast it publishes, not what an attack leaves of them.)"""
 
     def __init__(self, kind: str, maddr: str, tasks: TaskSet) -> None:
         self.transport = open_peer(kind, maddr)
@@ -119,7 +121,7 @@ class HonestPeer:
             batch_id = self.exchange.publish(round_, 0, groups)
             if batch_id is not None:
                 self.published.append(batch_id)
-            self._stop.wait(0.5)
+            self._stop.wait(0.25)
 
     def close(self) -> None:
         self._stop.set()
@@ -205,7 +207,10 @@ def arena(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
             "20",
             sets=(
                 f"swarm.transport={kind}",
-                "generation.questions_per_round=4",
+                # rounds of about a second: slower than the honest peer publishes, and slower than the node's
+                # sharing thread stores a batch and reads one (with 4 questions a round the tiny model's rounds
+                # took 0.2-0.45 s, and the groups per round measured whether a pass fitted in a round)
+                "generation.questions_per_round=16",
                 "generation.max_new_tokens=24",
                 "status.port=0",
             ),

@@ -199,10 +199,25 @@ def test_a_peer_whose_share_is_covered_is_not_downloaded_from_again_this_round()
     assert len(reader.collect(4, want_groups=8, per_peer_groups=8)) == 3  # a bigger share: the last one
 
 
+def test_two_publishes_in_one_millisecond_are_both_announced() -> None:
+    """A store keeps an author's newer announcement only: the second of two publishes in the same millisecond
+    is signed a millisecond later, not refused as not newer."""
+    tasks = TaskSet([make_task("add")])
+    hub = MemoryHub()
+    author, reader = node(hub, tasks), node(hub, tasks)
+    now = time.time()
+    author.clock = lambda: now
+    author.publish(1, 1, own_groups(tasks, 0))
+    author.publish(2, 1, own_groups(tasks, 3))
+    assert len(reader.collect(2, want_groups=12, per_peer_groups=12)) == 6  # both batches listed
+
+
 # ---------------------------------------------------------------- valid data that lies or costs (issue 14)
 
 
-def test_phantom_offers_from_thirty_identities_do_not_crowd_out_a_proven_peer() -> None:
+def test_phantom_offers_from_thirty_identities_do_not_crowd_out_a_proven_peer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     victim, attacker, hub = _victim_and_attacker()
     honest = node(hub, attacker.tasks)
     honest.publish(1, 1, own_groups(attacker.tasks, 0))
@@ -220,6 +235,21 @@ def test_phantom_offers_from_thirty_identities_do_not_crowd_out_a_proven_peer() 
     assert all(victim.book.is_banned(liar.peer_id) for liar in liars)  # then they are ignored
     assert victim.counts["offer_missing"] == 30 * victim.book.offer_strikes
     assert {p["peer_id"]: p["rejected"] for p in victim.book.snapshot()}[honest.identity.peer_id] == {}
+    for liar in liars:
+        phantom_offers(liar)  # still announcing
+    honest.publish(42, 1, own_groups(attacker.tasks, 3 * 42))
+    verified: list[str] = []
+    real = protocol.verify_and_decode
+
+    def counting(raw: bytes, limits: protocol.Limits) -> protocol.Verdict:
+        verdict = real(raw, limits)
+        verified.append(verdict.peer_id if isinstance(verdict, protocol.Accepted) else "")
+        return verdict
+
+    monkeypatch.setattr(protocol, "verify_and_decode", counting)
+    assert len(victim.collect(42, want_groups=8, per_peer_groups=4)) == 3
+    assert honest.identity.peer_id in verified
+    assert not {liar.peer_id for liar in liars} & set(verified)  # ignored peers' announcements: not even verified
 
 
 def test_an_announcer_whose_batches_are_missing_loses_its_allowance_then_is_ignored() -> None:

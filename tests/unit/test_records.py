@@ -107,6 +107,32 @@ def test_the_hivemind_validator_applies_the_same_rules_to_hashed_keys() -> None:
     assert record_problem(r, keys_of(ann_key), msgpack.packb(peer(KEY_A)), b"\x01junk") == records.MALFORMED
 
 
+def test_an_announcement_is_verified_once_however_often_it_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A window's announcements are read every pass and returned by several DHT nodes: each distinct envelope's
+    signature is checked once, and the checks of where it is filed still run every time."""
+    verified: list[bytes] = []
+    real = protocol.verify_and_decode
+
+    def counting(raw: bytes, limits: protocol.Limits) -> protocol.Verdict:
+        verified.append(raw)
+        return real(raw, limits)
+
+    monkeypatch.setattr(protocol, "verify_and_decode", counting)
+    r = rules()
+    tampered = bytearray(ANN_A)
+    tampered[-3] ^= 1
+    for _ in range(5):
+        record = records.AnnouncementRecord(ANN_A, (WINDOW, BUCKET_A), peer(KEY_A))
+        assert records.check_announcement(r, record) == records.Signed(peer(KEY_A), sample_announcement())
+        bad = records.AnnouncementRecord(bytes(tampered), (WINDOW, BUCKET_A))
+        assert records.check_announcement(r, bad) == records.BAD_ANNOUNCEMENT
+        elsewhere = records.AnnouncementRecord(ANN_A, (WINDOW - 3, BUCKET_A))
+        assert records.check_announcement(r, elsewhere) == records.ANNOUNCEMENT_WINDOW
+        wrong_signer = records.AnnouncementRecord(ANN_A, (WINDOW, BUCKET_A), peer(KEY_B))
+        assert records.check_announcement(r, wrong_signer) == records.BAD_ANNOUNCEMENT
+    assert verified == [ANN_A, bytes(tampered)]
+
+
 def test_the_libp2p_topic_and_the_memory_hub_refuse_what_the_rules_refuse() -> None:
     state = State(SWARM, LIMITS, 60.0, records.StorageBudget(10_000_000))
     state.rules.clock = lambda: NOW
