@@ -207,9 +207,9 @@ def arena(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReque
             "20",
             sets=(
                 f"swarm.transport={kind}",
-                # rounds of about a second: slower than the honest peer publishes, and slower than the node's
-                # sharing thread stores a batch and reads one (with 4 questions a round the tiny model's rounds
-                # took 0.2-0.45 s, and the groups per round measured whether a pass fitted in a round)
+                # rounds of about half a second (0.4-0.75 s on 2 cores): slower than the honest peer publishes,
+                # and than the node's sharing thread stores a batch and reads one (with 4 questions a round the
+                # tiny model's rounds took 0.2-0.45 s, and the groups per round measured whether a pass fitted)
                 "generation.questions_per_round=16",
                 "generation.max_new_tokens=24",
                 "status.port=0",
