@@ -60,11 +60,12 @@ ENTRY_BYTES = 512
 VERIFIED_IDS = 4096
 """Batch ids whose signature was verified, remembered so that a batch stored, replicated and fetched again
 is verified once."""
-CHECKED_ANNOUNCEMENTS = 4096
-"""Announcements whose signature was checked, by message id, with what the check found: every reading pass
-reads a window's announcements again, and a DHT lookup returns each from several nodes, so without this
-each is verified many times a minute (in `tests/integration/test_offer_attacks.py`, 30 identities' phantom
-offers kept a node's DHT thread busy enough that its reading passes took a median 0.99 s, not 0.25 s: one run each)."""
+CHECKED_ANNOUNCEMENTS = 1024
+"""Announcements whose signature was checked, by message id, with what the check found (~4 KB each at most,
+with 16 listed batches: ~4 MB in all). Every reading pass reads a window's announcements again, and a DHT
+lookup returns each from several nodes, so without this each is verified many times a minute (in
+`tests/integration/test_offer_attacks.py`, 30 identities' phantom offers kept a node's DHT thread busy
+enough that its reading passes took a median 0.99 s, not 0.25 s: one run each)."""
 
 WINDOWS_BEHIND = SETTINGS.windows_behind
 WINDOWS_AHEAD = SETTINGS.windows_ahead

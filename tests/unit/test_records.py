@@ -131,6 +131,14 @@ def test_an_announcement_is_verified_once_however_often_it_is_checked(monkeypatc
         wrong_signer = records.AnnouncementRecord(ANN_A, (WINDOW, BUCKET_A), peer(KEY_B))
         assert records.check_announcement(r, wrong_signer) == records.BAD_ANNOUNCEMENT
     assert verified == [ANN_A, bytes(tampered)]
+    monkeypatch.setattr(records, "CHECKED_ANNOUNCEMENTS", 3)  # the oldest checks are forgotten past the bound
+    later = [
+        protocol.seal_payload(dataclasses.replace(sample_announcement(), created_ms=i), KEY_A, LIMITS)
+        for i in (1, 2, 3)
+    ]
+    for envelope in [*later, ANN_A]:
+        records.signed_announcement(r, envelope)
+    assert verified == [ANN_A, bytes(tampered), *later, ANN_A]
 
 
 def test_the_libp2p_topic_and_the_memory_hub_refuse_what_the_rules_refuse() -> None:
