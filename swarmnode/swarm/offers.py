@@ -126,17 +126,20 @@ class OfferReading:
         return offers
 
     def _listed(self, windows: tuple[int, ...], bucket: int, enough: float) -> tuple[list[tuple[int, bytes]], bool]:
-        """A bucket's announcements in `windows`, in order until `enough` are found, with the window each is
-        filed under, and whether the transport failed (what was read before stays)."""
+        """A bucket's announcements in `windows`, in order until `enough` of peers' are found, with the window
+        each is filed under, and whether the transport failed (what was read before stays)."""
         found: list[tuple[int, bytes]] = []
+        others = 0  # of them, peers' (this node's own says nothing of whether its peers have filed yet)
         for w in windows:
-            if found and len(found) >= enough:
+            if others and others >= enough:
                 break
             try:
-                found += [(w, e) for e in self.transport.announcements(w, bucket, timeout=self._left())]
+                listed = self.transport.announcements(w, bucket, timeout=self._left())
             except TransportError as exc:
                 self._io_error(exc)
                 return found, True
+            found += [(w, e) for e in listed]
+            others += sum(1 for e in listed if _claimed_author(e) != self.identity.peer_id)
         return found, False
 
     def _announcement_time(self, created_s: float, window: int) -> str | None:
