@@ -1,4 +1,5 @@
-"""How the swarm's records sit in hivemind's DHT: the keys batches and announcements are filed under
+"""(Starts and listens on nothing, so no `nat_port_map` here: `hivemind_dht.py` opens DHT nodes with it off.)
+How the swarm's records sit in hivemind's DHT: the keys batches and announcements are filed under
 (`batch_key`, `announcement_key`, and their hashes, `DHTKeys`), the record rules (`records.py`) applied to a
 record as hivemind serialises it (`record_problem`), the validator every DHT node runs with them
 (`make_record_validator`), and the counter each refusal is counted under (`DHT_COUNTERS`)."""
