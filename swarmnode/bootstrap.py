@@ -32,11 +32,20 @@ def write_addr_file(path: Path, addresses: Sequence[str]) -> None:
 def read_peers_file(path: Path, wait_s: float = 300.0) -> list[str]:
     """Multiaddrs, one per line, from a file another node writes (bootstrap --addr-file); waits for it."""
     deadline = time.monotonic() + wait_s
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:  # nothing can ever write it there: no use waiting
+        raise UserError(f"--peers-file {path}: {blocker} is a file, not a folder")
+    if path.is_dir():
+        raise UserError(f"--peers-file {path} is a folder: give the file bootstrap --addr-file writes")
     while not path.exists():
         if time.monotonic() > deadline:
             raise UserError(f"--peers-file {path} did not appear within {wait_s:.0f} s")
         time.sleep(0.5)
-    peers = [line.strip() for line in path.read_text().splitlines() if line.strip().startswith("/")]
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        raise UserError(f"--peers-file {path}: cannot read it ({exc.strerror or exc})") from exc
+    peers = [line.strip() for line in text.splitlines() if line.strip().startswith("/")]
     if not peers:
         raise UserError(f"--peers-file {path} holds no multiaddr (one per line, starting with /)")
     return peers

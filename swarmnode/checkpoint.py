@@ -4,7 +4,8 @@ no pickle anywhere) and JSON meta, written into a temporary folder and renamed i
 Layout: `<run_dir>/checkpoints/round-000025/` holds a full Hugging Face model folder (so `swarmnode eval
 --model` can read it), `optimizer.safetensors` and `meta.json`. meta.json is written last and lists the
 SHA-256 of every other file; a folder whose meta is missing or whose hashes do not match is skipped on
-resume, and an existing checkpoint is never replaced.
+resume and moved aside (into `checkpoints/corrupt/`, kept, never deleted), so that no broken folder can stop
+a node from restarting by itself; an intact checkpoint is never replaced.
 """
 
 from __future__ import annotations
@@ -16,17 +17,22 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from swarmnode.errors import UserError
 
+if TYPE_CHECKING:
+    from swarmnode.config import NodeConfig
+
 FORMAT = 1
 PREFIX = "round-"
 META = "meta.json"
 OPTIMIZER = "optimizer.safetensors"
+CORRUPT = "corrupt"
+"""The folder under `checkpoints/` that broken checkpoints are moved into (kept for the user to inspect)."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,8 @@ class Checkpoint:
     path: Path
     round: int
     meta: dict[str, Any]
+    set_aside: Path | None = None
+    """Where a broken folder of the same round was moved before this one was written (None: there was none)."""
 
 
 WRITE_PAUSE_S = 0.0
@@ -92,11 +100,12 @@ def save(
     root = checkpoint_dir(run_dir)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{PREFIX}{round_:06d}"
+    moved = None
     if final.exists():  # never replace a checkpoint; this one already holds that round
         existing = load_meta(final)
         if existing is not None:
             return Checkpoint(final, round_, existing)
-        raise RuntimeError(f"{final} exists but is not a complete checkpoint; move it away")
+        moved = set_aside(final)
     tmp = root / f".{final.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -124,7 +133,21 @@ def save(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     prune(root, keep)
-    return Checkpoint(final, round_, full_meta)
+    return Checkpoint(final, round_, full_meta, moved)
+
+
+def set_aside(folder: Path) -> Path:
+    """Move a broken checkpoint folder into `checkpoints/corrupt/` (a new name there, never over another)."""
+    aside = folder.parent / CORRUPT
+    aside.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    target = aside / f"{folder.name}-{stamp}"
+    suffix = 1
+    while target.exists():
+        suffix += 1
+        target = aside / f"{folder.name}-{stamp}-{suffix}"
+    os.rename(folder, target)
+    return target
 
 
 def load_meta(folder: Path) -> dict[str, Any] | None:
@@ -163,17 +186,42 @@ def latest(run_dir: Path) -> tuple[Checkpoint | None, list[str]]:
 
 
 def resume_point(run_dir: Path, resume: bool, model_name: str) -> tuple[Checkpoint | None, list[str]]:
-    """The checkpoint a node starts from (None: from scratch) and warnings about skipped ones. A run
-    directory of another model, or one with checkpoints while resume is off, is a UserError."""
+    """The checkpoint a node starts from (None: from scratch) and a line for each newer folder that was
+    broken and moved aside (`set_aside`): the node writes those rounds again, so nothing may stay in their
+    place. A run directory of another model, or one with checkpoints while resume is off, is a UserError."""
     if not resume:
         if candidate_folders(run_dir):
             raise UserError(f"{run_dir} already holds checkpoints and resume is off; use another --run-dir")
         return None, []
-    found, warnings = latest(run_dir)
+    found: Checkpoint | None = None
+    warnings: list[str] = []
+    for folder in candidate_folders(run_dir):
+        meta = load_meta(folder)
+        if meta is not None:
+            found = Checkpoint(folder, meta["round"], meta)
+            break
+        try:
+            moved = set_aside(folder)
+        except OSError as exc:
+            raise UserError(f"checkpoint {folder} is incomplete or corrupt and cannot be moved aside: {exc}") from exc
+        warnings.append(f"checkpoint {folder} is incomplete or corrupt: moved to {moved}")
     if found is not None and found.meta.get("model_name") != model_name:
         held = found.meta.get("model_name")
         raise UserError(f"{run_dir} holds a run of model {held!r}, not {model_name!r}; use another --run-dir")
     return found, warnings
+
+
+def settings_changed(meta: dict[str, Any], config: NodeConfig) -> str:
+    """Which training settings differ between a checkpoint and `config`, as `key old -> new, ...`; '' if none.
+    A checkpoint written before settings were recorded carries only their digest."""
+    saved = meta.get("training_settings")
+    if not isinstance(saved, dict):
+        same = meta.get("config_digest") == config.training_digest()
+        return "" if same else "this checkpoint records only a digest of them, not which"
+    now = config.training_settings()
+    keys = sorted(k for k in saved.keys() | now.keys() if saved.get(k, "unset") != now.get(k, "unset"))
+    shown = [f"{k} {json.dumps(saved.get(k, 'unset'))} -> {json.dumps(now.get(k, 'unset'))}" for k in keys[:6]]
+    return ", ".join(shown) + (f" and {len(keys) - 6} more" if len(keys) > 6 else "")
 
 
 def prune(root: Path, keep: int) -> None:

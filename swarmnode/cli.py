@@ -6,14 +6,16 @@ import argparse
 import dataclasses
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 from pathlib import Path
 
 from swarmnode import __version__
 from swarmnode.bench import commands as bench_commands
-from swarmnode.config import NodeConfig, load_config, parse_override
-from swarmnode.errors import UserError
+from swarmnode.config import EMBEDDED_MODELS, NodeConfig, load_config, parse_override
+from swarmnode.errors import UserError, describe_os_error, output_file
 from swarmnode.identity import DEFAULT_KEY_PATH
+from swarmnode.run_dir import RunDir
 
 
 def _keygen(args: argparse.Namespace) -> int:
@@ -29,14 +31,14 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
     """The config file, then --set overrides, then the dedicated flags (which win)."""
     overrides = [parse_override(text) for text in args.set or []]
     flags: list[tuple[str, object]] = [
-        ("model.name", args.model),
-        ("rounds", args.rounds),
-        ("run_dir", args.run_dir),
-        ("seed", args.seed),
-        ("threads", args.threads),
-        ("minutes", args.minutes),
-        ("generation.backend", args.backend),
-        ("task.names", args.task),
+        ("model.name", getattr(args, "model", None)),
+        ("rounds", getattr(args, "rounds", None)),
+        ("run_dir", getattr(args, "run_dir", None)),
+        ("seed", getattr(args, "seed", None)),
+        ("threads", getattr(args, "threads", None)),
+        ("minutes", getattr(args, "minutes", None)),
+        ("generation.backend", getattr(args, "backend", None)),
+        ("task.names", getattr(args, "task", None)),
         ("swarm.transport", getattr(args, "transport", None)),
     ]
     for swarm_flag in ("swarm", "transport"):
@@ -59,8 +61,21 @@ def _node_config(args: argparse.Namespace) -> NodeConfig:
     return load_config(Path(args.config) if args.config else None, overrides)
 
 
-def _say(line: str) -> None:
-    print(line, flush=True)
+LOG_LEVELS = ("info", "warning", "error")
+
+
+def _teller(args: argparse.Namespace) -> Callable[[str], None]:
+    """Where a node's lines go: warnings and errors to stderr, the rest (rounds, checkpoints) to stdout unless
+    --quiet or --log-level says to show only warnings or errors."""
+    level = "warning" if getattr(args, "quiet", False) else getattr(args, "log_level", None) or "info"
+    least = LOG_LEVELS.index(level)
+
+    def say(line: str) -> None:
+        kind = "error" if "error:" in line[:40] else "warning" if "warning:" in line[:40] else "info"
+        if LOG_LEVELS.index(kind) >= least:
+            print(line, file=sys.stdout if kind == "info" else sys.stderr, flush=True)
+
+    return say
 
 
 def _join(args: argparse.Namespace) -> int:
@@ -71,13 +86,13 @@ def _join(args: argparse.Namespace) -> int:
         return join_with_dashboard(config, args.argv)
     from swarmnode.node import Node
 
+    RunDir(config.run_dir).create()  # a run directory the node cannot write is said before anything starts
     mode = "silo" if config.silo else f"swarm {config.swarm.name}"
-    print(
+    _teller(args)(
         f"swarmnode {__version__}: {mode} node, model {config.model.name}, tasks {', '.join(config.task.names)}, "
-        f"run dir {config.run_dir} (Ctrl-C saves a checkpoint and stops; run again to resume)",
-        flush=True,
+        f"run dir {config.run_dir} (Ctrl-C saves a checkpoint and stops; run again to resume)"
     )
-    Node(config, say=_say).run()
+    Node(config, say=_teller(args)).run()
     return 0
 
 
@@ -90,7 +105,6 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def _tui(args: argparse.Namespace) -> int:
-    from swarmnode.run_dir import RunDir
     from swarmnode.tui import Dashboard, HttpFeed
 
     url = args.url
@@ -130,6 +144,8 @@ def _eval(args: argparse.Namespace) -> int:
     from swarmnode import checkpoint, runtime
     from swarmnode.evaluation import evaluate
 
+    if args.questions < 1 or args.k < 0:
+        raise UserError("--questions must be at least 1 and --k at least 0 (0 skips pass@k)")
     config = _node_config(args)
     source = None
     if args.checkpoint_of:
@@ -162,11 +178,13 @@ def _eval(args: argparse.Namespace) -> int:
 def _bootstrap(args: argparse.Namespace) -> int:
     from swarmnode.bootstrap import serve
 
-    serve(_node_config(args), Path(args.addr_file) if args.addr_file else None, say=_say)
+    if args.addr_file:
+        output_file(Path(args.addr_file), "--addr-file")
+    serve(_node_config(args), Path(args.addr_file) if args.addr_file else None, say=_teller(args))
     return 0
 
 
-def _add_node_flags(parser: argparse.ArgumentParser) -> None:
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML config file (see `swarmnode config show` for every field)")
     parser.add_argument(
         "--set",
@@ -174,14 +192,51 @@ def _add_node_flags(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override one config field, e.g. --set train.lr=5e-5 (repeatable)",
     )
-    parser.add_argument("--model", help="embedded default, local model directory, or Hugging Face id")
-    parser.add_argument("--task", action="append", help="task name (repeatable): add, or a reasoning-gym dataset")
-    parser.add_argument("--rounds", type=int, help="stop after this many rounds in total (0 = never)")
-    parser.add_argument("--run-dir", help="run directory for checkpoints and metrics")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--threads", type=int, help="torch CPU threads")
-    parser.add_argument("--minutes", type=float, help="stop after this many minutes (0 = no limit)")
-    parser.add_argument("--backend", choices=["auto", "hf", "vllm"], help="generation engine (default: auto)")
+
+
+def _add_node_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags of everything that runs a model; each help names the config default the flag overrides."""
+    from swarmnode.tasks.builtin import FAMILIES
+
+    d = NodeConfig()
+    _add_config_flags(parser)
+    parser.add_argument(
+        "--model",
+        help=f"embedded model ({', '.join(EMBEDDED_MODELS)}), local model folder, or Hugging Face id "
+        f"(default: {d.model.name})",
+    )
+    parser.add_argument(
+        "--task",
+        action="append",
+        help=f"task family (repeatable): built in: {', '.join(FAMILIES)}; or a reasoning-gym dataset such as "
+        f"basic_arithmetic (default: {', '.join(d.task.names)})",
+    )
+    parser.add_argument(
+        "--rounds", type=int, help=f"stop after this many rounds in total (default: {d.rounds} = never)"
+    )
+    parser.add_argument("--run-dir", help=f"run directory for checkpoints and metrics (default: {d.run_dir})")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        help=f"seed of question order and sampling; a silo run on a CPU with the same seed and --threads repeats "
+        f"exactly (default: {d.seed})",
+    )
+    parser.add_argument("--threads", type=int, help=f"torch CPU threads (default: {d.threads})")
+    parser.add_argument(
+        "--minutes", type=float, help=f"stop after this many minutes (default: {d.minutes:g} = no limit)"
+    )
+    parser.add_argument(
+        "--backend", choices=["auto", "hf", "vllm"], help=f"generation engine (default: {d.generation.backend})"
+    )
+
+
+def _add_log_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level", choices=LOG_LEVELS, help="show lines from this level up; warnings go to stderr (default: info)"
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="show only warnings and errors (--log-level warning)"
+    )
 
 
 def _add_transport_flag(parser: argparse.ArgumentParser) -> None:
@@ -192,11 +247,19 @@ def _add_transport_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line (what is wrong and where the help is), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"swarmnode: error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="swarmnode",
         description="A node for decentralized peer-to-peer RL post-training of language models.",
     )
+    parser.add_argument("--version", action="version", version=f"swarmnode {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     keygen = commands.add_parser("keygen", help="create a new Ed25519 identity key file (mode 0600)")
@@ -213,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_transport_flag(join)
     join.add_argument("--tui", action="store_true", help="run with the dashboard attached (q stops the node)")
+    _add_log_flags(join)
     join.set_defaults(run=_join)
 
     doc = commands.add_parser("doctor", help="check this machine and configuration; one line per check")
@@ -235,11 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.set_defaults(run=_report)
 
     boot = commands.add_parser("bootstrap", help="run a DHT-only node (no model) that others join through")
-    _add_node_flags(boot)
+    _add_config_flags(boot)  # no model flags: a bootstrap node runs no model
     boot.add_argument("--swarm", help="swarm name (default: the config's)")
     boot.add_argument("--peers", nargs="+", metavar="MULTIADDR", help="other bootstrap nodes")
     _add_transport_flag(boot)
     boot.add_argument("--addr-file", metavar="FILE", help="also write this node's addresses to FILE, one per line")
+    _add_log_flags(boot)
     boot.set_defaults(run=_bootstrap)
 
     config = commands.add_parser("config", help="configuration tools")
@@ -264,13 +329,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args, extra = build_parser().parse_known_args(argv)
+    if extra:
+        command = " ".join(filter(None, (args.command, getattr(args, "config_command", None))))
+        why = " (a bootstrap node runs no model)" if args.command == "bootstrap" else ""
+        print(
+            f"swarmnode: error: swarmnode {command} does not take {' '.join(extra)}{why} "
+            f"(see: swarmnode {command} --help)",
+            file=sys.stderr,
+        )
+        return 2
     args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if getattr(args, "json", None):  # every command that writes JSON checks where, before any work
+            output_file(Path(args.json), "--json")
         code: int = args.run(args)
         return code
     except UserError as exc:
         print(f"swarmnode: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path the checks did not foresee: still one line, never a traceback
+        print(f"swarmnode: error: {describe_os_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("swarmnode: interrupted", file=sys.stderr)

@@ -91,6 +91,32 @@ DIGEST_SKIPS_DEFAULT: dict[str, dict[str, object]] = {
 that behaves as before they existed, so those checkpoints still match the same settings."""
 
 
+NOT_TRAINING: tuple[str, ...] = (
+    "run_dir",
+    "rounds",
+    "minutes",
+    "threads",
+    "checkpoint",
+    "eval",
+    "status",
+    "generation.vllm_memory_fraction",
+    "generation.vllm_max_model_len",
+    "generation.vllm_cpu_kv_cache_gib",
+    "swarm.transport",
+    "swarm.peers",
+    "swarm.peers_cache",
+    "swarm.host_maddrs",
+    "swarm.startup_timeout_s",
+    "swarm.op_timeout_s",
+    "swarm.round_timeout_s",
+    "swarm.background_sharing",
+    "swarm.clock_offset_s",
+    "swarm.key_path",
+)
+"""Settings (and sections) left out of `NodeConfig.training_settings`: where a run writes, how long it runs, how
+it is watched and how it reaches its peers."""
+
+
 class NodeConfig(Section):
     run_dir: Path = Path("runs/default")
     """Where checkpoints, metrics.jsonl and the resolved config.json go."""
@@ -113,12 +139,29 @@ class NodeConfig(Section):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
-    @field_validator("run_dir")
+    @field_validator("run_dir", mode="before")
     @classmethod
     def _run_dir_not_empty(cls, value: Path) -> Path:
         if str(value).strip() == "":
             raise ValueError("must not be empty")
         return value
+
+    def training_settings(self) -> dict[str, Any]:
+        """The settings that change what a run learns, flat (`train.lr`, ...): not where it writes, how long it
+        runs, how it is watched or how it reaches its peers (`NOT_TRAINING`). A checkpoint records them, so a
+        resume with other settings names each one that differs."""
+        data = self.model_dump(mode="json")
+        flat: dict[str, Any] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict) and value:
+                for key, inner in value.items():
+                    walk(f"{prefix}.{key}" if prefix else key, inner)
+            else:
+                flat[prefix] = value
+
+        walk("", data)
+        return {k: v for k, v in flat.items() if not any(k == n or k.startswith(n + ".") for n in NOT_TRAINING)}
 
     def training_digest(self) -> str:
         """SHA-256 over the fields that change what a run learns (not where it writes or how long it runs)."""

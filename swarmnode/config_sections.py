@@ -280,6 +280,33 @@ class SwarmConfig(Section):
     key_path: Path = Path("~/.swarmnode/identity.pem")
     """The node's Ed25519 identity key (created on first use, mode 0600)."""
 
+    @field_validator("peers")
+    @classmethod
+    def _peer_addresses(cls, value: list[str]) -> list[str]:
+        for text in value:
+            problem = multiaddr_problem(text, with_peer_id=True)
+            if problem:
+                raise PydanticCustomError(
+                    CONFIG_RULE,
+                    "peer address {text} {problem}: give the address a node prints at start, like "
+                    "/ip4/203.0.113.7/tcp/31337/p2p/12D3KooW...",
+                    {"text": repr(text), "problem": problem},
+                )
+        return value
+
+    @field_validator("host_maddrs")
+    @classmethod
+    def _listen_addresses(cls, value: list[str]) -> list[str]:
+        for text in value:
+            problem = multiaddr_problem(text, with_peer_id=False)
+            if problem:
+                raise PydanticCustomError(
+                    CONFIG_RULE,
+                    "swarm.host_maddrs: {text} {problem}: listen on an address like /ip4/0.0.0.0/tcp/31337",
+                    {"text": repr(text), "problem": problem},
+                )
+        return value
+
     @model_validator(mode="before")
     @classmethod
     def _transport_section(cls, data: Any) -> Any:
@@ -306,6 +333,24 @@ class SwarmConfig(Section):
                     transport[key] = value
             data["transport"] = transport
         return data
+
+
+def multiaddr_problem(text: str, with_peer_id: bool) -> str:
+    """What is wrong with a multiaddr a user gave ('' if nothing): a peer's must name its peer id (`/p2p/...`),
+    a listening address must not."""
+    from multiaddr import Multiaddr  # hivemind's own parser (a light import)
+
+    try:
+        names = [protocol.name for protocol in Multiaddr(text).protocols()]
+    except Exception:  # the parser raises several types (ValueError, BinaryParseError, ...) for bad input
+        return "is not a multiaddr"
+    if not {"ip4", "ip6", "dns", "dns4", "dns6"} & set(names) or not {"tcp", "udp"} & set(names):
+        return "names no host and port"
+    if with_peer_id and "p2p" not in names:
+        return "has no peer id (/p2p/...)"
+    if not with_peer_id and "p2p" in names:
+        return "must not name a peer id"
+    return ""
 
 
 class StatusConfig(Section):

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from swarmnode.config import EMBEDDED_MODELS, NodeConfig
-from swarmnode.errors import install_hint
+from swarmnode.errors import UserError, install_hint
+from swarmnode.identity import load_key_file
 
 MIN_PYTHON = (3, 11)
 MIN_FREE_MEMORY_GIB = 2.0
@@ -114,7 +115,13 @@ def _key(config: NodeConfig) -> Check:
         return Check("FAIL", "identity key", f"{path} is not a regular file: remove it or set swarm.key_path")
     if mode & 0o077:
         return Check("FAIL", "identity key", f"{path} is readable by others: run `chmod 600 {path}`")
-    return Check("ok", "identity key", f"{path} is private (mode {stat.S_IMODE(mode):04o})")
+    try:  # the same reading `join` does, so the doctor never calls fine a key the node then refuses
+        identity = load_key_file(path)
+    except UserError as exc:
+        return Check("FAIL", "identity key", f"{exc}: move it away to get a new one, or set swarm.key_path")
+    return Check(
+        "ok", "identity key", f"{path}: an Ed25519 key (id {identity.peer_id}), private (mode {stat.S_IMODE(mode):04o})"
+    )
 
 
 def _port_free(host: str, port: int) -> bool:

@@ -39,6 +39,9 @@ def create_key_file(path: Path) -> Identity:
     path = path.expanduser()
     if path.exists():
         raise UserError(f"key file {path} already exists; refusing to overwrite it (use another --out)")
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise UserError(f"key file {path}: {blocker} is a file, not a folder; choose another path for the key")
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:

@@ -41,6 +41,12 @@ if TYPE_CHECKING:  # a silo node never loads the swarm stack
     from swarmnode.swarm.transport import Transport
 
 
+ALONE_ROUNDS = 5
+"""Rounds in a row with nothing from any peer before a swarm node says it is training alone."""
+ALONE_REPEAT = 50
+"""... and how often it says it again while that lasts."""
+
+
 class Node:
     def __init__(
         self,
@@ -90,7 +96,11 @@ class Node:
             self._resume(resume)
             if not config.silo:
                 self.replay_salt = secrets.randbits(62) + 1
-        self.run_dir.truncate_after(self.round)  # rounds after the checkpoint are about to run again
+        broken = self.run_dir.truncate_after(self.round)  # rounds after the checkpoint are about to run again
+        if broken:
+            self.say(
+                f"warning: {broken} broken line(s) of {self.run_dir.metrics} moved to {self.run_dir.broken_metrics}"
+            )
         self.swarm: Swarm | None = None
         if not config.silo:
             from swarmnode.swarm.front import Swarm
@@ -104,6 +114,13 @@ class Node:
                 say=self.say,
                 count_tokens=lambda text: len(count(text, finished=False)),
             )
+            if not config.swarm.peers and config.swarm.transport.type != "memory":
+                self.say(
+                    f"warning: no --peers given: this node starts swarm {config.swarm.name} on its own and shares with "
+                    "nobody until other nodes join it with --peers (its address is above)"
+                )
+        self.rounds_alone = 0
+        """Rounds in a row in which nothing arrived from any peer (a swarm node: said at ALONE_ROUNDS)."""
         self.run_dir.write_config(config.model_dump_json(indent=2))
         self.status.set_info(peer_id=self.swarm.peer_id if self.swarm else None, backend=self.runtime.backend.name)
         self.server: StatusServer | None = None
@@ -123,8 +140,11 @@ class Node:
             raise UserError(f"checkpoint {found.path} does not fit this model: {exc}") from exc
         self.round = self.last_checkpoint_round = found.round
         self.learner.updates = int(found.meta.get("policy_version", 0))
-        if found.meta.get("config_digest") != self.config.training_digest():
-            self.say("warning: the training settings differ from the checkpoint's; continuing with the new ones")
+        differs = checkpoint.settings_changed(found.meta, self.config)
+        if differs:
+            self.say(
+                f"warning: training settings differ from the checkpoint's ({differs}); continuing with the new ones"
+            )
         self.say(f"resumed from {found.path} (round {self.round})")
 
     # ------------------------------------------------------------------ the loop
@@ -262,7 +282,24 @@ class Node:
         self.run_dir.append(row)
         self.status.round_done(row, peers)
         self.say(round_line(row, gen.questions_per_round, self.swarm is not None))
+        if self.swarm is not None:
+            self._note_alone(round_, len(external))
         return row
+
+    def _note_alone(self, round_: int, arrived: int) -> None:
+        """Say when nothing has come from any peer for ALONE_ROUNDS rounds (and every ALONE_REPEAT after): a
+        volunteer who forgot --peers, or whose peers are gone, must not believe the node is contributing."""
+        self.rounds_alone = 0 if arrived else self.rounds_alone + 1
+        n = self.rounds_alone
+        if n < ALONE_ROUNDS or (n - ALONE_ROUNDS) % ALONE_REPEAT:
+            return
+        sw = self.config.swarm
+        why = (
+            f"check them: swarmnode doctor --swarm {sw.name} --peers {' '.join(sw.peers)}"
+            if sw.peers
+            else "no --peers was given: other nodes must join through this one"
+        )
+        self.say(f"round {round_:5d} | warning: nothing from any peer in {n} rounds: training alone ({why})")
 
     def _note_drift(self, round_: int, local: list[Group], external: list[Group], stats: StepStats) -> None:
         """Feed the drift signal (peers' text refused by the answer format or the likelihood gate; the node's
@@ -314,6 +351,7 @@ class Node:
             "model_name": cfg.model.name,
             "policy_version": self.learner.updates,
             "config_digest": cfg.training_digest(),
+            "training_settings": cfg.training_settings(),
             "seed": cfg.seed,
         }
         rt = self.runtime
@@ -321,4 +359,6 @@ class Node:
             cfg.run_dir, self.round, rt.model, rt.tokenizer, self.learner.optimizer, meta, keep=cfg.checkpoint.keep
         )
         self.last_checkpoint_round = self.round
+        if saved.set_aside is not None:
+            self.say(f"warning: {saved.path} was incomplete or corrupt: moved to {saved.set_aside}")
         self.say(f"round {self.round:5d} | checkpoint {saved.path}")

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from swarmnode.errors import UserError
+from swarmnode.errors import UserError, output_file
 from swarmnode.run_dir import read_metrics
 
 
@@ -19,7 +19,7 @@ def _label(run_dir: Path) -> str:
         try:
             data: Any = json.loads(config.read_text())
             mode = " (silo)" if data.get("silo") else f" (swarm {data.get('swarm', {}).get('name', '?')})"
-        except (json.JSONDecodeError, AttributeError):
+        except (ValueError, AttributeError, OSError):
             mode = ""
     return run_dir.name + mode
 
@@ -40,6 +40,11 @@ def plot_runs(run_dirs: list[Path], out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    output_file(out, "--out")
+    kinds = plt.figure().canvas.get_supported_filetypes()
+    plt.close("all")
+    if out.suffix.lower().lstrip(".") not in kinds:
+        raise UserError(f"--out {out}: cannot draw a {out.suffix or 'file without a suffix'}; use .png, .svg or .pdf")
     runs = []
     for run_dir in run_dirs:
         if not (run_dir / "metrics.jsonl").exists():

@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 from swarmnode.drift import DriftRow
+from swarmnode.errors import UserError, make_folder
 
 
 class SwarmCounters(TypedDict, total=False):
@@ -89,8 +90,16 @@ class PeerRow(TypedDict):
     accepted_groups: int
     rejected: dict[str, int]
     mean_reward: float
+    """The mean reward this node's own verifier gave the peer's accepted completions, since first seen (not
+    comparable with a round's own `mean_reward`: other questions, a longer span)."""
     score: float
     banned: bool
+    banned_for_s: NotRequired[float]
+    """Seconds the peer is still ignored for (0: not banned); absent from nodes before issue 25."""
+    strikes: NotRequired[int]
+    """Failed or lying offers not yet healed: with any, one download a round; at `swarm.offer_strikes`, a ban."""
+    invalid: NotRequired[int]
+    """Protocol-invalid messages since its last ban: at `swarm.ban_after`, a ban."""
 
 
 def round_line(row: RoundRow, questions: int, swarm: bool) -> str:
@@ -114,12 +123,23 @@ def round_line(row: RoundRow, questions: int, swarm: bool) -> str:
     return line
 
 
+def _row(line: str) -> dict[str, Any] | None:
+    """One metrics.jsonl line as a row; None for a broken one (a node killed in the middle of a write)."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    return row if isinstance(row, dict) and isinstance(row.get("round", 0), int) else None
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    """Every row of a run's metrics.jsonl (rounds and evaluations), oldest first; [] when there is none."""
+    """Every intact row of a run's metrics.jsonl (rounds and evaluations), oldest first; [] when there is none.
+    Broken lines are skipped (`RunDir.truncate_after` moves them out of the file)."""
     path = run_dir / "metrics.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = (_row(line) for line in path.read_text(errors="replace").splitlines() if line.strip())
+    return [row for row in rows if row is not None]
 
 
 def replace_text(path: Path, text: str) -> None:
@@ -151,8 +171,21 @@ class RunDir:
     def libp2p_log(self) -> Path:
         return self.path / "libp2p-host.log"
 
+    @property
+    def broken_metrics(self) -> Path:
+        return self.path / "metrics.broken.jsonl"
+
     def create(self) -> None:
-        self.path.mkdir(parents=True, exist_ok=True)
+        """Make the folder and check that the node can write in it (a UserError saying so if not)."""
+        make_folder(self.path, "--run-dir")
+        try:
+            probe = self.path / f".write-check-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise UserError(
+                f"cannot write in the run directory {self.path} ({exc.strerror or exc}); choose another --run-dir"
+            ) from exc
 
     def append(self, row: RoundRow | EvalRow) -> None:
         with self.metrics.open("a") as f:
@@ -161,13 +194,19 @@ class RunDir:
     def rows(self) -> list[dict[str, Any]]:
         return read_metrics(self.path)
 
-    def truncate_after(self, last_round: int) -> None:
-        """Drop the rows of rounds after `last_round`: they are about to be run again (resume)."""
+    def truncate_after(self, last_round: int) -> int:
+        """Drop the rows of rounds after `last_round`: they are about to be run again (resume). Broken lines
+        are moved to metrics.broken.jsonl (kept, not lost); returns how many there were."""
         if not self.metrics.exists():
-            return
-        kept = [line for line in self.metrics.read_text().splitlines() if line.strip()]
-        kept = [line for line in kept if json.loads(line).get("round", 0) <= last_round]
-        self.metrics.write_text("".join(line + "\n" for line in kept))
+            return 0
+        lines = [line for line in self.metrics.read_text(errors="replace").splitlines() if line.strip()]
+        broken = [line for line in lines if _row(line) is None]
+        kept = [line for line in lines if (row := _row(line)) is not None and row.get("round", 0) <= last_round]
+        if broken:
+            with self.broken_metrics.open("a") as f:
+                f.write("".join(line + "\n" for line in broken))
+        replace_text(self.metrics, "".join(line + "\n" for line in kept))
+        return len(broken)
 
     def write_config(self, config_json: str) -> None:
         (self.path / "config.json").write_text(config_json + "\n")

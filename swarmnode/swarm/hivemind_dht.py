@@ -106,6 +106,11 @@ class HivemindTransport(Joining):
             self._run(self._budget_storage(), startup_timeout_s)
         except TransportError as exc:
             self.close()
+            if "address already in use" in str(exc):
+                raise UserError(
+                    f"swarm.host_maddrs {' '.join(host_maddrs)}: the port is taken (address already in use); "
+                    "stop what uses it or choose another port"
+                ) from exc
             raise UserError(f"the DHT node did not start: {exc} (a longer swarm.startup_timeout_s may help)") from exc
         self.peers_cache = peers_cache
         cached = [m for m in peers_cache.load() if m not in initial_peers] if peers_cache else []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 
 from swarmnode import checkpoint
@@ -75,8 +74,38 @@ def test_existing_checkpoint_is_never_replaced(tmp_path: Path) -> None:
     assert again.meta["tag"] == "first" and first.path == again.path
     broken = checkpoint.checkpoint_dir(tmp_path) / "round-000006"
     broken.mkdir()
-    with pytest.raises(RuntimeError, match="not a complete checkpoint"):
-        checkpoint.save(tmp_path, 6, model, tok, opt, {}, keep=3)
+    (broken / "model.safetensors").write_bytes(b"half")
+    saved = checkpoint.save(tmp_path, 6, model, tok, opt, {}, keep=3)  # a broken folder is moved aside, kept
+    assert saved.set_aside is not None and saved.set_aside.parent.name == "corrupt"
+    assert (saved.set_aside / "model.safetensors").read_bytes() == b"half"
+    assert checkpoint.load_meta(saved.path) is not None
+
+
+def test_resume_moves_every_broken_newer_folder_aside(tmp_path: Path) -> None:
+    model, tok = tiny_model()
+    opt = _trained_optimizer(model)
+    checkpoint.save(tmp_path, 1, model, tok, opt, {"model_name": "m"}, keep=5)
+    root = checkpoint.checkpoint_dir(tmp_path)
+    (root / "round-000002").mkdir()  # no meta
+    third = checkpoint.save(tmp_path, 3, model, tok, opt, {"model_name": "m"}, keep=5)
+    (third.path / "meta.json").write_text("{not json")
+    found, warnings = checkpoint.resume_point(tmp_path, True, "m")
+    assert found is not None and found.round == 1
+    assert len(warnings) == 2 and all("moved to" in w and "/corrupt/" in w for w in warnings)
+    assert [p.name for p in checkpoint.candidate_folders(tmp_path)] == ["round-000001"]
+    assert sorted(p.name[:12] for p in (root / "corrupt").iterdir()) == ["round-000002", "round-000003"]
+    assert checkpoint.latest(tmp_path) == (found, [])  # what eval reads: nothing broken is left in the way
+
+
+def test_a_resume_names_the_training_settings_that_differ() -> None:
+    from swarmnode.config import load_config
+
+    base = load_config(None, [])
+    meta = {"training_settings": base.training_settings(), "config_digest": base.training_digest()}
+    quiet = load_config(None, [(["threads"], 2), (["status", "enabled"], False), (["run_dir"], "elsewhere")])
+    assert checkpoint.settings_changed(meta, quiet) == ""  # not training settings
+    changed = load_config(None, [(["train", "lr"], 5e-5), (["generation", "temperature"], 0.7)])
+    assert checkpoint.settings_changed(meta, changed) == "generation.temperature 1.0 -> 0.7, train.lr 0.0001 -> 5e-05"
 
 
 def test_prune_keeps_the_newest(tmp_path: Path) -> None:

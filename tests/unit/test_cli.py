@@ -119,8 +119,9 @@ def test_transport_flag(tmp_path: Path) -> None:
     assert "memory transport: no network" in out.stdout and "peer id" in out.stdout
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["round"] for r in rows] == [1, 2] and all(r["io_errors"] == 0 and r["peers"] == 0 for r in rows)
-    for args in (("join", "--silo", "--transport", "memory"), ("bootstrap", "--transport", "memory")):
-        refused = run(*args, "--run-dir", str(tmp_path / "no"))
+    for args in (("join", "--silo", "--transport", "memory", "--run-dir", str(tmp_path / "no")),
+                 ("bootstrap", "--transport", "memory")):  # fmt: skip
+        refused = run(*args)
         assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
     assert "contradict" in run("join", "--silo", "--transport", "libp2p").stderr
 

@@ -74,7 +74,14 @@ def test_vllm_asked_for_but_missing_fails_with_the_install_line() -> None:
 
 
 def test_the_transport_is_checked(tmp_path: Path) -> None:
-    out = doctor("--transport", "memory", "--peers", "/ip4/127.0.0.1/tcp/1/p2p/X", "--set", "status.port=0")
+    out = doctor(
+        "--transport",
+        "memory",
+        "--peers",
+        "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWMz7ZLsS3F6D8B5UQr7gwLPnpHTbXTAR886r9oy7Capoc",
+        "--set",
+        "status.port=0",
+    )
     assert out.returncode == 0, out.stdout
     assert "warn  transport      memory: no network" in out.stdout and "peer " not in out.stdout  # no network
     out = doctor("--transport", "libp2p", "--set", "status.port=0")
