@@ -20,6 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Coroutine, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, TypeVar, cast
 
 from aiohttp import web
@@ -84,7 +85,10 @@ class StatusSnapshot(NodeInfo):
     swarm_counters: SwarmCounters
     """The last round's swarm counters but `rejected`, which is given once, at the top level."""
     rejected: dict[str, int]
-    """Cumulative rejections by reason ({} in silo mode)."""
+    """Cumulative rejections by reason ({} in silo mode); each round row holds the counts as they stood then."""
+    reason_effects: dict[str, str]
+    """What each reason in `rejected` and in the peers' rows does to the peer charged with it: "ban",
+    "strike" or "neither" (`swarm.peers.counts_against`; {} in silo mode)."""
     events: list[StatusEvent]
 
 
@@ -100,6 +104,7 @@ class NodeStatus:
         self.evals: deque[EvalRow] = deque(maxlen=RECENT_ROUNDS)
         self.swarm_counters = SwarmCounters()
         self.rejected: dict[str, int] = {}
+        self.reason_effects: dict[str, str] = {}
         self.peers: list[PeerRow] = []
         self.events: deque[StatusEvent] = deque(maxlen=EVENTS)
         self._seq = 0
@@ -142,6 +147,7 @@ class NodeStatus:
                 counters = {k: v for k, v in row.items() if k in SWARM_COUNTER_KEYS and k != "rejected"}
                 self.swarm_counters = cast(SwarmCounters, counters)
                 self.rejected = dict(row.get("rejected", {}))
+                self._note_effects(self.rejected, peers)
                 for p in peers:
                     if p["peer_id"] not in self._known_peers:
                         joined.append(p["peer_id"])
@@ -158,6 +164,13 @@ class NodeStatus:
             self.event("peer", f"new peer {peer[:8]}", peer_id=peer)
         for peer in banned:
             self.event("peer", f"peer {peer[:8]} is ignored for a while (invalid data)", peer_id=peer)
+
+    def _note_effects(self, rejected: dict[str, int], peers: list[PeerRow]) -> None:
+        reasons = set(rejected).union(*(p["rejected"] for p in peers)) - set(self.reason_effects)
+        if reasons:  # swarm mode only: a silo node never loads the swarm stack
+            from swarmnode.swarm.peers import counts_against
+
+            self.reason_effects.update({r: counts_against(r) for r in reasons})
 
     def eval_done(self, row: EvalRow) -> None:
         with self._lock:
@@ -180,6 +193,7 @@ class NodeStatus:
                 peers=list(self.peers),
                 swarm_counters=self.swarm_counters.copy(),
                 rejected=dict(self.rejected),
+                reason_effects=dict(self.reason_effects),
                 events=list(self.events)[-SNAPSHOT_EVENTS:],
             )
 
@@ -233,8 +247,11 @@ def prometheus_text(status: NodeStatus) -> bytes:
             for reason, count in sorted(snap["rejected"].items()):
                 rejected.add_metric([reason], float(count))
             yield rejected
-            external = CounterMetricFamily(
-                "swarmnode_external_groups", "Peers' groups trained on, in the recent rounds held.", labels=["peer"]
+            # a gauge: a sum over a window of rounds, which goes down as rounds leave it (issue 25)
+            external = GaugeMetricFamily(
+                "swarmnode_recent_external_groups",
+                f"Peers' groups trained on in the last {SNAPSHOT_ROUNDS} rounds, by peer.",
+                labels=["peer"],
             )
             used: dict[str, int] = {}
             for row in snap["recent_rounds"]:
@@ -270,6 +287,8 @@ class StatusServer:
         self._thread = threading.Thread(target=self._loop.run_forever, name="swarmnode-status", daemon=True)
         self._thread.start()
         self._runner: web.AppRunner | None = None
+        self.url_file: Path | None = None
+        """Where `serve` wrote `url` (RUN_DIR/status.url): removed on `close` if it still holds it."""
         self.fallback = False
         try:
             self.port = self._call(self._start(host, port))
@@ -325,6 +344,15 @@ class StatusServer:
         return web.json_response({"paused": False})
 
     def close(self) -> None:
+        """Stop serving; remove `url_file` unless another server (a node started since in the same run
+        directory) wrote its own URL there: a dashboard that finds it gone knows the node stopped."""
+        if self.url_file is not None:
+            try:
+                if self.url_file.read_text().strip() == self.url:
+                    self.url_file.unlink()
+            except OSError:  # gone already
+                pass
+            self.url_file = None
         if self._runner is not None:
             try:
                 self._call(self._runner.cleanup())
@@ -339,5 +367,6 @@ def serve(status: NodeStatus, config: StatusConfig, run_dir: RunDir) -> tuple[St
     `swarmnode tui --run-dir` and `join --tui`), and return it with the line that tells the user."""
     server = StatusServer(status, config.host, config.port, config.token)
     run_dir.write_status_url(server.url)
+    server.url_file = run_dir.status_url
     taken = f" (port {config.port} was taken)" if server.fallback else ""
     return server, f"status API: {server.url}/status{taken}; dashboard: swarmnode tui --url {server.url}"

@@ -29,6 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import protocol
 from swarmnode.run_dir import PeerRow
@@ -62,6 +63,18 @@ DEFENSES = frozenset({"off_format", "improbable"})
 """Per-completion counts of the defenses against valid data (issue 16: text outside the answer format, and
 completions the likelihood gate dropped): an honest peer's sampling can trigger them too, so they are
 never a strike or a ban."""
+
+
+def counts_against(reason: str) -> Literal["ban", "strike", "neither"]:
+    """What a rejection does to the peer charged with it: "ban" (`PROTOCOL_INVALID`: toward `ban_after`),
+    "strike" (`LIES`), or "neither" (the `DEFENSES` and every ordinary refusal: stale, duplicate, quota...).
+    The one reading of the sets above outside this module (the status API, the dashboard)."""
+    if reason in PROTOCOL_INVALID:
+        return "ban"
+    if reason in LIES:
+        return "strike"
+    return "neither"
+
 
 PROVEN, UNKNOWN, ON_PROBATION = 0, 1, 2
 """Download tiers: peers that delivered valid groups (and have at most one strike: an honest peer's batch can
@@ -264,6 +277,9 @@ class PeerBook:
                 mean_reward=r.mean_reward,
                 score=r.score,
                 banned=r.banned_until > now,
+                banned_for_s=max(0.0, r.banned_until - now),
+                strikes=r.strikes,
+                invalid=r.recent_invalid,
             )
             for r in sorted(self.peers.values(), key=lambda r: -r.last_seen)
         ]

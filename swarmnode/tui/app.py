@@ -1,340 +1,321 @@
 """The dashboard app. It only reads a node's status API (through a `Feed`), so it can attach to a node in
-another process or container. Snapshots are typed (`swarmnode.status.StatusSnapshot`), but a node of
-another version may send less or other: every field is read defensively, and an unreachable node is
-shown as such and retried."""
+another process or container. It answers a volunteer's four questions: is my node healthy (the header), is
+it learning (the learning pane), who am I learning from and who is attacking me, and what is done about it
+(the swarm pane: peers, those acted against first, and refusals by reason with what each does to a peer).
+An unreachable node is shown as such and retried; a node that stopped is said to have stopped."""
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Sequence
+import re
+from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Protocol, cast
+from typing import TYPE_CHECKING, ClassVar
 
-from textual import work
+from rich.text import Text
+from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.css.query import NoMatches
-from textual.widgets import DataTable, Footer, Log, Sparkline, Static
+from textual.screen import ModalScreen
+from textual.widget import Widget
+from textual.widgets import DataTable, Footer, Static
 
-if TYPE_CHECKING:  # the types only: the dashboard runs without the node's side of the API
-    import aiohttp
+from swarmnode.tui import panes
+from swarmnode.tui.feed import Feed
 
+if TYPE_CHECKING:
     from swarmnode.status import StatusSnapshot
 
 POLL_S = 1.0
-BAR = 24
-QUIET_EVENTS = {"round", "phase"}
-"""Event kinds the log pane leaves out (the header and charts show them)."""
+WIDE = 120
+"""Columns from which the panes sit side by side."""
+FULL_TABLES = 170
+"""Columns from which the tables add the peer's model and the reason code."""
+LOG_LINES = 200
+QUIET_EVENTS = {"round", "phase", "eval"}
+"""Event kinds the log pane leaves out (the header and panes show them)."""
+ROUND_LINE = re.compile(r"round\s+\d+ \| reward ")
+"""The node's per-round log line (`run_dir.round_line`): the panes show what it says."""
 
 
-class Feed(Protocol):
-    url: str
+class Trend(Widget):
+    """A label, then values as one line of ticks filling the rest of the width."""
 
-    async def fetch(self) -> StatusSnapshot:
-        """The node's /status snapshot; raises when the node cannot be reached."""
-        ...
+    DEFAULT_CSS = "Trend { height: 1; padding: 0 1; }"
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"trend--ticks"}
 
-    async def control(self, action: str) -> None:
-        """POST /pause or /resume."""
-        ...
+    def __init__(self, id: str) -> None:
+        super().__init__(id=id)
+        self.label = ""
+        self.values: list[float] = []
 
-    async def close(self) -> None: ...
+    def show(self, label: str, values: list[float]) -> None:
+        self.label, self.values = label, values
+        self.refresh()
 
-
-class HttpFeed:
-    def __init__(self, url: str, token: str = "", timeout_s: float = 3.0) -> None:
-        self.url = url.rstrip("/")
-        self.token = token
-        self.timeout_s = timeout_s
-        self._session: aiohttp.ClientSession | None = None
-
-    def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
-
-    async def _client(self) -> aiohttp.ClientSession:
-        import aiohttp
-
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout_s))
-        return self._session
-
-    async def fetch(self) -> StatusSnapshot:
-        session = await self._client()
-        async with session.get(self.url + "/status", headers=self._headers()) as response:
-            if response.status != 200:
-                raise ConnectionError(f"HTTP {response.status} from {self.url}/status")
-            data = await response.json()
-        if not isinstance(data, dict):
-            raise ConnectionError("the status API answered with something that is not an object")
-        return cast("StatusSnapshot", data)
-
-    async def control(self, action: str) -> None:
-        session = await self._client()
-        async with session.post(f"{self.url}/{action}", headers=self._headers()) as response:
-            if response.status != 200:
-                raise ConnectionError(f"HTTP {response.status} from {self.url}/{action}")
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+    def render(self) -> Text:
+        """The ticks at the right, a third of the width (so the trends of a pane line up) if the label
+        leaves that much."""
+        width = self.content_size.width
+        ticks = min(60, width // 3, width - len(self.label) - 2)
+        text = Text(self.label, no_wrap=True, overflow="ellipsis")
+        spark = panes.spark(self.values, ticks) if ticks >= 4 else ""
+        if spark:
+            text.append(" " * (width - len(self.label) - len(spark)))
+            text.append(spark, style=self.get_component_rich_style("trend--ticks"))
+        return text
 
 
-class RecordedFeed:
-    """Snapshots played back in order (the last one repeats): tests and demos."""
+class Table(DataTable[Text], inherit_bindings=False):
+    """A read-only table: no cursor, the keys only scroll it."""
 
-    def __init__(self, snapshots: Sequence[StatusSnapshot], url: str = "recorded") -> None:
-        self.snapshots = list(snapshots)
-        self.url = url
-        self.calls = 0
-        self.actions: list[str] = []
-
-    async def fetch(self) -> StatusSnapshot:
-        snap = self.snapshots[min(self.calls, len(self.snapshots) - 1)]
-        self.calls += 1
-        return snap
-
-    async def control(self, action: str) -> None:
-        self.actions.append(action)
-
-    async def close(self) -> None:
-        return None
-
-
-class DeadFeed:
-    """A node that never answers."""
-
-    def __init__(self, url: str = "http://127.0.0.1:7391") -> None:
-        self.url = url
-
-    async def fetch(self) -> StatusSnapshot:
-        raise ConnectionRefusedError(f"cannot connect to {self.url}")
-
-    async def control(self, action: str) -> None:
-        raise ConnectionRefusedError(f"cannot connect to {self.url}")
-
-    async def close(self) -> None:
-        return None
-
-
-# ---------------------------------------------------------------------- formatting (pure, tested)
-
-
-def duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
-
-
-def short(peer_id: object) -> str:
-    return str(peer_id)[:8] if peer_id else "-"
-
-
-def _num(value: object, default: float = 0.0) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
-
-
-def title_line(snap: StatusSnapshot) -> str:
-    mode = f"swarm {snap['swarm']}" if snap.get("swarm") else "silo"
-    phase = "PAUSED" if snap.get("paused") else str(snap.get("phase", "?"))
-    uptime = duration(_num(snap.get("now"), time.time()) - _num(snap.get("started"), time.time()))
-    return (
-        f"round {int(_num(snap.get('round')))} · {phase}  │  up {uptime}  │  {mode}  │  "
-        f"peer {short(snap.get('peer_id'))}  │  model {snap.get('model', '?')}  │  "
-        f"backend {snap.get('backend', '?')}  │  swarmnode {snap.get('version', '')}"
-    )
-
-
-def peer_rows(snap: StatusSnapshot) -> list[tuple[str, ...]]:
-    rows: list[tuple[str, ...]] = []
-    for peer in snap.get("peers") or []:
-        if not isinstance(peer, dict):
-            continue
-        rejected = peer["rejected"] if isinstance(peer.get("rejected"), dict) else {}
-        state = " (ignored)" if peer.get("banned") else ""
-        rows.append(
-            (
-                short(peer.get("peer_id")) + state,
-                str(peer.get("model", "?"))[:24],
-                f"{_num(peer.get('last_seen_s')):.0f}s ago",
-                str(int(_num(peer.get("accepted_groups")))),
-                str(int(sum([_num(v) for v in rejected.values()]))),
-                f"{_num(peer.get('mean_reward')):.2f}",
-            )
-        )
-    return rows
-
-
-def _bar(part: float, whole: float, width: int = BAR) -> str:
-    filled = round(width * part / whole) if whole > 0 else 0
-    return "█" * filled + "░" * (width - filled)
-
-
-def throughput_text(snap: StatusSnapshot) -> str:
-    rounds = [r for r in snap.get("recent_rounds") or [] if isinstance(r, dict)]
-    if not rounds:
-        return "waiting for the first round…"
-    last = rounds[-1]
-    parts = [
-        ("generate", _num(last.get("generate_s"))),
-        ("share", _num(last.get("share_s"))),
-        ("train", _num(last.get("train_s"))),
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up", "scroll_up", "scroll up", show=False),
+        Binding("down", "scroll_down", "scroll down", show=False),
+        Binding("pageup", "page_up", "a page up", show=False),
+        Binding("pagedown", "page_down", "a page down", show=False),
+        Binding("home", "scroll_top", "to the top", show=False),
+        Binding("end", "scroll_bottom", "to the bottom", show=False),
     ]
-    total = _num(last.get("round_s")) or sum(p for _, p in parts)
-    lines = [f"{_num(last.get('tokens_per_s')):,.0f} tokens/s   round {total:.2f}s"]
-    lines += [f"{name:8s} {_bar(seconds, total)} {seconds:5.2f}s" for name, seconds in parts]
-    return "\n".join(lines)
 
 
-def mix_text(snap: StatusSnapshot, last: int = 6) -> str:
-    rounds = [r for r in snap.get("recent_rounds") or [] if isinstance(r, dict)][-last:]
-    if not rounds:
-        return "no rounds yet"
-    local_n = int(_num(snap.get("questions_per_round"), 8))
-    lines = []
-    for row in rounds:
-        external = int(_num(row.get("external_groups")))
-        whole = local_n + max(external, int(_num(snap.get("external_groups"))))
-        local_bar = round(BAR * local_n / whole) if whole else 0
-        ext_bar = round(BAR * external / whole) if whole else 0
-        bar = "█" * local_bar + "▒" * ext_bar + " " * max(0, BAR - local_bar - ext_bar)
-        lines.append(f"r{int(_num(row.get('round'))):<5d} {bar} {local_n} own + {external} ext")
-    drift = rounds[-1].get("drift")
-    if isinstance(drift, dict):  # issue 16: is the node starting to write what peers tried to teach it?
-        lines.append(
-            f"drift: {_num(drift.get('peer_text_rate')):.0%} of own samples carry refused peers' text, "
-            f"{_num(drift.get('stray_rate')):.0%} text outside the answer"
-        )
-    return "\n".join(lines)
+class KeyHelp(ModalScreen[None]):
+    """Every key the dashboard binds, on `?`."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "dismiss", "close"),
+        Binding("question_mark", "dismiss", "close"),
+    ]
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__()
+        self.lines = lines
+
+    def compose(self) -> ComposeResult:
+        yield Static("\n".join(["Keys", "", *self.lines, "", "escape or ? closes this"]), id="keys")
 
 
-def rejection_rows(snap: StatusSnapshot) -> list[tuple[str, str]]:
-    rejected = snap["rejected"] if isinstance(snap.get("rejected"), dict) else {}
-    return [(str(k), str(int(_num(v)))) for k, v in sorted(rejected.items(), key=lambda kv: -_num(kv[1]))]
-
-
-# ---------------------------------------------------------------------- the app
+PEER_COLUMNS = ("peer", "status", "seen", "accepted", "trained", "against", "dropped", "scored")
+REFUSAL_COLUMNS = ("refused", "against", f"{panes.RECENT} rounds", "total")
+NUMBERS = {"seen", "accepted", "trained", "dropped", "scored", f"{panes.RECENT} rounds", "total"}
 
 
 class Dashboard(App[None]):
     CSS_PATH = Path(__file__).with_name("dashboard.tcss")
     TITLE = "swarmnode"
+    ENABLE_COMMAND_PALETTE = False
+    # class attributes as Textual declares them (mypy refuses a ClassVar annotation over its declaration)
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE, "-wide")]  # noqa: RUF012
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]  # noqa: RUF012
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "pause", "pause training"),
         Binding("r", "resume", "resume training"),
         Binding("q", "quit", "quit"),
+        Binding("question_mark", "keys", "keys"),
     ]
 
-    def __init__(self, feed: Feed, poll_s: float = POLL_S) -> None:
+    def __init__(self, feed: Feed, poll_s: float = POLL_S, url_file: Path | None = None) -> None:
+        """`url_file`: the node's RUN_DIR/status.url, when known; the node removes it when it stops."""
         super().__init__()
         self.feed = feed
         self.poll_s = poll_s
+        self.url_file = url_file
         self.snapshot: StatusSnapshot | None = None
         self.reachable: bool | None = None
+        self.stopped = False
         self.last_event = 0
+        self.log_lines: deque[str] = deque(maxlen=LOG_LINES)
+        self.full_tables: bool | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static(f"swarmnode  │  connecting to {self.feed.url} …", id="title")
+        yield Static(f"swarmnode  │  connecting to {self.feed.url} …", id="identity")
+        yield Static("no answer from the node yet", id="health")
         yield Static("", id="banner")
         with Horizontal(id="body"):
-            with Vertical(id="left"):
-                yield Static("Peers", classes="section")
-                yield DataTable(id="peers", zebra_stripes=True, cursor_type="row")
-                yield Static("", id="peers-empty")
-                yield Static("Rejections by reason", classes="section")
-                yield DataTable(id="rejections", cursor_type="none")
-            with Vertical(id="right"):
-                yield Static("Reward per round", id="reward-label", classes="section")
-                yield Sparkline([], id="reward")
-                yield Static("Held-out accuracy", id="accuracy-label", classes="section")
-                yield Sparkline([], id="accuracy")
-                yield Static("Throughput", classes="section")
-                yield Static("", id="throughput")
-                yield Static("Local vs external groups", classes="section")
-                yield Static("", id="mix")
-        yield Log(id="log", max_lines=500)
+            with Vertical(id="learning"):
+                yield Static("Learning", classes="section wide")
+                yield Trend(id="reward")
+                yield Trend(id="accuracy")
+                yield Static("", id="trained")
+                yield Static("", id="drift")
+                yield Static("silo mode: no peers, nothing to refuse", id="silo")
+                yield Static("Trained on per round", id="mix-title", classes="section wide")
+                yield Static("", id="mix", classes="wide")
+                yield Static("Speed", classes="section wide")
+                yield Static("", id="speed", classes="wide")
+            with VerticalScroll(id="swarm"):
+                yield Static("Peers", id="peers-title", classes="section")
+                yield Table(id="peers", cursor_type="none", zebra_stripes=True)
+                yield Static(panes.PEERS_LEGEND, id="peers-legend", classes="wide")
+                yield Static(panes.PEERS_LEGEND_SHORT, id="peers-legend-short", classes="narrow")
+                yield Static(panes.REFUSALS_TITLE, id="refusals-title", classes="section")
+                yield Table(id="refusals", cursor_type="none")
+        with VerticalScroll(id="log"):
+            yield Static("", id="log-text")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#peers", DataTable).add_columns("peer", "model", "last seen", "accepted", "rejected", "reward")
-        self.query_one("#rejections", DataTable).add_columns("reason", "count")
+        self.screen.add_class("-waiting")  # nothing to show before the node's first answer
+        self._columns()
         self._follow()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._columns()
+        if self.snapshot is not None:
+            self._show_tables(self.snapshot)
+
+    def _columns(self) -> None:
+        """The tables' columns for the width: narrower ones leave out the peer's model and the reason code."""
+        full = self.size.width >= FULL_TABLES
+        if full == self.full_tables:
+            return
+        self.full_tables = full
+        peers, refusals = self.query_one("#peers", Table), self.query_one("#refusals", Table)
+        peers.clear(columns=True)
+        columns = [*PEER_COLUMNS[:1], "model", *PEER_COLUMNS[1:]] if full else list(PEER_COLUMNS)
+        peers.add_columns(*(Text(c, justify="right" if c in NUMBERS | {"against"} else "left") for c in columns))
+        refusals.clear(columns=True)
+        columns = ["code", "meaning", *REFUSAL_COLUMNS[1:]] if full else list(REFUSAL_COLUMNS)
+        refusals.add_columns(*(Text(c, justify="right" if c in NUMBERS else "left") for c in columns))
+
+    # ------------------------------------------------------------------ following the node
 
     @work(exclusive=True)
     async def _follow(self) -> None:
-        """Poll the node every `poll_s` seconds, one request at a time however slow it answers."""
-        while True:
-            await self.poll()
+        """Poll the node every `poll_s` seconds, one request at a time however slow it answers, until it
+        has stopped."""
+        while await self.poll():
             await asyncio.sleep(self.poll_s)
 
-    async def poll(self) -> None:
+    async def poll(self) -> bool:
+        """Read the node once and show what came; False once the node has stopped."""
         try:
             try:
                 snap = await self.feed.fetch()
-            except Exception as exc:  # any failure to reach or read the node: say so, keep retrying
+            except Exception as exc:  # any failure to reach or read the node: say so
+                if self.node_stopped():
+                    self._show_stopped()
+                    return False
                 self._unreachable(exc)
             else:
                 self._show(snap)
         except NoMatches:  # the app is closing and its widgets are gone
-            pass
+            return False
+        return True
+
+    def node_stopped(self) -> bool:
+        """Whether a node that does not answer has stopped: it said so last time, or it removed its
+        status.url (a node that crashed leaves it: then it may come back, and it is retried)."""
+        said = self.snapshot is not None and self.snapshot.get("phase") == "stopped"
+        return said or (self.url_file is not None and not self.url_file.exists())
+
+    def _banner(self, text: str) -> None:
+        banner = self.query_one("#banner", Static)
+        banner.update(Text(text))
+        banner.add_class("shown")
 
     def _unreachable(self, exc: Exception) -> None:
-        banner = self.query_one("#banner", Static)
-        banner.update(
-            f"node unreachable at {self.feed.url} ({type(exc).__name__}: {str(exc)[:120]}); "
-            f"retrying every {self.poll_s:g} s"
-        )
-        banner.add_class("shown")
+        why = panes.safe(f"{type(exc).__name__}: {exc}", 100)
+        self._banner(f"node unreachable at {self.feed.url} ({why}); retrying every {self.poll_s:g} s")
         if self.reachable is not False:
-            self.query_one("#log", Log).write_line(f"lost contact with {self.feed.url}")
+            self._log_line(f"lost contact with {self.feed.url}")
         self.reachable = False
+
+    def _show_stopped(self) -> None:
+        last = f" after round {int(panes.num(self.snapshot.get('round')))}" if self.snapshot else ""
+        self._banner(f"the node has stopped{last}; start it again to resume. q quits the dashboard")
+        self._log_line(f"the node at {self.feed.url} has stopped")
+        self.stopped, self.reachable = True, False
 
     def _show(self, snap: StatusSnapshot) -> None:
         if self.reachable is False:
-            self.query_one("#log", Log).write_line(f"reconnected to {self.feed.url}")
+            self._log_line(f"reconnected to {self.feed.url}")
         self.reachable = True
         self.snapshot = snap
         self.query_one("#banner", Static).remove_class("shown")
-        self.query_one("#title", Static).update(title_line(snap))
-        peers = self.query_one("#peers", DataTable)
-        peers.clear()
-        rows = peer_rows(snap)
-        for row in rows:
-            peers.add_row(*row)
-        empty = self.query_one("#peers-empty", Static)
-        if rows:
-            empty.update("")
-        elif snap.get("swarm"):
-            empty.update("no peers yet: looking for the swarm…")
-        else:
-            empty.update("silo mode: training alone, no peers")
-        rejections = self.query_one("#rejections", DataTable)
-        rejections.clear()
-        for row in rejection_rows(snap) or [("none", "0")]:
-            rejections.add_row(*row)
-        rounds = [r for r in snap.get("recent_rounds") or [] if isinstance(r, dict)]
-        rewards = [_num(r.get("mean_reward")) for r in rounds]
-        self.query_one("#reward", Sparkline).data = rewards or [0.0]
-        latest = f"{rewards[-1]:.3f}" if rewards else "-"
-        self.query_one("#reward-label", Static).update(f"Reward per round (last {len(rewards)}): {latest}")
-        evals = [e for e in snap.get("evals") or [] if isinstance(e, dict)]
-        accuracy = [_num(e.get("eval_greedy_accuracy")) for e in evals]
-        self.query_one("#accuracy", Sparkline).data = accuracy or [0.0]
-        acc = f"{accuracy[-1]:.1%}" if accuracy else "not evaluated yet"
-        self.query_one("#accuracy-label", Static).update(f"Held-out accuracy: {acc}")
-        self.query_one("#throughput", Static).update(throughput_text(snap))
-        self.query_one("#mix", Static).update(mix_text(snap))
-        log = self.query_one("#log", Log)
-        for event in snap.get("events") or []:
-            if not isinstance(event, dict):
-                continue
-            seq = int(_num(event.get("seq")))
+        self.screen.remove_class("-waiting")
+        self.query_one("#identity", Static).update(Text(panes.identity_line(snap)))
+        self.query_one("#health", Static).update(Text(panes.health_line(snap)))
+        self.screen.set_class(not panes.in_swarm(snap), "-silo")
+        self.query_one("#reward", Trend).show(panes.reward_label(snap), panes.rewards(snap))
+        self.query_one("#accuracy", Trend).show(panes.accuracy_label(snap), panes.accuracies(snap))
+        self.query_one("#trained", Static).update(Text(panes.trained_line(snap)))
+        drift = self.query_one("#drift", Static)
+        drift.update(Text(panes.drift_line(snap)))
+        drift.display = bool(panes.drift_line(snap))
+        self.query_one("#mix-title", Static).update(Text(panes.mix_title(snap)))
+        self.query_one("#mix", Static).update(Text("\n".join(panes.mix_lines(snap)) or "no rounds yet"))
+        self.query_one("#speed", Static).update(Text(panes.speed_text(snap)))
+        self._show_tables(snap)
+        for event in panes.dicts(snap.get("events")):
+            seq = int(panes.num(event.get("seq")))
             if seq <= self.last_event:
                 continue
             self.last_event = seq
-            if event.get("kind") not in QUIET_EVENTS:
-                log.write_line(str(event.get("text", ""))[:300])
+            text = str(event.get("text", ""))
+            if event.get("kind") not in QUIET_EVENTS and not ROUND_LINE.match(text):
+                self._log_line(panes.safe(text, 300))
+
+    def _log_line(self, line: str) -> None:
+        """A line at the end of the log pane (wrapped to its width, however wide it becomes)."""
+        self.log_lines.append(line)
+        self.query_one("#log-text", Static).update(Text("\n".join(self.log_lines)))
+        self.query_one("#log", VerticalScroll).scroll_end(animate=False, immediate=False)
+
+    def _show_tables(self, snap: StatusSnapshot) -> None:
+        views = panes.peer_views(snap)
+        self.query_one("#peers-title", Static).update(Text(panes.peers_title(views)))
+        peers = self.query_one("#peers", Table)
+        peers.display = bool(views)
+        peers.clear()
+        for v in views:
+            status = {0: "bold red", 1: "yellow"}.get(v.concern, "")
+            against = "?" if v.against is None else str(v.against)
+            cells = [
+                Text(v.peer_id[:8], style=status),
+                *([Text(v.model)] if self.full_tables else []),
+                Text(v.status, style=status),
+                Text(v.seen, justify="right"),
+                Text(str(v.accepted), justify="right"),
+                Text(str(v.trained), justify="right"),
+                Text(against, style="bold red" if v.against else "", justify="right"),
+                Text(str(v.dropped), justify="right"),
+                Text(f"{v.scored:.2f}", justify="right"),
+            ]
+            peers.add_row(*cells, key=v.peer_id)
+        refused = panes.refusal_views(snap)
+        self.query_one("#refusals-title", Static).update(Text(panes.refusals_title(refused)))
+        refusals = self.query_one("#refusals", Table)
+        refusals.display = bool(refused)
+        refusals.clear()
+        for r in refused:
+            style = "bold red" if r.effect in ("ban", "strike") else ""
+            cells = [
+                *([Text(r.code)] if self.full_tables else []),
+                Text(r.label),
+                Text(r.effect, style=style),
+                Text("-" if r.recent is None else str(r.recent), justify="right"),
+                Text(str(r.total), justify="right"),
+            ]
+            refusals.add_row(*cells)
+
+    # ------------------------------------------------------------------ keys
+
+    def key_lines(self) -> list[str]:
+        """Every key bound: the app's own, the screen's and the tables'."""
+        table = self.query_one("#peers", Table)
+        said = {"help_quit": "says how to quit", "app.focus_next": "next table", "app.focus_previous": "previous"}
+        lines = []
+        for where, owner in (("", self), ("", self.screen_stack[0]), ("in a table: ", table)):
+            for _key, binding in owner._bindings:
+                what = binding.description or said.get(binding.action, binding.action)
+                lines.append(f"{self.get_key_display(binding):>10}  {where}{what}")
+        return lines
+
+    def action_keys(self) -> None:
+        self.push_screen(KeyHelp(self.key_lines()))
 
     async def _control(self, action: str) -> None:
         try:
@@ -343,7 +324,8 @@ class Dashboard(App[None]):
             self.notify(f"could not {action}: {exc}", severity="error")
         else:
             self.notify("training paused after this round" if action == "pause" else "training resumed")
-        await self.poll()
+        if not self.stopped:
+            await self.poll()
 
     async def action_pause(self) -> None:
         await self._control("pause")

@@ -24,7 +24,7 @@ STOP_S = 300.0
 
 def join_with_dashboard(config: NodeConfig, argv: Sequence[str]) -> int:
     """Run `swarmnode <argv minus --tui>` as a child and the dashboard on its status API until `q`."""
-    from swarmnode.tui.app import Dashboard, HttpFeed
+    from swarmnode.tui import Dashboard, HttpFeed
 
     if not config.status.enabled:
         raise UserError("--tui needs the status API: drop status.enabled=false")
@@ -44,7 +44,7 @@ def join_with_dashboard(config: NodeConfig, argv: Sequence[str]) -> int:
         if url is None:
             tail = log_path.read_text()[-1500:].strip().splitlines()[-1:] or ["(no output)"]
             raise UserError(f"the node did not start its status API; last line of {log_path}: {tail[0]}")
-        Dashboard(HttpFeed(url, config.status.token)).run()
+        Dashboard(HttpFeed(url, config.status.token), url_file=run_dir.status_url).run()
     finally:
         if child.poll() is None:
             print("stopping the node (saving a checkpoint)…", flush=True)

@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from swarmnode.config import StatusConfig
 from swarmnode.errors import UserError
-from swarmnode.run_dir import PeerRow, RoundRow
-from swarmnode.status import NodeInfo, NodeStatus, StatusServer, StatusSnapshot
+from swarmnode.run_dir import PeerRow, RoundRow, RunDir
+from swarmnode.status import NodeInfo, NodeStatus, StatusServer, StatusSnapshot, serve
+from swarmnode.swarm.peers import DEFENSES, LIES, PROTOCOL_INVALID, PeerBook, counts_against
 
 
 def _peer(letter: str, accepted: int, rejected: dict[str, int], banned: bool) -> PeerRow:
@@ -63,6 +67,7 @@ def _status() -> NodeStatus:
             "eval_greedy_accuracy": 0.4,
             "eval_mean_reward": 0.4,
             "eval_questions": 5,
+            "eval_by_task": {"add": 0.4},
             "eval_s": 1,
         }
     )
@@ -94,6 +99,7 @@ def test_status_metrics_events_and_control() -> None:
         assert snap["peer_id"] == "abcdefgh" * 4 and snap["backend"] == "hf"
         assert [p["peer_id"][0] for p in snap["peers"]] == ["p", "q"]
         assert snap["rejected"] == {"bad_signature": 6, "stale": 1}
+        assert snap["reason_effects"] == {"bad_signature": "ban", "stale": "neither"}  # from swarm.peers
         assert snap["swarm_counters"] == {"peers": 2, "banned_peers": 1}  # `rejected` once, at the top
         assert {e["kind"] for e in snap["events"]} >= {"round", "peer", "eval"}
 
@@ -105,6 +111,10 @@ def test_status_metrics_events_and_control() -> None:
             s.labels["reason"]: s.value for s in families["swarmnode_rejections"].samples if s.name.endswith("_total")
         }
         assert reasons == {"bad_signature": 6, "stale": 1}
+        # a sum over a window of rounds, which goes down as rounds leave it: a gauge, not a counter
+        assert families["swarmnode_recent_external_groups"].type == "gauge"
+        assert families["swarmnode_recent_external_groups"].samples[0].value == 4
+        assert not any(name.startswith("swarmnode_external_groups") for name in families)
 
         assert _post(server.url + "/pause") == {"paused": True} and status.pause_requested.is_set()
         assert _post(server.url + "/resume") == {"paused": False} and not status.pause_requested.is_set()
@@ -141,3 +151,41 @@ def test_a_taken_port_falls_back_to_a_free_one() -> None:
             second.close()
     finally:
         first.close()
+
+
+def test_status_url_is_removed_when_the_node_stops_unless_another_node_took_it(tmp_path: Path) -> None:
+    """Issue 25: a dashboard that finds RUN_DIR/status.url gone knows the node stopped."""
+    run_dir = RunDir(tmp_path)
+    config = StatusConfig(port=0)
+    server, line = serve(_status(), config, run_dir)
+    assert run_dir.read_status_url() == server.url and server.url in line
+    server.close()
+    assert not run_dir.status_url.exists()
+    server, _ = serve(_status(), config, run_dir)
+    run_dir.write_status_url("http://127.0.0.1:1")  # a node started since in the same run directory
+    server.close()
+    assert run_dir.read_status_url() == "http://127.0.0.1:1"
+
+
+def test_the_peer_book_says_what_it_does_about_each_peer() -> None:
+    """The rows the status API shows: strikes, invalid messages and how long a ban lasts; what each reason
+    does is read from the trust sets (`counts_against`), never defined twice."""
+    now = [1000.0]
+    book = PeerBook(ban_after=2, ban_s=600.0, offer_strikes=4, clock=lambda: now[0])
+    book.accepted("honest", "m", 2, [1.0, 0.0])
+    book.rejected("honest", Counter({"improbable": 650, "off_format": 3, "stale": 2}))
+    book.rejected("liar", Counter({"offer_missing": 2}))
+    book.rejected("junk", Counter({"bad_signature": 1}))
+    book.rejected("forger", Counter({"bad_signature": 2}))
+    now[0] += 100.0
+    rows = {r["peer_id"]: r for r in book.snapshot()}
+    assert (rows["honest"]["strikes"], rows["honest"]["invalid"], rows["honest"]["banned"]) == (0, 0, False)
+    assert (rows["liar"]["strikes"], rows["junk"]["invalid"]) == (2, 1)
+    assert rows["forger"]["banned"] and rows["forger"]["banned_for_s"] == 500.0
+    assert rows["honest"]["banned_for_s"] == 0.0
+    for reason in PROTOCOL_INVALID:
+        assert counts_against(reason) == "ban"
+    for reason in LIES:
+        assert counts_against(reason) == "strike"
+    for reason in (*DEFENSES, "stale", "quota", "dht_expiry", "copied_completion"):
+        assert counts_against(reason) == "neither"
