@@ -23,6 +23,8 @@ def resolve_model_source(name: str) -> str:
             raise UserError(f"the embedded model {name} is missing from {EMBEDDED[name]}; reinstall swarmnode")
         return str(EMBEDDED[name])
     path = Path(name).expanduser()
+    if not path.exists() and name.startswith(("/", "./", "../", "~")):
+        raise UserError(f"model folder {name} does not exist")
     return str(path) if path.exists() else name
 
 
@@ -31,12 +33,38 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:300] if text else type(exc).__name__
 
 
+def _hub_reachable(name: str, timeout_s: float = 5.0) -> None:
+    """Raise a UserError at once when `name` must come from the hub and the hub cannot be reached (transformers
+    would retry for about 30 s and then call the model "not found")."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    where = f"model {name!r} is not a local folder"
+    if constants.HF_HUB_OFFLINE:
+        raise UserError(f"{where}, and HF_HUB_OFFLINE is set: pass a local model folder with --model")
+    url = urlsplit(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise UserError(
+            f"{where}, and the Hugging Face hub ({constants.ENDPOINT}) cannot be reached: no network? "
+            f"({exc.strerror or type(exc).__name__}); download the model where there is network and pass its "
+            "folder with --model"
+        ) from exc
+
+
 def load_model(name: str, dtype: str = "float32") -> tuple[Any, Any]:
     """Load the tokenizer and causal LM `name` (see `resolve_model_source`)."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     source = resolve_model_source(name)
     is_local = Path(source).exists()
+    if not is_local:
+        _hub_reachable(name)
     try:
         config = AutoConfig.from_pretrained(source)
     except (OSError, ValueError) as exc:

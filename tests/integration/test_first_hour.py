@@ -5,6 +5,7 @@ silently. Real `swarmnode` processes, as a user runs them."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -18,8 +19,10 @@ FAST = ["--set", "eval.every=0", "--set", "generation.questions_per_round=8", "-
 PEER_ID = "12D3KooWMz7ZLsS3F6D8B5UQr7gwLPnpHTbXTAR886r9oy7Capoc"
 
 
-def swarmnode(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([SWARMNODE, *args], capture_output=True, text=True, timeout=timeout)
+def swarmnode(*args: str, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [SWARMNODE, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
 
 
 def one_line(out: subprocess.CompletedProcess[str]) -> str:
@@ -116,7 +119,8 @@ def bad_paths(tmp_path: Path, port: int) -> list[tuple[list[str], str]]:
         (["join", "--silo", *run, "--config", str(folder)], "Is a directory"),
         (["join", "--silo", *run, "--config", str(bad_toml)], "not valid TOML"),
         (["join", "--silo", *run, "--model", str(blocker)], "is not a model directory"),
-        (["join", "--silo", *run, "--model", str(tmp_path / "no-model")], "not found"),
+        (["join", "--silo", *run, "--model", str(tmp_path / "no-model")], "does not exist"),
+        (["eval", "--model", "some-org/some-model"], "the Hugging Face hub (http://127.0.0.1:"),
         ([*swarm, "--peers-file", str(blocker / "peers")], "is a file, not a folder"),
         ([*swarm, "--peers-file", str(folder)], "is a folder"),
         ([*swarm, "--peers", "notanaddress"], "'notanaddress' is not a multiaddr"),
@@ -149,8 +153,11 @@ def bad_paths(tmp_path: Path, port: int) -> list[tuple[list[str], str]]:
 
 def test_every_bad_path_port_and_file_is_one_line_and_exit_2(tmp_path: Path, taken_port: int) -> None:
     table = []
+    with socket.socket() as closed:  # the hub, as a machine with no network sees it: nothing answers
+        closed.bind(("127.0.0.1", 0))
+        hub = {"HF_ENDPOINT": f"http://127.0.0.1:{closed.getsockname()[1]}"}
     for args, said in bad_paths(tmp_path, taken_port):
-        out = swarmnode(*args, timeout=180)
+        out = swarmnode(*args, timeout=180, env=hub)
         line = one_line(out)
         assert said in line, (args, line)
         table.append((" ".join(args).replace(str(tmp_path), "T"), line.replace(str(tmp_path), "T")))
@@ -182,3 +189,34 @@ def test_doctor_fails_a_corrupt_key_that_join_would_refuse(tmp_path: Path) -> No
     assert line.startswith("FAIL") and "corrupt" in line and "move it away" in line
     join = swarmnode("join", "--swarm", "s", "--run-dir", str(tmp_path / "r"), "--set", f"swarm.key_path={key}")
     assert "corrupt" in one_line(join)
+
+
+# ---------------------------------------------------------------- 5. smaller things users expect
+
+
+def test_version_help_and_refused_flags() -> None:
+    from swarmnode import __version__
+
+    out = swarmnode("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"swarmnode {__version__}"
+    text = " ".join(swarmnode("join", "--help").stdout.split())
+    for said in ("add, sub, mul, rev, sort, count, max", "(default: 0)", "(default: swarmnode/tiny-add)", "--quiet"):
+        assert said in text, said
+    line = one_line(swarmnode("bootstrap", "--model", "x", "--rounds", "3"))
+    assert "bootstrap does not take --model x --rounds 3 (a bootstrap node runs no model)" in line
+    assert "invalid int value: 'x'" in one_line(swarmnode("join", "--rounds", "x"))
+
+
+def test_quiet_shows_only_warnings_on_stderr_and_a_resume_names_what_changed(tmp_path: Path) -> None:
+    common = ["join", "--silo", "--run-dir", str(tmp_path), *FAST]
+    first = swarmnode(*common, "--rounds", "2")
+    assert first.returncode == 0 and first.stderr == "" and "round     2 | reward" in first.stdout
+    # not training settings: threads, the status API, a longer run
+    same = swarmnode(*common, "--rounds", "3", "--threads", "2", "--set", "status.enabled=false", "--quiet")
+    assert same.returncode == 0 and same.stdout == "" and same.stderr == "", same.stdout + same.stderr
+    changed = swarmnode(*common, "--rounds", "4", "--set", "train.lr=5e-5", "--log-level", "warning")
+    assert changed.returncode == 0 and changed.stdout == ""
+    assert changed.stderr.splitlines() == [
+        "warning: training settings differ from the checkpoint's (train.lr 0.0001 -> 5e-05); "
+        "continuing with the new ones"
+    ]

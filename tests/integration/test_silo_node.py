@@ -162,7 +162,7 @@ def test_corrupt_checkpoint_is_reported_and_the_previous_one_used(tmp_path: Path
     [
         (["--task", "no_such_task"], "unknown task 'no_such_task'"),
         (["--set", "train.lr=-1"], "config: train.lr"),
-        (["--model", "/nonexistent/model/dir"], "not found"),
+        (["--model", "/nonexistent/model/dir"], "does not exist"),
         (["--set", "generation.completions_per_question=1"], "completions_per_question"),
     ],
 )
