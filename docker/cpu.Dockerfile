@@ -15,7 +15,7 @@ RUN useradd --create-home --home-dir /home/swarm --uid 10001 swarm \
     && mkdir -p /data /shared && chown swarm:swarm /data /shared
 
 WORKDIR /opt/swarmnode
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY protocol ./protocol
 COPY swarmnode ./swarmnode
 

@@ -12,7 +12,7 @@ ENV DEBIAN_FRONTEND=noninteractive \
     HOME=/data \
     PATH=/opt/venv/bin:$PATH
 
-# the base image's own python3 (Ubuntu 24.04's security updates decide its exact version)
+# the base image's own python3: 3.12 on Ubuntu 24.04 (its security updates decide the patch release)
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 python3-venv \
@@ -22,7 +22,7 @@ RUN apt-get update \
     && mkdir -p /data /shared && chown swarm:swarm /data /shared
 
 WORKDIR /opt/swarmnode
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY protocol ./protocol
 COPY swarmnode ./swarmnode
 
