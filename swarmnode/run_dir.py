@@ -103,17 +103,19 @@ class PeerRow(TypedDict):
 
 
 def round_line(row: RoundRow, questions: int, swarm: bool) -> str:
-    """The line printed for a round."""
+    """The line printed for a round. `trained 11/16 own + 8 peers' of 9`: of the round's 16 own questions, 11
+    groups had a reward signal and were trained on, and 8 of the 9 peers' groups received."""
+    external = row.get("external_groups", 0) if swarm else 0
     line = (
         f"round {row['round']:5d} | reward {row['mean_reward']:.3f} | acc {row['accuracy']:6.1%} | "
-        f"groups {row['groups']:2d}/{questions} | {row['tokens_per_s']:7.0f} tok/s | "
-        f"gen {row['generate_s']:.2f}s train {row['train_s']:.2f}s"
+        f"trained {row['groups'] - external:2d}/{questions} own"
     )
     if swarm:
-        line += f" | external {row['external_groups']}/{row['external_available']}"
+        line += f" + {external} peers' of {row['external_available']}"
         skipped = row.get("external_skipped") or {}
         if skipped:
-            line += " (" + ", ".join(f"{why} {n}" for why, n in skipped.items()) + ")"
+            line += " (not: " + ", ".join(f"{why} {n}" for why, n in skipped.items()) + ")"
+    line += f" | {row['tokens_per_s']:7.0f} tok/s | gen {row['generate_s']:.2f}s train {row['train_s']:.2f}s"
     off = row.get("offpolicy") or {}
     if off.get("masked_tokens") or off.get("gated_completions"):
         line += f" | masked {off.get('masked_tokens', 0)} tokens, gated {off.get('gated_completions', 0)}"

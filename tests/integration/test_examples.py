@@ -16,7 +16,7 @@ EXAMPLES = Path(__file__).parents[2] / "examples"
 
 def test_every_config_is_valid() -> None:
     configs = sorted(EXAMPLES.rglob("*.toml"))
-    assert len(configs) == 4
+    assert len(configs) == 5
     loaded = {p.relative_to(EXAMPLES).as_posix(): load_config(p) for p in configs}
     gpu = loaded["gpu-qwen.toml"]
     assert gpu.model.name == "Qwen/Qwen2.5-0.5B-Instruct" and gpu.generation.backend == "vllm" and not gpu.silo
@@ -24,7 +24,25 @@ def test_every_config_is_valid() -> None:
     small, large = loaded["heterogeneous/small.toml"], loaded["heterogeneous/large.toml"]
     assert small.swarm.name == large.swarm.name and small.task.names == large.task.names
     assert small.model.name != large.model.name
-    assert loaded["silo-cpu.toml"].silo
+    assert loaded["silo-cpu.toml"].silo and not loaded["swarm-cpu.toml"].silo
+
+
+def test_every_join_command_in_the_docs_uses_a_config_of_its_mode() -> None:
+    """A `join --swarm ... --config X` line in the README or an example must not name a silo config (and
+    `join --silo` not a swarm one): the README once suggested silo-cpu.toml for joining a swarm."""
+    import re
+
+    root = EXAMPLES.parent
+    texts = [root / "README.md", *EXAMPLES.rglob("*.toml"), *EXAMPLES.rglob("*.py")]
+    checked = 0
+    for path in texts:
+        for line in path.read_text().splitlines():
+            found = re.search(r"join (--swarm|--silo)\b.*--config (examples/\S+\.toml)", line)
+            if found:
+                config = load_config(root / found.group(2))
+                assert config.silo == (found.group(1) == "--silo"), (path.name, line)
+                checked += 1
+    assert checked >= 3
 
 
 def test_the_silo_cpu_config_trains(tmp_path: Path) -> None:
