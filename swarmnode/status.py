@@ -287,6 +287,7 @@ class StatusServer:
         self._thread = threading.Thread(target=self._loop.run_forever, name="swarmnode-status", daemon=True)
         self._thread.start()
         self._runner: web.AppRunner | None = None
+        self._closed = False
         self.url_file: Path | None = None
         """Where `serve` wrote `url` (RUN_DIR/status.url): removed on `close` if it still holds it."""
         self.fallback = False
@@ -345,7 +346,10 @@ class StatusServer:
 
     def close(self) -> None:
         """Stop serving; remove `url_file` unless another server (a node started since in the same run
-        directory) wrote its own URL there: a dashboard that finds it gone knows the node stopped."""
+        directory) wrote its own URL there: a dashboard that finds it gone knows the node stopped. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         if self.url_file is not None:
             try:
                 if self.url_file.read_text().strip() == self.url:

@@ -97,6 +97,14 @@ class KeyHelp(ModalScreen[None]):
         yield Static("\n".join(["Keys", "", *self.lines, "", "escape or ? closes this"]), id="keys")
 
 
+KEY_WORDS = {
+    "quit": "quit",
+    "help_quit": "says how to quit",
+    "app.focus_next": "focus the next table",
+    "app.focus_previous": "focus the previous table",
+    "screen.copy_text": "copy selected text",
+}
+"""How the key help says what Textual's own bindings do."""
 PEER_COLUMNS = ("peer", "status", "seen", "accepted", "trained", "against", "dropped", "scored")
 REFUSAL_COLUMNS = ("refused", "against", f"{panes.RECENT} rounds", "total")
 NUMBERS = {"seen", "accepted", "trained", "dropped", "scored", f"{panes.RECENT} rounds", "total"}
@@ -304,15 +312,15 @@ class Dashboard(App[None]):
     # ------------------------------------------------------------------ keys
 
     def key_lines(self) -> list[str]:
-        """Every key bound: the app's own, the screen's and the tables'."""
+        """Every key bound: the app's own, the screen's and the tables' (a key bound twice: both meanings)."""
         table = self.query_one("#peers", Table)
-        said = {"help_quit": "says how to quit", "app.focus_next": "next table", "app.focus_previous": "previous"}
-        lines = []
+        said: dict[str, str] = {}
         for where, owner in (("", self), ("", self.screen_stack[0]), ("in a table: ", table)):
             for _key, binding in owner._bindings:
-                what = binding.description or said.get(binding.action, binding.action)
-                lines.append(f"{self.get_key_display(binding):>10}  {where}{what}")
-        return lines
+                what = where + KEY_WORDS.get(binding.action, binding.description or binding.action)
+                key = self.get_key_display(binding)
+                said[key] = f"{said[key]}; {what}" if key in said else what
+        return [f"{key:>10}  {what}" for key, what in said.items()]
 
     def action_keys(self) -> None:
         self.push_screen(KeyHelp(self.key_lines()))
