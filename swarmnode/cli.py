@@ -7,8 +7,8 @@ import dataclasses
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
 from pathlib import Path
+from typing import NoReturn
 
 from swarmnode import __version__
 from swarmnode.bench import commands as bench_commands
@@ -107,16 +107,16 @@ def _doctor(args: argparse.Namespace) -> int:
 def _tui(args: argparse.Namespace) -> int:
     from swarmnode.tui import Dashboard, HttpFeed
 
-    url = args.url
+    url, url_file = args.url, None
     if url is None and args.run_dir:
         run_dir = RunDir(Path(args.run_dir))
-        url = run_dir.read_status_url()
+        url, url_file = run_dir.read_status_url(), run_dir.status_url  # gone when the node stops
         if url is None:
             raise UserError(f"{run_dir.status_url} does not exist: is a node running with --run-dir {args.run_dir}?")
     url = url or "http://127.0.0.1:7391"
     if not url.startswith(("http://", "https://")):
         raise UserError(f"--url must start with http:// or https://, got {url!r}")
-    Dashboard(HttpFeed(url, args.token)).run()
+    Dashboard(HttpFeed(url, args.token), url_file=url_file).run()
     return 0
 
 

@@ -292,12 +292,19 @@ class StatusServer:
         """Where `serve` wrote `url` (RUN_DIR/status.url): removed on `close` if it still holds it."""
         self.fallback = False
         try:
-            self.port = self._call(self._start(host, port))
-        except OSError:
-            if port == 0:
-                raise
-            self.fallback = True  # taken (another node on this machine?): any free port
-            self.port = self._call(self._start(host, 0))
+            try:
+                self.port = self._call(self._start(host, port))
+            except OSError:
+                if port == 0:
+                    raise
+                self.fallback = True  # taken (another node on this machine?): any free port
+                self.port = self._call(self._start(host, 0))
+        except OSError as exc:  # not even a free port: the host is not an address of this machine
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            raise UserError(
+                f"status.host {host}: cannot listen there ({exc.strerror or exc}); use 127.0.0.1 or an address of "
+                "this machine, or set status.enabled = false"
+            ) from exc
         self.url = f"http://{host if ':' not in host else f'[{host}]'}:{self.port}"
 
     def _call(self, coro: Coroutine[Any, Any, T]) -> T:

@@ -132,6 +132,10 @@ def bad_paths(tmp_path: Path, port: int) -> list[tuple[list[str], str]]:
         ([*swarm, "--set", f"swarm.key_path={bad_key}"], "is corrupt"),
         (["join", "--silo", *run, "--set", "status.port=70000"], "status.port"),
         (["join", "--silo", *run, "--set", "status.host=203.0.113.9"], "not a loopback address"),
+        (
+            ["join", "--silo", *run, "--set", "status.host=no-such-host.invalid", "--set", "status.token=t"],
+            "status.host no-such-host.invalid: cannot listen there",
+        ),
         (["keygen", "--out", str(blocker / "id.pem")], "is a file, not a folder"),
         (["keygen", "--out", str(folder)], "already exists"),
         (["report", str(tmp_path / "missing-run")], "not a run directory"),
