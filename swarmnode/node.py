@@ -217,8 +217,8 @@ class Node:
         external: list[Group] = []
         if self.swarm is not None:
             external = self.swarm.share(round_, self.learner.updates, local)
-            for line in self.swarm.trouble():
-                self.say(f"round {round_:5d} | {line}")
+            for line in self.swarm.trouble():  # warnings: a --quiet node still says them (on stderr)
+                self.say(f"round {round_:5d} | warning: {line}")
         share_s = time.perf_counter() - start - generate_s
         self.status.set_phase("training")
         sw = cfg.swarm

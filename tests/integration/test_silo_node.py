@@ -154,7 +154,11 @@ def test_corrupt_checkpoint_is_reported_and_the_previous_one_used(tmp_path: Path
     newest.write_bytes(newest.read_bytes()[:-100])
     out = swarmnode("join", "--silo", "--rounds", "5", "--run-dir", str(tmp_path), *FAST)
     assert out.returncode == 0, out.stderr
-    assert "skipping checkpoint" in out.stdout and "resumed from" in out.stdout and "round-000002" in out.stdout
+    assert (
+        "is incomplete or corrupt: moved to" in out.stderr
+        and "resumed from" in out.stdout
+        and "round-000002" in out.stdout
+    )
 
 
 @pytest.mark.parametrize(

@@ -95,8 +95,8 @@ def test_a_node_whose_network_fails_keeps_training_and_says_so_without_flooding(
     trouble = [line for line in said if "swarm I/O failed" in line or "restarted" in line]
     # the first failure of a kind is said at once; the same failure again within a minute is not repeated
     assert trouble == [
-        "round     1 | the host process ended; restarted",
-        "round     1 | swarm I/O failed (2 so far): read timed out",
+        "round     1 | warning: the host process ended; restarted",
+        "round     1 | warning: swarm I/O failed (2 so far): read timed out",
     ], trouble
     rows = read_metrics(tmp_path)
     assert [r["io_errors"] for r in rows] == [2, 4, 6]
