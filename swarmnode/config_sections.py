@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 EMBEDDED_MODEL = "swarmnode/tiny-add"
@@ -280,30 +280,24 @@ class SwarmConfig(Section):
     key_path: Path = Path("~/.swarmnode/identity.pem")
     """The node's Ed25519 identity key (created on first use, mode 0600)."""
 
-    @field_validator("peers")
+    @field_validator("peers", "host_maddrs")
     @classmethod
-    def _peer_addresses(cls, value: list[str]) -> list[str]:
+    def _multiaddrs(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        """A peer's address must name its peer id; a listening address must not."""
+        peers = info.field_name == "peers"
         for text in value:
-            problem = multiaddr_problem(text, with_peer_id=True)
+            problem = multiaddr_problem(text, with_peer_id=peers)
             if problem:
-                raise PydanticCustomError(
-                    CONFIG_RULE,
-                    "peer address {text} {problem}: give the address a node prints at start, like "
-                    "/ip4/203.0.113.7/tcp/31337/p2p/12D3KooW...",
-                    {"text": repr(text), "problem": problem},
+                hint = (
+                    "give the address a node prints at start, like /ip4/203.0.113.7/tcp/31337/p2p/12D3KooW..."
+                    if peers
+                    else "listen on an address like /ip4/0.0.0.0/tcp/31337"
                 )
-        return value
-
-    @field_validator("host_maddrs")
-    @classmethod
-    def _listen_addresses(cls, value: list[str]) -> list[str]:
-        for text in value:
-            problem = multiaddr_problem(text, with_peer_id=False)
-            if problem:
+                what = "peer address" if peers else "swarm.host_maddrs:"
                 raise PydanticCustomError(
                     CONFIG_RULE,
-                    "swarm.host_maddrs: {text} {problem}: listen on an address like /ip4/0.0.0.0/tcp/31337",
-                    {"text": repr(text), "problem": problem},
+                    "{what} {text} {problem}: {hint}",
+                    {"what": what, "text": repr(text), "problem": problem, "hint": hint},
                 )
         return value
 
