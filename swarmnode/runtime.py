@@ -109,7 +109,7 @@ def build(config: NodeConfig, source: str | None = None) -> Runtime:
     source = source or resolve_model_source(config.model.name)
     model, tokenizer = load_model(source, config.model.dtype)
     try:
-        prompter = Prompter(tokenizer, config.model.chat_template, config.model.system_prompt)
+        prompter = Prompter(tokenizer, config.model.chat_template, config.model.system_prompt, model.generation_config)
     except ValueError as exc:
         raise UserError(f"model {config.model.name!r}: {exc}") from exc
     gen = config.generation

@@ -49,19 +49,39 @@ class PolicyBackend(Protocol):
         ...
 
 
-class Prompter:
-    """Question text -> prompt ids; completion text <-> completion ids, for one tokenizer."""
+def end_token_ids(tokenizer: Any, generation_config: Any = None) -> tuple[int, ...]:
+    """Every id that ends a completion: the generation config's eos ids first (the model's own end of turn;
+    a chat model converted from GGUF may have a tokenizer naming another token), then the tokenizer's."""
+    named = getattr(generation_config, "eos_token_id", None)
+    ids = [named] if isinstance(named, int) else list(named or [])
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return tuple(dict.fromkeys(int(i) for i in ids))
 
-    def __init__(self, tokenizer: Any, chat_template: Literal["auto", "on", "off"], system_prompt: str) -> None:
+
+class Prompter:
+    """Question text -> prompt ids; completion text <-> completion ids, for one tokenizer and the end tokens of
+    its model (`generation_config`, the model's, when given)."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        chat_template: Literal["auto", "on", "off"],
+        system_prompt: str,
+        generation_config: Any = None,
+    ) -> None:
         self.tokenizer = tokenizer
         has_template = bool(getattr(tokenizer, "chat_template", None))
         if chat_template == "on" and not has_template:
             raise ValueError("chat_template = 'on' but the tokenizer has no chat template")
         self.use_chat = has_template if chat_template == "auto" else chat_template == "on"
         self.system_prompt = system_prompt
-        if tokenizer.eos_token_id is None:
+        self.end_ids: tuple[int, ...] = end_token_ids(tokenizer, generation_config)
+        """Generation stops at the first of these."""
+        if not self.end_ids:
             raise ValueError("the tokenizer has no end-of-sequence token")
-        self.eos_id: int = int(tokenizer.eos_token_id)
+        self.eos_id: int = self.end_ids[0]
+        """The end id a finished completion re-tokenised from text gets (the model's end of turn)."""
         pad = tokenizer.pad_token_id
         self.pad_id: int = int(pad) if pad is not None else self.eos_id
 
@@ -82,14 +102,14 @@ class Prompter:
         return [*ids, self.eos_id] if finished else ids
 
     def decode(self, ids: Sequence[int]) -> Completion:
-        """Cut generated ids at the first end-of-sequence id and decode; special tokens stay literal
-        (with them skipped, `5<bos>2` would read as `52` and earn a false reward)."""
+        """Cut generated ids at the first end id and decode; special tokens stay literal (with them skipped,
+        `5<bos>2` would read as `52` and earn a false reward)."""
         ids = list(ids)
-        finished = self.eos_id in ids
-        if finished:
-            ids = ids[: ids.index(self.eos_id) + 1]
+        end = next((i for i, token in enumerate(ids) if token in self.end_ids), None)
+        if end is not None:
+            ids = ids[: end + 1]
             body = ids[:-1]
         else:
             body = ids
         text = self.tokenizer.decode(body, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-        return Completion(tuple(ids), text, finished)
+        return Completion(tuple(ids), text, end is not None)

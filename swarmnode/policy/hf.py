@@ -85,7 +85,7 @@ class HFBackend:
             max_new_tokens=params.max_new_tokens,
             num_return_sequences=params.n,
             pad_token_id=self.prompter.pad_id,
-            eos_token_id=self.prompter.eos_id,
+            eos_token_id=list(self.prompter.end_ids),
         )
         # the behaviour log-probs are those of the full softmax at the temperature (what the learner computes)
         recorder = (

@@ -113,7 +113,7 @@ class VLLMBackend:
                 top_p=1.0 if greedy else params.top_p,
                 top_k=-1 if greedy or params.top_k == 0 else params.top_k,
                 seed=None if params.seed is None else (params.seed + i) % 2**63,
-                stop_token_ids=[self.prompter.eos_id],
+                stop_token_ids=list(self.prompter.end_ids),
                 detokenize=False,
             )
             for i in range(len(prompts))
