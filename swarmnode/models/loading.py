@@ -8,7 +8,9 @@ from typing import Any
 import torch
 
 from swarmnode.config import EMBEDDED_MODELS
+from swarmnode.config_sections import FETCHED_MODELS
 from swarmnode.errors import UserError
+from swarmnode.models.fetch import DEFAULT_MODELS_DIR, installed_folder, is_gguf_name
 
 EMBEDDED_DIR = Path(__file__).with_name("tiny-add")
 EMBEDDED = {name: Path(__file__).with_name(name.split("/", 1)[1]) for name in EMBEDDED_MODELS}
@@ -16,12 +18,15 @@ EMBEDDED = {name: Path(__file__).with_name(name.split("/", 1)[1]) for name in EM
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def resolve_model_source(name: str) -> str:
-    """The embedded default's folder, an existing local path, or the name as a hub id."""
+def resolve_model_source(name: str, models_dir: Path = DEFAULT_MODELS_DIR) -> str:
+    """The embedded default's folder, the converted folder of a fetched model or GGUF file (in `models_dir`),
+    an existing local path, or the name as a hub id."""
     if name in EMBEDDED:
         if not (EMBEDDED[name] / "model.safetensors").exists():
             raise UserError(f"the embedded model {name} is missing from {EMBEDDED[name]}; reinstall swarmnode")
         return str(EMBEDDED[name])
+    if name in FETCHED_MODELS or is_gguf_name(name):
+        return str(installed_folder(name, models_dir))
     path = Path(name).expanduser()
     if not path.exists() and name.startswith(("/", "./", "../", "~")):
         raise UserError(f"model folder {name} does not exist")
