@@ -182,7 +182,7 @@ def _models_get(args: argparse.Namespace) -> int:
     models_dir = Path(args.dir) if args.dir else fetch.DEFAULT_MODELS_DIR
     folder = fetch.get(args.name, models_dir)
     use = args.name if args.dir is None else str(folder)
-    print(f"use it with --model {use} (join, eval, bench; --backend hf or vllm)")
+    print(f"use it with --model {use} (join, eval, bench)")
     return 0
 
 
