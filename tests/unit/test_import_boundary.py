@@ -68,7 +68,7 @@ def test_bootstrap_loads_no_model_stack(transport: str, tmp_path: Path, procs: l
     if transport == "libp2p" and not libp2p_available():
         pytest.skip("the libp2p extra is not installed")
     # the default swarm.host_maddrs listen on 127.0.0.1 only, NAT traversal off
-    command = [sys.executable, "-c", PROBE, "bootstrap", "--transport", transport, "--run-dir", str(tmp_path)]
+    command = [sys.executable, "-c", PROBE, "bootstrap", "--transport", transport]  # a bootstrap has no run dir
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
     procs.append(proc)
     read_line_matching(proc, r"peers join with: --peers /ip4/127\.0\.0\.1/", limit=120)

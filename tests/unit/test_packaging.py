@@ -100,7 +100,7 @@ def make_n(tmp_path: Path, pythons: dict[str, int | None], *args: str) -> subpro
         (bin_dir / tool).symlink_to(found)
     for name, minor in pythons.items():
         stand_in(bin_dir, name, minor)
-    env = {k: v for k, v in os.environ.items() if k not in {"PYTHON", "VENV", "MAKEFLAGS", "MFLAGS"}}
+    env = {k: v for k, v in os.environ.items() if k not in {"PYTHON", "VENV", "MAKEFLAGS", "MFLAGS", "MAKELEVEL"}}
     env["PATH"] = str(bin_dir)
     return subprocess.run(
         [MAKE, "-n", "install", *args],
