@@ -148,6 +148,8 @@ def bad_paths(tmp_path: Path, port: int) -> list[tuple[list[str], str]]:
         (["eval", "--json", str(blocker / "e.json")], "is a file, not a folder"),
         (["bench", "protocol", "--json", str(blocker / "b.json")], "is a file, not a folder"),
         (["bootstrap", "--addr-file", str(blocker / "addrs")], "is a file, not a folder"),
+        (["models", "get", "smollm2-135m", "--dir", str(blocker / "models")], "is a file, not a folder"),
+        (["models", "get", str(tmp_path / "missing.gguf")], "does not exist"),
         (["tui", "--run-dir", str(tmp_path / "missing-run")], "status.url does not exist"),
         (["tui", "--url", "ftp://127.0.0.1:1"], "--url must start with http"),
         (["doctor", "--swarm", "s", "--peers", "notanaddress"], "is not a multiaddr"),
