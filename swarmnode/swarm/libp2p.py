@@ -120,10 +120,17 @@ class Libp2pTransport:
         )
         self._reader.start()
         try:
-            return ready.result(self.startup_timeout_s)
+            addrs = ready.result(self.startup_timeout_s)
         except Exception as exc:
             self._stop_process()
             raise TransportError(f"the libp2p host did not start: {exc or type(exc).__name__}") from exc
+        if listen and not addrs:  # py-libp2p logs a listener it could not open and goes on with none
+            self._stop_process()
+            raise TransportError(
+                f"swarm.host_maddrs {' '.join(listen)}: the libp2p host could not listen there (the port is taken?); "
+                "stop what uses it or choose another port"
+            )
+        return addrs
 
     def _restart(self) -> None:
         """Start a new host in place of one that ended, on the same address and with the same peer id."""

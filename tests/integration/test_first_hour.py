@@ -127,6 +127,10 @@ def bad_paths(tmp_path: Path, port: int) -> list[tuple[list[str], str]]:
         ([*swarm, "--peers", "/ip4/127.0.0.1/tcp/9"], "has no peer id"),
         ([*swarm, "--set", 'swarm.host_maddrs=["garbage"]'], "swarm.host_maddrs: 'garbage' is not a multiaddr"),
         ([*swarm, "--set", f'swarm.host_maddrs=["/ip4/127.0.0.1/tcp/{port}"]'], "the port is taken"),
+        (
+            [*swarm, "--transport", "libp2p", "--set", f'swarm.host_maddrs=["/ip4/127.0.0.1/tcp/{port}"]'],
+            "the libp2p host could not listen there",
+        ),
         ([*swarm, "--set", f"swarm.key_path={blocker / 'id.pem'}"], "is a file, not a folder"),
         ([*swarm, "--set", f"swarm.key_path={folder}"], "is not a regular file"),
         ([*swarm, "--set", f"swarm.key_path={bad_key}"], "is corrupt"),
