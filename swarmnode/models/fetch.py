@@ -113,8 +113,8 @@ def get(name: str, models_dir: Path = DEFAULT_MODELS_DIR, say: Callable[[str], N
     if (folder / SOURCE_FILE).is_file():
         say(f"{name}: already converted in {folder}")
         return folder
+    make_folder(folder.parent, "--dir")  # the user's mistakes first: they need no extra to be said
     _need_gguf_packages()
-    make_folder(folder.parent, "--dir")
     work = folder.with_name(f".{folder.name}.partial")
     shutil.rmtree(work, ignore_errors=True)  # a conversion killed half way
     work.mkdir()
