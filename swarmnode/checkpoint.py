@@ -161,8 +161,8 @@ def load_meta(folder: Path) -> dict[str, Any] | None:
             if "/" in name or _sha256(folder / name) != digest:
                 return None
         return meta
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # missing or broken parts; any other OSError (permissions, I/O) is not a verdict on the folder
 
 
 def candidate_folders(run_dir: Path) -> list[Path]:
@@ -194,21 +194,31 @@ def resume_point(run_dir: Path, resume: bool, model_name: str) -> tuple[Checkpoi
             raise UserError(f"{run_dir} already holds checkpoints and resume is off; use another --run-dir")
         return None, []
     found: Checkpoint | None = None
-    warnings: list[str] = []
+    broken: list[Path] = []
     for folder in candidate_folders(run_dir):
-        meta = load_meta(folder)
+        try:
+            meta = load_meta(folder)
+        except OSError as exc:
+            raise UserError(f"cannot read checkpoint {folder} ({exc.strerror or exc}); check its permissions") from exc
         if meta is not None:
             found = Checkpoint(folder, meta["round"], meta)
             break
-        try:
-            moved = set_aside(folder)
-        except OSError as exc:
-            raise UserError(f"checkpoint {folder} is incomplete or corrupt and cannot be moved aside: {exc}") from exc
-        warnings.append(f"checkpoint {folder} is incomplete or corrupt: moved to {moved}")
+        broken.append(folder)
     if found is not None and found.meta.get("model_name") != model_name:
         held = found.meta.get("model_name")
         raise UserError(f"{run_dir} holds a run of model {held!r}, not {model_name!r}; use another --run-dir")
+    warnings = []
+    for folder in broken:  # only once the run is known to be this node's
+        try:
+            warnings.append(moved_line(folder, set_aside(folder)))
+        except OSError as exc:
+            raise UserError(f"checkpoint {folder} is incomplete or corrupt and cannot be moved aside: {exc}") from exc
     return found, warnings
+
+
+def moved_line(folder: Path, moved: Path) -> str:
+    """What the node says of a broken checkpoint folder it moved aside."""
+    return f"checkpoint {folder} is incomplete or corrupt: moved to {moved}"
 
 
 def settings_changed(meta: dict[str, Any], config: NodeConfig) -> str:
@@ -219,6 +229,8 @@ def settings_changed(meta: dict[str, Any], config: NodeConfig) -> str:
         same = meta.get("config_digest") == config.training_digest()
         return "" if same else "this checkpoint records only a digest of them, not which"
     now = config.training_settings()
+    # a setting added after the checkpoint was written held its default then (DIGEST_SKIPS_DEFAULT's rule)
+    saved = {**type(config)().training_settings(), **saved}
     keys = sorted(k for k in saved.keys() | now.keys() if saved.get(k, "unset") != now.get(k, "unset"))
     shown = [f"{k} {json.dumps(saved.get(k, 'unset'))} -> {json.dumps(now.get(k, 'unset'))}" for k in keys[:6]]
     return ", ".join(shown) + (f" and {len(keys) - 6} more" if len(keys) > 6 else "")

@@ -354,7 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args, extra = build_parser().parse_known_args(argv)
     if extra:
-        action = getattr(args, "config_command", None) or getattr(args, "models_command", None)
+        action = next(
+            (getattr(args, a) for a in ("config_command", "models_command", "bench") if getattr(args, a, None)), None
+        )
         command = " ".join(filter(None, (args.command, action)))
         why = " (a bootstrap node runs no model)" if args.command == "bootstrap" else ""
         print(

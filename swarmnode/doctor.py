@@ -107,7 +107,13 @@ def _model(config: NodeConfig) -> Check:
             return Check("ok", "model", f"{name} (converted, in {installed_folder(name)})")
         except UserError as exc:
             return Check("FAIL", "model", str(exc))
-    if Path(name).expanduser().exists():
+    from swarmnode.models.loading import resolve_model_source
+
+    try:  # what join does with the name: a path that does not exist is refused, not looked up on the hub
+        source = resolve_model_source(name)
+    except UserError as exc:
+        return Check("FAIL", "model", str(exc))
+    if Path(source).exists():
         return Check("ok", "model", f"{name} (local folder)")
     return Check("warn", "model", f"{name} is not a local folder: it will be fetched from the Hugging Face hub")
 
@@ -117,19 +123,17 @@ def _key(config: NodeConfig) -> Check:
     if config.silo:
         return Check("ok", "identity key", "silo mode: no key needed")
     if not path.exists():
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            return Check("FAIL", "identity key", f"{path}: {blocker} is a file, not a folder; set swarm.key_path")
         return Check("ok", "identity key", f"{path} will be created on first use (mode 0600)")
-    mode = path.stat().st_mode
-    if not stat.S_ISREG(mode):
-        return Check("FAIL", "identity key", f"{path} is not a regular file: remove it or set swarm.key_path")
-    if mode & 0o077:
-        return Check("FAIL", "identity key", f"{path} is readable by others: run `chmod 600 {path}`")
-    try:  # the same reading `join` does, so the doctor never calls fine a key the node then refuses
+    try:  # the reading `join` does (a regular, private, intact Ed25519 key), so both say the same of it
         identity = load_key_file(path)
     except UserError as exc:
-        return Check("FAIL", "identity key", f"{exc}: move it away to get a new one, or set swarm.key_path")
-    return Check(
-        "ok", "identity key", f"{path}: an Ed25519 key (id {identity.peer_id}), private (mode {stat.S_IMODE(mode):04o})"
-    )
+        fix = "; move it away to get a new one, or set swarm.key_path" if "corrupt" in str(exc) else ""
+        return Check("FAIL", "identity key", f"{exc}{fix}")
+    mode = stat.S_IMODE(path.stat().st_mode)
+    return Check("ok", "identity key", f"{path}: an Ed25519 key (id {identity.peer_id}), private (mode {mode:04o})")
 
 
 def _port_free(host: str, port: int) -> bool:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from swarmnode import __version__, checkpoint, runtime
 from swarmnode.config import NodeConfig
-from swarmnode.drift import Drift
+from swarmnode.drift import GONE, Drift
 from swarmnode.errors import UserError
 from swarmnode.evaluation import evaluate_row
 from swarmnode.experience import select_groups
@@ -45,6 +45,9 @@ ALONE_ROUNDS = 5
 """Rounds in a row with nothing from any peer before a swarm node says it is training alone."""
 ALONE_REPEAT = 50
 """... and how often it says it again while that lasts."""
+HEARD_S = 120.0
+"""A peer whose announcement or batch the node read this recently counts as heard (its groups may all be
+refused, or the node may take none: swarm.external_groups = 0)."""
 
 
 class Node:
@@ -117,16 +120,20 @@ class Node:
             if not config.swarm.peers and config.swarm.transport.type != "memory":
                 self.say(
                     f"warning: no --peers given: this node starts swarm {config.swarm.name} on its own and shares with "
-                    "nobody until other nodes join it with --peers (its address is above)"
+                    "nobody until other nodes join it with --peers and one of this node's addresses"
                 )
         self.rounds_alone = 0
-        """Rounds in a row in which nothing arrived from any peer (a swarm node: said at ALONE_ROUNDS)."""
-        self.run_dir.write_config(config.model_dump_json(indent=2))
-        self.status.set_info(peer_id=self.swarm.peer_id if self.swarm else None, backend=self.runtime.backend.name)
+        """Rounds in a row in which no peer was heard from (a swarm node: said at ALONE_ROUNDS)."""
         self.server: StatusServer | None = None
-        if config.status.enabled:
-            self.server, line = serve(self.status, config.status, self.run_dir)
-            self.say(line)
+        try:  # a mistake found from here on (a status.host it cannot listen on) must not leave the swarm running
+            self.run_dir.write_config(config.model_dump_json(indent=2))
+            self.status.set_info(peer_id=self.swarm.peer_id if self.swarm else None, backend=self.runtime.backend.name)
+            if config.status.enabled:
+                self.server, line = serve(self.status, config.status, self.run_dir)
+                self.say(line)
+        except BaseException:
+            self.close()
+            raise
 
     def say(self, line: str) -> None:
         """A line for the user: printed, and in the status API's event stream (the dashboard's log pane)."""
@@ -217,8 +224,9 @@ class Node:
         external: list[Group] = []
         if self.swarm is not None:
             external = self.swarm.share(round_, self.learner.updates, local)
-            for line in self.swarm.trouble():  # warnings: a --quiet node still says them (on stderr)
-                self.say(f"round {round_:5d} | warning: {line}")
+            for line in self.swarm.trouble():  # warnings (a --quiet node still says them), but for a join
+                level = "" if line.startswith("joined ") else "warning: "
+                self.say(f"round {round_:5d} | {level}{line}")
         share_s = time.perf_counter() - start - generate_s
         self.status.set_phase("training")
         sw = cfg.swarm
@@ -282,14 +290,15 @@ class Node:
         self.run_dir.append(row)
         self.status.round_done(row, peers)
         self.say(round_line(row, gen.questions_per_round, self.swarm is not None))
-        if self.swarm is not None:
-            self._note_alone(round_, len(external))
+        if peers is not None:
+            heard = external or any(p["last_seen_s"] <= HEARD_S for p in peers)
+            self._note_alone(round_, bool(heard))
         return row
 
-    def _note_alone(self, round_: int, arrived: int) -> None:
-        """Say when nothing has come from any peer for ALONE_ROUNDS rounds (and every ALONE_REPEAT after): a
+    def _note_alone(self, round_: int, heard: bool) -> None:
+        """Say when no peer has been heard from for ALONE_ROUNDS rounds (and every ALONE_REPEAT after): a
         volunteer who forgot --peers, or whose peers are gone, must not believe the node is contributing."""
-        self.rounds_alone = 0 if arrived else self.rounds_alone + 1
+        self.rounds_alone = 0 if heard else self.rounds_alone + 1
         n = self.rounds_alone
         if n < ALONE_ROUNDS or (n - ALONE_ROUNDS) % ALONE_REPEAT:
             return
@@ -311,8 +320,9 @@ class Node:
             self.swarm.note_gated(stats.gated_by_source)
         self.drift.note_own(c for g in local for c in g.completions)
         line = self.drift.line(round_)
-        if line:
-            self.say(f"round {round_:5d} | {line}")
+        if line:  # a rise is a warning (a poisoning symptom), its end is news
+            level = "" if line == GONE else "warning: "
+            self.say(f"round {round_:5d} | {level}{line}")
 
     def _note_family_rewards(self, local: list[Group], keep: float = 0.9) -> None:
         by_family: dict[str, list[float]] = {}
@@ -360,5 +370,5 @@ class Node:
         )
         self.last_checkpoint_round = self.round
         if saved.set_aside is not None:
-            self.say(f"warning: {saved.path} was incomplete or corrupt: moved to {saved.set_aside}")
+            self.say(f"warning: {checkpoint.moved_line(saved.path, saved.set_aside)}")
         self.say(f"round {self.round:5d} | checkpoint {saved.path}")

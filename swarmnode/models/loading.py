@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +45,13 @@ def _hub_reachable(name: str, timeout_s: float = 5.0) -> None:
     import socket
     from urllib.parse import urlsplit
 
-    from huggingface_hub import constants
+    from huggingface_hub import constants, try_to_load_from_cache
 
-    where = f"model {name!r} is not a local folder"
-    if constants.HF_HUB_OFFLINE:
-        raise UserError(f"{where}, and HF_HUB_OFFLINE is set: pass a local model folder with --model")
+    if constants.HF_HUB_OFFLINE or isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return  # transformers reads the local cache (offline: at once)
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return  # reached through a proxy this probe does not speak: transformers finds out itself
+    where = f"model {name!r} is not a local folder or in the Hugging Face cache"
     url = urlsplit(constants.ENDPOINT)
     port = url.port or (443 if url.scheme == "https" else 80)
     try:

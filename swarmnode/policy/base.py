@@ -80,8 +80,13 @@ class Prompter:
         """Generation stops at the first of these."""
         if not self.end_ids:
             raise ValueError("the tokenizer has no end-of-sequence token")
-        self.eos_id: int = self.end_ids[0]
-        """The end id a finished completion re-tokenised from text gets (the model's end of turn)."""
+        named = getattr(generation_config, "eos_token_id", None)
+        named_ids = [named] if isinstance(named, int) else list(named or [])
+        own = tokenizer.eos_token_id
+        self.eos_id: int = int(own) if own is not None and (own in named_ids or not named_ids) else self.end_ids[0]
+        """The end id a finished completion re-tokenised from text gets (the model's end of turn): the tokenizer's
+        when the generation config names it too (Llama-3 instruct names <|end_of_text|> first, but its turn ends at
+        the tokenizer's <|eot_id|>), else the generation config's first (a GGUF-rebuilt tokenizer's is wrong)."""
         pad = tokenizer.pad_token_id
         self.pad_id: int = int(pad) if pad is not None else self.eos_id
 

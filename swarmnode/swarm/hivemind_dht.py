@@ -106,7 +106,7 @@ class HivemindTransport(Joining):
             self._run(self._budget_storage(), startup_timeout_s)
         except TransportError as exc:
             self.close()
-            if "address already in use" in str(exc):
+            if "address already in use" in str(exc.__cause__ or exc).lower():  # the whole message, not cut
                 raise UserError(
                     f"swarm.host_maddrs {' '.join(host_maddrs)}: the port is taken (address already in use); "
                     "stop what uses it or choose another port"

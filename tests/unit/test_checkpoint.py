@@ -115,3 +115,14 @@ def test_prune_keeps_the_newest(tmp_path: Path) -> None:
         checkpoint.save(tmp_path, r, model, tok, opt, {}, keep=2)
     names = [p.name for p in checkpoint.candidate_folders(tmp_path)]
     assert names == ["round-000004", "round-000003"]
+
+
+def test_a_setting_newer_than_the_checkpoint_counts_as_unchanged_at_its_default() -> None:
+    from swarmnode.config import load_config
+
+    base = load_config(None, [])
+    older = {k: v for k, v in base.training_settings().items() if k != "train.peer_gate_window"}
+    meta = {"training_settings": older}
+    assert checkpoint.settings_changed(meta, base) == ""  # the field did not exist: it held its default
+    changed = load_config(None, [(["train", "peer_gate_window"], 3)])
+    assert checkpoint.settings_changed(meta, changed) == "train.peer_gate_window 6 -> 3"

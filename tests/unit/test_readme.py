@@ -3,6 +3,7 @@ troubleshooting table quotes is one the code prints (it once listed `swarm unrea
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -24,11 +25,31 @@ def quoted_messages() -> list[str]:
     return [row.strip("`") for row in rows]
 
 
-SOURCES = {path: path.read_text() for path in (ROOT / "swarmnode").rglob("*.py")}
+def string_literals(path: Path) -> str:
+    """The text of a module's string literals and f-string parts, docstrings left out (a message printed, not
+    one described)."""
+    tree = ast.parse(path.read_text())
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return "\n".join(
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    )
+
+
+SOURCES = {path: string_literals(path) for path in (ROOT / "swarmnode").rglob("*.py")}
 
 
 def printed_by_code(message: str) -> bool:
-    """Whether one module holds every fixed part of `message` (its placeholders N, NAME, ... left out)."""
+    """Whether one module's string literals hold every fixed part of `message` (its placeholders N, NAME, ...
+    left out)."""
     parts = [p.strip() for p in PLACEHOLDER.split(message) if p.strip(" ;:")]
     return bool(parts) and any(all(part in text for part in parts) for text in SOURCES.values())
 

@@ -155,3 +155,14 @@ def test_vllm_is_given_every_end_id(monkeypatch: pytest.MonkeyPatch) -> None:
     [[completion, _]] = backend.generate([[5, 6]], SamplingParams(n=2, max_new_tokens=4))
     assert FakeLLM.seen[-1].stop_token_ids == [0, 1]
     assert completion.finished and completion.token_ids == (0,)
+
+
+def test_the_turn_end_is_the_tokenizers_when_the_generation_config_names_it_too() -> None:
+    from types import SimpleNamespace
+
+    llama3 = SimpleNamespace(chat_template=None, eos_token_id=9, pad_token_id=None)  # <|eot_id|>
+    prompter = Prompter(llama3, "off", "", SimpleNamespace(eos_token_id=[7, 8, 9]))  # <|end_of_text|> first
+    assert prompter.end_ids == (7, 8, 9) and prompter.eos_id == 9
+    gguf = SimpleNamespace(chat_template=None, eos_token_id=1, pad_token_id=None)  # <|im_start|>, wrongly
+    assert Prompter(gguf, "off", "", SimpleNamespace(eos_token_id=[2])).eos_id == 2
+    assert Prompter(gguf, "off", "", None).eos_id == 1
