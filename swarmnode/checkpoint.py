@@ -53,7 +53,8 @@ def checkpoint_dir(run_dir: Path) -> Path:
     return run_dir / "checkpoints"
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The SHA-256 of a file, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -117,7 +118,7 @@ def save(
         save_file(tensors, str(tmp / OPTIMIZER))
         if WRITE_PAUSE_S:
             time.sleep(WRITE_PAUSE_S)  # fault-injection tests kill the process here
-        files = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         full_meta = {
             "format": FORMAT,
             "round": round_,
@@ -158,7 +159,7 @@ def load_meta(folder: Path) -> dict[str, Any] | None:
             return None
         files = meta["files"]
         for name, digest in files.items():
-            if "/" in name or _sha256(folder / name) != digest:
+            if "/" in name or sha256_file(folder / name) != digest:
                 return None
         return meta
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError, KeyError, TypeError, AttributeError):

