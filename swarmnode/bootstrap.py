@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from swarmnode.errors import UserError
+from swarmnode.errors import UserError, file_in_the_way
 from swarmnode.run_dir import replace_text
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def write_addr_file(path: Path, addresses: Sequence[str]) -> None:
 def read_peers_file(path: Path, wait_s: float = 300.0) -> list[str]:
     """Multiaddrs, one per line, from a file another node writes (bootstrap --addr-file); waits for it."""
     deadline = time.monotonic() + wait_s
-    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    blocker = file_in_the_way(path.parent)
     if blocker is not None:  # nothing can ever write it there: no use waiting
         raise UserError(f"--peers-file {path}: {blocker} is a file, not a folder")
     if path.is_dir():

@@ -89,11 +89,12 @@ def _join(args: argparse.Namespace) -> int:
 
     RunDir(config.run_dir).create()  # a run directory the node cannot write is said before anything starts
     mode = "silo" if config.silo else f"swarm {config.swarm.name}"
-    _teller(args)(
+    say = _teller(args)
+    say(
         f"swarmnode {__version__}: {mode} node, model {config.model.name}, tasks {', '.join(config.task.names)}, "
         f"run dir {config.run_dir} (Ctrl-C saves a checkpoint and stops; run again to resume)"
     )
-    Node(config, say=_teller(args)).run()
+    Node(config, say=say).run()
     return 0
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from swarmnode.config import EMBEDDED_MODELS, NodeConfig
 from swarmnode.config_sections import FETCHED_MODELS
-from swarmnode.errors import UserError, install_hint
+from swarmnode.errors import UserError, file_in_the_way, install_hint
 from swarmnode.identity import load_key_file
 
 MIN_PYTHON = (3, 11)
@@ -100,19 +100,14 @@ def _model(config: NodeConfig) -> Check:
     name = config.model.name
     if name in EMBEDDED_MODELS:
         return Check("ok", "model", f"{name} (embedded, no download)")
-    if name in FETCHED_MODELS or name.lower().endswith(".gguf"):
-        from swarmnode.models.fetch import installed_folder
-
-        try:
-            return Check("ok", "model", f"{name} (converted, in {installed_folder(name)})")
-        except UserError as exc:
-            return Check("FAIL", "model", str(exc))
     from swarmnode.models.loading import resolve_model_source
 
-    try:  # what join does with the name: a path that does not exist is refused, not looked up on the hub
+    try:  # what join does with the name: a fetched model not converted yet, or a missing folder, is refused
         source = resolve_model_source(name)
     except UserError as exc:
         return Check("FAIL", "model", str(exc))
+    if name in FETCHED_MODELS or name.lower().endswith(".gguf"):
+        return Check("ok", "model", f"{name} (converted, in {source})")
     if Path(source).exists():
         return Check("ok", "model", f"{name} (local folder)")
     return Check("warn", "model", f"{name} is not a local folder: it will be fetched from the Hugging Face hub")
@@ -123,7 +118,7 @@ def _key(config: NodeConfig) -> Check:
     if config.silo:
         return Check("ok", "identity key", "silo mode: no key needed")
     if not path.exists():
-        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        blocker = file_in_the_way(path.parent)
         if blocker is not None:
             return Check("FAIL", "identity key", f"{path}: {blocker} is a file, not a folder; set swarm.key_path")
         return Check("ok", "identity key", f"{path} will be created on first use (mode 0600)")

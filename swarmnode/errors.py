@@ -37,11 +37,16 @@ def output_file(path: Path, flag: str) -> Path:
     return path
 
 
+def file_in_the_way(path: Path) -> Path | None:
+    """The nearest of `path` and its parents that exists but is not a folder (nothing can be made under it)."""
+    return next((p for p in [path, *path.parents] if p.exists() and not p.is_dir()), None)
+
+
 def make_folder(folder: Path, flag: str, given: Path | None = None) -> None:
     """Make `folder` (and its parents) or raise a UserError that says why not, naming `flag` and the path the
     user gave (`given`, default `folder`)."""
     given = given or folder
-    blocker = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), None)
+    blocker = file_in_the_way(folder)
     if blocker is not None:
         raise UserError(f"{flag} {given}: {blocker} is a file, not a folder; choose another path")
     try:

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import protocol
-from swarmnode.errors import UserError
+from swarmnode.errors import UserError, file_in_the_way
 
 DEFAULT_KEY_PATH = Path("~/.swarmnode/identity.pem")
 
@@ -39,7 +39,7 @@ def create_key_file(path: Path) -> Identity:
     path = path.expanduser()
     if path.exists():
         raise UserError(f"key file {path} already exists; refusing to overwrite it (use another --out)")
-    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    blocker = file_in_the_way(path.parent)
     if blocker is not None:
         raise UserError(f"key file {path}: {blocker} is a file, not a folder; choose another path for the key")
     try:

@@ -360,7 +360,6 @@ class Node:
         meta = {
             "model_name": cfg.model.name,
             "policy_version": self.learner.updates,
-            "config_digest": cfg.training_digest(),
             "training_settings": cfg.training_settings(),
             "seed": cfg.seed,
         }

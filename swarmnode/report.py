@@ -39,11 +39,10 @@ def plot_runs(run_dirs: list[Path], out: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.backend_bases import FigureCanvasBase
 
     output_file(out, "--out")
-    kinds = plt.figure().canvas.get_supported_filetypes()
-    plt.close("all")
-    if out.suffix.lower().lstrip(".") not in kinds:
+    if out.suffix.lower().lstrip(".") not in FigureCanvasBase.get_supported_filetypes():
         raise UserError(f"--out {out}: cannot draw a {out.suffix or 'file without a suffix'}; use .png, .svg or .pdf")
     runs = []
     for run_dir in run_dirs:

@@ -202,8 +202,9 @@ class RunDir:
         if not self.metrics.exists():
             return 0
         lines = [line for line in self.metrics.read_text(errors="replace").splitlines() if line.strip()]
-        broken = [line for line in lines if _row(line) is None]
-        kept = [line for line in lines if (row := _row(line)) is not None and row.get("round", 0) <= last_round]
+        parsed = [(line, _row(line)) for line in lines]
+        broken = [line for line, row in parsed if row is None]
+        kept = [line for line, row in parsed if row is not None and row.get("round", 0) <= last_round]
         if broken:
             with self.broken_metrics.open("a") as f:
                 f.write("".join(line + "\n" for line in broken))

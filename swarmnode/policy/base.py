@@ -49,14 +49,19 @@ class PolicyBackend(Protocol):
         ...
 
 
+def named_end_ids(generation_config: Any) -> list[int]:
+    """The eos ids a model's generation config names (an int, a list, or none)."""
+    named = getattr(generation_config, "eos_token_id", None)
+    return [int(named)] if isinstance(named, int) else [int(i) for i in named or []]
+
+
 def end_token_ids(tokenizer: Any, generation_config: Any = None) -> tuple[int, ...]:
     """Every id that ends a completion: the generation config's eos ids first (the model's own end of turn;
     a chat model converted from GGUF may have a tokenizer naming another token), then the tokenizer's."""
-    named = getattr(generation_config, "eos_token_id", None)
-    ids = [named] if isinstance(named, int) else list(named or [])
+    ids = named_end_ids(generation_config)
     if tokenizer.eos_token_id is not None:
-        ids.append(tokenizer.eos_token_id)
-    return tuple(dict.fromkeys(int(i) for i in ids))
+        ids.append(int(tokenizer.eos_token_id))
+    return tuple(dict.fromkeys(ids))
 
 
 class Prompter:
@@ -80,8 +85,7 @@ class Prompter:
         """Generation stops at the first of these."""
         if not self.end_ids:
             raise ValueError("the tokenizer has no end-of-sequence token")
-        named = getattr(generation_config, "eos_token_id", None)
-        named_ids = [named] if isinstance(named, int) else list(named or [])
+        named_ids = named_end_ids(generation_config)
         own = tokenizer.eos_token_id
         self.eos_id: int = int(own) if own is not None and (own in named_ids or not named_ids) else self.end_ids[0]
         """The end id a finished completion re-tokenised from text gets (the model's end of turn): the tokenizer's
