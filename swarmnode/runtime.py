@@ -108,13 +108,20 @@ def build(config: NodeConfig, source: str | None = None) -> Runtime:
     transformers_logging.set_verbosity_error()
     source = source or resolve_model_source(config.model.name)
     model, tokenizer = load_model(source, config.model.dtype)
+    tasks = make_tasks(config)
     try:
-        prompter = Prompter(tokenizer, config.model.chat_template, config.model.system_prompt, model.generation_config)
+        prompter = Prompter(
+            tokenizer,
+            config.model.chat_template,
+            config.model.system_prompt,
+            model.generation_config,
+            tasks.examples(config.model.examples),
+        )
     except ValueError as exc:
         raise UserError(f"model {config.model.name!r}: {exc}") from exc
     gen = config.generation
     backend, why = choose_backend(gen.backend, model, source, prompter, gen, config.model.dtype, config.seed)
-    return Runtime(model, tokenizer, prompter, make_tasks(config), backend, source, why)
+    return Runtime(model, tokenizer, prompter, tasks, backend, source, why)
 
 
 def behaviour(outs: Sequence[Completion]) -> tuple[tuple[float, ...], ...] | None:

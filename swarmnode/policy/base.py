@@ -74,8 +74,11 @@ class Prompter:
         chat_template: Literal["auto", "on", "off"],
         system_prompt: str,
         generation_config: Any = None,
+        examples: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.tokenizer = tokenizer
+        self.examples = tuple(examples)
+        """(question, reply) turns put before the question, with a chat template only."""
         has_template = bool(getattr(tokenizer, "chat_template", None))
         if chat_template == "on" and not has_template:
             raise ValueError("chat_template = 'on' but the tokenizer has no chat template")
@@ -96,9 +99,10 @@ class Prompter:
 
     def prompt_ids(self, question: str) -> list[int]:
         if self.use_chat:
-            messages = [{"role": "user", "content": question}]
-            if self.system_prompt:
-                messages.insert(0, {"role": "system", "content": self.system_prompt})
+            messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+            for asked, answered in self.examples:
+                messages += [{"role": "user", "content": asked}, {"role": "assistant", "content": answered}]
+            messages.append({"role": "user", "content": question})
             ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
             if isinstance(ids, dict) or hasattr(ids, "keys"):
                 ids = ids["input_ids"]

@@ -57,6 +57,19 @@ def extract_answer(completion: str) -> str | None:
     return matches[-1].strip() if matches else None
 
 
+EXAMPLE_SEED = 4_242_424_242
+"""Seed of the train-split stream that worked examples are drawn from (the same for every node; never the eval
+split)."""
+
+
+def worked_reply(question: Question) -> str:
+    """An answer to `question` as a worked example shows it: the equation restated (for a question written as
+    `...=`), then the answer span, as the `end` format allows (`12+7 = 19. <answer>19</answer>`)."""
+    span = f"{OPEN_TAG}{question.answer}{CLOSE_TAG}"
+    text = question.text.strip()
+    return f"{text[:-1].rstrip()} = {question.answer}. {span}" if text.endswith("=") else span
+
+
 class TaskError(Exception):
     """A task reference this node cannot rebuild (unknown task, bad parameters, bad index)."""
 
@@ -151,6 +164,12 @@ class TaskSet:
     def stray(self, completion: str) -> str:
         """Text outside the answer span that this set's answer format forbids ("" when there is none)."""
         return stray_text(completion, self.answer_format)
+
+    def examples(self, count: int) -> list[tuple[str, str]]:
+        """`count` worked examples (question text, reply) from the train split's stream at `EXAMPLE_SEED`: shown to
+        a chat model as earlier turns, they teach it the answer format (SmolLM2-135M never writes `<answer>`
+        unshown)."""
+        return [(q.text, worked_reply(q)) for q in self.draw(EXAMPLE_SEED, 0, count)] if count else []
 
     def eval_questions(self, seed: int, count: int) -> list[Question]:
         """The held-out questions a node evaluates on: the first `count` of the eval split's stream."""
