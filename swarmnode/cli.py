@@ -343,7 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     get.add_argument("name", metavar="NAME", help=f"{', '.join(FETCHED_MODELS)}, or a local FILE.gguf")
     get.add_argument(
-        "--dir", help="models folder (default: ~/.cache/swarmnode/models; with another, --model takes the folder)"
+        "--dir",
+        help="models folder (default: $SWARMNODE_MODELS_DIR, else ~/.cache/swarmnode/models; with another, --model "
+        "takes the folder, or set SWARMNODE_MODELS_DIR)",
     )
     get.set_defaults(run=_models_get)
 

@@ -42,6 +42,10 @@ class Group:
     logprobs: tuple[tuple[float, ...], ...] | None = None
     """Behaviour log-probs, per completion one per token its author sampled (own groups: recorded at
     generation; peers': the author's claim, protocol v2). None: not known."""
+    round_trips: tuple[bool, ...] | None = None
+    """Own groups: whether each completion's text re-tokenises to exactly the ids sampled. A BPE model can sample
+    a split its tokenizer never makes (SmolLM2: `1` `0` where encoding `10` gives one token); a receiver lines
+    behaviour log-probs up with its own tokenization of the text, so such a row is not shared."""
 
     @property
     def informative(self) -> bool:
@@ -55,9 +59,12 @@ class Group:
 def wire_group(group: Group, limits: protocol.Limits, logprobs: bool) -> protocol.RolloutGroup:
     """A group as published: its text (each completion cut to the limit) and this node's rewards, never token
     ids; with `logprobs`, its behaviour log-probs when it has them and they still match the text sent (no
-    completion cut, no row over `max_completion_tokens`)."""
+    completion cut, no row over `max_completion_tokens`); an empty row for a completion whose text does not
+    re-tokenise to the ids sampled (`round_trips`: the row would not line up with the text's tokens)."""
     cut = limits.max_completion_chars
     rows = group.logprobs if logprobs else None
+    if rows is not None and group.round_trips is not None and len(group.round_trips) == len(rows):
+        rows = tuple(row if same else () for row, same in zip(rows, group.round_trips, strict=True))
     if rows is not None and (
         len(rows) != len(group.completions)
         or any(len(c) > cut for c in group.completions)

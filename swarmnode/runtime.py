@@ -46,6 +46,7 @@ class Runtime:
     def rollouts(self, questions: Sequence[Question], params: SamplingParams) -> list[Group]:
         """Generate `params.n` completions per question and score each with this node's own verifier."""
         outputs = self.backend.generate([self.prompter.prompt_ids(q.text) for q in questions], params)
+        again = self.prompter.completion_ids
         return [
             Group(
                 q,
@@ -53,6 +54,7 @@ class Runtime:
                 tuple(self.tasks.score(q, c.text) for c in outs),
                 token_ids=tuple(c.token_ids for c in outs),
                 logprobs=behaviour(outs),
+                round_trips=tuple(again(c.text, c.finished) == list(c.token_ids) for c in outs),
             )
             for q, outs in zip(questions, outputs, strict=True)
         ]

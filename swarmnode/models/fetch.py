@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -25,8 +26,10 @@ from swarmnode import __version__
 from swarmnode.checkpoint import sha256_file
 from swarmnode.errors import UserError, install_hint, make_folder
 
-DEFAULT_MODELS_DIR = Path("~/.cache/swarmnode/models")
-"""Where converted models live unless `swarmnode models get --dir` says otherwise."""
+MODELS_DIR_VARIABLE = "SWARMNODE_MODELS_DIR"
+DEFAULT_MODELS_DIR = Path(os.environ.get(MODELS_DIR_VARIABLE) or "~/.cache/swarmnode/models")
+"""Where converted models live (`--model NAME` looks there) unless `swarmnode models get --dir` says otherwise: the
+environment variable SWARMNODE_MODELS_DIR, else ~/.cache/swarmnode/models."""
 SOURCE_FILE = "swarmnode-source.json"
 """Written last into a converted folder: where its weights came from, with hashes."""
 
