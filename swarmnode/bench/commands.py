@@ -10,6 +10,10 @@ from swarmnode.config import NodeConfig
 from swarmnode.errors import UserError, install_hint
 
 NodeConfigOf = Callable[[argparse.Namespace], NodeConfig]
+MODEL_HELP = (
+    "this model alone (smollm2-135m, say), as `join --model` runs it: its settings, prompt and tasks "
+    "(default: the bench's own models)"
+)
 
 
 def _bench_protocol(args: argparse.Namespace) -> int:
@@ -39,7 +43,9 @@ def _bench_generate(args: argparse.Namespace) -> int:
 
     if min(args.questions, args.completions, args.max_new_tokens, args.repeats, args.threads) < 1:
         raise UserError("--questions, --completions, --max-new-tokens, --repeats and --threads must be >= 1")
-    generate.run(args.questions, args.completions, args.max_new_tokens, args.repeats, args.threads, Path(args.json))
+    generate.run(
+        args.questions, args.completions, args.max_new_tokens, args.repeats, args.threads, Path(args.json), args.model
+    )
     return 0
 
 
@@ -48,7 +54,7 @@ def _bench_round(args: argparse.Namespace) -> int:
 
     if args.threads < 1:
         raise UserError("--threads must be >= 1")
-    round_bench.run(args.threads, Path(args.json))
+    round_bench.run(args.threads, Path(args.json), args.model)
     return 0
 
 
@@ -163,10 +169,12 @@ def add_commands(
     gen.add_argument("--repeats", type=int, default=2, help="timed repetitions (default: %(default)s)")
     gen.add_argument("--threads", type=int, default=2, help="torch threads for transformers (default: %(default)s)")
     gen.add_argument("--json", default="runs/bench/generate.json", help="JSON output (default: %(default)s)")
+    gen.add_argument("--model", help=MODEL_HELP)
     gen.set_defaults(run=_bench_generate)
     rnd = benches.add_parser("round", help="one RL round of fixed work: swarmnode (each backend) beside TRL")
     rnd.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
     rnd.add_argument("--json", default="runs/bench/round.json", help="JSON output (default: %(default)s)")
+    rnd.add_argument("--model", help=MODEL_HELP)
     rnd.set_defaults(run=_bench_round)
     poi = benches.add_parser("poison", help="poisoning peers and sybils vs the defenses, off and on side by side")
     poi.add_argument("--scenarios", default="poison,sybils,sybil-poison", help="(default: %(default)s)")

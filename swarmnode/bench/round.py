@@ -6,13 +6,15 @@ one GRPO step (beta 0, clip 0.2 / 0.28), on a ~5M-parameter Llama built on the s
 A random model never answers correctly, so every system gets the same reward: the verifier's score plus
 a small deterministic bonus (completion length mod 7, x 0.01) that keeps reward variance non-zero and
 makes every system do its full update. Each system starts from the same saved weights; times are for
-one cold round after the engine or trainer exists.
+one cold round after the engine or trainer exists. With `--model NAME` (SmolLM2, say): that model instead, with
+the node's own prompt (chat template, worked examples; TRL gets the same prompt as text) on the node's own tasks.
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +34,24 @@ from swarmnode.tasks import Question, make_task
 QUESTIONS, COMPLETIONS, NEW_TOKENS, LR = 8, 8, 64, 1e-5
 
 
-def reward(question: Question, completion: str) -> float:
-    return make_task("basic_arithmetic").score(question, completion) + 0.01 * (len(completion) % 7)
+Score = Callable[[Question, str], float]
+
+
+def with_bonus(score: Score) -> Score:
+    """The verifier's score plus the length bonus that keeps every group's rewards varied."""
+    return lambda question, completion: score(question, completion) + 0.01 * (len(completion) % 7)
+
+
+reward = with_bonus(make_task("basic_arithmetic").score)
 
 
 def _model_dir(folder: Path) -> Path:
     return Path(save_tiny_llama(folder, hidden=256, layers=6, heads=4, intermediate=688, max_positions=512))
 
 
-def _swarmnode_round(backend: Any, model: Any, prompter: Prompter, questions: list[Question]) -> dict[str, float]:
+def _swarmnode_round(
+    backend: Any, model: Any, prompter: Prompter, questions: list[Question], score: Score = reward
+) -> dict[str, float]:
     learner = Learner(model, TrainConfig(lr=LR, warmup_updates=0), prompter)
     start = time.perf_counter()
     prompts = [prompter.prompt_ids(q.text) for q in questions]
@@ -49,7 +60,7 @@ def _swarmnode_round(backend: Any, model: Any, prompter: Prompter, questions: li
         Group(
             q,
             tuple(c.text for c in outs),
-            tuple(reward(q, c.text) for c in outs),
+            tuple(score(q, c.text) for c in outs),
             token_ids=tuple(c.token_ids for c in outs),
         )
         for q, outs in zip(questions, outputs, strict=True)
@@ -68,15 +79,19 @@ def _swarmnode_round(backend: Any, model: Any, prompter: Prompter, questions: li
     }
 
 
-def _trl_round(source: Path, questions: list[Question]) -> dict[str, float]:
+def _trl_round(
+    source: Path, questions: list[Question], prompts: list[str] | None = None, score: Score = reward
+) -> dict[str, float]:
+    """TRL's round on `prompts` (the questions' texts unless given: the node's rendered prompts)."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer  # type: ignore[attr-defined]
 
     model, tokenizer = load_model(str(source))
-    by_text = {q.text: q for q in questions}
+    texts = prompts or [q.text for q in questions]
+    by_text = dict(zip(texts, questions, strict=True))
 
     def rewards(prompts: list[str], completions: list[str], **_: Any) -> list[float | None]:
-        return [reward(by_text[p], c) for p, c in zip(prompts, completions, strict=True)]
+        return [score(by_text[p], c) for p, c in zip(prompts, completions, strict=True)]
 
     with tempfile.TemporaryDirectory(prefix="swarmnode-trl-") as out:
         args = GRPOConfig(
@@ -103,7 +118,7 @@ def _trl_round(source: Path, questions: list[Question]) -> dict[str, float]:
             reward_funcs=rewards,
             args=args,
             processing_class=tokenizer,
-            train_dataset=Dataset.from_list([{"prompt": q.text} for q in questions]),
+            train_dataset=Dataset.from_list([{"prompt": text} for text in texts]),
         )
         spent = {"generate": 0.0}
         original = trainer._generate_and_score_completions
@@ -121,36 +136,52 @@ def _trl_round(source: Path, questions: list[Question]) -> dict[str, float]:
     return {"generate_s": spent["generate"], "train_s": round_s - spent["generate"], "round_s": round_s}
 
 
-def run(threads: int, json_path: Path) -> list[dict[str, Any]]:
-    torch.set_num_threads(threads)
-    task = make_task("basic_arithmetic")
-    questions = [task.question(r) for r in task.refs(0, 0, QUESTIONS, "train")]
+def _node_model(source: Path, name: str | None) -> tuple[Any, Prompter]:
+    """The model from `source`, fresh, with the node's prompter for `name` (the bare question without one)."""
+    if name is None:
+        model, tokenizer = load_model(str(source))
+        return model, Prompter(tokenizer, "off", "")
+    from swarmnode import runtime
+    from swarmnode.config import load_config
+
+    rt = runtime.build(load_config(None, [(["model", "name"], name), (["generation", "backend"], "hf")]))
+    return rt.model, rt.prompter
+
+
+def run(threads: int, json_path: Path, model: str | None = None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="swarmnode-bench-round-") as tmp:
-        source = _model_dir(Path(tmp) / "model")
-        rows.append({"system": "TRL GRPOTrainer (fp32)", **_trl_round(source, questions)})
-        model, tokenizer = load_model(str(source))
-        prompter = Prompter(tokenizer, "off", "")
-        rows.append(
-            {
-                "system": "swarmnode, transformers",
-                **_swarmnode_round(HFBackend(model, prompter), model, prompter, questions),
-            }
-        )
-        ok, why = vllm_status()
-        if ok:  # last: vLLM pins the process's OpenMP threads when it starts
-            model, tokenizer = load_model(str(source))
-            prompter = Prompter(tokenizer, "off", "")
-            engine = VLLMBackend.with_defaults(model, str(source), prompter)
-            rows.append({"system": "swarmnode, vLLM", **_swarmnode_round(engine, model, prompter, questions)})
+        if model:
+            from swarmnode import runtime
+            from swarmnode.config import load_config
+
+            rt = runtime.build(load_config(None, [(["model", "name"], model), (["generation", "backend"], "hf")]))
+            source, questions, score = Path(rt.source), rt.tasks.draw(0, 0, QUESTIONS), with_bonus(rt.tasks.score)
+            rendered = [rt.tokenizer.decode(rt.prompter.prompt_ids(q.text)) for q in questions]
+            subject = f"{model} ({sum(p.numel() for p in rt.model.parameters()) / 1e6:.1f}M)"
+            del rt
         else:
-            print(f"(no vLLM row: {why})")
+            task = make_task("basic_arithmetic")
+            questions = [task.question(r) for r in task.refs(0, 0, QUESTIONS, "train")]
+            source, score, rendered, subject = _model_dir(Path(tmp) / "model"), reward, None, "4.8M-parameter Llama"
+        torch.set_num_threads(threads)
+        rows.append({"system": "TRL GRPOTrainer (fp32)", **_trl_round(source, questions, rendered, score)})
+        for system, use_vllm in (("swarmnode, transformers", False), ("swarmnode, vLLM", True)):
+            ok, why = vllm_status()
+            if use_vllm and not ok:
+                print(f"(no vLLM row: {why})")
+                continue
+            policy, prompter = _node_model(source, model)
+            backend = (
+                VLLMBackend.with_defaults(policy, str(source), prompter) if use_vllm else HFBackend(policy, prompter)
+            )
+            rows.append({"system": system, **_swarmnode_round(backend, policy, prompter, questions, score)})
     trl = rows[0]["round_s"]
     for row in rows:
         row["x_trl_round"] = row["round_s"] / trl
     print(
         f"round bench: {QUESTIONS} basic_arithmetic questions x {COMPLETIONS} completions x up to {NEW_TOKENS} "
-        f"new tokens, 4.8M-parameter Llama, one GRPO step, {threads} torch thread(s)"
+        f"new tokens, {subject}, one GRPO step, {threads} torch thread(s)"
     )
     print(
         format_table(

