@@ -60,8 +60,8 @@ install-smollm2: $(STAMP)
 smollm2: install-smollm2
 	$(BIN)/swarmnode models get smollm2-135m
 
-# a silo node on SmolLM2 with the settings it learns with (swarmnode/config_sections.py, MODEL_SETTINGS): 30 minutes,
-# held-out greedy accuracy from 9% to about 50% on 2 cores (docs/BENCHMARKS.md, "Silo learning: SmolLM2")
+# a silo node on SmolLM2 with the settings it learns with (swarmnode/config_sections.py, MODEL_SETTINGS) for 30
+# minutes, one torch thread: held-out greedy accuracy 9% -> 71% (docs/BENCHMARKS.md, "Silo learning — SmolLM2")
 run-smollm2: smollm2
 	$(BIN)/swarmnode join --silo --model smollm2-135m --run-dir runs/smollm2 --minutes 30
 

@@ -180,10 +180,15 @@ def _eval(args: argparse.Namespace) -> int:
 def _models_get(args: argparse.Namespace) -> int:
     from swarmnode.models import fetch
 
-    models_dir = Path(args.dir) if args.dir else fetch.DEFAULT_MODELS_DIR
+    models_dir = Path(args.dir) if args.dir else fetch.models_home()
     folder = fetch.get(args.name, models_dir)
-    use = args.name if args.dir is None else str(folder)
-    print(f"use it with --model {use} (join, eval, bench)")
+    if args.dir is None:
+        print(f"use it with --model {args.name} (join, eval, bench)")
+    else:  # by name, the model brings its own settings (MODEL_SETTINGS); by folder, its weights alone
+        print(
+            f"use it with --model {args.name} and {fetch.MODELS_DIR_VARIABLE}={args.dir} set (join, eval, bench), "
+            f"or --model {folder} (the weights alone, without the settings the name brings)"
+        )
     return 0
 
 

@@ -213,7 +213,9 @@ def _apply(data: dict[str, Any], path: list[str], value: Any) -> None:
 
 
 def with_model_settings(data: dict[str, Any]) -> dict[str, Any]:
-    """`data` (a config file's fields and the flags) over the settings of the model it names (`MODEL_SETTINGS`)."""
+    """`data` (a config file's fields and the flags) over the settings of the model it names (`MODEL_SETTINGS`),
+    field by field; task names of the user's own replace the model's (keeping the model's parameters for a task
+    both name), and task parameters merge per task."""
     model = data.get("model")
     settings = MODEL_SETTINGS.get(str(model.get("name"))) if isinstance(model, dict) else None
     if not settings:
@@ -221,9 +223,20 @@ def with_model_settings(data: dict[str, Any]) -> dict[str, Any]:
     merged = dict(data)
     for section, values in settings.items():
         mine = merged.get(section, {})
-        if not isinstance(mine, dict) or (section == "task" and mine):
-            continue  # a task set of the user's own is taken whole
-        merged[section] = {**values, **mine}
+        if not isinstance(mine, dict):
+            continue  # not a section: validation says so
+        combined = {**values, **mine}
+        if section == "task":
+            names = combined.get("names")
+            params = {**values.get("params", {})}
+            for task, own in (mine.get("params") or {}).items():
+                params[task] = {**params.get(task, {}), **own} if isinstance(own, dict) else own
+            if "names" in mine and isinstance(names, list):
+                params = {task: p for task, p in params.items() if task in names or task in mine.get("params", {})}
+            combined["params"] = params
+            if not params and "params" not in mine:
+                del combined["params"]  # the field's default
+        merged[section] = combined
     return merged
 
 

@@ -222,8 +222,9 @@ MODEL_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "checkpoint": {"every": 10},
     },
 }
-"""Settings a named model runs well with, applied under the user's own (a config file's field or a flag wins; a
-task chosen in the file or by a flag replaces the model's whole [task])."""
+"""Settings a named model runs well with, applied under the user's own, field by field (a config file's field or a
+flag wins; tasks named by the user replace the model's, which keep their parameters where the user names them
+too)."""
 
 
 class SwarmConfig(Section):

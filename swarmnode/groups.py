@@ -65,6 +65,7 @@ def wire_group(group: Group, limits: protocol.Limits, logprobs: bool) -> protoco
     rows = group.logprobs if logprobs else None
     if rows is not None and group.round_trips is not None and len(group.round_trips) == len(rows):
         rows = tuple(row if same else () for row, same in zip(rows, group.round_trips, strict=True))
+        rows = rows if any(rows) else None  # nothing left to share: a v1 message
     if rows is not None and (
         len(rows) != len(group.completions)
         or any(len(c) > cut for c in group.completions)

@@ -55,12 +55,19 @@ Subject = tuple[str, str, Any, Prompter, list[list[int]], int]
 """(label, source folder, model, prompter, prompts, parameters)."""
 
 
-def named_subject(name: str, questions: int) -> Subject:
-    """Model `name` as `swarmnode join --model NAME` runs it: its settings, prompt and tasks."""
+def node_runtime(name: str, threads: int) -> Any:
+    """Model `name` as `swarmnode join --model NAME --threads T --backend hf` builds it: its settings (the model's
+    own, `MODEL_SETTINGS`), prompt and tasks."""
     from swarmnode import runtime
     from swarmnode.config import load_config
 
-    rt = runtime.build(load_config(None, [(["model", "name"], name), (["generation", "backend"], "hf")]))
+    flags: list[tuple[list[str], Any]] = [(["model", "name"], name), (["generation", "backend"], "hf")]
+    return runtime.build(load_config(None, [*flags, (["threads"], threads)]))
+
+
+def named_subject(name: str, questions: int, threads: int) -> Subject:
+    """Model `name` as the node runs it, with its first `questions` train questions as prompts."""
+    rt = node_runtime(name, threads)
     n_params = sum(p.numel() for p in rt.model.parameters())
     prompts = [rt.prompter.prompt_ids(q.text) for q in rt.tasks.draw(0, 0, questions)]
     return f"{name} ({n_params / 1e6:.1f}M)", rt.source, rt.model, rt.prompter, prompts, n_params
@@ -84,7 +91,7 @@ def run(
     params = SamplingParams(n=completions, max_new_tokens=max_new_tokens, temperature=1.0, seed=0)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="swarmnode-bench-gen-") as tmp:
-        loaded = [named_subject(model, questions)] if model else _default_subjects(Path(tmp), questions)
+        loaded = [named_subject(model, questions, threads)] if model else _default_subjects(Path(tmp), questions)
         torch.set_num_threads(threads)
         for label, _, policy, prompter, prompts, n_params in loaded:
             seconds, tokens = _timed(HFBackend(policy, prompter), prompts, params, repeats)

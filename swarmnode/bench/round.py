@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from swarmnode.bench.generate import node_runtime
 from swarmnode.bench.report import format_table, write_json
 from swarmnode.config import TrainConfig
 from swarmnode.groups import Group
@@ -136,15 +137,13 @@ def _trl_round(
     return {"generate_s": spent["generate"], "train_s": round_s - spent["generate"], "round_s": round_s}
 
 
-def _node_model(source: Path, name: str | None) -> tuple[Any, Prompter]:
-    """The model from `source`, fresh, with the node's prompter for `name` (the bare question without one)."""
+def _node_model(source: Path, name: str | None, threads: int) -> tuple[Any, Prompter]:
+    """A fresh copy of the bench's model: from `source` with the bare question, or model `name` as the node builds
+    it (its own folder, prompt and settings)."""
     if name is None:
         model, tokenizer = load_model(str(source))
         return model, Prompter(tokenizer, "off", "")
-    from swarmnode import runtime
-    from swarmnode.config import load_config
-
-    rt = runtime.build(load_config(None, [(["model", "name"], name), (["generation", "backend"], "hf")]))
+    rt = node_runtime(name, threads)
     return rt.model, rt.prompter
 
 
@@ -152,11 +151,9 @@ def run(threads: int, json_path: Path, model: str | None = None) -> list[dict[st
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="swarmnode-bench-round-") as tmp:
         if model:
-            from swarmnode import runtime
-            from swarmnode.config import load_config
-
-            rt = runtime.build(load_config(None, [(["model", "name"], model), (["generation", "backend"], "hf")]))
+            rt = node_runtime(model, threads)
             source, questions, score = Path(rt.source), rt.tasks.draw(0, 0, QUESTIONS), with_bonus(rt.tasks.score)
+            tasks = "/".join(rt.tasks.tasks)
             rendered = [rt.tokenizer.decode(rt.prompter.prompt_ids(q.text)) for q in questions]
             subject = f"{model} ({sum(p.numel() for p in rt.model.parameters()) / 1e6:.1f}M)"
             del rt
@@ -164,6 +161,7 @@ def run(threads: int, json_path: Path, model: str | None = None) -> list[dict[st
             task = make_task("basic_arithmetic")
             questions = [task.question(r) for r in task.refs(0, 0, QUESTIONS, "train")]
             source, score, rendered, subject = _model_dir(Path(tmp) / "model"), reward, None, "4.8M-parameter Llama"
+            tasks = "basic_arithmetic"
         torch.set_num_threads(threads)
         rows.append({"system": "TRL GRPOTrainer (fp32)", **_trl_round(source, questions, rendered, score)})
         for system, use_vllm in (("swarmnode, transformers", False), ("swarmnode, vLLM", True)):
@@ -171,7 +169,7 @@ def run(threads: int, json_path: Path, model: str | None = None) -> list[dict[st
             if use_vllm and not ok:
                 print(f"(no vLLM row: {why})")
                 continue
-            policy, prompter = _node_model(source, model)
+            policy, prompter = _node_model(source, model, threads)
             backend = (
                 VLLMBackend.with_defaults(policy, str(source), prompter) if use_vllm else HFBackend(policy, prompter)
             )
@@ -180,7 +178,7 @@ def run(threads: int, json_path: Path, model: str | None = None) -> list[dict[st
     for row in rows:
         row["x_trl_round"] = row["round_s"] / trl
     print(
-        f"round bench: {QUESTIONS} basic_arithmetic questions x {COMPLETIONS} completions x up to {NEW_TOKENS} "
+        f"round bench: {QUESTIONS} {tasks} questions x {COMPLETIONS} completions x up to {NEW_TOKENS} "
         f"new tokens, {subject}, one GRPO step, {threads} torch thread(s)"
     )
     print(
@@ -192,7 +190,14 @@ def run(threads: int, json_path: Path, model: str | None = None) -> list[dict[st
     write_json(
         json_path,
         "round",
-        {"threads": threads, "questions": QUESTIONS, "completions": COMPLETIONS, "max_new_tokens": NEW_TOKENS},
+        {
+            "threads": threads,
+            "model": subject,
+            "tasks": tasks,
+            "questions": QUESTIONS,
+            "completions": COMPLETIONS,
+            "max_new_tokens": NEW_TOKENS,
+        },
         rows,
     )
     print(f"wrote {json_path}")

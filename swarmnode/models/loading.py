@@ -11,7 +11,7 @@ import torch
 from swarmnode.config import EMBEDDED_MODELS
 from swarmnode.config_sections import FETCHED_MODELS
 from swarmnode.errors import UserError
-from swarmnode.models.fetch import DEFAULT_MODELS_DIR, installed_folder, is_gguf_name
+from swarmnode.models.fetch import installed_folder, is_gguf_name
 
 EMBEDDED_DIR = Path(__file__).with_name("tiny-add")
 EMBEDDED = {name: Path(__file__).with_name(name.split("/", 1)[1]) for name in EMBEDDED_MODELS}
@@ -19,8 +19,9 @@ EMBEDDED = {name: Path(__file__).with_name(name.split("/", 1)[1]) for name in EM
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def resolve_model_source(name: str, models_dir: Path = DEFAULT_MODELS_DIR) -> str:
-    """The embedded default's folder, the converted folder of a fetched model or GGUF file (in `models_dir`),
+def resolve_model_source(name: str, models_dir: Path | None = None) -> str:
+    """The embedded default's folder, the converted folder of a fetched model or GGUF file (in `models_dir`, else
+    `fetch.models_home()`),
     an existing local path, or the name as a hub id."""
     if name in EMBEDDED:
         if not (EMBEDDED[name] / "model.safetensors").exists():

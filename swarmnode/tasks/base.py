@@ -62,12 +62,15 @@ EXAMPLE_SEED = 4_242_424_242
 split)."""
 
 
-def worked_reply(question: Question) -> str:
+def worked_reply(question: Question, answer_format: AnswerFormat = "end") -> str:
     """An answer to `question` as a worked example shows it: the equation restated (for a question written as
-    `...=`), then the answer span, as the `end` format allows (`12+7 = 19. <answer>19</answer>`)."""
+    `...=`), then the answer span (`12+7 = 19. <answer>19</answer>`); the span alone under `exact`, which allows
+    nothing before it."""
     span = f"{OPEN_TAG}{question.answer}{CLOSE_TAG}"
     text = question.text.strip()
-    return f"{text[:-1].rstrip()} = {question.answer}. {span}" if text.endswith("=") else span
+    if answer_format == "exact" or not text.endswith("="):
+        return span
+    return f"{text[:-1].rstrip()} = {question.answer}. {span}"
 
 
 class TaskError(Exception):
@@ -169,7 +172,9 @@ class TaskSet:
         """`count` worked examples (question text, reply) from the train split's stream at `EXAMPLE_SEED`: shown to
         a chat model as earlier turns, they teach it the answer format (SmolLM2-135M never writes `<answer>`
         unshown)."""
-        return [(q.text, worked_reply(q)) for q in self.draw(EXAMPLE_SEED, 0, count)] if count else []
+        return (
+            [(q.text, worked_reply(q, self.answer_format)) for q in self.draw(EXAMPLE_SEED, 0, count)] if count else []
+        )
 
     def eval_questions(self, seed: int, count: int) -> list[Question]:
         """The held-out questions a node evaluates on: the first `count` of the eval split's stream."""

@@ -72,6 +72,11 @@ SMALL_ROUNDS = (
 )
 
 
+def _rounds(run: Path) -> list[int]:
+    """The rounds in `run`'s metrics (not its evaluations)."""
+    return [r["round"] for r in metrics_rows(run) if "mean_reward" in r]
+
+
 def _silo(run: Path, rounds: int) -> list[str]:
     command = [SWARMNODE, "join", "--silo", "--model", "smollm2-135m", "--run-dir", str(run), "--backend", "hf"]
     command += ["--rounds", str(rounds)]
@@ -88,15 +93,14 @@ def test_a_smollm2_silo_node_trains_checkpoints_and_resumes(models_dir: Path, tm
     assert "stopped after round 2" in first.stdout, first.stdout[-2000:]
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["examples"] == 1 and config["task"]["names"] == ["mul", "count"]  # its own settings
-    rows = metrics_rows(run)
-    assert [r["round"] for r in rows] == [1, 2]
+    assert _rounds(run) == [1, 2]
     saved = run / "checkpoints" / "round-000002"
     assert (saved / "model.safetensors").stat().st_size > 500e6 and (saved / "optimizer.safetensors").is_file()
 
     second = subprocess.run(_silo(run, 3), capture_output=True, text=True, timeout=600, env=_env(models_dir))
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert re.search(r"resumed from \S+round-000002 \(round 2\)", second.stdout), second.stdout[-2000:]
-    assert [r["round"] for r in metrics_rows(run)] == [1, 2, 3]
+    assert _rounds(run) == [1, 2, 3]
     assert "warning:" not in second.stderr, second.stderr[-2000:]
 
 
@@ -112,13 +116,15 @@ def test_a_smollm2_node_and_an_embedded_model_node_train_on_each_others_groups(
     procs.append(boot)
     maddr = read_line_matching(boot, r"--peers (\S+)").group(1)
     sides = {
-        "smollm2": ("--model", "smollm2-135m", "--set", "generation.questions_per_round=4"),
-        "tiny": ("--model", "swarmnode/tiny-add", "--set", "generation.questions_per_round=4"),
+        "smollm2": ("--model", "smollm2-135m"),
+        # SmolLM2 writes `86+41 = 127. <answer>127</answer>`: 18 tokens of tiny-add's, whose own bound on a peer's
+        # completion is 2 x its max_new_tokens of 8
+        "tiny": ("--model", "swarmnode/tiny-add", "--set", "swarm.max_completion_tokens=64"),
     }
     runs, logs = [tmp_path / name for name in sides], [tmp_path / f"{name}.log" for name in sides]
     for (name, flags), run, log in zip(sides.items(), runs, logs, strict=True):
         command = join_command("mixed", run, tmp_path / f"{name}.pem", "--peers", maddr, "--minutes", "12", *flags)
-        command += ["--task", "add", "--set", "swarm.round_timeout_s=5"]
+        command += ["--task", "add", "--set", "generation.questions_per_round=4", "--set", "swarm.round_timeout_s=5"]
         with log.open("w") as out:
             procs.append(
                 subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, text=True, env=_env(models_dir))
@@ -130,13 +136,20 @@ def test_a_smollm2_node_and_an_embedded_model_node_train_on_each_others_groups(
 
     smollm2_id, tiny_id = wait_for(ids, "both nodes to say their peer ids", 180)
 
-    def trained_on(run: Path, peer: str) -> int:
-        return sum(r.get("external_by_peer", {}).get(peer, 0) for r in metrics_rows(run))
+    def trained_on(run: Path, peer: str, completions: int) -> int:
+        """Completions from `peer` the node trained on (each has one peer: its groups x G, less those gated)."""
+        return sum(
+            r["external_by_peer"][peer] * completions - r["offpolicy"]["gated_completions"]
+            for r in metrics_rows(run)
+            if r.get("external_by_peer", {}).get(peer)
+        )
 
     def both() -> bool:
-        return trained_on(runs[0], tiny_id) > 0 and trained_on(runs[1], smollm2_id) > 0
+        return trained_on(runs[0], tiny_id, 8) > 0 and trained_on(runs[1], smollm2_id, 8) > 0
 
-    wait_for(both, "each node to train on the other's groups", 600, every=2.0, explain=lambda: swarm_report(logs, runs))
+    wait_for(
+        both, "each node to train on the other's completions", 600, every=2.0, explain=lambda: swarm_report(logs, runs)
+    )
     for p in procs[1:]:
         p.send_signal(signal.SIGINT)
     for p in procs[1:]:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from swarmnode.config import NodeConfig, load_config, parse_override
 from swarmnode.policy.base import Prompter
-from swarmnode.tasks.base import TaskSet, make_task, stray_text, worked_reply
+from swarmnode.tasks.base import AnswerFormat, TaskSet, make_task, stray_text, worked_reply
 from tests.unit.test_stop_tokens import chat_tokenizer
 
 CHAT = (
@@ -17,13 +19,14 @@ CHAT = (
 )
 
 
-def test_a_worked_reply_restates_the_equation_and_scores_one_under_the_strictest_allowed_format() -> None:
-    tasks = TaskSet([make_task("mul", {"digits": 1}), make_task("count", {"level": 1})], "end")
+@pytest.mark.parametrize("answer_format", ["end", "exact", "anywhere"])
+def test_a_worked_reply_scores_one_under_the_sets_answer_format(answer_format: AnswerFormat) -> None:
+    tasks = TaskSet([make_task("mul", {"digits": 1}), make_task("count", {"level": 1})], answer_format)
     for asked, reply in tasks.examples(4):
         question = next(q for q in tasks.draw(4_242_424_242, 0, 4) if q.text == asked)
-        assert reply == worked_reply(question)
-        assert reply.startswith(asked[:-1]) and reply.endswith(f"<answer>{question.answer}</answer>")
-        assert tasks.score(question, reply) == 1.0 and not stray_text(reply, "end")
+        assert reply == worked_reply(question, answer_format) and reply.endswith(f"<answer>{question.answer}</answer>")
+        assert reply.startswith(asked[:-1]) == (answer_format != "exact")  # the equation restated where allowed
+        assert tasks.score(question, reply) == 1.0 and not stray_text(reply, answer_format)
 
 
 def test_examples_come_from_the_train_split_and_are_the_same_for_every_node() -> None:
@@ -57,6 +60,18 @@ def test_smollm2_brings_its_own_settings_and_the_users_win() -> None:
     assert mine.train.lr == 3e-6 and mine.generation.max_new_tokens == 32
     assert mine.task.names == ["add"] and mine.task.params == {"add": {"digits": 2}}  # the user's task, whole
     assert load_config(None, []).model.examples == 0  # the embedded default is untouched
+
+
+def test_task_fields_of_the_users_merge_with_the_models_tasks() -> None:
+    def task(*flags: str) -> tuple[list[str], dict[str, object], str]:
+        config = load_config(None, [parse_override(s) for s in ("model.name=smollm2-135m", *flags)])
+        return config.task.names, config.task.params, config.task.answer_format
+
+    models = {"mul": {"digits": 1}, "count": {"level": 1}}
+    assert task("task.answer_format=exact") == (["mul", "count"], models, "exact")
+    assert task("task.params.mul.digits=2") == (["mul", "count"], {**models, "mul": {"digits": 2}}, "end")
+    assert task("task.names=['mul']") == (["mul"], {"mul": {"digits": 1}}, "end")  # the model's level for mul
+    assert task("task.names=['add']")[:2] == (["add"], {"add": {"digits": 2}})
 
 
 def test_a_config_file_beats_the_models_settings(tmp_path: Path) -> None:
