@@ -230,8 +230,13 @@ def settings_changed(meta: dict[str, Any], config: NodeConfig) -> str:
         same = meta.get("config_digest") == config.training_digest()
         return "" if same else "this checkpoint records only a digest of them, not which"
     now = config.training_settings()
-    # a setting added after the checkpoint was written held its default then (DIGEST_SKIPS_DEFAULT's rule)
-    saved = {**type(config)().training_settings(), **saved}
+    # a setting added after the checkpoint was written held its default then (DIGEST_SKIPS_DEFAULT's rule): a field
+    # the checkpoint has no key of at all (not an entry of a dict field it has, such as task.params' other tasks)
+    def field(key: str) -> str:
+        return ".".join(key.split(".")[:2])
+
+    recorded = {field(k) for k in saved}
+    saved = {**{k: v for k, v in type(config)().training_settings().items() if field(k) not in recorded}, **saved}
     keys = sorted(k for k in saved.keys() | now.keys() if saved.get(k, "unset") != now.get(k, "unset"))
     shown = [f"{k} {json.dumps(saved.get(k, 'unset'))} -> {json.dumps(now.get(k, 'unset'))}" for k in keys[:6]]
     return ", ".join(shown) + (f" and {len(keys) - 6} more" if len(keys) > 6 else "")

@@ -126,3 +126,20 @@ def test_a_setting_newer_than_the_checkpoint_counts_as_unchanged_at_its_default(
     assert checkpoint.settings_changed(meta, base) == ""  # the field did not exist: it held its default
     changed = load_config(None, [(["train", "peer_gate_window"], 3)])
     assert checkpoint.settings_changed(meta, changed) == "train.peer_gate_window 6 -> 3"
+
+
+def test_a_run_on_other_tasks_resumes_with_no_setting_changed() -> None:
+    """The default config's `task.params.add.digits` is an entry of a dict field, not a setting newer than a
+    checkpoint of a run on `sub`: filled in from the defaults, every such resume said its settings had changed."""
+    from swarmnode.config import load_config, parse_override
+
+    for flags in (["task.names=['sub']", "task.params={sub = {digits = 1}}"], ["model.name=smollm2-135m"]):
+        config = load_config(None, [parse_override(f) for f in flags])
+        assert checkpoint.settings_changed({"training_settings": config.training_settings()}, config) == ""
+    sub = load_config(None, [parse_override("task.names=['sub']"), parse_override("task.params={sub = {digits = 1}}")])
+    other = load_config(
+        None, [parse_override("task.names=['sub']"), parse_override("task.params={sub = {digits = 2}}")]
+    )
+    assert checkpoint.settings_changed({"training_settings": sub.training_settings()}, other) == (
+        "task.params.sub.digits 1 -> 2"
+    )
