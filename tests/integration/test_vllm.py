@@ -213,3 +213,15 @@ def test_smollm2_weights_sync_into_vllm(smollm2: Any) -> None:
     rt.backend.sync_weights()
     print(f"SmolLM2 weight sync into vLLM: {time.perf_counter() - start:.2f} s")
     assert _compare(rt.model, rt.prompter, rt.backend, prompts) < 2e-3 < stale
+
+
+def test_smollm2_a_seeded_round_longer_than_one_step_of_tokens(smollm2: Any) -> None:
+    """A node's round (8 questions x 8 seeded completions, 64 prompts of about 66 tokens) is more than vLLM's 4,096
+    tokens of one step: on a CPU, a prompt split across steps ended in "CPU Generator does not use offset"."""
+    from swarmnode.policy.base import SamplingParams
+
+    rt = smollm2
+    prompts = [rt.prompter.prompt_ids(q.text) for q in rt.tasks.draw(0, 0, 8)]
+    assert sum(len(p) for p in prompts) * 8 > 4096
+    out = rt.backend.generate(prompts, SamplingParams(n=8, max_new_tokens=4, temperature=0.7, seed=3))
+    assert [len(g) for g in out] == [8] * 8 and all(c.token_ids for g in out for c in g)
