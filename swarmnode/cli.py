@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from swarmnode import __version__
 from swarmnode.bench import commands as bench_commands
@@ -28,9 +28,10 @@ def _keygen(args: argparse.Namespace) -> int:
     return 0
 
 
-def _node_config(args: argparse.Namespace) -> NodeConfig:
-    """The config file, then --set overrides, then the dedicated flags (which win)."""
-    overrides = [parse_override(text) for text in args.set or []]
+def _node_config(args: argparse.Namespace, under: list[tuple[list[str], Any]] | None = None) -> NodeConfig:
+    """The config file, then `under` (a checkpoint's recorded settings), then --set overrides, then the dedicated
+    flags (which win)."""
+    overrides = [*(under or []), *(parse_override(text) for text in args.set or [])]
     flags: list[tuple[str, object]] = [
         ("model.name", getattr(args, "model", None)),
         ("rounds", getattr(args, "rounds", None)),
@@ -157,6 +158,13 @@ def _eval(args: argparse.Namespace) -> int:
         if found is None:
             raise UserError(f"no complete checkpoint in {args.checkpoint_of}")
         source = str(found.path)
+        recorded = found.meta.get("training_settings")
+        if isinstance(recorded, dict) and not args.config:
+            # the run's model, tasks and prompt (a SmolLM2 run's worked example), under the flags given here
+            try:
+                config = _node_config(args, [(key.split("."), value) for key, value in recorded.items()])
+            except UserError as exc:
+                print(f"warning: the checkpoint's settings do not load ({exc}); using the flags", file=sys.stderr)
     rt = runtime.build(config, source)
     result = evaluate(
         rt.backend,
@@ -173,7 +181,8 @@ def _eval(args: argparse.Namespace) -> int:
         line += f", pass@{args.k} {result.pass_at_k:.1%}"
     print(line)
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": rt.source, **dataclasses.asdict(result)}, indent=2) + "\n")
+        record = {"model": rt.source, "tasks": config.task.names, **dataclasses.asdict(result)}
+        Path(args.json).write_text(json.dumps(record, indent=2) + "\n")
     return 0
 
 

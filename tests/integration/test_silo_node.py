@@ -300,3 +300,21 @@ def test_silo_and_swarm_together_is_one_line(tmp_path: Path) -> None:
     out = swarmnode("join", "--silo", "--swarm", "x", "--rounds", "1", "--run-dir", str(tmp_path / "run"))
     assert out.returncode == 2 and "--silo and --swarm contradict" in out.stderr
     assert out.stderr.strip().count("\n") == 0
+
+
+def test_eval_of_a_checkpoint_uses_the_runs_tasks_and_prompt(tmp_path: Path) -> None:
+    """`eval --checkpoint-of RUN` evaluates on what RUN trained on (its recorded settings: model, tasks, prompt),
+    not on the defaults; flags given to eval still win."""
+    run_dir = tmp_path / "run"
+    settings = ("--set", "generation.questions_per_round=2", "--set", "task.params={sub = {digits = 1}}")
+    out = swarmnode("join", "--silo", "--rounds", "1", "--run-dir", str(run_dir), "--task", "sub", *settings)
+    assert out.returncode == 0, out.stderr
+    ev = swarmnode(
+        "eval", "--checkpoint-of", str(run_dir), "--questions", "4", "--k", "0", "--json", str(tmp_path / "e.json")
+    )
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads((tmp_path / "e.json").read_text())["tasks"] == ["sub"]
+    flags = ("--task", "add", "--set", "task.params={}", "--json", str(tmp_path / "f.json"))
+    ev = swarmnode("eval", "--checkpoint-of", str(run_dir), "--questions", "4", "--k", "0", *flags)
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads((tmp_path / "f.json").read_text())["tasks"] == ["add"]
