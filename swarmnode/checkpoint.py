@@ -230,6 +230,7 @@ def settings_changed(meta: dict[str, Any], config: NodeConfig) -> str:
         same = meta.get("config_digest") == config.training_digest()
         return "" if same else "this checkpoint records only a digest of them, not which"
     now = config.training_settings()
+
     # a setting added after the checkpoint was written held its default then (DIGEST_SKIPS_DEFAULT's rule): a field
     # the checkpoint has no key of at all (not an entry of a dict field it has, such as task.params' other tasks)
     def field(key: str) -> str:

@@ -34,6 +34,8 @@ def models_home() -> Path:
     """Where converted models live (`--model NAME` looks there) unless `swarmnode models get --dir` says otherwise:
     the environment variable SWARMNODE_MODELS_DIR, read when asked, else DEFAULT_MODELS_DIR."""
     return Path(os.environ.get(MODELS_DIR_VARIABLE) or DEFAULT_MODELS_DIR)
+
+
 SOURCE_FILE = "swarmnode-source.json"
 """Written last into a converted folder: where its weights came from, with hashes."""
 
