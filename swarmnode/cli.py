@@ -191,13 +191,10 @@ def _models_get(args: argparse.Namespace) -> int:
 
     models_dir = Path(args.dir) if args.dir else fetch.models_home()
     folder = fetch.get(args.name, models_dir)
-    if args.dir is None:
-        print(f"use it with --model {args.name} (join, eval, bench)")
-    else:  # by name, the model brings its own settings (MODEL_SETTINGS); by folder, its weights alone
-        print(
-            f"use it with --model {args.name} and {fetch.MODELS_DIR_VARIABLE}={args.dir} set (join, eval, bench), "
-            f"or --model {folder} (the weights alone, without the settings the name brings)"
-        )
+    # by name, the model brings its own settings (MODEL_SETTINGS); by folder, its weights alone
+    where = f" and {fetch.MODELS_DIR_VARIABLE}={args.dir} set" if args.dir else ""
+    alone = f", or --model {folder} (its weights alone, without the settings the name brings)" if args.dir else ""
+    print(f"use it with --model {args.name}{where} (join, eval, bench){alone}")
     return 0
 
 

@@ -137,14 +137,10 @@ def _trl_round(
     return {"generate_s": spent["generate"], "train_s": round_s - spent["generate"], "round_s": round_s}
 
 
-def _node_model(source: Path, name: str | None, threads: int) -> tuple[Any, Prompter]:
-    """A fresh copy of the bench's model: from `source` with the bare question, or model `name` as the node builds
-    it (its own folder, prompt and settings)."""
-    if name is None:
-        model, tokenizer = load_model(str(source))
-        return model, Prompter(tokenizer, "off", "")
-    rt = node_runtime(name, threads)
-    return rt.model, rt.prompter
+def _fresh_model(source: Path, prompter: Prompter | None) -> tuple[Any, Prompter]:
+    """A fresh copy of the bench's weights, with `prompter` (the node's, for a named model) or the bare question."""
+    model, tokenizer = load_model(str(source))
+    return model, prompter or Prompter(tokenizer, "off", "")
 
 
 def run(threads: int, json_path: Path, model: str | None = None) -> list[dict[str, Any]]:
@@ -156,12 +152,13 @@ def run(threads: int, json_path: Path, model: str | None = None) -> list[dict[st
             tasks = "/".join(rt.tasks.tasks)
             rendered = [rt.tokenizer.decode(rt.prompter.prompt_ids(q.text)) for q in questions]
             subject = f"{model} ({sum(p.numel() for p in rt.model.parameters()) / 1e6:.1f}M)"
-            del rt
+            node_prompter: Prompter | None = rt.prompter
+            del rt  # each system starts from the saved weights
         else:
             task = make_task("basic_arithmetic")
             questions = [task.question(r) for r in task.refs(0, 0, QUESTIONS, "train")]
             source, score, rendered, subject = _model_dir(Path(tmp) / "model"), reward, None, "4.8M-parameter Llama"
-            tasks = "basic_arithmetic"
+            tasks, node_prompter = "basic_arithmetic", None
         torch.set_num_threads(threads)
         rows.append({"system": "TRL GRPOTrainer (fp32)", **_trl_round(source, questions, rendered, score)})
         for system, use_vllm in (("swarmnode, transformers", False), ("swarmnode, vLLM", True)):
@@ -169,7 +166,7 @@ def run(threads: int, json_path: Path, model: str | None = None) -> list[dict[st
             if use_vllm and not ok:
                 print(f"(no vLLM row: {why})")
                 continue
-            policy, prompter = _node_model(source, model, threads)
+            policy, prompter = _fresh_model(source, node_prompter)
             backend = (
                 VLLMBackend.with_defaults(policy, str(source), prompter) if use_vllm else HFBackend(policy, prompter)
             )
