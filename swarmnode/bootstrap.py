@@ -58,7 +58,7 @@ def serve(config: NodeConfig, addr_file: Path | None, say: Callable[[str], None]
     if config.swarm.transport.type == "memory":
         raise UserError("a bootstrap node on the memory transport would reach nobody: use hivemind or libp2p")
     if config.swarm.transport.type == "hivemind":
-        from swarmnode.swarm.hivemind_light import import_dht_without_torch
+        from swarmnode.swarm.transports.hivemind_light import import_dht_without_torch
 
         import_dht_without_torch()  # a bootstrap with hivemind's package would hold torch (~250 MiB) for nothing
     # nat_port_map, auto_nat and relays stay off unless swarm.transport.nat_traversal

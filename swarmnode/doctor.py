@@ -183,7 +183,7 @@ def _transport(config: NodeConfig) -> list[Check]:
     if kind == "memory":
         return [Check("warn", "transport", "memory: no network, only nodes of this process share rollouts")]
     if kind == "libp2p":
-        from swarmnode.swarm.libp2p import libp2p_available
+        from swarmnode.swarm.transports.libp2p import libp2p_available
 
         if not libp2p_available():
             return [Check("FAIL", "transport", f"libp2p is not installed: {install_hint('libp2p')}")]

@@ -38,7 +38,7 @@ from swarmnode.tasks.base import outside_text
 
 if TYPE_CHECKING:  # a silo node never loads the swarm stack
     from swarmnode.swarm.front import Swarm
-    from swarmnode.swarm.transport import Transport
+    from swarmnode.swarm.transports.base import Transport
 
 
 ALONE_ROUNDS = 5

@@ -33,8 +33,8 @@ import protocol
 from protocol.envelope import pack_envelope
 from swarmnode.groups import has_signal
 from swarmnode.identity import Identity
-from swarmnode.swarm.hivemind_records import announcement_key, batch_key
-from swarmnode.swarm.transport import Transport, TransportError, announcement_bucket
+from swarmnode.swarm.transports.hivemind_records import announcement_key, batch_key
+from swarmnode.swarm.transports.base import Transport, TransportError, announcement_bucket
 from swarmnode.tasks import Question, TaskSet, extract_answer
 from swarmnode.tasks.base import stray_text
 
@@ -408,7 +408,7 @@ class RawGossipPeer:
     it listens on 127.0.0.1 only."""
 
     def __init__(self, swarm: str, maddr: str, timeout_s: float = 60.0) -> None:
-        from swarmnode.swarm.libp2p_host import frame
+        from swarmnode.swarm.transports.libp2p_host import frame
 
         self._frame = frame
         self.sent = 0

@@ -17,7 +17,7 @@ from libp2p import new_host
 from libp2p.custom_types import TProtocol
 from libp2p.peer.peerinfo import info_from_p2p_addr
 
-from swarmnode.swarm.libp2p_host import FETCH_PROTOCOL, read_exactly
+from swarmnode.swarm.transports.libp2p_host import FETCH_PROTOCOL, read_exactly
 
 
 async def probe(maddr: str, batch_id: bytes) -> dict[str, object]:

@@ -23,7 +23,7 @@ from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.tools.anyio_service import background_trio_service
 
-from swarmnode.swarm.libp2p_host import mesh_router, read_frame
+from swarmnode.swarm.transports.libp2p_host import mesh_router, read_frame
 
 
 async def serve(swarm: str, maddr: str) -> None:

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import protocol
 from swarmnode.identity import Identity
-from swarmnode.swarm.transport import Transport, TransportError
+from swarmnode.swarm.transports.base import Transport, TransportError
 from swarmnode.tasks import Question, TaskSet
 
 PAYLOADS = ("SPAM", "BUY!", "VISIT", "WIN$")

@@ -75,7 +75,7 @@ def _bench_swarm(args: argparse.Namespace) -> int:
         raise UserError("--rounds must be at least 2 (the first round is not counted)")
     sizes = _sizes(args.sizes, "--sizes", 2)
     dht_sizes = _sizes(args.dht_sizes, "--dht-sizes", 2)
-    from swarmnode.swarm.libp2p import libp2p_available
+    from swarmnode.swarm.transports.libp2p import libp2p_available
 
     transports = ["hivemind", "libp2p"] if args.transport == "all" else [args.transport]
     if "libp2p" in transports and not libp2p_available():

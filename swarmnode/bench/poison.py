@@ -60,7 +60,7 @@ def run_one(
     from swarmnode.config import load_config, parse_override
     from swarmnode.identity import Identity
     from swarmnode.node import Node
-    from swarmnode.swarm.memory import MemoryHub, MemoryTransport
+    from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
     from swarmnode.tasks.base import stray_text
 
     hub = MemoryHub()

@@ -39,10 +39,10 @@ from swarmnode.config import NodeConfig
 from swarmnode.groups import Group
 from swarmnode.identity import Identity
 from swarmnode.swarm import open_transport
-from swarmnode.swarm.exchange import RolloutExchange
+from swarmnode.swarm.sharing.exchange import RolloutExchange
 from swarmnode.swarm.front import open_exchange
-from swarmnode.swarm.memory import MemoryHub, MemoryTransport
-from swarmnode.swarm.transport import Transport, announcement_bucket
+from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
+from swarmnode.swarm.transports.base import Transport, announcement_bucket
 from swarmnode.tasks import TaskSet, make_task
 
 SWARM = "bench"

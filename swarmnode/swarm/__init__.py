@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, TypedDict
 
 if TYPE_CHECKING:
     from swarmnode.config import NodeConfig
-    from swarmnode.swarm.transport import Transport
+    from swarmnode.swarm.transports.base import Transport
 
 
 class NetworkOptions(TypedDict):
@@ -33,7 +33,7 @@ def open_transport(config: NodeConfig, remember_peers: bool = True) -> Transport
     sw = config.swarm
     chosen = sw.transport
     if chosen.type == "memory":  # nothing listens
-        from swarmnode.swarm.memory import MemoryHub, MemoryTransport
+        from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
 
         return MemoryTransport(MemoryHub())
     network = NetworkOptions(
@@ -45,13 +45,13 @@ def open_transport(config: NodeConfig, remember_peers: bool = True) -> Transport
     )
     total, per_author = chosen.budget_bytes()  # what the node keeps for peers (swarm.transport.store_mib ...)
     if chosen.type == "libp2p":
-        from swarmnode.swarm.libp2p import Libp2pTransport
+        from swarmnode.swarm.transports.libp2p import Libp2pTransport
 
         log_path = config.run_dir / "libp2p-host.log"
         return Libp2pTransport(sw.name, log_path=log_path, store_bytes=total, author_bytes=per_author, **network)
-    from swarmnode.swarm import records
-    from swarmnode.swarm.hivemind_dht import HivemindTransport
-    from swarmnode.swarm.peers_cache import PeersCache
+    from swarmnode.swarm.transports import records
+    from swarmnode.swarm.transports.hivemind_dht import HivemindTransport
+    from swarmnode.swarm.transports.peers_cache import PeersCache
 
     cache = PeersCache.of_run_dir(config.run_dir, sw.peers_cache) if remember_peers and sw.peers_cache else None
 

@@ -17,11 +17,11 @@ from swarmnode.groups import Group
 from swarmnode.identity import Identity, load_or_create
 from swarmnode.run_dir import PeerRow, SwarmCounters
 from swarmnode.swarm import open_transport
-from swarmnode.swarm.background import BackgroundSharer, view_of
-from swarmnode.swarm.exchange import RolloutExchange
-from swarmnode.swarm.peers import PeerBook
-from swarmnode.swarm.transport import Transport
-from swarmnode.swarm.validate import BatchValidator, FreshnessPolicy
+from swarmnode.swarm.sharing.background import BackgroundSharer, view_of
+from swarmnode.swarm.sharing.exchange import RolloutExchange
+from swarmnode.swarm.trust.book import PeerBook
+from swarmnode.swarm.transports.base import Transport
+from swarmnode.swarm.sharing.validate import BatchValidator, FreshnessPolicy
 from swarmnode.tasks import Question, TaskSet
 
 

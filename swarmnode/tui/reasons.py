@@ -22,7 +22,7 @@ LABELS: dict[str, str] = {
     "schema": "fields of the wrong shape",
     "limit_exceeded": "over a protocol limit",
     "internal_error": "validator error (a bug here)",
-    # the node's checks of a batch (swarm/validate.py)
+    # the node's checks of a batch (swarm/sharing/validate.py)
     "wrong_kind": "not a rollout batch",
     "wrong_swarm": "for another swarm",
     "own_batch": "this node's batch, offered back",
@@ -37,7 +37,7 @@ LABELS: dict[str, str] = {
     "long_completion": "completion too long",
     "off_format": "text outside the answer format",
     "improbable": "likelihood gate: unlikely text",
-    # offers and downloads (swarm/exchange.py, swarm/offers.py)
+    # offers and downloads (swarm/sharing/exchange.py, swarm/sharing/offers.py)
     "batch_id_mismatch": "bytes are not the offered batch",
     "size_mismatch": "size differs from the offer",
     "offer_missing": "offered batch is not there",
@@ -66,7 +66,7 @@ RECORD_LABELS: dict[str, str] = {
     "over_budget": "author over storage budget",
     "fetch_stream": "bad fetch request",
 }
-"""The transports' record rules (swarm/records.py), counted as `dht_<rule>` and `libp2p_<rule>`."""
+"""The transports' record rules (swarm/transports/records.py), counted as `dht_<rule>` and `libp2p_<rule>`."""
 
 TRANSPORTS = {"dht_": "DHT", "libp2p_": "gossip"}
 

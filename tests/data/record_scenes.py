@@ -27,7 +27,7 @@ from swarmnode.bench.attacks import Crowd
 from swarmnode.config import load_config, parse_override
 from swarmnode.identity import Identity
 from swarmnode.node import Node
-from swarmnode.swarm.memory import MemoryHub, MemoryTransport
+from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
 from tests import hostile
 
 OUT = Path(__file__).with_name("status_scenes.json")

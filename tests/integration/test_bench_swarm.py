@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from swarmnode.bench.swarm import run_memory
-from swarmnode.swarm.libp2p import libp2p_available
+from swarmnode.swarm.transports.libp2p import libp2p_available
 from tests.helpers import SWARMNODE
 
 

@@ -12,7 +12,7 @@ import dataclasses
 
 import protocol
 from protocol.testvectors import KEY_A, sample_batch
-from swarmnode.swarm.hivemind_dht import HivemindTransport
+from swarmnode.swarm.transports.hivemind_dht import HivemindTransport
 
 SWARM = "demo-swarm"  # the swarm of the protocol's sample messages
 BATCHES = 150

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 
-from swarmnode.swarm.hivemind_dht import HivemindTransport
-from swarmnode.swarm.hivemind_storage import PENDING_SLACK
+from swarmnode.swarm.transports.hivemind_dht import HivemindTransport
+from swarmnode.swarm.transports.hivemind_storage import PENDING_SLACK
 
 LOOKUPS = 2 * PENDING_SLACK + 100
 

@@ -18,12 +18,12 @@ import pytest
 import protocol
 from swarmnode.groups import Group
 from swarmnode.identity import Identity
-from swarmnode.swarm.exchange import RolloutExchange
-from swarmnode.swarm.hivemind_dht import HivemindTransport, TransportError
-from swarmnode.swarm.hivemind_records import announcement_key, batch_key
-from swarmnode.swarm.peers import PeerBook
-from swarmnode.swarm.transport import announcement_bucket
-from swarmnode.swarm.validate import BatchValidator
+from swarmnode.swarm.sharing.exchange import RolloutExchange
+from swarmnode.swarm.transports.hivemind_dht import HivemindTransport, TransportError
+from swarmnode.swarm.transports.hivemind_records import announcement_key, batch_key
+from swarmnode.swarm.trust.book import PeerBook
+from swarmnode.swarm.transports.base import announcement_bucket
+from swarmnode.swarm.sharing.validate import BatchValidator
 from swarmnode.tasks import TaskSet, make_task
 from tests import hostile
 from tests.helpers import join_command, metrics_rows, wait_for

@@ -30,12 +30,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 import protocol
 from swarmnode.groups import Group
 from swarmnode.identity import Identity
-from swarmnode.swarm.exchange import RolloutExchange
-from swarmnode.swarm.hivemind_dht import HivemindTransport
-from swarmnode.swarm.libp2p import Libp2pTransport, libp2p_available
-from swarmnode.swarm.peers import PeerBook
-from swarmnode.swarm.transport import Transport, TransportError, announcement_bucket
-from swarmnode.swarm.validate import BatchValidator
+from swarmnode.swarm.sharing.exchange import RolloutExchange
+from swarmnode.swarm.transports.hivemind_dht import HivemindTransport
+from swarmnode.swarm.transports.libp2p import Libp2pTransport, libp2p_available
+from swarmnode.swarm.trust.book import PeerBook
+from swarmnode.swarm.transports.base import Transport, TransportError, announcement_bucket
+from swarmnode.swarm.sharing.validate import BatchValidator
 from swarmnode.tasks import TaskSet, make_task
 from tests import hostile as offers
 from tests.helpers import join_command, metrics_rows, wait_for

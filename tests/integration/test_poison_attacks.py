@@ -29,10 +29,10 @@ import protocol
 from swarmnode.bench.attacks import Crowd, clean_group
 from swarmnode.groups import Group
 from swarmnode.identity import Identity
-from swarmnode.swarm.exchange import RolloutExchange
-from swarmnode.swarm.hivemind_dht import HivemindTransport
-from swarmnode.swarm.peers import PeerBook
-from swarmnode.swarm.validate import BatchValidator
+from swarmnode.swarm.sharing.exchange import RolloutExchange
+from swarmnode.swarm.transports.hivemind_dht import HivemindTransport
+from swarmnode.swarm.trust.book import PeerBook
+from swarmnode.swarm.sharing.validate import BatchValidator
 from swarmnode.tasks import TaskSet, make_task
 from tests.helpers import join_command, metrics_rows, wait_for
 

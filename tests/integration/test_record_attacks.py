@@ -23,10 +23,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import protocol
-from swarmnode.swarm import records
-from swarmnode.swarm.hivemind_dht import HivemindTransport
-from swarmnode.swarm.hivemind_records import announcement_key, batch_key
-from swarmnode.swarm.transport import announcement_bucket
+from swarmnode.swarm.transports import records
+from swarmnode.swarm.transports.hivemind_dht import HivemindTransport
+from swarmnode.swarm.transports.hivemind_records import announcement_key, batch_key
+from swarmnode.swarm.transports.base import announcement_bucket
 from tests import hostile
 from tests.helpers import SWARMNODE, join_command, metrics_rows, read_line_matching, wait_for
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from swarmnode.swarm.libp2p import libp2p_available
-from swarmnode.swarm.peers import DEFENSES
+from swarmnode.swarm.transports.libp2p import libp2p_available
+from swarmnode.swarm.trust.book import DEFENSES
 from tests.helpers import join_command, metrics_rows, swarm_report, wait_for
 
 pytestmark = pytest.mark.skipif(not libp2p_available(), reason="needs the libp2p extra")

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from swarmnode.identity import Identity
 from swarmnode.swarm.front import Swarm
-from swarmnode.swarm.memory import MemoryHub, MemoryTransport
+from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
 from swarmnode.tasks import TaskSet, make_task
 from tests.helpers import wait_for
 from tests.unit.test_swarm_front import config, groups

@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 import protocol
 from protocol.testvectors import KEY_A, sample_announcement
 from swarmnode.identity import Identity
-from swarmnode.swarm import records
-from swarmnode.swarm.memory import MemoryHub, MemoryTransport
-from swarmnode.swarm.transport import (
+from swarmnode.swarm.transports import records
+from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
+from swarmnode.swarm.transports.base import (
     SETTINGS,
     BucketLevel,
     SwarmSettings,
@@ -162,7 +162,7 @@ def test_the_hivemind_validator_refuses_keys_outside_the_levels() -> None:
     pytest.importorskip("hivemind")  # its record validator only: no DHT starts, nothing listens (nat_port_map n/a)
     from hivemind.dht.routing import DHTID
 
-    from swarmnode.swarm.hivemind_records import DHTKeys, announcement_key, record_problem
+    from swarmnode.swarm.transports.hivemind_records import DHTKeys, announcement_key, record_problem
 
     r = _rules(DHTKeys(SWARM))
 
@@ -181,7 +181,7 @@ def test_the_hivemind_validator_refuses_keys_outside_the_levels() -> None:
 
 
 def test_a_libp2p_host_answers_any_level_from_one_filing() -> None:
-    from swarmnode.swarm.libp2p_host import State
+    from swarmnode.swarm.transports.libp2p_host import State
 
     state = State(SWARM, LIMITS, 60.0, records.StorageBudget(10_000_000))
     state.rules.clock = lambda: NOW

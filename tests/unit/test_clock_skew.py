@@ -9,9 +9,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from swarmnode.identity import Identity
-from swarmnode.swarm.clock import WATCHED_PEERS, ClockWatch
+from swarmnode.swarm.sharing.clock import WATCHED_PEERS, ClockWatch
 from swarmnode.swarm.front import Swarm
-from swarmnode.swarm.memory import MemoryHub, MemoryTransport
+from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
 from swarmnode.tasks import TaskSet, make_task
 from tests.unit.test_swarm_front import config, groups
 

@@ -60,7 +60,7 @@ def test_storage_budgets_come_from_the_config(monkeypatch: pytest.MonkeyPatch) -
     import hivemind.dht.node
 
     from swarmnode.errors import UserError
-    from swarmnode.swarm import libp2p
+    from swarmnode.swarm.transports import libp2p
 
     async def fake_create(**kwargs: Any) -> FakeNode:
         return FakeNode()
@@ -94,7 +94,7 @@ def test_the_p2p_daemon_gets_a_go_memory_limit_unless_the_user_set_one(
 
     import hivemind.dht.node
 
-    from swarmnode.swarm.hivemind_storage import DAEMON_GOMEMLIMIT
+    from swarmnode.swarm.transports.hivemind_storage import DAEMON_GOMEMLIMIT
 
     async def fake_create(**kwargs: Any) -> FakeNode:
         seen.append(os.environ.get("GOMEMLIMIT"))

@@ -85,7 +85,7 @@ def test_the_transport_is_checked(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout
     assert "warn  transport      memory: no network" in out.stdout and "peer " not in out.stdout  # no network
     out = doctor("--transport", "libp2p", "--set", "status.port=0")
-    from swarmnode.swarm.libp2p import libp2p_available
+    from swarmnode.swarm.transports.libp2p import libp2p_available
 
     if libp2p_available():
         assert out.returncode == 0 and "ok    transport      libp2p " in out.stdout, out.stdout

@@ -1,4 +1,4 @@
-"""Joining (`swarm/hivemind_join.py`) against a stand-in for hivemind's node, whose dead peer never answers
+"""Joining (`swarm/transports/hivemind_join.py`) against a stand-in for hivemind's node, whose dead peer never answers
 and whose neighbour lookup hangs: a node is in the swarm as soon as one initial peer answers (issue 17: a
 restarted node waited for its dead peers and its lookup, then trained its first rounds alone)."""
 
@@ -8,7 +8,7 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-from swarmnode.swarm.hivemind_join import Joining
+from swarmnode.swarm.transports.hivemind_join import Joining
 
 LIVE = "/ip4/127.0.0.1/tcp/41855/p2p/12D3KooWE5uJt5WPKi5XVXW8raEVEv7CoRJaEcPiLZWcoTA8THpw"
 DEAD = "/ip4/127.0.0.1/tcp/37135/p2p/12D3KooWPmGQ3UZRw6U5X3tR2pFhJMnX3njrqgENPktHMHBcUyH6"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from swarmnode.swarm.libp2p import libp2p_available
+from swarmnode.swarm.transports.libp2p import libp2p_available
 from tests.helpers import read_line_matching
 
 WATCHED = ("torch", "transformers", "swarmnode.node")
@@ -82,7 +82,7 @@ def test_bootstrap_loads_no_model_stack(transport: str, tmp_path: Path, procs: l
 def test_the_dht_without_torch_falls_back_to_the_ordinary_import_when_it_cannot_be_done() -> None:
     code = (
         "import sys\n"
-        "from swarmnode.swarm import hivemind_light as light\n"
+        "from swarmnode.swarm.transports import hivemind_light as light\n"
         "light.UTILS_NAMES = {**light.UTILS_NAMES, 'logging': ('no_such_name',)}\n"
         "print('light', light.import_dht_without_torch(), 'hivemind' in sys.modules)\n"
         "import hivemind\n"

@@ -10,8 +10,8 @@ import msgpack
 
 import protocol
 from protocol.testvectors import KEY_A, KEY_B, sample_announcement, sample_batch
-from swarmnode.swarm import records
-from swarmnode.swarm.libp2p_host import State, frame
+from swarmnode.swarm.transports import records
+from swarmnode.swarm.transports.libp2p_host import State, frame
 
 LIMITS = protocol.Limits()
 

@@ -20,8 +20,8 @@ import protocol
 from protocol.testvectors import KEY_A
 from swarmnode.groups import Group
 from swarmnode.status import NodeStatus
-from swarmnode.swarm.hivemind_storage import PENDING_SLACK, PendingGets
-from swarmnode.swarm.validate import BatchValidator, Seen
+from swarmnode.swarm.transports.hivemind_storage import PENDING_SLACK, PendingGets
+from swarmnode.swarm.sharing.validate import BatchValidator, Seen
 from swarmnode.tasks import TaskSet, make_task
 
 LIMITS = protocol.Limits()
@@ -145,7 +145,7 @@ def test_a_reply_to_a_call_that_timed_out_is_dropped_not_raised() -> None:
     gave up (its future cancelled) a plain dict raises InvalidStateError there, which ends the reader."""
     import asyncio
 
-    from swarmnode.swarm.hivemind_storage import SettledCalls
+    from swarmnode.swarm.transports.hivemind_storage import SettledCalls
 
     async def replies(calls: dict[str, asyncio.Future[bytes]]) -> bytes:
         calls["late"] = asyncio.get_running_loop().create_future()

@@ -8,8 +8,8 @@ import pytest
 
 import protocol
 from protocol.testvectors import KEY_A, KEY_B, sample_announcement, sample_batch
-from swarmnode.swarm import records
-from swarmnode.swarm.memory import MemoryHub, MemoryTransport
+from swarmnode.swarm.transports import records
+from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
 
 LIMITS = protocol.Limits()
 

@@ -1,4 +1,4 @@
-"""The peers cache (`swarmnode.swarm.peers_cache`): bounded, newest first, one entry per peer, garbage
+"""The peers cache (`swarmnode.swarm.transports.peers_cache`): bounded, newest first, one entry per peer, garbage
 skipped, written whole, and never a reason for the node to stop."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from swarmnode.swarm.peers_cache import FILE_NAME, PeersCache, join_through
+from swarmnode.swarm.transports.peers_cache import FILE_NAME, PeersCache, join_through
 
 PEER = "12D3KooWQaW6T9hptF7mtMX6HTzWS2dyP2K5j1f8ZDzYadcaeKi"
 

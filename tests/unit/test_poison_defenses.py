@@ -20,10 +20,10 @@ from swarmnode.drift import WINDOW, Drift
 from swarmnode.experience import select_groups
 from swarmnode.groups import Group
 from swarmnode.identity import Identity
-from swarmnode.swarm.exchange import RolloutExchange
-from swarmnode.swarm.memory import MemoryHub, MemoryTransport
-from swarmnode.swarm.peers import PeerBook
-from swarmnode.swarm.validate import BatchValidator
+from swarmnode.swarm.sharing.exchange import RolloutExchange
+from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
+from swarmnode.swarm.trust.book import PeerBook
+from swarmnode.swarm.sharing.validate import BatchValidator
 from swarmnode.tasks import Question, TaskSet, make_task
 from swarmnode.tasks.base import stray_text
 

@@ -1,4 +1,4 @@
-"""The record rules (`swarm/records.py`), each check alone, and the same rules as the three transports apply
+"""The record rules (`swarm/transports/records.py`), each check alone, and the same rules as the three transports apply
 them: the hivemind record validator (hashed DHT keys), the libp2p topic validator and the in-memory hub.
 No DHT node is started here (so no nat_port_map to turn off): the validators are called directly."""
 
@@ -11,10 +11,10 @@ import pytest
 
 import protocol
 from protocol.testvectors import KEY_A, KEY_B, sample_announcement, sample_batch
-from swarmnode.swarm import records
-from swarmnode.swarm.hivemind_records import DHTKeys, announcement_key, batch_key, record_problem
-from swarmnode.swarm.libp2p_host import State
-from swarmnode.swarm.memory import MemoryHub, MemoryTransport
+from swarmnode.swarm.transports import records
+from swarmnode.swarm.transports.hivemind_records import DHTKeys, announcement_key, batch_key, record_problem
+from swarmnode.swarm.transports.libp2p_host import State
+from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
 
 LIMITS = protocol.Limits()
 SWARM = "demo-swarm"
@@ -243,8 +243,8 @@ def test_in_a_dht_node_an_old_announcement_cannot_pin_its_authors_entry() -> Non
 
     from hivemind.dht.routing import DHTID
 
-    from swarmnode.swarm.hivemind_records import make_record_validator
-    from swarmnode.swarm.hivemind_storage import BudgetedStorage
+    from swarmnode.swarm.transports.hivemind_records import make_record_validator
+    from swarmnode.swarm.transports.hivemind_storage import BudgetedStorage
 
     now = time.time()
     r = records.SwarmRules(SWARM, LIMITS, window_s=60.0, keys=DHTKeys(SWARM))
@@ -286,8 +286,8 @@ def test_a_dht_node_keeps_signed_batches_within_its_budget() -> None:
     from hivemind.dht.routing import DHTID
 
     from protocol.samples import test_key
-    from swarmnode.swarm.hivemind_records import make_record_validator
-    from swarmnode.swarm.hivemind_storage import BudgetedStorage
+    from swarmnode.swarm.transports.hivemind_records import make_record_validator
+    from swarmnode.swarm.transports.hivemind_storage import BudgetedStorage
 
     r = records.SwarmRules(SWARM, LIMITS, keys=DHTKeys(SWARM))
     validator = make_record_validator(r)

@@ -16,7 +16,7 @@ from swarmnode.config import StatusConfig
 from swarmnode.errors import UserError
 from swarmnode.run_dir import PeerRow, RoundRow, RunDir
 from swarmnode.status import NodeInfo, NodeStatus, StatusServer, StatusSnapshot, serve
-from swarmnode.swarm.peers import DEFENSES, LIES, PROTOCOL_INVALID, PeerBook, counts_against
+from swarmnode.swarm.trust.book import DEFENSES, LIES, PROTOCOL_INVALID, PeerBook, counts_against
 
 
 def _peer(letter: str, accepted: int, rejected: dict[str, int], banned: bool) -> PeerRow:

@@ -9,7 +9,7 @@ from swarmnode.groups import Group
 from swarmnode.identity import Identity
 from swarmnode.run_dir import SWARM_COUNTER_KEYS
 from swarmnode.swarm.front import Swarm
-from swarmnode.swarm.memory import MemoryHub, MemoryTransport
+from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
 from swarmnode.tasks import TaskSet, make_task
 from tests.hostile import Attacker, OfferingAttacker, good_group, long_completions
 

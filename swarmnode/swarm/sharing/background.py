@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from swarmnode.groups import Group
 from swarmnode.run_dir import PeerRow
-from swarmnode.swarm.exchange import RolloutExchange
+from swarmnode.swarm.sharing.exchange import RolloutExchange
 
 POLL_S = 0.5
 """Wait between two reading passes while they find new groups (and after a publish or a take)."""

@@ -1,5 +1,5 @@
 """The py-libp2p host of the GossipSub transport, run as its own process (`python -m
-swarmnode.swarm.libp2p_host`): py-libp2p cannot share a process with hivemind (duplicate protobuf
+swarmnode.swarm.transports.libp2p_host`): py-libp2p cannot share a process with hivemind (duplicate protobuf
 symbols) and runs only on trio. It imports `protocol` and nothing of the node.
 
 It talks to its parent over stdin/stdout in frames (4-byte big-endian length + msgpack map, each at most
@@ -28,8 +28,8 @@ from typing import Any
 import msgpack
 
 import protocol
-from swarmnode.swarm import records
-from swarmnode.swarm.transport import SETTINGS
+from swarmnode.swarm.transports import records
+from swarmnode.swarm.transports.base import SETTINGS
 
 MAX_FRAME = 8 * 1024 * 1024
 FETCH_PROTOCOL = "/swarmnode/fetch/1.0.0"

@@ -21,9 +21,9 @@ from pathlib import Path
 import msgpack
 
 from swarmnode.errors import UserError, install_hint
-from swarmnode.swarm import records
-from swarmnode.swarm.libp2p_host import KEY_ENV, MAX_FRAME, frame
-from swarmnode.swarm.transport import SETTINGS, TransportError
+from swarmnode.swarm.transports import records
+from swarmnode.swarm.transports.libp2p_host import KEY_ENV, MAX_FRAME, frame
+from swarmnode.swarm.transports.base import SETTINGS, TransportError
 
 Reply = dict[str, object]
 """One answer frame of the host: {"id", "ok", "value" | "error"}."""
@@ -93,7 +93,7 @@ class Libp2pTransport:
 
     def _start(self, listen: Sequence[str]) -> list[str]:
         """Start a host process listening on `listen`; its addresses once it is ready."""
-        command = [sys.executable, "-m", "swarmnode.swarm.libp2p_host", "--swarm", self.swarm, "--listen", *listen]
+        command = [sys.executable, "-m", "swarmnode.swarm.transports.libp2p_host", "--swarm", self.swarm, "--listen", *listen]
         command += ["--window-s", str(self.window_s)]
         command += ["--op-timeout-s", str(self.op_timeout_s)]
         command += ["--store-bytes", str(self.store_bytes), "--author-bytes", str(self.author_bytes)]

@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable, Hashable, Iterable
 
 import protocol
-from swarmnode.swarm import records
-from swarmnode.swarm.transport import SETTINGS, filing_levels
+from swarmnode.swarm.transports import records
+from swarmnode.swarm.transports.base import SETTINGS, filing_levels
 
 
 class MemoryHub:

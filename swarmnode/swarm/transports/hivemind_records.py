@@ -10,8 +10,8 @@ from collections import Counter
 from collections.abc import Hashable
 from typing import Any, Protocol
 
-from swarmnode.swarm import records
-from swarmnode.swarm.transport import SETTINGS
+from swarmnode.swarm.transports import records
+from swarmnode.swarm.transports.base import SETTINGS
 
 
 class RecordCounter(Protocol):

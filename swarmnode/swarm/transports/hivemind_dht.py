@@ -26,9 +26,9 @@ from typing import Any, TypeVar
 
 import protocol
 from swarmnode.errors import UserError
-from swarmnode.swarm import records
-from swarmnode.swarm.hivemind_join import Joining
-from swarmnode.swarm.hivemind_records import (
+from swarmnode.swarm.transports import records
+from swarmnode.swarm.transports.hivemind_join import Joining
+from swarmnode.swarm.transports.hivemind_records import (
     DHT_COUNTERS,
     DHTKeys,
     announcement_key,
@@ -36,8 +36,8 @@ from swarmnode.swarm.hivemind_records import (
     make_record_validator,
     msgpack_bin,
 )
-from swarmnode.swarm.peers_cache import PeersCache, join_through
-from swarmnode.swarm.transport import SETTINGS, TransportError, filing_levels
+from swarmnode.swarm.transports.peers_cache import PeersCache, join_through
+from swarmnode.swarm.transports.base import SETTINGS, TransportError, filing_levels
 
 __all__ = ["HivemindTransport", "TransportError"]
 
@@ -97,7 +97,7 @@ class HivemindTransport(Joining):
         )
         # Start alone, then join: hivemind's own bootstrap makes the daemon exit when no initial peer answers,
         # which would stop the node; here unreachable peers only mean training alone and retrying with backoff.
-        from swarmnode.swarm.hivemind_storage import limit_daemon_memory
+        from swarmnode.swarm.transports.hivemind_storage import limit_daemon_memory
 
         limit_daemon_memory()  # the p2p daemon holds little after relaying junk
         try:
@@ -126,7 +126,7 @@ class HivemindTransport(Joining):
 
     async def _budget_storage(self) -> None:
         """Give the node storages within budget (before it meets any peer, so both are still empty)."""
-        from swarmnode.swarm.hivemind_storage import install_budgets
+        from swarmnode.swarm.transports.hivemind_storage import install_budgets
 
         def author_of(value: bytes) -> str:
             return records.batch_author(self.rules, msgpack_bin(value) or b"")

@@ -21,7 +21,7 @@ from typing import Any
 from hivemind.dht.routing import DHTID
 from hivemind.dht.storage import DHTLocalStorage, DictionaryDHTValue
 
-from swarmnode.swarm import records
+from swarmnode.swarm.transports import records
 
 COMPACT_AFTER = 1024
 """Stale entries hivemind's expiry heap may gather (replaced records) before it is rebuilt."""

@@ -12,11 +12,11 @@ from collections.abc import Callable
 
 import protocol
 from swarmnode.identity import Identity
-from swarmnode.swarm.clock import ClockWatch
-from swarmnode.swarm.peers import ON_PROBATION, PROVEN, PeerBook
-from swarmnode.swarm.records import envelope_head
-from swarmnode.swarm.transport import BucketLevel, Transport, TransportError, announcement_bucket, size_sample
-from swarmnode.swarm.validate import BatchValidator, Seen
+from swarmnode.swarm.sharing.clock import ClockWatch
+from swarmnode.swarm.trust.book import ON_PROBATION, PROVEN, PeerBook
+from swarmnode.swarm.transports.records import envelope_head
+from swarmnode.swarm.transports.base import BucketLevel, Transport, TransportError, announcement_bucket, size_sample
+from swarmnode.swarm.sharing.validate import BatchValidator, Seen
 
 
 class OfferReading:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import protocol
-from swarmnode.swarm.transport import SETTINGS, announcement_bucket
+from swarmnode.swarm.transports.base import SETTINGS, announcement_bucket
 
 MALFORMED = "malformed"
 OVERSIZE = "oversize"

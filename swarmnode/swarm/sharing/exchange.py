@@ -31,11 +31,11 @@ from collections.abc import Callable, Sequence
 import protocol
 from swarmnode.groups import Group, has_signal, wire_group
 from swarmnode.identity import Identity
-from swarmnode.swarm.clock import ClockWatch
-from swarmnode.swarm.offers import OfferReading
-from swarmnode.swarm.peers import PROVEN, PeerBook
-from swarmnode.swarm.transport import BucketLevel, Transport, TransportError
-from swarmnode.swarm.validate import SEEN_CAPACITY, BatchValidator, Seen
+from swarmnode.swarm.sharing.clock import ClockWatch
+from swarmnode.swarm.sharing.offers import OfferReading
+from swarmnode.swarm.trust.book import PROVEN, PeerBook
+from swarmnode.swarm.transports.base import BucketLevel, Transport, TransportError
+from swarmnode.swarm.sharing.validate import SEEN_CAPACITY, BatchValidator, Seen
 
 MAX_MISSES = 3
 """Rounds an offered batch may fail to download before this node stops trying it."""
