@@ -28,13 +28,10 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from swarmnode.bench.report import format_table, write_json
+from swarmnode.bench.world import DEFENSES_OFF, WORLDS, quiet_node, world_overrides
 
 SCENARIOS = ("poison", "sybils", "sybil-poison")
-DEFENSES_OFF = ("task.answer_format=anywhere", "train.peer_min_logprob=0", "swarm.trust_rounds=0")
-"""The settings of a node before issue 16."""
 FILL = 0.8
 """Honest peers' groups should fill at least this share of J."""
 LATEST = 256
@@ -56,10 +53,6 @@ def run_one(
     root: str,
 ) -> dict[str, Any]:
     from swarmnode.bench.attacks import Crowd, payload_rate
-    from swarmnode.bench.sapo import WORLDS, world_overrides
-    from swarmnode.config import load_config, parse_override
-    from swarmnode.identity import Identity
-    from swarmnode.node import Node
     from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
     from swarmnode.tasks.base import stray_text
 
@@ -80,9 +73,7 @@ def run_one(
             *world_overrides(WORLDS[world_name]),
             *(() if defenses else DEFENSES_OFF),
         ]
-        config = load_config(None, [parse_override(s) for s in sets])
-        identity = Identity(Ed25519PrivateKey.generate())
-        members.append(Node(config, say=lambda _: None, transport=MemoryTransport(hub), identity=identity))
+        members.append(quiet_node(sets, MemoryTransport(hub)))
     swarm = members[0].config.swarm.name
     size = 1 if scenario == "poison" else sybils
     crowd = Crowd(MemoryTransport(hub), swarm, members[0].runtime.tasks, size, poison=scenario != "sybils", seed=seed)

@@ -37,15 +37,12 @@ import statistics
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from swarmnode.bench.poison import DEFENSES_OFF
 from swarmnode.bench.report import format_table, write_json
+from swarmnode.bench.world import DEFENSES_OFF, WORLDS, quiet_node, world_overrides
 
 SPLITS: dict[str, tuple[int, int]] = {"silo": (8, 0), "4/4": (4, 4), "8/8": (8, 8), "2/6": (2, 6), "4/12": (4, 12)}
 VARIANTS: dict[str, tuple[str, ...]] = {
@@ -73,39 +70,6 @@ COLUMNS = (
 ).split()
 
 
-@dataclass(frozen=True)
-class World:
-    model: str
-    families: tuple[tuple[str, int], ...]
-    """(built-in family, level)."""
-    max_new_tokens: int
-    about: str
-
-
-WORLDS = {
-    "add": World("swarmnode/tiny-add", (("add", 2),), 8, "tiny-add, task add"),
-    "mix": World(
-        "swarmnode/tiny-mix",
-        (("add", 2), ("sub", 2), ("max", 2), ("count", 2), ("sort", 2), ("mul", 2)),
-        8,
-        "tiny-mix, 6 families: add sub max count (dense), sort mul (sparse)",
-    ),
-}
-
-
-def world_overrides(world: World) -> list[str]:
-    from swarmnode.tasks.builtin import FAMILIES
-
-    names = ",".join(f'"{name}"' for name, _ in world.families)
-    params = ",".join(f"{name}={{{FAMILIES[name].param}={level}}}" for name, level in world.families)
-    return [
-        f"model.name={world.model}",
-        f"task.names=[{names}]",
-        f"task.params={{{params}}}",
-        f"generation.max_new_tokens={world.max_new_tokens}",
-    ]
-
-
 def run_one(
     world_name: str,
     config: str,
@@ -119,9 +83,6 @@ def run_one(
     small_model: str = "",
 ) -> dict[str, Any]:
     """One (configuration, seed) run. `small_model`: a path makes the swarm heterogeneous (see the module)."""
-    from swarmnode.config import load_config, parse_override
-    from swarmnode.identity import Identity
-    from swarmnode.node import Node
     from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
 
     world = WORLDS[world_name]
@@ -150,10 +111,7 @@ def run_one(
             *extra,
             *([f"model.name={small_model}"] if hetero and k == 2 else []),
         ]
-        transport = None if external == 0 else MemoryTransport(hub)
-        identity = Identity(Ed25519PrivateKey.generate())
-        config_ = load_config(None, [parse_override(s) for s in sets])
-        members.append(Node(config_, say=lambda _: None, transport=transport, identity=identity))
+        members.append(quiet_node(sets, None if external == 0 else MemoryTransport(hub)))
     start = time.perf_counter()
     reward = [0.0] * rounds
     node_s = [0.0] * nodes

@@ -1,4 +1,5 @@
-"""The task interface, the answer format, and the registry that turns names into tasks.
+"""The task interface, the answer format, and the set of tasks a node trains on (`catalog` turns names into
+tasks).
 
 A question is identified by a `protocol.TaskRef` (task name, seed, index, parameters): every node can
 rebuild it with its own task code, so a peer's question is checked, never trusted, and every completion
@@ -20,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from protocol import TaskRef
-from protocol.messages import Scalar
 from swarmnode.errors import UserError
 
 ANSWER_PATTERN = re.compile(r"<answer>\s?(.*?)\s?</answer>", re.DOTALL)
@@ -108,26 +108,6 @@ class Task(Protocol):
         """True when `ref` itself says it is from the eval split; False when it does not, or cannot say (a
         node also refuses its own eval questions by their text)."""
         ...
-
-
-def make_task(name: str, params: Mapping[str, Scalar] | None = None) -> Task:
-    """A task by name: a built-in family, else a reasoning-gym dataset. Unknown names are a UserError."""
-    from swarmnode.tasks import builtin
-
-    params = dict(params or {})
-    try:
-        if name in builtin.TASKS:
-            return builtin.TASKS[name](params)
-        from swarmnode.tasks import gym
-
-        if gym.is_dataset(name):
-            return gym.ReasoningGymTask(name, params)
-    except (TypeError, ValueError, TaskError) as exc:
-        raise UserError(f"task {name!r}: bad parameters {params}: {exc}") from exc
-    raise UserError(
-        f"unknown task {name!r}: use a built-in task ({', '.join(sorted(builtin.TASKS))}) or a reasoning-gym "
-        "dataset name such as basic_arithmetic"
-    )
 
 
 class TaskSet:

@@ -17,7 +17,8 @@ from swarmnode.groups import Group, wire_group
 from swarmnode.learner import Learner
 from swarmnode.policy.base import Completion, Prompter, SamplingParams
 from swarmnode.runtime import Runtime
-from swarmnode.tasks.base import TaskSet, make_task
+from swarmnode.tasks.base import TaskSet
+from swarmnode.tasks.catalog import make_task
 from tests.helpers import tiny_model
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from swarmnode.config import NodeConfig, load_config, parse_override
 from swarmnode.policy.base import Prompter
-from swarmnode.tasks.base import AnswerFormat, TaskSet, make_task, stray_text, worked_reply
+from swarmnode.tasks.base import AnswerFormat, TaskSet, stray_text, worked_reply
+from swarmnode.tasks.catalog import make_task
 from tests.unit.test_stop_tokens import chat_tokenizer
 
 CHAT = (
