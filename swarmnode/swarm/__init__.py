@@ -49,9 +49,9 @@ def open_transport(config: NodeConfig, remember_peers: bool = True) -> Transport
 
         log_path = config.run_dir / "libp2p-host.log"
         return Libp2pTransport(sw.name, log_path=log_path, store_bytes=total, author_bytes=per_author, **network)
-    from swarmnode.swarm.transports import records
     from swarmnode.swarm.transports.hivemind_dht import HivemindTransport
     from swarmnode.swarm.transports.peers_cache import PeersCache
+    from swarmnode.swarm.transports.storage_budget import StorageBudget
 
     cache = PeersCache.of_run_dir(config.run_dir, sw.peers_cache) if remember_peers and sw.peers_cache else None
 
@@ -60,7 +60,7 @@ def open_transport(config: NodeConfig, remember_peers: bool = True) -> Transport
         ttl_s=chosen.ttl_s,
         nat_traversal=chosen.nat_traversal,
         skew_s=sw.max_clock_skew_s,
-        budget=records.StorageBudget(total, per_author),
+        budget=StorageBudget(total, per_author),
         peers_cache=cache,
         **network,
     )

@@ -23,10 +23,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import protocol
-from swarmnode.swarm.transports import records
 from swarmnode.swarm.transports.hivemind_dht import HivemindTransport
 from swarmnode.swarm.transports.hivemind_records import announcement_key, batch_key
 from swarmnode.swarm.transports.base import announcement_bucket
+from swarmnode.swarm.transports.storage_budget import StorageBudget
 from tests import hostile
 from tests.helpers import SWARMNODE, join_command, metrics_rows, read_line_matching, wait_for
 
@@ -150,7 +150,7 @@ def test_random_blobs_at_their_own_hash_are_refused_and_take_no_memory(arena: Ar
     assert honest.stored_bytes() < MB
 
 
-@pytest.mark.parametrize("arena", [records.StorageBudget(total_bytes=12 * MB, author_bytes=4 * MB)], indirect=True)
+@pytest.mark.parametrize("arena", [StorageBudget(total_bytes=12 * MB, author_bytes=4 * MB)], indirect=True)
 def test_a_flood_of_valid_batches_stays_within_the_node_budget(arena: Arena) -> None:
     node = arena.honest[0]
     honest_key = Ed25519PrivateKey.generate()

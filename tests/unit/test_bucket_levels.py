@@ -24,6 +24,7 @@ from swarmnode.swarm.transports.base import (
     filing_levels,
     size_sample,
 )
+from swarmnode.swarm.transports.storage_budget import StorageBudget
 
 LIMITS = protocol.Limits()
 SWARM = "demo-swarm"
@@ -183,7 +184,7 @@ def test_the_hivemind_validator_refuses_keys_outside_the_levels() -> None:
 def test_a_libp2p_host_answers_any_level_from_one_filing() -> None:
     from swarmnode.swarm.transports.libp2p_host import State
 
-    state = State(SWARM, LIMITS, 60.0, records.StorageBudget(10_000_000))
+    state = State(SWARM, LIMITS, 60.0, StorageBudget(10_000_000))
     state.rules.clock = lambda: NOW
     signed = state.check_announcement(WINDOW, ANN_A)
     assert signed is not None and state.keep_announcement(WINDOW, signed, ANN_A)

@@ -10,14 +10,14 @@ import msgpack
 
 import protocol
 from protocol.testvectors import KEY_A, KEY_B, sample_announcement, sample_batch
-from swarmnode.swarm.transports import records
 from swarmnode.swarm.transports.libp2p_host import State, frame
+from swarmnode.swarm.transports.storage_budget import StorageBudget
 
 LIMITS = protocol.Limits()
 
 
-def state(budget: records.StorageBudget | None = None) -> State:
-    return State("demo-swarm", LIMITS, 60.0, budget or records.StorageBudget(10_000_000))
+def state(budget: StorageBudget | None = None) -> State:
+    return State("demo-swarm", LIMITS, 60.0, budget or StorageBudget(10_000_000))
 
 
 def pack(*item: object) -> bytes:
@@ -63,7 +63,7 @@ def test_bad_messages_are_counted_and_dropped() -> None:
 
 
 def test_the_batch_store_is_bounded() -> None:
-    s = state(records.StorageBudget(total_bytes=3000, entry_bytes=0))
+    s = state(StorageBudget(total_bytes=3000, entry_bytes=0))
     for i in range(10):
         data = bytes([i]) * 1000
         s.keep_batch(bytes([i]) * 32, data)
@@ -76,7 +76,7 @@ def signed_batch(key: object, i: int) -> bytes:
 
 
 def test_junk_at_its_own_hash_is_refused_and_each_signer_has_a_budget() -> None:
-    s = state(records.StorageBudget(total_bytes=100_000, author_bytes=10_000))
+    s = state(StorageBudget(total_bytes=100_000, author_bytes=10_000))
     junk = bytes(range(256)) * 4000  # a 1 MB random-looking blob at its own hash
     assert not s.accept_message(pack("batch", protocol.message_id(junk), junk))
     assert s.rejected == {"libp2p_bad_batch": 1} and not s.batches

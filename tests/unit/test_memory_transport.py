@@ -8,8 +8,8 @@ import pytest
 
 import protocol
 from protocol.testvectors import KEY_A, KEY_B, sample_announcement, sample_batch
-from swarmnode.swarm.transports import records
 from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
+from swarmnode.swarm.transports.storage_budget import StorageBudget
 
 LIMITS = protocol.Limits()
 
@@ -67,7 +67,7 @@ def test_junk_at_its_own_hash_is_refused() -> None:
 
 
 def test_the_hub_keeps_each_author_within_its_budget() -> None:
-    hub = MemoryHub(budget=records.StorageBudget(total_bytes=40_000, author_bytes=12_000))
+    hub = MemoryHub(budget=StorageBudget(total_bytes=40_000, author_bytes=12_000))
     a = MemoryTransport(hub)
     group = dataclasses.replace(sample_batch().groups[0], completions=("x" * 500,) * 4)
     ids = []

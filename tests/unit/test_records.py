@@ -12,9 +12,11 @@ import pytest
 import protocol
 from protocol.testvectors import KEY_A, KEY_B, sample_announcement, sample_batch
 from swarmnode.swarm.transports import records
+from swarmnode.swarm.transports.envelope_head import envelope_head
 from swarmnode.swarm.transports.hivemind_records import DHTKeys, announcement_key, batch_key, record_problem
 from swarmnode.swarm.transports.libp2p_host import State
 from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
+from swarmnode.swarm.transports.storage_budget import ENTRY_BYTES, StorageBudget
 
 LIMITS = protocol.Limits()
 SWARM = "demo-swarm"
@@ -142,7 +144,7 @@ def test_an_announcement_is_verified_once_however_often_it_is_checked(monkeypatc
 
 
 def test_the_libp2p_topic_and_the_memory_hub_refuse_what_the_rules_refuse() -> None:
-    state = State(SWARM, LIMITS, 60.0, records.StorageBudget(10_000_000))
+    state = State(SWARM, LIMITS, 60.0, StorageBudget(10_000_000))
     state.rules.clock = lambda: NOW
     assert state.check_announcement(WINDOW, ANN_A) == records.Signed(peer(KEY_A), sample_announcement())
     assert state.check_announcement(WINDOW - 3, ANN_A) is None
@@ -174,8 +176,8 @@ def test_a_batch_value_must_be_a_signed_rollout_batch_of_this_swarm() -> None:
         assert records.check_batch(r, records.BatchRecord(protocol.message_id(bad), bad)) == records.BAD_BATCH
     assert records.check_batch(r, records.BatchRecord(protocol.message_id(BATCH), BATCH)) is None
     assert records.batch_author(r, BATCH) == peer(KEY_A)
-    assert records.envelope_head(BATCH) == (protocol.KIND_ROLLOUTS, KEY_A.public_key().public_bytes_raw())
-    assert records.envelope_head(junk) is None
+    assert envelope_head(BATCH) == (protocol.KIND_ROLLOUTS, KEY_A.public_key().public_bytes_raw())
+    assert envelope_head(junk) is None
 
 
 def test_a_batch_lives_at_most_the_ttl_and_the_skew_past_now() -> None:
@@ -215,7 +217,7 @@ SIGNED_MS = sample_announcement().created_ms
 
 
 def test_the_budget_evicts_an_authors_oldest_then_the_heaviest_authors_oldest() -> None:
-    budget = records.StorageBudget(total_bytes=10_000, author_bytes=4_000, entry_bytes=0)
+    budget = StorageBudget(total_bytes=10_000, author_bytes=4_000, entry_bytes=0)
     assert budget.keep("a1", "alice", 1_500) == [] and budget.keep("a2", "alice", 1_500) == []
     assert budget.keep("a3", "alice", 1_500) == ["a1"]  # alice over her 4,000: her oldest goes
     assert budget.author_used["alice"] == 3_000 and "a1" not in budget
@@ -249,7 +251,7 @@ def test_in_a_dht_node_an_old_announcement_cannot_pin_its_authors_entry() -> Non
     now = time.time()
     r = records.SwarmRules(SWARM, LIMITS, window_s=60.0, keys=DHTKeys(SWARM))
     validator = make_record_validator(r)
-    storage = BudgetedStorage(records.StorageBudget(), lambda v: "", validator.counts, lambda x: f"dht_{x}")
+    storage = BudgetedStorage(StorageBudget(), lambda v: "", validator.counts, lambda x: f"dht_{x}")
     key = announcement_key(SWARM, int(now // 60), BUCKET_A)
     key_id = DHTID.generate(source=key)
     subkey = msgpack.packb(peer(KEY_A))
@@ -291,7 +293,7 @@ def test_a_dht_node_keeps_signed_batches_within_its_budget() -> None:
 
     r = records.SwarmRules(SWARM, LIMITS, keys=DHTKeys(SWARM))
     validator = make_record_validator(r)
-    budget = records.StorageBudget(total_bytes=60_000, author_bytes=20_000)
+    budget = StorageBudget(total_bytes=60_000, author_bytes=20_000)
 
     def author_of(value: bytes) -> str:
         return records.batch_author(r, msgpack.unpackb(value))
@@ -312,5 +314,5 @@ def test_a_dht_node_keeps_signed_batches_within_its_budget() -> None:
     for ids in kept.values():  # each author's newest batches stay, its oldest went
         assert storage.get(ids[-1]) is not None and storage.get(ids[0]) is None
     assert validator.counts["dht_over_budget"] > 0
-    held = sum(len(item.value) + records.ENTRY_BYTES for _, item in storage.items())
+    held = sum(len(item.value) + ENTRY_BYTES for _, item in storage.items())
     assert held == budget.used  # what it holds is what the budget counts

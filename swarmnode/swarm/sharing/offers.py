@@ -14,7 +14,7 @@ import protocol
 from swarmnode.identity import Identity
 from swarmnode.swarm.sharing.clock import ClockWatch
 from swarmnode.swarm.trust.book import ON_PROBATION, PROVEN, PeerBook
-from swarmnode.swarm.transports.records import envelope_head
+from swarmnode.swarm.transports.envelope_head import envelope_head
 from swarmnode.swarm.transports.base import BucketLevel, Transport, TransportError, announcement_bucket, size_sample
 from swarmnode.swarm.sharing.validate import BatchValidator, Seen
 

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import protocol
 from swarmnode.errors import UserError
 from swarmnode.swarm.transports import records
+from swarmnode.swarm.transports.base import SETTINGS, TransportError, filing_levels
 from swarmnode.swarm.transports.hivemind_join import Joining
 from swarmnode.swarm.transports.hivemind_records import (
     DHT_COUNTERS,
@@ -37,7 +38,7 @@ from swarmnode.swarm.transports.hivemind_records import (
     msgpack_bin,
 )
 from swarmnode.swarm.transports.peers_cache import PeersCache, join_through
-from swarmnode.swarm.transports.base import SETTINGS, TransportError, filing_levels
+from swarmnode.swarm.transports.storage_budget import StorageBudget
 
 __all__ = ["HivemindTransport", "TransportError"]
 
@@ -59,7 +60,7 @@ class HivemindTransport(Joining):
         nat_traversal: bool = False,
         level: int = SETTINGS.base_level,
         skew_s: float = records.CLOCK_SKEW_S,
-        budget: records.StorageBudget | None = None,
+        budget: StorageBudget | None = None,
         peers_cache: PeersCache | None = None,
         cache_every_s: float = 30.0,
     ) -> None:
@@ -71,7 +72,7 @@ class HivemindTransport(Joining):
         self.rules = records.SwarmRules(
             swarm, self.limits, window_s=window_s, keys=DHTKeys(swarm), ttl_s=ttl_s, skew_s=skew_s
         )
-        self.budget = budget or records.StorageBudget()
+        self.budget = budget or StorageBudget()
         """What this node keeps for peers: its DHT storage, and its cache within a quarter of the same total."""
         self.ttl_s = ttl_s
         self.op_timeout_s = op_timeout_s

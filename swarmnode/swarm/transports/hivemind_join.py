@@ -10,8 +10,8 @@ import time
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
-from swarmnode.swarm.transports.peers_cache import PeersCache
 from swarmnode.swarm.transports.base import TransportError
+from swarmnode.swarm.transports.peers_cache import PeersCache
 
 T = TypeVar("T")
 

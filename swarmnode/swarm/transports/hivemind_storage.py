@@ -1,4 +1,4 @@
-"""A hivemind DHT node's local storage (and its cache) within a `records.StorageBudget`.
+"""A hivemind DHT node's local storage (and its cache) within a `StorageBudget`.
 
 hivemind keeps every record a peer stores (or that its own lookups cache) in a `DHTLocalStorage` until the
 record's expiry, with no bound on bytes: a peer could fill a node's memory with valid records. This storage
@@ -22,6 +22,7 @@ from hivemind.dht.routing import DHTID
 from hivemind.dht.storage import DHTLocalStorage, DictionaryDHTValue
 
 from swarmnode.swarm.transports import records
+from swarmnode.swarm.transports.storage_budget import StorageBudget
 
 COMPACT_AFTER = 1024
 """Stale entries hivemind's expiry heap may gather (replaced records) before it is rebuilt."""
@@ -35,7 +36,7 @@ class BudgetedStorage(DHTLocalStorage):  # type: ignore[misc]
 
     def __init__(
         self,
-        budget: records.StorageBudget,
+        budget: StorageBudget,
         author_of: Callable[[bytes], str],
         counts: Counter[str],
         counter: Callable[[str], str],
@@ -139,7 +140,7 @@ class PendingGets(defaultdict[Any, Any]):
 
 def install_budgets(
     node: Any,
-    budget: records.StorageBudget,
+    budget: StorageBudget,
     author_of: Callable[[bytes], str],
     counts: Counter[str],
     counter: Callable[[str], str],
@@ -150,7 +151,7 @@ def install_budgets(
     protocol_ = getattr(node, "protocol", None)
     if protocol_ is None:
         return
-    cache = records.StorageBudget(budget.total_bytes // 4, budget.author_bytes // 4, budget.entry_bytes)
+    cache = StorageBudget(budget.total_bytes // 4, budget.author_bytes // 4, budget.entry_bytes)
     protocol_.storage = BudgetedStorage(budget, author_of, counts, counter)
     protocol_.cache = BudgetedStorage(cache, author_of, counts, counter)
     pending = getattr(node, "pending_get_requests", None)

@@ -21,9 +21,9 @@ from pathlib import Path
 import msgpack
 
 from swarmnode.errors import UserError, install_hint
-from swarmnode.swarm.transports import records
-from swarmnode.swarm.transports.libp2p_host import KEY_ENV, MAX_FRAME, frame
 from swarmnode.swarm.transports.base import SETTINGS, TransportError
+from swarmnode.swarm.transports.libp2p_host import KEY_ENV, MAX_FRAME, frame
+from swarmnode.swarm.transports.storage_budget import AUTHOR_BYTES, TOTAL_BYTES
 
 Reply = dict[str, object]
 """One answer frame of the host: {"id", "ok", "value" | "error"}."""
@@ -52,8 +52,8 @@ class Libp2pTransport:
         level: int = SETTINGS.base_level,
         log_path: Path | None = None,
         restart_every_s: float = 10.0,
-        store_bytes: int = records.TOTAL_BYTES,
-        author_bytes: int = records.AUTHOR_BYTES,
+        store_bytes: int = TOTAL_BYTES,
+        author_bytes: int = AUTHOR_BYTES,
     ) -> None:
         if not libp2p_available():
             raise UserError(f"the libp2p transport needs its extra: {install_hint('libp2p')}")
@@ -93,7 +93,8 @@ class Libp2pTransport:
 
     def _start(self, listen: Sequence[str]) -> list[str]:
         """Start a host process listening on `listen`; its addresses once it is ready."""
-        command = [sys.executable, "-m", "swarmnode.swarm.transports.libp2p_host", "--swarm", self.swarm, "--listen", *listen]
+        command = [sys.executable, "-m", "swarmnode.swarm.transports.libp2p_host"]
+        command += ["--swarm", self.swarm, "--listen", *listen]
         command += ["--window-s", str(self.window_s)]
         command += ["--op-timeout-s", str(self.op_timeout_s)]
         command += ["--store-bytes", str(self.store_bytes), "--author-bytes", str(self.author_bytes)]

@@ -30,12 +30,12 @@ import msgpack
 import protocol
 from swarmnode.swarm.transports import records
 from swarmnode.swarm.transports.base import SETTINGS
+from swarmnode.swarm.transports.storage_budget import AUTHOR_BYTES, TOTAL_BYTES, StorageBudget
 
 MAX_FRAME = 8 * 1024 * 1024
 FETCH_PROTOCOL = "/swarmnode/fetch/1.0.0"
 KEY_ENV = "SWARMNODE_LIBP2P_KEY"
 log = logging.getLogger("swarmnode.libp2p")
-Budget = records.StorageBudget
 
 
 class TopicKeys:
@@ -53,7 +53,7 @@ class State:
     """What this host keeps (batches and announcements that passed the record rules; batches within `budget`)
     and what it refused."""
 
-    def __init__(self, swarm: str, limits: protocol.Limits, window_s: float, budget: Budget) -> None:
+    def __init__(self, swarm: str, limits: protocol.Limits, window_s: float, budget: StorageBudget) -> None:
         self.rules = records.SwarmRules(swarm, limits, window_s=window_s, keys=TopicKeys())
         self.limits = limits
         self.budget = budget
@@ -206,7 +206,7 @@ async def serve(args: argparse.Namespace) -> None:
     from libp2p.tools.anyio_service import background_trio_service
 
     limits = protocol.Limits()
-    state = State(args.swarm, limits, args.window_s, Budget(args.store_bytes, args.author_bytes))
+    state = State(args.swarm, limits, args.window_s, StorageBudget(args.store_bytes, args.author_bytes))
     topic = f"swarmnode/{args.swarm}/v1"
     # no mDNS, no UPnP port mapping and no relays: nothing leaves the listen addresses unless the user
     # asks (the hivemind transport keeps nat_port_map / auto_nat / use_relay off the same way)
@@ -395,8 +395,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--peers", nargs="*", default=[])
     parser.add_argument("--window-s", type=float, default=60.0)
     parser.add_argument("--push-limit", type=int, default=512 * 1024, help="batches above this go by fetch")
-    parser.add_argument("--store-bytes", type=int, default=records.TOTAL_BYTES, help="batch store cap")
-    parser.add_argument("--author-bytes", type=int, default=records.AUTHOR_BYTES, help="batch store cap per signer")
+    parser.add_argument("--store-bytes", type=int, default=TOTAL_BYTES, help="batch store cap")
+    parser.add_argument("--author-bytes", type=int, default=AUTHOR_BYTES, help="batch store cap per signer")
     parser.add_argument("--rate", type=float, default=50.0, help="messages per topic per second accepted")
     parser.add_argument("--op-timeout-s", type=float, default=20.0)
     parser.add_argument("--redial-s", type=float, default=5.0, help="how often unconnected known peers are dialled")

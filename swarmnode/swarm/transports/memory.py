@@ -18,23 +18,24 @@ from collections.abc import Callable, Hashable, Iterable
 import protocol
 from swarmnode.swarm.transports import records
 from swarmnode.swarm.transports.base import SETTINGS, filing_levels
+from swarmnode.swarm.transports.storage_budget import StorageBudget
 
 
 class MemoryHub:
     """What the nodes of one process share: batches by id, announcements by (window, level, bucket) and author,
-    within a `records.StorageBudget` (oldest records evicted first)."""
+    within a `StorageBudget` (oldest records evicted first)."""
 
     def __init__(
         self,
         ttl_s: float = 900.0,
         limits: protocol.Limits | None = None,
         clock: Callable[[], float] = time.time,
-        budget: records.StorageBudget | None = None,
+        budget: StorageBudget | None = None,
     ) -> None:
         self.ttl_s = ttl_s
         self.limits = limits or protocol.Limits()
         self.clock = clock
-        self.budget = budget or records.StorageBudget()
+        self.budget = budget or StorageBudget()
         self._batches: dict[bytes, tuple[float, bytes]] = {}
         self._announcements: dict[tuple[int, int, int], dict[str, tuple[float, bytes, int]]] = {}
         self._lock = threading.RLock()

@@ -9,20 +9,21 @@ expiry (a DHT), a batch lives at most `ttl_s` + the clock skew past now and an a
 `announcement_life_s` past its signed time, so that "latest expiry wins" is "newest signed wins". Each
 rule is one small check that returns a reason (a key of `REASONS`) or None; a transport composes the
 checks it applies and counts each reason under its own counter name (`dht_...`, `libp2p_...`). What a node
-keeps for peers is bounded per author and in total (`StorageBudget`). A transport only says how it names
-the places records are filed under (`RecordKeys`): plain ids and windows, or a DHT's hashed keys.
+keeps for peers is bounded per author and in total (`storage_budget.py`). A transport only says how it
+names the places records are filed under (`RecordKeys`): plain ids and windows, or a DHT's hashed keys.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Protocol
 
 import protocol
 from swarmnode.swarm.transports.base import SETTINGS, announcement_bucket
+from swarmnode.swarm.transports.envelope_head import envelope_head
 
 MALFORMED = "malformed"
 OVERSIZE = "oversize"
@@ -51,12 +52,6 @@ author; `over_budget` counts records evicted to keep a node's storage within its
 
 CLOCK_SKEW_S = SETTINGS.clock_skew_s
 """Clock difference between peers tolerated in expiries (the default of `swarm.max_clock_skew_s`)."""
-AUTHOR_BYTES = 32 * 1024 * 1024
-"""What one author's records may take of a node's storage (a node stores a batch per round for `ttl_s`)."""
-TOTAL_BYTES = 256 * 1024 * 1024
-"""What all peers' records may take of a node's storage (per store: a DHT node's storage and its cache)."""
-ENTRY_BYTES = 512
-"""What a record costs beyond its bytes (keys, expiry, containers), so tiny records are not free."""
 VERIFIED_IDS = 4096
 """Batch ids whose signature was verified, remembered so that a batch stored, replicated and fetched again
 is verified once."""
@@ -257,25 +252,6 @@ def announcement_expiry(rules: SwarmRules, record: AnnouncementRecord, signed: S
     return EXPIRY if abs(record.expires - rules.announcement_expiry(signed.announcement)) > 1e-3 else None
 
 
-def envelope_head(envelope: bytes) -> tuple[str, bytes] | None:
-    """The kind and the author's public key of a canonical envelope, read from its first bytes without decoding
-    the rest (the signature is not checked: a cheap first look)."""
-    if (
-        len(envelope) < 40
-        or envelope[0] != 0x95
-        or envelope[1] not in protocol.VERSIONS
-        or not 0xA1 <= envelope[2] <= 0xB0
-    ):
-        return None
-    end = 3 + envelope[2] - 0xA0
-    if envelope[end : end + 2] != b"\xc4\x20" or len(envelope) < end + 34:
-        return None
-    try:
-        return envelope[3:end].decode("ascii"), envelope[end + 2 : end + 34]
-    except UnicodeDecodeError:
-        return None
-
-
 def signed_batch(rules: SwarmRules, record: BatchRecord) -> str | None:
     """A validly signed rollout batch of this swarm: its first bytes first, then its signature and payload
     (verified once per batch id; the caller checked the id is the hash of the bytes)."""
@@ -358,58 +334,3 @@ def check_announcement(
         if reason is not None:
             return reason
     return signed
-
-
-class StorageBudget:
-    """What a node keeps for peers, in bytes (`ENTRY_BYTES` more per record), per author and in total. Over an
-    author's budget its own oldest records go first; over the total, the oldest records of the author who
-    holds the most: many identities flooding a node push out each other before an honest author's records."""
-
-    def __init__(
-        self, total_bytes: int = TOTAL_BYTES, author_bytes: int = AUTHOR_BYTES, entry_bytes: int = ENTRY_BYTES
-    ) -> None:
-        self.total_bytes = total_bytes
-        self.author_bytes = author_bytes
-        self.entry_bytes = entry_bytes
-        self.used = 0
-        self.evicted = 0
-        """Records evicted so far to stay within budget."""
-        self.author_used: Counter[str] = Counter()
-        self._places: dict[Hashable, str] = {}
-        self._by_author: dict[str, OrderedDict[Hashable, int]] = {}
-
-    def keep(self, place: Hashable, author: str, size: int) -> list[Hashable]:
-        """Note a record of `size` bytes kept at `place` (replacing what was noted there); returns the places
-        to evict, oldest first, so the author and the total stay within budget (maybe `place` itself)."""
-        self.forget(place)
-        cost = size + self.entry_bytes
-        self._places[place] = author
-        self._by_author.setdefault(author, OrderedDict())[place] = cost
-        self.author_used[author] += cost
-        self.used += cost
-        evict: list[Hashable] = []
-        while self.author_used[author] > self.author_bytes:
-            evict.append(self._evict_oldest(author))
-        while self.used > self.total_bytes:
-            evict.append(self._evict_oldest(max(self.author_used, key=self.author_used.__getitem__)))
-        return evict
-
-    def forget(self, place: Hashable) -> None:
-        """A record gone (expired, replaced or deleted)."""
-        author = self._places.pop(place, None)
-        if author is None:
-            return
-        cost = self._by_author[author].pop(place)
-        self.author_used[author] -= cost
-        self.used -= cost
-        if not self._by_author[author]:
-            del self._by_author[author], self.author_used[author]
-
-    def __contains__(self, place: Hashable) -> bool:
-        return place in self._places
-
-    def _evict_oldest(self, author: str) -> Hashable:
-        place = next(iter(self._by_author[author]))
-        self.forget(place)
-        self.evicted += 1
-        return place
