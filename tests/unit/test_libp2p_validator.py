@@ -10,7 +10,8 @@ import msgpack
 
 import protocol
 from protocol.testvectors import KEY_A, KEY_B, sample_announcement, sample_batch
-from swarmnode.swarm.transports.libp2p_host import State, frame
+from swarmnode.swarm.transports.libp2p_pipe import frame
+from swarmnode.swarm.transports.libp2p_store import State
 from swarmnode.swarm.transports.storage_budget import StorageBudget
 
 LIMITS = protocol.Limits()

@@ -14,7 +14,7 @@ from protocol.testvectors import KEY_A, KEY_B, sample_announcement, sample_batch
 from swarmnode.swarm.transports import records
 from swarmnode.swarm.transports.envelope_head import envelope_head
 from swarmnode.swarm.transports.hivemind_records import DHTKeys, announcement_key, batch_key, record_problem
-from swarmnode.swarm.transports.libp2p_host import State
+from swarmnode.swarm.transports.libp2p_store import State
 from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
 from swarmnode.swarm.transports.storage_budget import ENTRY_BYTES, StorageBudget
 

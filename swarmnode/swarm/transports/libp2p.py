@@ -22,7 +22,7 @@ import msgpack
 
 from swarmnode.errors import UserError, install_hint
 from swarmnode.swarm.transports.base import SETTINGS, TransportError
-from swarmnode.swarm.transports.libp2p_host import KEY_ENV, MAX_FRAME, frame
+from swarmnode.swarm.transports.libp2p_pipe import KEY_ENV, MAX_FRAME, frame
 from swarmnode.swarm.transports.storage_budget import AUTHOR_BYTES, TOTAL_BYTES
 
 Reply = dict[str, object]
