@@ -73,6 +73,15 @@ class Drift:
         while len(self._refused) > CAPACITY:
             self._refused.popitem(last=False)
 
+    def note_round(self, round_: int, refused: Iterable[str], gated: Iterable[str], own: Iterable[str]) -> str | None:
+        """One round: the text refused in peers' completions (outside the answer format), the completions the
+        learner's likelihood gate dropped (their text outside the answer is refused), and the node's own
+        completions. Returns the line to say, if any (`line`)."""
+        self.note_refused(refused)
+        self.note_refused(outside_text(t) for t in gated)
+        self.note_own(own)
+        return self.line(round_)
+
     def note_own(self, completions: Iterable[str]) -> None:
         for completion in completions:
             outside = outside_text(completion)

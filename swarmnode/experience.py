@@ -7,11 +7,14 @@ the eligible groups; `advantage-aware` takes the groups with the largest reward 
 `family-aware` takes task families in turn, the family where the node's own recent reward is lowest first
 (a peer's success on a question type the node rarely solves is signal it cannot get alone).
 
-With peers' `standing` ((cohort, junior): seniority, `swarm.peers`), juniors (young peers and later
-cohorts) may take `newcomer_slots` first, earliest cohort first, then the earliest cohort's groups fill the
-slots in the policy's order, and juniors get what is left (`newcomer_share` counts those not taken). So
-however many identities arrive, the peers with a record keep at least J - `newcomer_slots` of the slots
-they fill, and a latecomer keeps a share.
+Peers' groups carry their author's seniority (`Group.seniority`: cohort, junior; the words are defined in
+`swarm/trust/standing.py`): juniors may take `newcomer_slots` first, earliest cohort first, then the elders'
+groups fill the slots in the policy's order, earliest cohort first, and juniors get what is left
+(`newcomer_share` counts those not taken). So however many identities arrive, the peers with a record keep
+at least J - `newcomer_slots` of the slots they fill, and a latecomer keeps a share.
+
+`Experience` is the node's side of it: each round it selects (I own groups, J peers'), keeps the node's
+recent reward per family (the family-aware sampler's need), and hands the selection to the learner.
 """
 
 from __future__ import annotations
@@ -21,9 +24,13 @@ import random
 import statistics
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from swarmnode.groups import Group
+from swarmnode.groups import Group, Seniority
+
+if TYPE_CHECKING:  # the learner brings torch; selection does not need it
+    from swarmnode.learner import StepStats
 
 SamplerPolicy = Literal["uniform", "advantage-aware", "family-aware"]
 
@@ -55,7 +62,6 @@ def select_groups(
     max_share_per_peer: float = 0.5,
     skipped: Counter[str] | None = None,
     need: Mapping[str, float] | None = None,
-    standing: Mapping[str, tuple[int, bool]] | None = None,
     newcomer_slots: int = 0,
 ) -> list[Group]:
     """The node's first `local_count` own groups plus up to `external_count` peers' groups. Each peers' group
@@ -82,9 +88,9 @@ def select_groups(
     else:
         raise ValueError(f"unknown sampler policy {policy!r}")
     young: set[int] = set()
-    if standing is not None:
-        old = sorted((g for g in candidates if not standing[g.source][1]), key=lambda g: standing[g.source][0])
-        new = sorted((g for g in candidates if standing[g.source][1]), key=lambda g: standing[g.source][0])
+    if any(g.seniority is not None for g in candidates):
+        old = sorted((g for g in candidates if not _seniority(g).junior), key=lambda g: _seniority(g).cohort)
+        new = sorted((g for g in candidates if _seniority(g).junior), key=lambda g: _seniority(g).cohort)
         young = {id(g) for g in new}
         candidates = new[:newcomer_slots] + old + new[newcomer_slots:]  # sorted is stable: policy order kept
     cap = max(1, math.floor(max_share_per_peer * external_count))
@@ -101,3 +107,82 @@ def select_groups(
         chosen.append(group)
         taken += 1
     return chosen
+
+
+UNKNOWN_SENIORITY = Seniority(1 << 30, True)
+"""A peer's group that carries no seniority is taken as the most junior's."""
+
+
+def _seniority(group: Group) -> Seniority:
+    return group.seniority or UNKNOWN_SENIORITY
+
+
+class Trains(Protocol):
+    def step(self, groups: Sequence[Group]) -> StepStats: ...
+
+
+@dataclass
+class Trained:
+    """One round's training: the learner's statistics, and what the selection did with peers' groups."""
+
+    stats: StepStats
+    used: Counter[str] = field(default_factory=Counter)
+    """Peers' groups trained on, by author."""
+    skipped: Counter[str] = field(default_factory=Counter)
+    """Peers' groups not trained on, by why (`select_groups`)."""
+
+
+class Experience:
+    """The node's choice of what to train on each round (`own` of its groups, up to `slots` of peers'), and
+    the learner step on it."""
+
+    def __init__(
+        self,
+        learner: Trains,
+        *,
+        own: int,
+        slots: int,
+        policy: SamplerPolicy = "uniform",
+        max_share_per_peer: float = 0.5,
+        newcomer_slots: int = 0,
+        keep: float = 0.9,
+    ) -> None:
+        self.learner = learner
+        self.own = own
+        self.slots = slots
+        self.policy: SamplerPolicy = policy
+        self.max_share_per_peer = max_share_per_peer
+        self.newcomer_slots = newcomer_slots
+        self.keep = keep
+        """How much of the previous average the family rewards keep each round."""
+        self.family_reward: dict[str, float] = {}
+        """Recent mean reward of the node's own completions per task family (an exponential average)."""
+
+    def train(self, local: Sequence[Group], external: Sequence[Group], seed: int) -> Trained:
+        """Select from the round's own and peers' groups (randomness from `seed`), note the own rewards, and
+        take one learner step on the selection."""
+        skipped: Counter[str] = Counter()
+        chosen = select_groups(
+            local,
+            external,
+            local_count=self.own,
+            external_count=self.slots,
+            rng=random.Random(seed),
+            policy=self.policy,
+            max_share_per_peer=self.max_share_per_peer,
+            skipped=skipped,
+            need={f: 1.0 - r for f, r in self.family_reward.items()},
+            newcomer_slots=self.newcomer_slots,
+        )
+        self._note_family_rewards(local)
+        stats = self.learner.step(chosen)
+        return Trained(stats, Counter(g.source for g in chosen if not g.local), skipped)
+
+    def _note_family_rewards(self, local: Sequence[Group]) -> None:
+        by_family: dict[str, list[float]] = {}
+        for g in local:
+            by_family.setdefault(g.question.ref.task, []).extend(g.rewards)
+        for family, rewards in by_family.items():
+            mean = sum(rewards) / len(rewards)
+            old = self.family_reward.get(family)
+            self.family_reward[family] = mean if old is None else self.keep * old + (1 - self.keep) * mean

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import protocol
 from swarmnode.tasks import Question
@@ -22,6 +23,15 @@ def has_signal(rewards: Sequence[float], tol: float = SIGNAL_TOLERANCE) -> bool:
     """A group trains the policy only if its rewards are not all equal (GRPO's advantages are zero
     otherwise). The one definition: the learner, the sampler and the offers a node announces use it."""
     return len(rewards) > 1 and max(rewards) - min(rewards) > tol
+
+
+class Seniority(NamedTuple):
+    """A peer's place among this node's peers in the round its group was taken (`swarm/trust/standing.py`)."""
+
+    cohort: int
+    """The stretch of rounds its tenure began in (earlier: more senior)."""
+    junior: bool
+    """It shares the juniors' reserve of the J slots."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,8 @@ class Group:
     """Own groups: whether each completion's text re-tokenises to exactly the ids sampled. A BPE model can sample
     a split its tokenizer never makes (SmolLM2: `1` `0` where encoding `10` gives one token); a receiver lines
     behaviour log-probs up with its own tokenization of the text, so such a row is not shared."""
+    seniority: Seniority | None = None
+    """Peers' groups: the author's seniority in the round the group was taken (None: own, or not known)."""
 
     @property
     def informative(self) -> bool:

@@ -12,12 +12,9 @@ reproducible anyway: what peers send depends on timing.
 
 from __future__ import annotations
 
-import math
-import random
 import secrets
 import signal
 import time
-from collections import Counter
 from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -27,17 +24,16 @@ from swarmnode.config import NodeConfig
 from swarmnode.drift import GONE, Drift
 from swarmnode.errors import UserError
 from swarmnode.evaluation import evaluate_row
-from swarmnode.experience import select_groups
+from swarmnode.experience import Experience
 from swarmnode.groups import Group
 from swarmnode.identity import Identity
-from swarmnode.learner import Learner, StepStats
+from swarmnode.learner import Learner
 from swarmnode.policy import SamplingParams
 from swarmnode.run_dir import EvalRow, RoundRow, RunDir, SwarmCounters, round_line
 from swarmnode.status import NodeStatus, StatusServer, serve
-from swarmnode.tasks.base import outside_text
 
 if TYPE_CHECKING:  # a silo node never loads the swarm stack
-    from swarmnode.swarm.front import Swarm
+    from swarmnode.swarm.membership import Swarm
     from swarmnode.swarm.transports.base import Transport
 
 
@@ -86,8 +82,6 @@ class Node:
             self.runtime.model, config.train, self.runtime.prompter, config.generation.temperature, config.model.name
         )
         self.round = 0
-        self.family_reward: dict[str, float] = {}
-        """Recent mean reward of the node's own completions per task family (an exponential average)."""
         self.own_groups: list[Group] = []
         """The latest round's own scored groups (benches read them)."""
         self.drift = Drift()
@@ -106,10 +100,11 @@ class Node:
             )
         self.swarm: Swarm | None = None
         if not config.silo:
-            from swarmnode.swarm.front import Swarm
+            from swarmnode.swarm.front import open_swarm
+            from swarmnode.swarm.trust.standing import newcomer_slots
 
             count = self.runtime.prompter.completion_ids  # peers' completions are bounded in this node's tokens
-            self.swarm = Swarm.open(
+            self.swarm = open_swarm(
                 config,
                 self.runtime.tasks,
                 transport=transport,
@@ -122,6 +117,15 @@ class Node:
                     f"warning: no --peers given: this node starts swarm {config.swarm.name} on its own and shares with "
                     "nobody until other nodes join it with --peers and one of this node's addresses"
                 )
+        sw = config.swarm
+        self.experience = Experience(
+            self.learner,
+            own=config.generation.questions_per_round,
+            slots=0 if self.swarm is None else sw.external_groups,
+            policy=sw.sampler,
+            max_share_per_peer=sw.max_share_per_peer,
+            newcomer_slots=0 if self.swarm is None else newcomer_slots(sw.newcomer_share, sw.external_groups),
+        )
         self.rounds_alone = 0
         """Rounds in a row in which no peer was heard from (a swarm node: said at ALONE_ROUNDS)."""
         self.server: StatusServer | None = None
@@ -229,29 +233,20 @@ class Node:
                 self.say(f"round {round_:5d} | {level}{line}")
         share_s = time.perf_counter() - start - generate_s
         self.status.set_phase("training")
-        sw = cfg.swarm
-        skipped: Counter[str] = Counter()
-        chosen = select_groups(
-            local,
-            external,
-            local_count=gen.questions_per_round,
-            external_count=0 if self.swarm is None else sw.external_groups,
-            rng=random.Random(seed),
-            policy=sw.sampler,
-            max_share_per_peer=sw.max_share_per_peer,
-            skipped=skipped,
-            need={f: 1.0 - r for f, r in self.family_reward.items()},
-            standing=None if self.swarm is None else self.swarm.standing((g.source for g in external), round_),
-            newcomer_slots=math.floor(sw.newcomer_share * sw.external_groups),
-        )
-        self._note_family_rewards(local)
-        stats = self.learner.step(chosen)
-        self._note_drift(round_, local, external, stats)
+        trained = self.experience.train(local, external, seed)
+        stats = trained.stats
+        if self.swarm is not None and stats.gated_by_source:
+            self.swarm.note_gated(stats.gated_by_source)
+        stray = rt.tasks.stray
+        refused = (stray(c) for g in external for c in g.completions)
+        drift = self.drift.note_round(round_, refused, stats.gated_texts, (c for g in local for c in g.completions))
+        if drift:  # a rise is a warning (a poisoning symptom), its end is news
+            self.say(f"round {round_:5d} | {'' if drift == GONE else 'warning: '}{drift}")
         rt.backend.sync_weights()
         self.round = round_
         rewards = [r for g in local for r in g.rewards]
         tokens = sum(len(ids) for g in local for ids in g.token_ids or ())
-        used = Counter(g.source for g in chosen if not g.local)
+        used = trained.used
         peers = self.swarm.peers() if self.swarm is not None else None
         counters: SwarmCounters = self.swarm.counters(peers) if self.swarm is not None else {}
         row: RoundRow = {
@@ -277,7 +272,7 @@ class Node:
             "external_available": len(external),
             "external_groups": sum(used.values()),
             "external_by_peer": dict(used),
-            "external_skipped": dict(sorted(skipped.items())),
+            "external_skipped": dict(sorted(trained.skipped.items())),
             "offpolicy": {
                 "weighted_tokens": stats.weighted,
                 "masked_tokens": stats.masked,
@@ -309,29 +304,6 @@ class Node:
             else "no --peers was given: other nodes must join through this one"
         )
         self.say(f"round {round_:5d} | warning: nothing from any peer in {n} rounds: training alone ({why})")
-
-    def _note_drift(self, round_: int, local: list[Group], external: list[Group], stats: StepStats) -> None:
-        """Feed the drift signal (peers' text refused by the answer format or the likelihood gate; the node's
-        own completions), charge gated completions to their authors, and say it when the signal moves."""
-        stray = self.runtime.tasks.stray
-        self.drift.note_refused(stray(c) for g in external for c in g.completions)
-        self.drift.note_refused(outside_text(t) for t in stats.gated_texts)
-        if self.swarm is not None and stats.gated_by_source:
-            self.swarm.note_gated(stats.gated_by_source)
-        self.drift.note_own(c for g in local for c in g.completions)
-        line = self.drift.line(round_)
-        if line:  # a rise is a warning (a poisoning symptom), its end is news
-            level = "" if line == GONE else "warning: "
-            self.say(f"round {round_:5d} | {level}{line}")
-
-    def _note_family_rewards(self, local: list[Group], keep: float = 0.9) -> None:
-        by_family: dict[str, list[float]] = {}
-        for g in local:
-            by_family.setdefault(g.question.ref.task, []).extend(g.rewards)
-        for family, rewards in by_family.items():
-            mean = sum(rewards) / len(rewards)
-            old = self.family_reward.get(family)
-            self.family_reward[family] = mean if old is None else keep * old + (1 - keep) * mean
 
     # ------------------------------------------------------------------ evaluation and checkpoints
 

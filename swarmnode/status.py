@@ -168,7 +168,7 @@ class NodeStatus:
     def _note_effects(self, rejected: dict[str, int], peers: list[PeerRow]) -> None:
         reasons = set(rejected).union(*(p["rejected"] for p in peers)) - set(self.reason_effects)
         if reasons:  # swarm mode only: a silo node never loads the swarm stack
-            from swarmnode.swarm.trust.book import counts_against
+            from swarmnode.swarm.trust.reasons import counts_against
 
             self.reason_effects.update({r: counts_against(r) for r in reasons})
 

@@ -27,9 +27,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from swarmnode.bench.attacks import Crowd
+    from swarmnode.swarm.transports.base import TransportError
     from swarmnode.swarm.transports.hivemind_dht import HivemindTransport
     from swarmnode.swarm.transports.peers_cache import PeersCache
-    from swarmnode.swarm.transports.base import TransportError
     from swarmnode.tasks import TaskSet, make_task
 
     stop = threading.Event()

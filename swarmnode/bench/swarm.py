@@ -39,10 +39,10 @@ from swarmnode.config import NodeConfig
 from swarmnode.groups import Group
 from swarmnode.identity import Identity
 from swarmnode.swarm import open_transport
-from swarmnode.swarm.sharing.exchange import RolloutExchange
 from swarmnode.swarm.front import open_exchange
-from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
+from swarmnode.swarm.sharing.exchange import RolloutExchange
 from swarmnode.swarm.transports.base import Transport, announcement_bucket
+from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
 from swarmnode.tasks import TaskSet, make_task
 
 SWARM = "bench"
@@ -170,7 +170,7 @@ def measure(nodes: Sequence[_Node], tasks: TaskSet, rounds: int, backend: str, r
         if round_ > 1:
             time.sleep(0.2 if backend == "libp2p" else 0.0)  # pushes still in flight belong to this round
             per_round += [node.taken_in() - b for node, b in zip(sample, start_bytes, strict=True)]
-    seconds = sum(node.exchange.validate_s for node in sample)
+    seconds = sum(node.exchange.tally.validate_s for node in sample)
     validated = sum(node.exchange.validated for node in sample)
     rejected: Counter[str] = Counter()
     for node in sample:

@@ -13,9 +13,9 @@ import pytest
 
 import protocol
 from protocol.testvectors import KEY_A, KEY_B, sample_announcement, sample_batch
+from swarmnode.swarm.transports.base import announcement_bucket
 from swarmnode.swarm.transports.hivemind_dht import HivemindTransport
 from swarmnode.swarm.transports.hivemind_records import announcement_key
-from swarmnode.swarm.transports.base import announcement_bucket
 
 LIMITS = protocol.Limits()
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from swarmnode.swarm.transports.libp2p import libp2p_available
-from swarmnode.swarm.trust.book import DEFENSES
-from tests.helpers import join_command, metrics_rows, swarm_report, wait_for
+from swarmnode.swarm.trust.reasons import DEFENSES
+from tests.helpers import join_command, logged_address, metrics_rows, swarm_report, wait_for
 
 pytestmark = pytest.mark.skipif(not libp2p_available(), reason="needs the libp2p extra")
 
@@ -28,10 +28,10 @@ def test_three_nodes_share_over_gossipsub(tmp_path: Path, procs: list[subprocess
             procs.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True))
 
     start(0)
-    addr = wait_for(lambda: re.search(r"--peers ADDR\): (\S+)", logs[0].read_text()), "node 0's address", 180)
-    assert addr.group(1).startswith("/ip4/127.0.0.1/")
-    start(1, "--peers", addr.group(1))
-    start(2, "--peers", addr.group(1))
+    addr = logged_address(logs[0])
+    assert addr.startswith("/ip4/127.0.0.1/")
+    start(1, "--peers", addr)
+    start(2, "--peers", addr)
     ids = [
         wait_for(lambda i=i: re.search(r"peer id (\w+)", logs[i].read_text()), "ids", 120).group(1) for i in range(3)
     ]

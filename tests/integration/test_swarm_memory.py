@@ -11,9 +11,9 @@ from swarmnode.config import NodeConfig, load_config, parse_override
 from swarmnode.identity import Identity
 from swarmnode.node import Node
 from swarmnode.run_dir import read_metrics
-from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
-from swarmnode.swarm.trust.book import DEFENSES
 from swarmnode.swarm.transports.base import TransportError
+from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
+from swarmnode.swarm.trust.reasons import DEFENSES
 
 
 def test_three_nodes_train_on_each_others_groups(tmp_path: Path) -> None:

@@ -19,10 +19,10 @@ import pytest
 
 import protocol
 from protocol.testvectors import KEY_A, KEY_B, sample_announcement, sample_batch
+from swarmnode.swarm.transports.base import Transport, TransportError, announcement_bucket
 from swarmnode.swarm.transports.hivemind_dht import HivemindTransport
 from swarmnode.swarm.transports.libp2p import Libp2pTransport, libp2p_available
 from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
-from swarmnode.swarm.transports.base import Transport, TransportError, announcement_bucket
 
 LIMITS = protocol.Limits()
 SWARM = "demo-swarm"  # the swarm of the protocol's sample messages

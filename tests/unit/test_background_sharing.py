@@ -10,7 +10,7 @@ import time
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from swarmnode.identity import Identity
-from swarmnode.swarm.front import Swarm
+from swarmnode.swarm.front import Swarm, open_swarm
 from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
 from swarmnode.tasks import TaskSet, make_task
 from tests.helpers import wait_for
@@ -19,7 +19,7 @@ from tests.unit.test_swarm_front import config, groups
 
 def member(transport: MemoryTransport, tasks: TaskSet, **swarm: object) -> Swarm:
     identity = Identity(Ed25519PrivateKey.generate())
-    return Swarm.open(config(background_sharing=True, **swarm), tasks, transport=transport, identity=identity)
+    return open_swarm(config(background_sharing=True, **swarm), tasks, transport=transport, identity=identity)
 
 
 class BlockedTransport(MemoryTransport):
@@ -60,8 +60,7 @@ def test_the_thread_publishes_and_fetches_and_the_round_takes_what_arrived() -> 
         wait_for(lambda: b.waiting() == 3, "the sharing thread", 20.0)
         got = b.share(1, 0, groups(tasks, 3))
         assert len(got) == 3 and {g.source for g in got} == {a.peer_id}
-        assert b.standing([a.peer_id], 1)[a.peer_id][1] is False  # as the thread saw it: not a junior
-        assert b.standing(["nobody"], 1) == {"nobody": (1 << 30, True)}  # unknown: the most junior
+        assert all(g.seniority is not None and not g.seniority.junior for g in got)  # as the thread saw it
         assert b.share(2, 1, []) == []  # taken once
         wait_for(lambda: a.waiting() == 3, "the sharing thread", 20.0)  # b's round-1 groups
         assert {g.source for g in a.share(2, 1, [])} == {b.peer_id}

@@ -14,7 +14,6 @@ import protocol
 from protocol.testvectors import KEY_A, sample_announcement
 from swarmnode.identity import Identity
 from swarmnode.swarm.transports import records
-from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
 from swarmnode.swarm.transports.base import (
     SETTINGS,
     BucketLevel,
@@ -24,6 +23,7 @@ from swarmnode.swarm.transports.base import (
     filing_levels,
     size_sample,
 )
+from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
 from swarmnode.swarm.transports.storage_budget import StorageBudget
 
 LIMITS = protocol.Limits()

@@ -9,8 +9,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from swarmnode.identity import Identity
+from swarmnode.swarm.front import Swarm, open_swarm
 from swarmnode.swarm.sharing.clock import WATCHED_PEERS, ClockWatch
-from swarmnode.swarm.front import Swarm
 from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
 from swarmnode.tasks import TaskSet, make_task
 from tests.unit.test_swarm_front import config, groups
@@ -47,7 +47,7 @@ def test_the_watch_says_nothing_for_the_network_s_own_delays_and_forgets_old_pee
 
 def _member(hub: MemoryHub, tasks: TaskSet, offset: float) -> Swarm:
     cfg = config(clock_offset_s=offset)
-    return Swarm.open(cfg, tasks, transport=MemoryTransport(hub), identity=Identity(Ed25519PrivateKey.generate()))
+    return open_swarm(cfg, tasks, transport=MemoryTransport(hub), identity=Identity(Ed25519PrivateKey.generate()))
 
 
 def test_a_node_25_s_ahead_still_shares_and_is_told_its_clock_is_ahead() -> None:

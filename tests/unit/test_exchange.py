@@ -14,10 +14,10 @@ import protocol
 from swarmnode.groups import Group
 from swarmnode.identity import Identity
 from swarmnode.swarm.sharing.exchange import RolloutExchange
+from swarmnode.swarm.sharing.validate import BatchValidator
+from swarmnode.swarm.transports.base import TransportError, announcement_bucket
 from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
 from swarmnode.swarm.trust.book import ON_PROBATION, PROVEN, UNKNOWN, PeerBook
-from swarmnode.swarm.transports.base import TransportError, announcement_bucket
-from swarmnode.swarm.sharing.validate import BatchValidator
 from swarmnode.tasks import Question, TaskSet, make_task
 from tests.hostile import (
     Attacker,

@@ -20,8 +20,8 @@ import protocol
 from protocol.testvectors import KEY_A
 from swarmnode.groups import Group
 from swarmnode.status import NodeStatus
-from swarmnode.swarm.transports.hivemind_storage import PENDING_SLACK, PendingGets
 from swarmnode.swarm.sharing.validate import BatchValidator, Seen
+from swarmnode.swarm.transports.hivemind_storage import PENDING_SLACK, PendingGets
 from swarmnode.tasks import TaskSet, make_task
 
 LIMITS = protocol.Limits()

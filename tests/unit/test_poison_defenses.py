@@ -4,6 +4,7 @@ attack it stops gets through."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections import Counter
@@ -18,12 +19,13 @@ from swarmnode import grpo
 from swarmnode.bench.attacks import Crowd, carries_payload, clean_group, payload_rate, poisoned_group
 from swarmnode.drift import WINDOW, Drift
 from swarmnode.experience import select_groups
-from swarmnode.groups import Group
+from swarmnode.groups import Group, Seniority
 from swarmnode.identity import Identity
 from swarmnode.swarm.sharing.exchange import RolloutExchange
+from swarmnode.swarm.sharing.validate import BatchValidator
 from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
 from swarmnode.swarm.trust.book import PeerBook
-from swarmnode.swarm.sharing.validate import BatchValidator
+from swarmnode.swarm.trust.standing import Standing
 from swarmnode.tasks import Question, TaskSet, make_task
 from swarmnode.tasks.base import stray_text
 
@@ -156,21 +158,21 @@ def test_drift_without_refused_text_only_watches_the_stray_share() -> None:
 
 def test_tenure_cohorts_youth_and_what_resets_them() -> None:
     book = PeerBook(trust_rounds=10)
-    assert book.standing("new", 5) == (1 << 30, True)
+    assert book.tenure("new", 5) == (1 << 30, True)
     book.accepted("old", "m", 1, [1.0], round_=3)
-    assert book.standing("old", 5) == (0, True) and book.standing("old", 13) == (0, False)
+    assert book.tenure("old", 5) == (0, True) and book.tenure("old", 13) == (0, False)
     for r in range(4, 30):
         book.accepted("old", "m", 1, [1.0], round_=r)
     book.accepted("late", "m", 1, [1.0], round_=25)
-    assert book.standing("old", 30) == (0, False) and book.standing("late", 30) == (2, True)
-    assert book.has_elders(30)
-    assert book.standing("old", 45) == (1 << 30, True)  # gone for longer than trust_rounds: no tenure
+    assert book.tenure("old", 30) == (0, False) and book.tenure("late", 30) == (2, True)
+    assert Standing(book, 30).first == 0  # "old" is an elder
+    assert book.tenure("old", 45) == (1 << 30, True)  # gone for longer than trust_rounds: no tenure
     book.accepted("old", "m", 1, [1.0], round_=45)
-    assert book.standing("old", 46) == (4, True)  # it starts again
+    assert book.tenure("old", 46) == (4, True)  # it starts again
     book.rejected("late", Counter({"bad_signature": 5}))  # banned: tenure gone too
-    assert book.standing("late", 26) == (1 << 30, True)
-    assert PeerBook().standing("anyone", 100) == (0, False)  # seniority off
-    assert not PeerBook().has_elders(100)
+    assert book.tenure("late", 26) == (1 << 30, True)
+    assert PeerBook().tenure("anyone", 100) == (0, False)  # seniority off
+    assert Standing(PeerBook(), 100).first is None
 
 
 def test_a_peer_that_only_announces_keeps_its_tenure() -> None:
@@ -179,13 +181,18 @@ def test_a_peer_that_only_announces_keeps_its_tenure() -> None:
     book.accepted("p", "m", 1, [1.0], round_=1)
     for r in range(5, 60, 5):
         book.present("p", r)  # its announcements read, its batches not needed
-    assert book.standing("p", 60) == (0, False)
+    assert book.tenure("p", 60) == (0, False)
     book.present("gone", 60)  # no tenure: announcing alone starts none
-    assert book.standing("gone", 61)[1]
+    assert book.tenure("gone", 61)[1]
 
 
 def _groups(source: str, n: int) -> list[Group]:
     return [Group(Q, ("a", "b"), (1.0, 0.0), source) for _ in range(n)]
+
+
+def _placed(groups: list[Group], standing: dict[str, tuple[int, bool]]) -> list[Group]:
+    """The groups carrying their authors' seniority, as the exchange hands them over."""
+    return [dataclasses.replace(g, seniority=Seniority(*standing[g.source])) for g in groups]
 
 
 def test_many_young_identities_cannot_crowd_out_peers_with_a_record() -> None:
@@ -196,11 +203,10 @@ def test_many_young_identities_cannot_crowd_out_peers_with_a_record() -> None:
         skipped: Counter[str] = Counter()
         chosen = select_groups(
             [],
-            sybils + honest,
+            _placed(sybils + honest, standing),
             local_count=0,
             external_count=8,
             rng=random.Random(seed),
-            standing=standing,
             newcomer_slots=1,
             skipped=skipped,
         )
@@ -215,21 +221,19 @@ def test_a_later_cohort_takes_what_earlier_ones_leave_and_a_young_newcomer_is_us
     pool = _groups("later", 4) + _groups("founder", 2) + _groups("new", 4)
     chosen = select_groups(
         [],
-        pool,
+        _placed(pool, standing),
         local_count=0,
         external_count=6,
         rng=random.Random(0),
-        standing=standing,
         newcomer_slots=1,
         max_share_per_peer=1.0,
     )
     assert Counter(g.source for g in chosen) == {"founder": 2, "later": 3, "new": 1}
     alone = select_groups(
         [],
-        _groups("new", 4),
+        _placed(_groups("new", 4), {"new": (1 << 30, True)}),
         local_count=0,
         external_count=8,
-        standing={"new": (1 << 30, True)},
         newcomer_slots=1,
         max_share_per_peer=1.0,
     )
@@ -269,8 +273,7 @@ def test_twenty_sybils_arriving_later_leave_honest_peers_their_share(trust_round
         if r >= 8:
             crowd.publish(r)
         got = victim.collect(r, want_groups=8, per_peer_groups=4)
-        standing = victim.book.for_sampling((g.source for g in got), r)
-        chosen = select_groups([], got, local_count=0, external_count=8, rng=rng, standing=standing, newcomer_slots=1)
+        chosen = select_groups([], got, local_count=0, external_count=8, rng=rng, newcomer_slots=1)
         if r >= 10:
             honest_taken.append(sum(g.source not in crowd.peer_ids for g in chosen))
     if trust_rounds:
@@ -297,10 +300,7 @@ def test_an_honest_newcomer_is_downloaded_and_taken_while_older_peers_cover_the_
                 r, 1, [Group(q, (f"<answer>{q.answer}</answer>", "<answer>x</answer>"), (1.0, 0.0)) for q in qs]
             )
         got = victim.collect(r, want_groups=8, per_peer_groups=4)
-        standing = victim.book.for_sampling((g.source for g in got), r)
-        chosen = select_groups(
-            [], got, local_count=0, external_count=8, rng=random.Random(r), standing=standing, newcomer_slots=1
-        )
+        chosen = select_groups([], got, local_count=0, external_count=8, rng=random.Random(r), newcomer_slots=1)
         if r >= 12:
             taken.append(sum(g.source == newcomer.identity.peer_id for g in chosen))
     assert taken == [1] * len(taken), taken

@@ -16,7 +16,8 @@ from swarmnode.config import StatusConfig
 from swarmnode.errors import UserError
 from swarmnode.run_dir import PeerRow, RoundRow, RunDir
 from swarmnode.status import NodeInfo, NodeStatus, StatusServer, StatusSnapshot, serve
-from swarmnode.swarm.trust.book import DEFENSES, LIES, PROTOCOL_INVALID, PeerBook, counts_against
+from swarmnode.swarm.trust.book import PeerBook
+from swarmnode.swarm.trust.reasons import DEFENSES, LIES, PROTOCOL_INVALID, counts_against
 
 
 def _peer(letter: str, accepted: int, rejected: dict[str, int], banned: bool) -> PeerRow:

@@ -8,7 +8,7 @@ from swarmnode.config import NodeConfig
 from swarmnode.groups import Group
 from swarmnode.identity import Identity
 from swarmnode.run_dir import SWARM_COUNTER_KEYS
-from swarmnode.swarm.front import Swarm
+from swarmnode.swarm.front import Swarm, open_swarm
 from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
 from swarmnode.tasks import TaskSet, make_task
 from tests.hostile import Attacker, OfferingAttacker, good_group, long_completions
@@ -29,7 +29,7 @@ def config(**swarm: object) -> NodeConfig:
 
 def member(hub: MemoryHub, tasks: TaskSet, **swarm: object) -> Swarm:
     identity = Identity(Ed25519PrivateKey.generate())
-    return Swarm.open(config(**swarm), tasks, transport=MemoryTransport(hub), identity=identity)
+    return open_swarm(config(**swarm), tasks, transport=MemoryTransport(hub), identity=identity)
 
 
 def groups(tasks: TaskSet, start: int, count: int = 3) -> list[Group]:
@@ -84,7 +84,7 @@ def test_the_nodes_own_and_marked_eval_questions_are_refused() -> None:
 def test_a_swarm_that_opened_its_transport_closes_it() -> None:
     tasks = TaskSet([make_task("add")])
     said: list[str] = []
-    swarm = Swarm.open(
+    swarm = open_swarm(
         config(transport="memory"), tasks, identity=Identity(Ed25519PrivateKey.generate()), say=said.append
     )
     assert swarm.addresses() == []
@@ -99,7 +99,7 @@ def test_peers_completions_are_bounded_in_the_nodes_own_tokens() -> None:
     tasks = TaskSet([make_task("add")])
     hub = MemoryHub()
     cfg = config().model_copy(update={"generation": config().generation.model_copy(update={"max_new_tokens": 15})})
-    victim = Swarm.open(
+    victim = open_swarm(
         cfg, tasks, transport=MemoryTransport(hub), identity=Identity(Ed25519PrivateKey.generate()), count_tokens=len
     )
     attacker = OfferingAttacker(MemoryTransport(hub), "s", tasks)

@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 import protocol
 from protocol.testvectors import KEY_A, KEY_B, sample_announcement
 from swarmnode.groups import Group
-from swarmnode.swarm.trust.book import PeerBook
 from swarmnode.swarm.sharing.validate import MAX_CHARS_PER_TOKEN, BatchValidator, FreshnessPolicy, Seen
+from swarmnode.swarm.trust.book import PeerBook
 from swarmnode.tasks import TaskSet, make_task
 
 NOW = 1_800_000_000.0

@@ -19,7 +19,7 @@ from protocol.reasons import Reason
 from swarmnode.run_dir import SWARM_COUNTER_KEYS
 from swarmnode.status import StatusSnapshot
 from swarmnode.swarm.transports.hivemind_records import DHT_COUNTERS
-from swarmnode.swarm.trust.book import DEFENSES, LIES, PROTOCOL_INVALID
+from swarmnode.swarm.trust.reasons import DEFENSES, LIES, PROTOCOL_INVALID
 from swarmnode.tui import Dashboard, DeadFeed, RecordedFeed
 from swarmnode.tui.app import KeyHelp, Table
 from swarmnode.tui.panes import (

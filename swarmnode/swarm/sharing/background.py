@@ -8,20 +8,18 @@ the round's I/O deadline (`swarm.round_timeout_s`), and when a pass finds nothin
 the next (from `POLL_S` up to `MAX_POLL_S`), so a quiet swarm is not read over and over.
 
 The thread alone touches the exchange (its peer book, counters, transport). The round reads copies it makes
-after every pass (`view`): the peers, the counters, and the standing of the peers whose groups it took; the
-likelihood gate's charges go to the thread as notes (`note_gated`). So nothing the round does waits on I/O.
+after every pass (`view`): the peers and the counters (each group it takes carries its author's seniority);
+the likelihood gate's charges go to the thread as notes (`note_gated`). So nothing the round does waits on I/O.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 from swarmnode.groups import Group
-from swarmnode.run_dir import PeerRow
+from swarmnode.swarm.membership import Swarm, View, view_of
 from swarmnode.swarm.sharing.exchange import RolloutExchange
 
 POLL_S = 0.5
@@ -30,33 +28,19 @@ MAX_POLL_S = 8.0
 """The longest wait between reading passes: each pass that finds nothing doubles the wait up to this."""
 
 
-@dataclass(frozen=True)
-class View:
-    """What the round reads of the swarm: copies made by the I/O thread after its latest pass."""
+class BackgroundSwarm(Swarm):
+    """A node's swarm membership with the I/O thread of its exchange (see the module)."""
 
-    peers: list[PeerRow] = field(default_factory=list)
-    rejected: dict[str, int] = field(default_factory=dict)
-    misreported_rewards: int = 0
-    fetch_misses: int = 0
-    io_errors: int = 0
-    clock_offset: tuple[float, int] | None = None
-
-
-class BackgroundSharer:
-    """The I/O thread of one node's exchange (see the module). `want` informative groups a round, at most
-    `per_peer` of them from one peer."""
-
-    def __init__(self, exchange: RolloutExchange, want: int, per_peer: int) -> None:
+    def __init__(
+        self, exchange: RolloutExchange, *, want_groups: int, per_peer_groups: int, owns_transport: bool = False
+    ) -> None:
+        super().__init__(
+            exchange, want_groups=want_groups, per_peer_groups=per_peer_groups, owns_transport=owns_transport
+        )
         self._ex = exchange
-        self._want = want
-        self._per_peer = per_peer
         self._cv = threading.Condition()
         self._job: tuple[int, int, list[Group]] | None = None
         self._buffer: list[Group] = []
-        self._standing: dict[str, tuple[int, bool]] = {}
-        """(cohort, junior) of the buffered groups' authors, in the round they were fetched for."""
-        self.standing: dict[str, tuple[int, bool]] = {}
-        """... of the groups of the latest take (the sampler's `standing`)."""
         self._target = 1
         """The node's round the buffer is for (the round after the latest take)."""
         self._gated: list[Mapping[str, int]] = []
@@ -73,22 +57,14 @@ class BackgroundSharer:
 
     # ---------------------------------------------------------------- the round's side (never waits on I/O)
 
-    def publish(self, round_: int, policy_version: int, groups: Sequence[Group]) -> None:
-        """Hand over one round's groups to store and announce; an older hand-over not yet stored is replaced
-        (announcements list a node's latest batches: a newer one supersedes it). Nothing to share: no job."""
-        if not any(g.completions for g in groups):
-            return
+    def share(self, round_: int, policy_version: int, groups: Sequence[Group]) -> list[Group]:
+        """Hand over one round's groups to store and announce (an older hand-over not yet stored is replaced:
+        announcements list a node's latest batches), and take the groups fetched and validated for the node's
+        rounds up to `round_`; from now on the thread fetches for round `round_ + 1`. Never waits on I/O."""
         with self._cv:
-            self._job = (round_, policy_version, list(groups))
-            self._wake = True
-            self._cv.notify()
-
-    def take(self, round_: int) -> list[Group]:
-        """The groups fetched and validated for the node's rounds up to `round_`; from now on the thread
-        fetches for round `round_ + 1`."""
-        with self._cv:
+            if any(g.completions for g in groups):
+                self._job = (round_, policy_version, list(groups))
             taken, self._buffer = self._buffer, []
-            self.standing, self._standing = self._standing, {}
             self._target = round_ + 1
             self._wake = True
             self._cv.notify()
@@ -107,6 +83,9 @@ class BackgroundSharer:
     def view(self) -> View:
         return self._view
 
+    def io_seconds(self) -> float:
+        return self.busy_s
+
     def trouble(self) -> list[str]:
         with self._cv:
             lines, self._lines = self._lines, []
@@ -114,11 +93,13 @@ class BackgroundSharer:
 
     def close(self, timeout: float | None = None) -> None:
         """Stop the thread once it has stored the latest hand-over (at most `timeout` seconds: the round's
-        I/O deadline and a little more)."""
-        with self._cv:
-            self._stop = True
-            self._cv.notify()
-        self._thread.join(self._ex.round_timeout_s + 5.0 if timeout is None else timeout)
+        I/O deadline and a little more), then leave the swarm. Idempotent."""
+        if not self._closed:
+            with self._cv:
+                self._stop = True
+                self._cv.notify()
+            self._thread.join(self._ex.round_timeout_s + 5.0 if timeout is None else timeout)
+        super().close()
 
     # ---------------------------------------------------------------- the thread
 
@@ -135,7 +116,7 @@ class BackgroundSharer:
             started = time.perf_counter()
             try:
                 for by_source in gated:
-                    self._charge_gated(by_source)
+                    self._ex.charge_gated(by_source)
                 if job is not None:
                     self._ex.start_round()
                     self._ex.publish(*job)
@@ -145,15 +126,12 @@ class BackgroundSharer:
                     self._ex.start_round()
                     got = self._ex.collect(target, want_groups=self._want - have, per_peer_groups=self._per_peer)
                     found = bool(got)
-                    standing = self._ex.book.for_sampling((g.source for g in got), target)
                     with self._cv:
                         self._buffer += got
-                        self._standing |= standing
                     self.passes += 1
-                self._refresh()
+                self._view = view_of(self._ex)
             except Exception as exc:  # never let the thread die: count it, say it once, carry on
-                self._ex.io_errors += 1
-                self._ex.last_io_error = f"sharing thread: {type(exc).__name__}: {exc}"
+                self._ex.tally.io_error(f"sharing thread: {type(exc).__name__}: {exc}")
             finally:
                 self.busy_s += time.perf_counter() - started
             with self._cv:
@@ -165,23 +143,3 @@ class BackgroundSharer:
                     self._cv.wait(None if full and not self._gated else wait)
                 if self._wake:
                     wait = POLL_S
-
-    def _charge_gated(self, by_source: Mapping[str, int]) -> None:
-        for peer, n in by_source.items():
-            self._ex.counts["improbable"] += n
-            self._ex.book.rejected(peer, Counter({"improbable": n}))
-
-    def _refresh(self) -> None:
-        self._view = view_of(self._ex)
-
-
-def view_of(ex: RolloutExchange) -> View:
-    """What the round reads of the swarm, copied from the exchange (by its I/O thread, or in line)."""
-    return View(
-        peers=ex.book.snapshot(),
-        rejected=dict(sorted(ex.rejections().items())),
-        misreported_rewards=ex.validator.misreported,
-        fetch_misses=ex.misses,
-        io_errors=ex.io_errors,
-        clock_offset=ex.clock_watch.offset(),
-    )

@@ -17,31 +17,41 @@ signer offers again — a replay (`duplicate_message`), offers beyond the announ
 `probation`); after download, a batch that is not there (`offer_missing`), bytes that are not the offered
 id (`batch_id_mismatch`) or size (`size_mismatch`), a summary the batch contradicts (`summary_mismatch`),
 rewards the validator re-scored differently (`misreported_reward`, in the peer book only), groups over the
-round's token budget (`token_budget`, charged to nobody). Lies are strikes (`peers.LIES`). Everything else
-after download is counted by the validator. All I/O of one round shares one deadline.
+round's token budget (`token_budget`, charged to nobody). Every refusal names a `trust.reasons.Refusal`;
+its category decides what it does to the peer. Everything else after download is counted by the validator.
+All I/O of one round shares one deadline.
+
+The exchange is composed of its parts: `publish.Publisher` (this node's batches), `offers.OfferReader` and
+`offers.plan` (what to download, in which order, by the round's `Standing`), the transport (fetch), the
+`BatchValidator`, and the `Tally` they all report to.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import protocol
 from swarmnode.groups import Group, has_signal, wire_group
 from swarmnode.identity import Identity
 from swarmnode.swarm.sharing.clock import ClockWatch
-from swarmnode.swarm.sharing.offers import OfferReading
-from swarmnode.swarm.trust.book import PROVEN, PeerBook
-from swarmnode.swarm.transports.base import BucketLevel, Transport, TransportError
+from swarmnode.swarm.sharing.offers import OfferReader, plan
+from swarmnode.swarm.sharing.publish import Publisher
+from swarmnode.swarm.sharing.tally import Tally
 from swarmnode.swarm.sharing.validate import SEEN_CAPACITY, BatchValidator, Seen
+from swarmnode.swarm.transports.base import Transport, TransportError
+from swarmnode.swarm.trust.book import PeerBook
+from swarmnode.swarm.trust.reasons import Refusal
+from swarmnode.swarm.trust.standing import Standing
 
 MAX_MISSES = 3
 """Rounds an offered batch may fail to download before this node stops trying it."""
 
 
-class RolloutExchange(OfferReading):
+class RolloutExchange:
     def __init__(
         self,
         transport: Transport,
@@ -71,43 +81,40 @@ class RolloutExchange(OfferReading):
         validator.own_peer_id = identity.peer_id  # this node's own batches are never a peer's
         self.book = book
         self.limits = limits
-        self.model = model[: limits.max_name_chars]
         self.share_logprobs = share_logprobs
         """Publish behaviour log-probs with the completions (protocol v2) when generation recorded them."""
         self.window_s = window_s
         self.max_batches = max_batches
         self.round_timeout_s = round_timeout_s
-        self.announce_batches = announce_batches
-        """How many of its latest batches a node's announcement lists."""
         self.batches_per_peer_per_round = batches_per_peer_per_round
         """Batches downloaded from one announcer in one of our rounds; offers beyond it are counted as `quota`."""
         self.max_untrusted = max(1, max_batches // 2) if max_untrusted is None else max_untrusted
-        """Of a round's downloads, at most this many from peers without a clean record (new, young or with
-        strikes)."""
+        """Of a round's downloads, at most this many from peers that are not proven elders."""
         self.newcomer_groups = newcomer_groups
-        """Informative groups a round may still download from juniors (young or new peers, later cohorts) once
-        the earliest cohort covers it (so a newcomer is taken from its first rounds: `swarm.newcomer_share`)."""
+        """Informative groups a round may still download from juniors once elders cover it (so a newcomer is
+        taken from its first rounds: `swarm.newcomer_share`)."""
         self.max_external_tokens = max_external_tokens
         """Completion tokens of peers' informative groups one round takes in all (None: no bound)."""
         self.max_peer_tokens = max_peer_tokens
         """... and from any one signer."""
-        self._rng = random.Random(identity.peer_id)
         self.clock = clock
-        self._published: list[protocol.BatchSummary] = []
-        self._signed_ms = 0
-        """The time of this node's latest announcement: the next is signed at least a millisecond later, or
-        stores refuse it as not newer than the one they keep."""
-        self.counts: Counter[str] = Counter()
-        """Rejections of offers (before download), by reason, since start."""
-        self.validated = 0
-        """Downloaded batches run through the validation chain (accepted or not)."""
-        self.validate_s = 0.0
-        """Seconds the validation chain took for them (the swarm benchmark's validated messages per second)."""
-        self.misses = 0
-        """Offered batches that could not be fetched (expired, or their holder is gone)."""
-        self.io_errors = 0
-        """Transport operations that failed or ran out of the round's time (collect keeps what it has)."""
-        self.last_io_error = ""
+        self.tally = Tally(book)
+        rng = random.Random(identity.peer_id)
+        self._rng = rng
+        self.reader = OfferReader(
+            transport, identity, swarm, limits, validator.policy, self.tally, rng, window_s, clock
+        )
+        self.publisher = Publisher(
+            transport,
+            identity,
+            swarm,
+            model[: limits.max_name_chars],
+            limits,
+            window_s,
+            announce_batches,
+            clock,
+            timeout=self._left,
+        )
         self._io_said: tuple[int, str, float] = (0, "", 0.0)
         """I/O errors already reported by `trouble()`: (count, last message, when)."""
         self._done = Seen()
@@ -124,11 +131,42 @@ class RolloutExchange(OfferReading):
         self.announce_refused = 0
         """Announcements in a row that failed while the batch they list was stored (refused, not unreachable)."""
         self._refusal_said = False
-        self.clock_watch = ClockWatch()
-        """How far this node's clock is off its peers' (from their announcements' signing times)."""
-        self.levels = BucketLevel()
-        """This node's estimate of the swarm's size and its announcement level (`_read_offers` updates both and
-        sets the transport's level)."""
+
+    @property
+    def transport(self) -> Transport:
+        return self._transport
+
+    @transport.setter
+    def transport(self, transport: Transport) -> None:
+        """The transport of every part (a test swaps in a failing one)."""
+        self._transport = transport
+        if hasattr(self, "reader"):
+            self.reader.transport = self.publisher.transport = transport
+
+    # what the parts count, read where the exchange is read
+    @property
+    def counts(self) -> Counter[str]:
+        return self.tally.counts
+
+    @property
+    def validated(self) -> int:
+        return self.tally.validated
+
+    @property
+    def misses(self) -> int:
+        return self.tally.misses
+
+    @property
+    def io_errors(self) -> int:
+        return self.tally.io_errors
+
+    @property
+    def last_io_error(self) -> str:
+        return self.tally.last_io_error
+
+    @property
+    def clock_watch(self) -> ClockWatch:
+        return self.reader.clock_watch
 
     def start_round(self) -> None:
         """Start the I/O budget of one round: publish and collect together take at most `round_timeout_s`."""
@@ -142,10 +180,6 @@ class RolloutExchange(OfferReading):
         """Every rejection counted so far: of offers here, of downloaded batches by the validator, and of
         records by the transport itself."""
         return self.counts + self.validator.counts + Counter(self.transport.rejections())
-
-    def _io_error(self, exc: TransportError) -> None:
-        self.io_errors += 1
-        self.last_io_error = str(exc)
 
     def trouble(self) -> list[str]:
         """Lines for the user about swarm I/O since the last call: the transport's own notices (a restarted
@@ -168,9 +202,10 @@ class RolloutExchange(OfferReading):
             self._io_said = (self.io_errors, self.last_io_error, time.monotonic())
         return lines
 
-    def _reject(self, author: str, reason: str) -> None:
-        self.counts[reason] += 1
-        self.book.rejected(author, Counter({reason: 1}))
+    def charge_gated(self, by_source: Mapping[str, int]) -> None:
+        """Peers' completions the learner's likelihood gate dropped, charged to their authors (`improbable`:
+        counted, never a strike: another model's honest text can be unlikely here)."""
+        self.tally.charge_all(by_source, Refusal.IMPROBABLE)
 
     def window(self) -> int:
         return int(self.clock() // self.window_s)
@@ -181,47 +216,24 @@ class RolloutExchange(OfferReading):
         shared = [g for g in groups if g.completions][: self.limits.max_groups_per_batch]
         if not shared:
             return None
-        now_ms = self._signed_ms = max(int(self.clock() * 1000), self._signed_ms + 1)
-        batch = protocol.RolloutBatch(
-            self.swarm,
-            round_,
-            policy_version,
-            now_ms,
-            self.model,
-            tuple(wire_group(g, self.limits, self.share_logprobs) for g in shared),
-        )
-        envelope = protocol.seal_payload(batch, self.identity.key, self.limits)
-        batch_id = protocol.message_id(envelope)
-        rewards = [r for g in shared for r in g.rewards]
-        summary = protocol.BatchSummary(
-            batch_id,
-            len(envelope),
-            round_,
-            len(shared),
-            sum(1 for g in shared if has_signal(g.rewards)),
-            sum(rewards) / len(rewards),
-        )
-        listed = [summary, *self._published][: min(self.announce_batches, self.limits.max_batches_per_announcement)]
-        announcement = protocol.Announcement(self.swarm, round_, now_ms, self.model, tuple(listed))
-        self.validator.note_own(shared, now_ms / 1000.0)  # a copy of them is never taken as a peer's
-        self._done.add(batch_id, self.identity.peer_id)  # nor the batch itself, offered back
+        wire = [wire_group(g, self.limits, self.share_logprobs) for g in shared]
+        envelope, summary = self.publisher.seal(round_, policy_version, wire)
+        self.validator.note_own(shared, self.publisher.signed_ms / 1000.0)  # a copy of them is never taken as a peer's
+        self._done.add(summary.batch_id, self.identity.peer_id)  # nor the batch itself, offered back
         try:
-            self.transport.store_batch(batch_id, envelope, timeout=self._left())
+            self.publisher.store(envelope, summary)  # stored: announced from now on, even if this announcement fails
         except TransportError as exc:
-            self._io_error(exc)
+            self.tally.io_error(str(exc))
             return None
-        self._published = listed  # stored: announced from now on, even if this announcement fails
         try:
-            self.transport.announce(
-                self.window(), protocol.seal_payload(announcement, self.identity.key, self.limits), timeout=self._left()
-            )
+            self.publisher.announce(round_)
         except TransportError as exc:
-            self._io_error(exc)
+            self.tally.io_error(str(exc))
             self.announce_refused += 1
             return None
         self.announce_refused = 0
         self._refusal_said = False
-        return batch_id
+        return summary.batch_id
 
     def collect(
         self, local_round: int, want_groups: int | None = None, per_peer_groups: int | None = None
@@ -241,37 +253,38 @@ class RolloutExchange(OfferReading):
         accepted: list[Group] = []
         got: Counter[str] = Counter()  # informative groups accepted, by signer
         downloads = untrusted = 0
-        offers = self._read_offers(want_groups, cap, local_round)
-        first = self.book.first_cohort(local_round)
-        junior_got = 0  # informative groups accepted this round from juniors (`PeerBook.junior`)
-        for author, summary in self.book.download_order(offers, cap, self._rng, local_round):
+        standing = Standing(self.book, local_round)
+        offers = self.reader.read(want_groups, cap, standing, self._done, self._left)
+        junior_got = 0  # informative groups accepted this round from juniors
+        for author, summary in plan(offers, cap, self._rng, standing):
             if self.book.is_banned(author):
                 continue  # ignored since its announcement was read (its lies this round reached the limit)
             signer = self._done.get(summary.batch_id)
             if signer == self.identity.peer_id:
-                self._reject(author, "own_batch")  # this node's own batch offered back to it
+                self.tally.charge(author, Refusal.OWN_BATCH)  # this node's own batch offered back to it
                 continue
             if signer is not None:
                 if signer and signer != author:
-                    self._reject(author, "duplicate_message")  # someone else's batch offered again: a replay
+                    self.tally.charge(author, Refusal.DUPLICATE_MESSAGE)  # someone else's batch offered again
                 continue
             if summary.size > self.limits.max_envelope_bytes:
-                self._reject(author, "oversize")
+                self.tally.charge(author, Refusal.OVERSIZE)
                 continue
-            young = first is not None and self.book.standing(author, local_round)[1]
-            trusted = self.book.tier(author) == PROVEN and not young
-            junior = not trusted or self.book.junior(author, local_round, first)
+            trusted = standing.elder(author)
+            junior = not trusted or standing.junior(author)
             if downloads >= self.max_batches or self._left() <= 0:
                 continue  # nothing more to download this round; the cheap checks above still run for every offer
-            if _covered(got, want_groups, cap) and (not junior or first is None or junior_got >= self.newcomer_groups):
-                continue  # covered, and the juniors' reserve of the round too (older peers come first)
+            reserve_left = junior and standing.first is not None and junior_got < self.newcomer_groups
+            if _covered(got, want_groups, cap) and not reserve_left:
+                continue  # covered, and the juniors' reserve of the round too (elders come first)
             if want_groups is not None and got[author] >= cap:
                 continue  # this peer's share of the round is covered: its other batches wait for later rounds
             if not trusted and untrusted >= self.max_untrusted:
                 continue  # the rest of the round's downloads is kept for peers with a record
             allowance = self.book.allowance(author, self.batches_per_peer_per_round)
             if self._taken[author] >= allowance:
-                self._reject(author, "quota" if allowance == self.batches_per_peer_per_round else "probation")
+                over = Refusal.QUOTA if allowance == self.batches_per_peer_per_round else Refusal.PROBATION
+                self.tally.charge(author, over)
                 continue
             self._taken[author] += 1
             downloads += 1
@@ -279,18 +292,18 @@ class RolloutExchange(OfferReading):
             try:
                 raw = self.transport.fetch_batch(summary.batch_id, timeout=self._left())
             except TransportError as exc:
-                self._io_error(exc)
+                self.tally.io_error(str(exc))
                 break
             if raw is None:
                 self._missing(author, summary.batch_id)
                 continue
             if protocol.message_id(raw) != summary.batch_id:
-                self._reject(author, "batch_id_mismatch")
+                self.tally.charge(author, Refusal.BATCH_ID_MISMATCH)
                 continue
             if len(raw) != summary.size:  # honest announcers state the exact size
-                self._reject(author, "size_mismatch")
+                self.tally.charge(author, Refusal.SIZE_MISMATCH)
                 continue
-            signer, groups = self._validated(author, summary, raw, cap)
+            signer, groups = self._validated(author, summary, raw, cap, standing)
             informative = sum(1 for g in groups if g.informative)
             got[signer] += informative
             junior_got += informative if junior else 0
@@ -299,8 +312,8 @@ class RolloutExchange(OfferReading):
 
     def _missing(self, author: str, batch_id: bytes) -> None:
         """An offered batch nobody has: counted against its announcer."""
-        self.misses += 1
-        self._reject(author, "offer_missing")
+        self.tally.misses += 1
+        self.tally.charge(author, Refusal.OFFER_MISSING)
         self._missed[batch_id] += 1
         if self._missed[batch_id] >= MAX_MISSES:  # gone, or refused by the DHT: stop asking
             del self._missed[batch_id]
@@ -308,14 +321,17 @@ class RolloutExchange(OfferReading):
         if len(self._missed) > SEEN_CAPACITY:
             self._missed.clear()
 
-    def _validated(self, author: str, summary: protocol.BatchSummary, raw: bytes, cap: int) -> tuple[str, list[Group]]:
+    def _validated(
+        self, author: str, summary: protocol.BatchSummary, raw: bytes, cap: int, standing: Standing
+    ) -> tuple[str, list[Group]]:
         """The groups of a downloaded batch that pass validation, with their signer; the lies found charged to
         whoever told them. Of its informative groups, at most the signer's share of the round (`cap`: the
-        sampler takes no more from one author) within the round's token budget."""
+        sampler takes no more from one author) within the round's token budget, each carrying the signer's
+        seniority in the round (`standing`)."""
         started = time.perf_counter()
         outcome = self.validator.check(raw)
-        self.validate_s += time.perf_counter() - started
-        self.validated += 1
+        self.tally.validate_s += time.perf_counter() - started
+        self.tally.validated += 1
         signer = outcome.author or ""
         own = signer == self.identity.peer_id
         self._done.add(summary.batch_id, signer)  # this node's own batch: refused before download from now on
@@ -325,27 +341,28 @@ class RolloutExchange(OfferReading):
         batch = outcome.batch
         lied = False
         if batch is not None and not _summary_matches(summary, batch):
-            self._reject(author, "summary_mismatch")
+            self.tally.charge(author, Refusal.SUMMARY_MISMATCH)
             lied = True
         if outcome.misreported:
             # a strike in the signer's row, once per batch (the node counts `misreported_rewards` per completion)
-            self.book.rejected(signer, Counter({"misreported_reward": 1}))
+            self.book.rejected(signer, Counter({Refusal.MISREPORTED_REWARD: 1}))
             lied = True
         if not outcome.accepted:
             return signer, []
         if not lied:
             self.book.delivered(author)
         taken = []
+        seniority = standing.seniority(signer)
         for group, tokens in zip(outcome.accepted, outcome.tokens, strict=True):
             if group.informative:  # groups without signal are not trained on: they cost no tokens
                 if self._informative[signer] >= cap:
                     continue  # beyond the signer's share of the round: never trained on
                 if self._over_budget(signer, tokens):
-                    self.counts["token_budget"] += 1
+                    self.tally.count(Refusal.TOKEN_BUDGET)
                     continue
                 self._tokens[signer] += tokens
                 self._informative[signer] += 1
-            taken.append(group)
+            taken.append(dataclasses.replace(group, seniority=seniority))
         if taken:
             rewards = [r for g in taken for r in g.rewards]
             self.book.accepted(signer, taken[0].model, len(taken), rewards, self._taken_round)

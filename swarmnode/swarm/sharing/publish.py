@@ -82,4 +82,3 @@ class Publisher:
         self.store(envelope, summary)
         self.announce(round_)
         return summary.batch_id
-

@@ -2,84 +2,34 @@
 
 A peer that keeps sending invalid data (bad signatures, malformed payloads, wrong answers to rebuilt
 questions) is ignored for `ban_s` seconds once its recent invalid count reaches `ban_after`. A peer whose
-offers fail or lie (`LIES`: a batch that is not there, a size or summary that does not match the bytes, its
-rewards misreported, this node's own batches offered back) gets a strike for each: with any strike it may
+offers fail or lie (`reasons.STRIKE`: a batch that is not there, a size or summary that does not match the
+bytes, its rewards misreported, this node's own batches offered back) gets a strike for each: with any strike it may
 be downloaded from once per round, at `offer_strikes` it is ignored for `ban_s`, and each batch it delivers
 that validates cleanly takes one strike off (an honest peer's occasional miss heals).
 
-Seniority (issue 16: sybils). Identities are free, so what a node takes from peers must not be decided by
-how many identities announce. A peer's tenure starts at the node's round of its first accepted group and
-lasts while it keeps delivering or announcing (a gap of `trust_rounds` rounds, or a ban, starts it again).
-While the node knows no older peer (a new swarm), nobody is treated as young. Peers whose
-tenure is younger than `trust_rounds` are *young*: together they may take only a bounded share of a round
-(downloads: `max_untrusted`, and once older peers cover the round only `swarm.newcomer_share` of J more;
-the J slots: `newcomer_share`, then what older peers leave; peers of later cohorts share that reserve with
-them, so an honest latecomer keeps being taken after it is no longer young). Older peers
-are ranked by *cohort* (the `trust_rounds`-long stretch of rounds their tenure began in): earlier cohorts
-first, peers of one cohort as equals. So identities that arrive after the node's peers have a record can
-never crowd them out, however many they are, and an honest newcomer is still taken from its first round
-on (within the young share). Identities that were there from the start are as senior as the honest ones:
-against those only a cost to make an identity would help (not built; protocol/SPEC.md 6c).
+A peer's *tenure* starts at the node's round of its first accepted group and lasts while it keeps
+delivering or announcing (a gap of `trust_rounds` rounds, or a ban, starts it again); its *cohort* is the
+`trust_rounds`-long stretch of rounds its tenure began in. What a round makes of tenures (newcomers, juniors,
+elders) is `standing.py`'s; the reasons and what each does to a peer are `reasons.py`'s.
 """
 
 from __future__ import annotations
 
-import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
 
-import protocol
 from swarmnode.run_dir import PeerRow
-
-PROTOCOL_INVALID = frozenset(
-    {
-        "bad_signature",
-        "malformed_envelope",
-        "malformed_payload",
-        "trailing_bytes",
-        "non_canonical_envelope",
-        "bad_utf8",
-        "ext_type",
-        "too_deep",
-        "non_finite_float",
-        "schema",
-        "limit_exceeded",
-        "question_mismatch",
-        "oversize",
-    }
-)
-"""Reasons that only a broken or hostile peer produces; they count toward a ban. Stale, duplicate and quota
-rejections are ordinary in a busy swarm and do not."""
-
-LIES = frozenset(
-    {"offer_missing", "size_mismatch", "summary_mismatch", "misreported_reward", "own_batch", "batch_id_mismatch"}
-)
-"""Offers that failed or lied: each is a strike against the peer (see the module docstring)."""
-
-DEFENSES = frozenset({"off_format", "improbable"})
-"""Per-completion counts of the defenses against valid data (issue 16: text outside the answer format, and
-completions the likelihood gate dropped): an honest peer's sampling can trigger them too, so they are
-never a strike or a ban."""
-
-
-def counts_against(reason: str) -> Literal["ban", "strike", "neither"]:
-    """What a rejection does to the peer charged with it: "ban" (`PROTOCOL_INVALID`: toward `ban_after`),
-    "strike" (`LIES`), or "neither" (the `DEFENSES` and every ordinary refusal: stale, duplicate, quota...).
-    The one reading of the sets above outside this module (the status API, the dashboard)."""
-    if reason in PROTOCOL_INVALID:
-        return "ban"
-    if reason in LIES:
-        return "strike"
-    return "neither"
-
+from swarmnode.swarm.trust.reasons import BAN, STRIKE, refusal
 
 PROVEN, UNKNOWN, ON_PROBATION = 0, 1, 2
-"""Download tiers: peers that delivered valid groups (and have at most one strike: an honest peer's batch can
-go missing), peers not heard from yet, peers with strikes. A round downloads from a better tier first, so
-new identities (free to make) and liars cannot crowd out peers with a record."""
+"""Download tiers: *proven* peers (they delivered valid groups, and have at most one strike: an honest peer's
+batch can go missing), peers not heard from yet, and *struck* peers on probation. A round downloads from a
+better tier first, so new identities (free to make) and liars cannot crowd out peers with a record."""
+
+NO_COHORT = 1 << 30
+"""The cohort of a peer without tenure: after every real one."""
 
 
 @dataclass
@@ -110,7 +60,7 @@ class PeerRecord:
     def score(self) -> float:
         """Accepted groups minus five times the invalid messages and lying offers: a ranking, not a protocol
         value."""
-        invalid = sum(n for reason, n in self.rejected.items() if reason in PROTOCOL_INVALID | LIES)
+        invalid = sum(n for reason, n in self.rejected.items() if refusal(reason).category in (BAN, STRIKE))
         return self.accepted_groups - 5.0 * invalid
 
 
@@ -160,14 +110,17 @@ class PeerBook:
         record.scored_completions += len(rewards)
 
     def rejected(self, peer_id: str, reasons: Counter[str]) -> None:
+        """Charge the peer with `reasons` (codes of `Refusal` members: any other raises ValueError), applying
+        each one's category: toward a ban, a strike, or neither."""
+        charged = Counter({refusal(reason): n for reason, n in reasons.items()})
         record = self._record(peer_id)
-        record.rejected.update(reasons)
-        invalid = sum(n for reason, n in reasons.items() if reason in PROTOCOL_INVALID)
+        record.rejected.update(charged)
+        invalid = sum(n for reason, n in charged.items() if reason.category == BAN)
         if invalid:
             record.recent_invalid += invalid
             if record.recent_invalid >= self.ban_after:
                 self._ban(record)
-        lies = sum(n for reason, n in reasons.items() if reason in LIES)
+        lies = sum(n for reason, n in charged.items() if reason.category == STRIKE)
         if lies:
             record.strikes += lies
             if record.strikes >= self.offer_strikes:
@@ -180,14 +133,16 @@ class PeerBook:
         record.recent_invalid = record.strikes = 0
         record.first_round = None
 
-    def standing(self, peer_id: str, round_: int) -> tuple[int, bool]:
-        """(cohort, young) of a peer in the node's round `round_` (see the module docstring); a peer without
-        tenure is young, in no cohort yet. Without seniority (`trust_rounds` = 0) every peer is (0, False)."""
+    def tenure(self, peer_id: str, round_: int) -> tuple[int, bool]:
+        """(cohort, newcomer by tenure) of a peer in the node's round `round_`: the `trust_rounds`-long stretch
+        its tenure began in, and whether that tenure is younger than `trust_rounds`; a peer without tenure is
+        (`NO_COHORT`, True). Without seniority (`trust_rounds` = 0) every peer is (0, False). Whether it counts
+        as a newcomer this round is `standing.Standing`'s (only while the node knows an elder)."""
         if not self.trust_rounds:
             return 0, False
         record = self.peers.get(peer_id)
         if record is None or record.first_round is None or round_ - record.last_round > self.trust_rounds:
-            return 1 << 30, True
+            return NO_COHORT, True
         return record.first_round // self.trust_rounds, round_ - record.first_round < self.trust_rounds
 
     def present(self, peer_id: str, round_: int) -> None:
@@ -196,33 +151,6 @@ class PeerBook:
         record = self.peers.get(peer_id)
         if record is not None and record.first_round is not None and round_ - record.last_round <= self.trust_rounds:
             record.last_round = max(record.last_round, round_)
-
-    def first_cohort(self, round_: int) -> int | None:
-        """The earliest cohort of the peers with a record that are no longer young (None: there are none, or
-        no seniority)."""
-        if not self.trust_rounds:
-            return None
-        cohorts = [
-            c for c, young in (self.standing(p, round_) for p in self.peers if self.tier(p) == PROVEN) if not young
-        ]
-        return min(cohorts, default=None)
-
-    def has_elders(self, round_: int) -> bool:
-        """Whether the node knows a peer with a record that is no longer young (False without seniority)."""
-        return self.first_cohort(round_) is not None
-
-    def for_sampling(self, peers: Iterable[str], round_: int) -> dict[str, tuple[int, bool]]:
-        """(cohort, junior) of each of `peers` in round `round_`: the sampler's `standing`."""
-        first = self.first_cohort(round_)
-        return {p: (self.standing(p, round_)[0], self.junior(p, round_, first)) for p in set(peers)}
-
-    def junior(self, peer_id: str, round_: int, first: int | None) -> bool:
-        """Young, or of a later cohort than `first` (`first_cohort`): the peers that share the newcomers'
-        reserve of a round. False while there are no elders (`first` None)."""
-        if first is None:
-            return False
-        cohort, young = self.standing(peer_id, round_)
-        return young or cohort > first
 
     def delivered(self, peer_id: str) -> None:
         """A batch offered by this peer validated cleanly: one strike off."""
@@ -243,27 +171,6 @@ class PeerBook:
         """Batches this peer's offers may be downloaded this round: `quota`, or one while it has strikes."""
         record = self.peers.get(peer_id)
         return 1 if record is not None and record.strikes else quota
-
-    def download_order(
-        self, offers: list[tuple[str, protocol.BatchSummary]], cap: int, rng: random.Random, round_: int = 0
-    ) -> list[tuple[str, protocol.BatchSummary]]:
-        """The order to consider (announcer, offer) pairs in: by tier, then older peers before young ones and
-        earlier cohorts first (`standing` in round `round_`), and within that every announcer's best offer
-        before anyone's second (claims capped at `cap`, the per-peer share; ties in random order), so no set
-        of announcers, lying or not, takes a round. Repeats of one announcer's offer are dropped."""
-        ranked = []
-        rank: Counter[str] = Counter()
-        seen: set[tuple[str, bytes]] = set()
-        for author, summary in sorted(offers, key=lambda o: -o[1].informative_groups):
-            if (author, summary.batch_id) in seen:
-                continue  # the same peer's announcement read in both windows
-            seen.add((author, summary.batch_id))
-            claim = min(summary.informative_groups, cap)
-            cohort, young = self.standing(author, round_)
-            ranked.append((self.tier(author), young, cohort, rank[author], -claim, rng.random(), author, summary))
-            rank[author] += 1
-        ranked.sort(key=lambda r: r[:6])
-        return [(author, summary) for *_, author, summary in ranked]
 
     def snapshot(self) -> list[PeerRow]:
         now = self.clock()

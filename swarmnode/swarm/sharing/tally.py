@@ -1,0 +1,46 @@
+"""What the sharing pipeline counts, and the one way it charges a peer: every refusal names a `Refusal`, is
+counted here and, when charged to a peer, written in the peer book. The parts of the pipeline and the I/O
+thread report through it; nothing else writes these counters."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+
+from swarmnode.swarm.trust.book import PeerBook
+from swarmnode.swarm.trust.reasons import Refusal
+
+
+class Tally:
+    def __init__(self, book: PeerBook) -> None:
+        self.book = book
+        self.counts: Counter[str] = Counter()
+        """Refusals the pipeline made itself (offers before download, the round's budgets, the likelihood gate's
+        charges), by code, since start. The validator counts what it refuses in a downloaded batch."""
+        self.validated = 0
+        """Downloaded batches run through the validation chain (accepted or not)."""
+        self.validate_s = 0.0
+        """Seconds the validation chain took for them (the swarm benchmark's validated messages per second)."""
+        self.misses = 0
+        """Offered batches that could not be fetched (expired, or their holder is gone)."""
+        self.io_errors = 0
+        """Transport operations that failed or ran out of the round's time (collect keeps what it has)."""
+        self.last_io_error = ""
+
+    def charge(self, peer_id: str, reason: Refusal, n: int = 1) -> None:
+        """Count `n` refusals and charge them to the peer (the book applies the reason's category)."""
+        self.counts[reason] += n
+        self.book.rejected(peer_id, Counter({reason: n}))
+
+    def charge_all(self, by_peer: Mapping[str, int], reason: Refusal) -> None:
+        """Charge each peer its count of `reason` (the likelihood gate's drops, by author)."""
+        for peer, n in by_peer.items():
+            self.charge(peer, reason, n)
+
+    def count(self, reason: Refusal, n: int = 1) -> None:
+        """Count `n` refusals charged to nobody."""
+        self.counts[reason] += n
+
+    def io_error(self, text: str) -> None:
+        self.io_errors += 1
+        self.last_io_error = text
