@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from swarmnode.groups import Group, Seniority
+from swarmnode.groups import UNPLACED, Group, Seniority
 
 if TYPE_CHECKING:  # the learner brings torch; selection does not need it
     from swarmnode.learner import StepStats
@@ -87,18 +87,18 @@ def select_groups(
         candidates = by_family_need(candidates, need or {}, picker)
     else:
         raise ValueError(f"unknown sampler policy {policy!r}")
-    young: set[int] = set()
+    juniors: set[int] = set()
     if any(g.seniority is not None for g in candidates):
         old = sorted((g for g in candidates if not _seniority(g).junior), key=lambda g: _seniority(g).cohort)
         new = sorted((g for g in candidates if _seniority(g).junior), key=lambda g: _seniority(g).cohort)
-        young = {id(g) for g in new}
+        juniors = {id(g) for g in new}
         candidates = new[:newcomer_slots] + old + new[newcomer_slots:]  # sorted is stable: policy order kept
     cap = max(1, math.floor(max_share_per_peer * external_count))
     per_peer: Counter[str] = Counter()
     taken = 0
     for group in candidates:
         if taken >= external_count:
-            skipped["newcomer_share" if id(group) in young else "slots_full"] += 1
+            skipped["newcomer_share" if id(group) in juniors else "slots_full"] += 1
             continue
         if per_peer[group.source] >= cap:
             skipped["peer_share"] += 1
@@ -109,12 +109,9 @@ def select_groups(
     return chosen
 
 
-UNKNOWN_SENIORITY = Seniority(1 << 30, True)
-"""A peer's group that carries no seniority is taken as the most junior's."""
-
-
 def _seniority(group: Group) -> Seniority:
-    return group.seniority or UNKNOWN_SENIORITY
+    """A peer's group that carries no seniority is taken as the most junior's."""
+    return group.seniority or UNPLACED
 
 
 class Trains(Protocol):

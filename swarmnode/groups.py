@@ -34,6 +34,10 @@ class Seniority(NamedTuple):
     """It shares the juniors' reserve of the J slots."""
 
 
+UNPLACED = Seniority(1 << 30, True)
+"""The seniority of a peer without tenure, or one the node knows nothing of: after every real cohort, junior."""
+
+
 @dataclass(frozen=True)
 class Group:
     question: Question

@@ -1,4 +1,4 @@
-"""Peers that pass every check and still attack (issue 16), as `swarmnode bench poison` and the tests run
+"""Peers that pass every check and still attack, as `swarmnode bench poison` and the tests run
 them: signed, fresh, unique batches of rebuildable questions, with rewards claimed as the victims will
 re-score them, so nothing is refused as invalid.
 
@@ -6,7 +6,7 @@ re-score them, so nothing is refused as invalid.
   after re-scoring the payload earns a positive advantage wherever the answer format lets it score;
 - `clean_group`: the same without a payload (a sybil that only floods);
 - `Crowd`: any number of identities (one is a lone poisoner, twenty are sybils) that each publish one batch
-  per round over a `Transport`, with their own signed announcements.
+  per round over a `Transport`, each through its own `Publisher`, as an honest node publishes.
 
 `payload_rate` is the measure: the share of completions that carry a payload, whole or in pieces: a run
 of `FRAGMENT` of its characters, or two distinct characters of the payloads' alphabet (capitals and signs
@@ -19,13 +19,13 @@ none in 2,048 samples.
 from __future__ import annotations
 
 import random
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import protocol
 from swarmnode.identity import Identity
+from swarmnode.swarm.sharing.publish import Publisher
 from swarmnode.swarm.transports.base import Transport, TransportError
 from swarmnode.tasks import Question, TaskSet
 
@@ -105,26 +105,25 @@ class Crowd:
         window_s: float = 60.0,
         seed: int = 0,
     ) -> None:
-        self.transport = transport
-        self.swarm = swarm
         self.tasks = tasks
         self.poison = poison
         self.where = where
         self.groups = groups
         self.completions = completions
-        self.window_s = window_s
         self.rng = random.Random(seed)
-        self.identities = [Identity(Ed25519PrivateKey.generate()) for _ in range(size)]
+        limits = protocol.Limits()
+        self.publishers = [
+            Publisher(transport, Identity(Ed25519PrivateKey.generate()), swarm, "attacker", limits, window_s)
+            for _ in range(size)
+        ]
+        """One per identity, publishing as a node does."""
         self._index = 20_000_000 + 1_000_000 * seed
-        self._last_ms: dict[str, int] = {}
-        self._listed: dict[str, list[protocol.BatchSummary]] = {}
-        self.limits = protocol.Limits()
         self.published = 0
         self.failures = 0
 
     @property
     def peer_ids(self) -> set[str]:
-        return {i.peer_id for i in self.identities}
+        return {p.identity.peer_id for p in self.publishers}
 
     def _questions(self) -> list[Question]:
         found = self.tasks.draw(seed=777, start=self._index, count=self.groups)
@@ -137,29 +136,13 @@ class Crowd:
         return clean_group(question, self.tasks, self.rng, self.completions)
 
     def publish(self, round_: int) -> None:
-        for identity in self.identities:
-            self._publish_one(identity, round_, [self._group(q) for q in self._questions()])
-
-    def _publish_one(self, identity: Identity, round_: int, groups: Iterable[protocol.RolloutGroup]) -> None:
-        now_ms = max(int(time.time() * 1000), self._last_ms.get(identity.peer_id, 0) + 1)
-        self._last_ms[identity.peer_id] = now_ms
-        chosen = tuple(groups)
-        batch = protocol.RolloutBatch(self.swarm, round_, 0, now_ms, "attacker", chosen)
-        envelope = protocol.seal_payload(batch, identity.key, self.limits)
-        batch_id = protocol.message_id(envelope)
-        rewards = [r for g in chosen for r in g.rewards]
-        informative = sum(1 for g in chosen if len(set(g.rewards)) > 1)
-        summary = protocol.BatchSummary(
-            batch_id, len(envelope), round_, len(chosen), informative, sum(rewards) / len(rewards)
-        )
-        listed = [summary, *self._listed.get(identity.peer_id, [])][:4]
-        self._listed[identity.peer_id] = listed
-        announcement = protocol.Announcement(self.swarm, round_, now_ms, "attacker", tuple(listed))
-        try:
-            self.transport.store_batch(batch_id, envelope)
-            self.transport.announce(
-                int(now_ms / 1000 // self.window_s), protocol.seal_payload(announcement, identity.key, self.limits)
-            )
-            self.published += 1
-        except (TransportError, ValueError):
-            self.failures += 1
+        """Each identity seals one batch, stores it and announces its 4 latest (a failed store or announcement
+        is counted in `failures`)."""
+        for publisher in self.publishers:
+            envelope, summary = publisher.seal(round_, 0, [self._group(q) for q in self._questions()])
+            try:
+                publisher.store(envelope, summary)
+                publisher.announce(round_)
+                self.published += 1
+            except (TransportError, ValueError):
+                self.failures += 1

@@ -251,7 +251,7 @@ def test_in_a_dht_node_an_old_announcement_cannot_pin_its_authors_entry() -> Non
     now = time.time()
     r = records.SwarmRules(SWARM, LIMITS, window_s=60.0, keys=DHTKeys(SWARM))
     validator = make_record_validator(r)
-    storage = BudgetedStorage(StorageBudget(), lambda v: "", validator.counts, lambda x: f"dht_{x}")
+    storage = BudgetedStorage(StorageBudget(), lambda v: "", validator.counts, lambda reason: reason.counter)
     key = announcement_key(SWARM, int(now // 60), BUCKET_A)
     key_id = DHTID.generate(source=key)
     subkey = msgpack.packb(peer(KEY_A))
@@ -298,7 +298,7 @@ def test_a_dht_node_keeps_signed_batches_within_its_budget() -> None:
     def author_of(value: bytes) -> str:
         return records.batch_author(r, msgpack.unpackb(value))
 
-    storage = BudgetedStorage(budget, author_of, validator.counts, lambda x: f"dht_{x}")
+    storage = BudgetedStorage(budget, author_of, validator.counts, lambda reason: reason.counter)
     expires = time.time() + 600
     kept: dict[object, list[DHTID]] = {}
     for key in (KEY_A, KEY_B, test_key("swarmnode test key C")):

@@ -17,7 +17,7 @@ from swarmnode.swarm.sharing.tally import Tally
 from swarmnode.swarm.sharing.validate import FreshnessPolicy, Seen
 from swarmnode.swarm.transports.base import BucketLevel, Transport, TransportError, announcement_bucket, size_sample
 from swarmnode.swarm.transports.envelope_head import envelope_head
-from swarmnode.swarm.trust.book import ON_PROBATION, PROVEN
+from swarmnode.swarm.trust.book import NO_COHORT, ON_PROBATION, PROVEN
 from swarmnode.swarm.trust.reasons import Refusal
 from swarmnode.swarm.trust.standing import Standing
 
@@ -81,7 +81,7 @@ class OfferReader:
         promised: Counter[str] = Counter()
         juniors: set[str] = set()
         n = self.transport.buckets
-        last = (True, 1 << 31)  # after every proven peer's rank
+        last = (True, NO_COHORT + 1)  # after every proven peer's rank
         rank: dict[int, tuple[bool, int]] = {}
         known: set[str] = set()  # the peers that rank buckets: the rest of the swarm is spread at random
         for p in list(book.peers):

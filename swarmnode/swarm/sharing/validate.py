@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import protocol
 from protocol import RolloutBatch, TaskRef
 from swarmnode.groups import Group
+from swarmnode.swarm.trust.reasons import Refusal, refusal
 from swarmnode.tasks import Question, TaskSet
 from swarmnode.tasks.base import TaskError
 
@@ -100,10 +101,10 @@ def _note(signer: str, received_s: float) -> str:
     return f"{signer} {received_s:.3f}"
 
 
-def _blame(duplicate: tuple[str, bool]) -> tuple[bool, bool]:
+def _blame(duplicate: tuple[Refusal, bool]) -> tuple[bool, bool]:
     """Of a group's duplicate completions, the one charged most is counted: copied, then own, then none."""
     reason, charged = duplicate
-    return charged, reason == "copied_completion"
+    return charged, reason == Refusal.COPIED_COMPLETION
 
 
 def completion_digest(ref: TaskRef, completion: str) -> bytes:
@@ -162,7 +163,7 @@ class BatchValidator:
             for c in g.completions:
                 self._seen_completions.add(completion_digest(g.question.ref, c), note)
 
-    def duplicate_reason(self, first: str, signer: str, signed_s: float) -> tuple[str, bool]:
+    def duplicate_reason(self, first: str, signer: str, signed_s: float) -> tuple[Refusal, bool]:
         """Why a completion seen before is refused, and whether its signer is charged for it.
 
         `first` notes who this node first took it from and when it had it. Signed times cannot settle who
@@ -175,10 +176,10 @@ class BatchValidator:
         here first never gets the honest author charged."""
         first_signer, _, received = first.partition(" ")
         if first_signer == signer:
-            return "duplicate_completion", True
+            return Refusal.DUPLICATE_COMPLETION, True
         if received and signed_s > float(received) + self.policy.max_future_s:
-            return "copied_completion", True
-        return "duplicate_completion", False
+            return Refusal.COPIED_COMPLETION, True
+        return Refusal.DUPLICATE_COMPLETION, False
 
     def _tokens(self, text: str) -> int | None:
         """The completion's length in this node's tokens, or None when it is over the bound."""
@@ -191,22 +192,22 @@ class BatchValidator:
     def _check(self, raw: object) -> Outcome:
         verdict = protocol.verify_and_decode(raw, self.limits)
         if isinstance(verdict, protocol.Rejected):
-            return Outcome(rejected=Counter({verdict.reason.value: 1}))
+            return Outcome(rejected=Counter({refusal(verdict.reason.value): 1}))
         author = verdict.peer_id
         batch = verdict.payload
         if not isinstance(batch, RolloutBatch):
-            return Outcome(rejected=Counter({"wrong_kind": 1}), author=author)
+            return Outcome(rejected=Counter({Refusal.WRONG_KIND: 1}), author=author)
         if batch.swarm != self.swarm:
-            return Outcome(rejected=Counter({"wrong_swarm": 1}), author=author)
+            return Outcome(rejected=Counter({Refusal.WRONG_SWARM: 1}), author=author)
         if author == self.own_peer_id:
-            return Outcome(rejected=Counter({"own_batch": 1}), author=author)
+            return Outcome(rejected=Counter({Refusal.OWN_BATCH: 1}), author=author)
         age = self.clock() - batch.created_ms / 1000.0
         if age > self.policy.max_age_s:
-            return Outcome(rejected=Counter({"stale": 1}), author=author)
+            return Outcome(rejected=Counter({Refusal.STALE: 1}), author=author)
         if -age > self.policy.max_future_s:
-            return Outcome(rejected=Counter({"future": 1}), author=author)
+            return Outcome(rejected=Counter({Refusal.FUTURE: 1}), author=author)
         if not self._seen_messages.add(verdict.message_id):
-            return Outcome(rejected=Counter({"duplicate_message": 1}), author=author)
+            return Outcome(rejected=Counter({Refusal.DUPLICATE_MESSAGE: 1}), author=author)
         outcome = Outcome(author=author, batch=batch)
         received = self.clock()
         note = _note(author, received)  # shared by the batch's completions in `_seen_completions`
@@ -214,17 +215,17 @@ class BatchValidator:
             try:
                 question = self.tasks.rebuild(group.ref)
             except TaskError:
-                outcome.rejected["unknown_task"] += 1
+                outcome.rejected[Refusal.UNKNOWN_TASK] += 1
                 continue
             if question.text != group.question:
-                outcome.rejected["question_mismatch"] += 1
+                outcome.rejected[Refusal.QUESTION_MISMATCH] += 1
                 continue
             if self.held_out(question):
-                outcome.rejected["held_out_question"] += 1
+                outcome.rejected[Refusal.HELD_OUT_QUESTION] += 1
                 continue
             fresh: list[tuple[str, float, tuple[float, ...] | None]] = []
             tokens = 0
-            duplicate: tuple[str, bool] | None = None
+            duplicate: tuple[Refusal, bool] | None = None
             for i, (c, r) in enumerate(zip(group.completions, group.rewards, strict=True)):
                 digest = completion_digest(group.ref, c)
                 first = self._seen_completions.get(digest)
@@ -235,7 +236,7 @@ class BatchValidator:
                     continue
                 counted = self._tokens(c)
                 if counted is None:
-                    outcome.rejected["long_completion"] += 1
+                    outcome.rejected[Refusal.LONG_COMPLETION] += 1
                     continue
                 self._seen_completions.add(digest, note)
                 fresh.append((c, r, None if group.logprobs is None else group.logprobs[i]))
@@ -248,7 +249,7 @@ class BatchValidator:
             rewards = tuple(self.tasks.score(question, c) for c, _, _ in fresh)
             off_format = sum(1 for c, _, _ in fresh if self.tasks.stray(c))
             if off_format:  # kept, at reward 0: a payload after a right answer is a wrong answer here
-                outcome.rejected["off_format"] += off_format
+                outcome.rejected[Refusal.OFF_FORMAT] += off_format
             misreported = sum(abs(own - claim) > 1e-6 for own, (_, claim, _) in zip(rewards, fresh, strict=True))
             outcome.misreported += misreported
             self.misreported += misreported

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from swarmnode.swarm.transports import records
 from swarmnode.swarm.transports.base import SETTINGS
+from swarmnode.swarm.trust.reasons import Refusal
 
 
 class RecordCounter(Protocol):
@@ -59,18 +60,8 @@ def _msgpack_str(data: bytes) -> str | None:
         return None
 
 
-DHT_COUNTERS = {
-    records.MALFORMED: "dht_malformed_record",
-    records.OVERSIZE: "dht_oversize",
-    records.BATCH_ID_MISMATCH: "dht_batch_key_mismatch",
-    records.BAD_ANNOUNCEMENT: "dht_bad_announcement",
-    records.ANNOUNCEMENT_WINDOW: "dht_announcement_window",
-    records.BAD_BATCH: "dht_bad_batch",
-    records.EXPIRY: "dht_expiry",
-    records.OLDER_ANNOUNCEMENT: "dht_older_announcement",
-    records.OVER_BUDGET: "dht_over_budget",
-}
-"""The counter each record rule's refusal is counted under (`rejections`)."""
+DHT_COUNTERS = {r: r.counter for r in records.REASONS}
+"""The counter each record rule's refusal is counted under (`rejections`; `Refusal.counter`)."""
 
 
 class DHTKeys:
@@ -94,7 +85,7 @@ def _dht_id(key: str) -> bytes:
 
 def record_problem(
     rules: records.SwarmRules, key: bytes, subkey: bytes, value: bytes, expires: float | None = None
-) -> str | None:
+) -> Refusal | None:
     """Why a DHT record (as hivemind serialises it) breaks the swarm's record rules, or None."""
     envelope = msgpack_bin(value)
     if envelope is None:
@@ -105,7 +96,7 @@ def record_problem(
     if author is None:
         return records.BAD_ANNOUNCEMENT
     verdict = records.check_announcement(rules, records.AnnouncementRecord(envelope, key, author, expires))
-    return verdict if isinstance(verdict, str) else None
+    return verdict if isinstance(verdict, Refusal) else None
 
 
 def make_record_validator(rules: records.SwarmRules) -> RecordCounter:

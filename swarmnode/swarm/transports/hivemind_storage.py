@@ -23,6 +23,7 @@ from hivemind.dht.storage import DHTLocalStorage, DictionaryDHTValue
 
 from swarmnode.swarm.transports import records
 from swarmnode.swarm.transports.storage_budget import StorageBudget
+from swarmnode.swarm.trust.reasons import Refusal
 
 COMPACT_AFTER = 1024
 """Stale entries hivemind's expiry heap may gather (replaced records) before it is rebuilt."""
@@ -39,7 +40,7 @@ class BudgetedStorage(DHTLocalStorage):  # type: ignore[misc]
         budget: StorageBudget,
         author_of: Callable[[bytes], str],
         counts: Counter[str],
-        counter: Callable[[str], str],
+        counter: Callable[[Refusal], str],
     ) -> None:
         super().__init__()
         self.budget = budget
@@ -143,7 +144,7 @@ def install_budgets(
     budget: StorageBudget,
     author_of: Callable[[bytes], str],
     counts: Counter[str],
-    counter: Callable[[str], str],
+    counter: Callable[[Refusal], str],
 ) -> None:
     """Give hivemind's `DHTNode` a storage within `budget` and a cache within a quarter of it (call before it
     meets any peer, while both are empty), and its map of lookups in flight without hivemind's leak

@@ -30,6 +30,7 @@ from swarmnode.swarm.transports.base import SETTINGS
 from swarmnode.swarm.transports.libp2p_pipe import KEY_ENV, frame, read_exactly, read_frame
 from swarmnode.swarm.transports.libp2p_store import State
 from swarmnode.swarm.transports.storage_budget import AUTHOR_BYTES, TOTAL_BYTES, StorageBudget
+from swarmnode.swarm.trust.reasons import Refusal
 
 FETCH_PROTOCOL = "/swarmnode/fetch/1.0.0"
 log = logging.getLogger("swarmnode.libp2p")
@@ -235,7 +236,7 @@ class GossipHost:
                 data = self.state.batches.get(wanted or b"") or b""
                 await stream.write(len(data).to_bytes(4, "big") + data)
         except Exception as exc:  # one peer's broken stream
-            self.state.rejected["libp2p_fetch_stream"] += 1
+            self.state.refuse(Refusal.RECORD_FETCH_STREAM)
             log.debug("fetch stream from a peer failed: %s", exc)
         finally:
             await close_quietly(stream)

@@ -14,6 +14,7 @@ import protocol
 from swarmnode.swarm.transports import records
 from swarmnode.swarm.transports.base import SETTINGS
 from swarmnode.swarm.transports.storage_budget import StorageBudget
+from swarmnode.swarm.trust.reasons import Refusal
 
 
 class TopicKeys:
@@ -43,8 +44,9 @@ class State:
         self.received_bytes = 0
         """Bytes of other peers' messages and fetched batches this host took in (its real download)."""
 
-    def refuse(self, reason: str) -> None:
-        self.rejected[f"libp2p_{reason}"] += 1
+    def refuse(self, reason: Refusal) -> None:
+        """Count a record refused, as `libp2p_<rule>`."""
+        self.rejected[f"libp2p_{reason.rule}"] += 1
 
     def keep_batch(self, batch_id: bytes, data: bytes) -> None:
         if batch_id in self.batches:
@@ -71,7 +73,7 @@ class State:
             self.refuse(records.MALFORMED)
             return None
         verdict = records.check_announcement(self.rules, records.AnnouncementRecord(data, window))
-        if isinstance(verdict, str):
+        if isinstance(verdict, Refusal):
             self.refuse(verdict)
             return None
         return verdict

@@ -24,16 +24,17 @@ from typing import Protocol
 import protocol
 from swarmnode.swarm.transports.base import SETTINGS, announcement_bucket
 from swarmnode.swarm.transports.envelope_head import envelope_head
+from swarmnode.swarm.trust.reasons import Refusal
 
-MALFORMED = "malformed"
-OVERSIZE = "oversize"
-BATCH_ID_MISMATCH = "batch_id_mismatch"
-BAD_ANNOUNCEMENT = "bad_announcement"
-ANNOUNCEMENT_WINDOW = "announcement_window"
-BAD_BATCH = "bad_batch"
-EXPIRY = "expiry"
-OLDER_ANNOUNCEMENT = "older_announcement"
-OVER_BUDGET = "over_budget"
+MALFORMED = Refusal.RECORD_MALFORMED
+OVERSIZE = Refusal.RECORD_OVERSIZE
+BATCH_ID_MISMATCH = Refusal.RECORD_BATCH_ID_MISMATCH
+BAD_ANNOUNCEMENT = Refusal.RECORD_BAD_ANNOUNCEMENT
+ANNOUNCEMENT_WINDOW = Refusal.RECORD_ANNOUNCEMENT_WINDOW
+BAD_BATCH = Refusal.RECORD_BAD_BATCH
+EXPIRY = Refusal.RECORD_EXPIRY
+OLDER_ANNOUNCEMENT = Refusal.RECORD_OLDER_ANNOUNCEMENT
+OVER_BUDGET = Refusal.RECORD_OVER_BUDGET
 REASONS = (
     MALFORMED,
     OVERSIZE,
@@ -206,41 +207,41 @@ class Signed:
     announcement: protocol.Announcement
 
 
-BatchCheck = Callable[[SwarmRules, BatchRecord], str | None]
-PlacementCheck = Callable[[SwarmRules, AnnouncementRecord], str | None]
+BatchCheck = Callable[[SwarmRules, BatchRecord], Refusal | None]
+PlacementCheck = Callable[[SwarmRules, AnnouncementRecord], Refusal | None]
 """A check of where and how big a record is, run before its signature is verified (cheap)."""
-SignerCheck = Callable[[SwarmRules, AnnouncementRecord, Signed], str | None]
+SignerCheck = Callable[[SwarmRules, AnnouncementRecord, Signed], Refusal | None]
 """A check that needs the announcement's verified author."""
 
 
-def within_size(rules: SwarmRules, record: BatchRecord | AnnouncementRecord) -> str | None:
+def within_size(rules: SwarmRules, record: BatchRecord | AnnouncementRecord) -> Refusal | None:
     return OVERSIZE if len(record.envelope) > rules.limits.max_envelope_bytes else None
 
 
-def content_addressed(rules: SwarmRules, record: BatchRecord) -> str | None:
+def content_addressed(rules: SwarmRules, record: BatchRecord) -> Refusal | None:
     return None if record.key == rules.keys.batch(protocol.message_id(record.envelope)) else BATCH_ID_MISMATCH
 
 
-def in_live_window(rules: SwarmRules, record: AnnouncementRecord) -> str | None:
+def in_live_window(rules: SwarmRules, record: AnnouncementRecord) -> Refusal | None:
     return None if rules.is_live(record.key) else ANNOUNCEMENT_WINDOW
 
 
-def filed_under_signer(rules: SwarmRules, record: AnnouncementRecord, signed: Signed) -> str | None:
+def filed_under_signer(rules: SwarmRules, record: AnnouncementRecord, signed: Signed) -> Refusal | None:
     return None if record.subkey in (None, signed.author) else BAD_ANNOUNCEMENT
 
 
-def in_signer_bucket(rules: SwarmRules, record: AnnouncementRecord, signed: Signed) -> str | None:
+def in_signer_bucket(rules: SwarmRules, record: AnnouncementRecord, signed: Signed) -> Refusal | None:
     return None if rules.is_signers(record.key, signed.author) else ANNOUNCEMENT_WINDOW
 
 
-def batch_expiry(rules: SwarmRules, record: BatchRecord) -> str | None:
+def batch_expiry(rules: SwarmRules, record: BatchRecord) -> Refusal | None:
     """A batch lives at most `ttl_s` (and the clock skew) past now: junk cannot be pinned for a year."""
     if record.expires is None:
         return None
     return EXPIRY if record.expires > rules.clock() + rules.ttl_s + rules.skew_s else None
 
 
-def announcement_expiry(rules: SwarmRules, record: AnnouncementRecord, signed: Signed) -> str | None:
+def announcement_expiry(rules: SwarmRules, record: AnnouncementRecord, signed: Signed) -> Refusal | None:
     """An announcement expires exactly `announcement_life_s` past its signed time, and is not signed in the
     future: so where the latest expiry is kept (a DHT), the newest signed one is, and an old announcement
     re-stored with a far expiry cannot pin its author's entry."""
@@ -252,7 +253,7 @@ def announcement_expiry(rules: SwarmRules, record: AnnouncementRecord, signed: S
     return EXPIRY if abs(record.expires - rules.announcement_expiry(signed.announcement)) > 1e-3 else None
 
 
-def signed_batch(rules: SwarmRules, record: BatchRecord) -> str | None:
+def signed_batch(rules: SwarmRules, record: BatchRecord) -> Refusal | None:
     """A validly signed rollout batch of this swarm: its first bytes first, then its signature and payload
     (verified once per batch id; the caller checked the id is the hash of the bytes)."""
     batch_id = protocol.message_id(record.envelope)
@@ -305,7 +306,9 @@ def _signed_announcement(rules: SwarmRules, envelope: bytes) -> Signed | None:
     return Signed(verdict.peer_id, verdict.payload)
 
 
-def check_batch(rules: SwarmRules, record: BatchRecord, checks: tuple[BatchCheck, ...] = BATCH_CHECKS) -> str | None:
+def check_batch(
+    rules: SwarmRules, record: BatchRecord, checks: tuple[BatchCheck, ...] = BATCH_CHECKS
+) -> Refusal | None:
     """The first reason to refuse a batch record, or None."""
     for check in checks:
         reason = check(rules, record)
@@ -319,7 +322,7 @@ def check_announcement(
     record: AnnouncementRecord,
     placement: tuple[PlacementCheck, ...] = LIVE_WINDOW,
     signer: tuple[SignerCheck, ...] = SIGNER_CHECKS,
-) -> Signed | str:
+) -> Signed | Refusal:
     """The signed announcement, or the first reason to refuse it: where it is filed and its size first (no
     signature is verified for a record that could not stand there), then its signature, then its author."""
     for place in placement:

@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from swarmnode.groups import UNPLACED
 from swarmnode.run_dir import PeerRow
 from swarmnode.swarm.trust.reasons import BAN, STRIKE, refusal
 
@@ -28,7 +29,7 @@ PROVEN, UNKNOWN, ON_PROBATION = 0, 1, 2
 batch can go missing), peers not heard from yet, and *struck* peers on probation. A round downloads from a
 better tier first, so new identities (free to make) and liars cannot crowd out peers with a record."""
 
-NO_COHORT = 1 << 30
+NO_COHORT = UNPLACED.cohort
 """The cohort of a peer without tenure: after every real one."""
 
 

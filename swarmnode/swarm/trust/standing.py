@@ -26,10 +26,7 @@ from __future__ import annotations
 import math
 
 from swarmnode.groups import Seniority
-from swarmnode.swarm.trust.book import NO_COHORT, PROVEN, PeerBook
-
-NEWCOMER = Seniority(NO_COHORT, True)
-"""The seniority of a peer the node knows nothing of (the most junior)."""
+from swarmnode.swarm.trust.book import PROVEN, PeerBook
 
 
 def newcomer_slots(newcomer_share: float, slots: int) -> int:
