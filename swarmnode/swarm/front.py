@@ -16,7 +16,7 @@ from swarmnode.identity import Identity, load_or_create
 from swarmnode.swarm import open_transport
 from swarmnode.swarm.membership import Swarm, View, view_of
 from swarmnode.swarm.sharing.background import BackgroundSwarm
-from swarmnode.swarm.sharing.exchange import RolloutExchange
+from swarmnode.swarm.sharing.exchange import Budget, RolloutExchange
 from swarmnode.swarm.sharing.validate import BatchValidator, FreshnessPolicy
 from swarmnode.swarm.transports.base import Transport
 from swarmnode.swarm.trust.book import PeerBook
@@ -65,21 +65,27 @@ def open_exchange(
         max_completion_tokens=max_tokens if bounded else None,
         clock=clock,
     )
+    budget = Budget(
+        max_batches=sw.max_batches_per_round,
+        batches_per_peer=sw.batches_per_peer_per_round,
+        newcomer_groups=newcomer_slots(sw.newcomer_share, sw.external_groups),
+        max_external_tokens=round_tokens if bounded else None,
+        max_peer_tokens=per_peer_cap(sw.max_share_per_peer, round_tokens) if bounded else None,
+    )
+    book = PeerBook(
+        ban_after=sw.ban_after, ban_s=sw.ban_s, offer_strikes=sw.offer_strikes, trust_rounds=sw.trust_rounds
+    )
     return RolloutExchange(
         transport,
         identity,
         sw.name,
         validator,
-        PeerBook(ban_after=sw.ban_after, ban_s=sw.ban_s, offer_strikes=sw.offer_strikes, trust_rounds=sw.trust_rounds),
+        book,
         limits,
         model=config.model.name,
-        window_s=sw.window_s,
-        max_batches=sw.max_batches_per_round,
+        budget=budget,
         round_timeout_s=sw.round_timeout_s,
-        batches_per_peer_per_round=sw.batches_per_peer_per_round,
-        max_external_tokens=round_tokens if bounded else None,
-        max_peer_tokens=per_peer_cap(sw.max_share_per_peer, round_tokens) if bounded else None,
-        newcomer_groups=newcomer_slots(sw.newcomer_share, sw.external_groups),
+        window_s=sw.window_s,
         share_logprobs=sw.share_logprobs,
         clock=clock,
     )

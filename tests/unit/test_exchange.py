@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 import protocol
 from swarmnode.groups import Group
 from swarmnode.identity import Identity
-from swarmnode.swarm.sharing.exchange import RolloutExchange
+from swarmnode.swarm.sharing.exchange import Budget, RolloutExchange
 from swarmnode.swarm.sharing.validate import BatchValidator
 from swarmnode.swarm.transports.base import TransportError, announcement_bucket
 from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
@@ -133,7 +133,7 @@ def test_replays_by_another_peer_are_counted_and_not_fetched_again() -> None:
 
 def test_offers_beyond_the_announcers_round_quota_are_not_downloaded() -> None:
     victim, attacker, _ = _victim_and_attacker()
-    quota = victim.batches_per_peer_per_round
+    quota = victim.budget.batches_per_peer
     envelopes = [attacker.batch([good_group(q)]) for q in attacker.questions(LIMITS.max_batches_per_announcement)]
     attacker.offer(envelopes)
     got = victim.collect(1)
@@ -250,7 +250,7 @@ def test_phantom_offers_from_thirty_identities_do_not_crowd_out_a_proven_peer(
         misses = victim.misses
         got = victim.collect(round_, want_groups=8, per_peer_groups=4)
         assert {g.source for g in got} == {honest.identity.peer_id} and len(got) == 3  # every honest group
-        assert victim.misses - misses <= victim.max_untrusted  # misses per round are bounded
+        assert victim.misses - misses <= victim.budget.untrusted  # misses per round are bounded
     assert all(victim.book.is_banned(liar.peer_id) for liar in liars)  # then they are ignored
     assert victim.counts["offer_missing"] == 30 * victim.book.offer_strikes
     assert {p["peer_id"]: p["rejected"] for p in victim.book.snapshot()}[honest.identity.peer_id] == {}
@@ -395,8 +395,7 @@ def test_long_completions_are_dropped_and_a_rounds_tokens_are_bounded() -> None:
         PeerBook(),
         LIMITS,
         model="m",
-        max_external_tokens=300,
-        max_peer_tokens=150,
+        budget=Budget(max_external_tokens=300, max_peer_tokens=150),
     )
     attacker = OfferingAttacker(MemoryTransport(hub), "s", tasks)
     attacker.offer_true([long_completions(attacker, attacker.questions(4), 1000)])

@@ -33,6 +33,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import protocol
 from swarmnode.groups import Group, has_signal, wire_group
@@ -51,7 +52,34 @@ MAX_MISSES = 3
 """Rounds an offered batch may fail to download before this node stops trying it."""
 
 
+@dataclass(frozen=True)
+class Budget:
+    """What one round may take from peers."""
+
+    max_batches: int = 8
+    """Batches downloaded in a round."""
+    batches_per_peer: int = 2
+    """Batches downloaded from one announcer in a round; offers beyond it are counted as `quota`."""
+    max_untrusted: int | None = None
+    """Of a round's downloads, at most this many from peers that are not proven elders (None: half of
+    `max_batches`, at least one)."""
+    newcomer_groups: int = 1
+    """Informative groups a round may still download from juniors once elders cover it (so a newcomer is
+    taken from its first rounds: `swarm.newcomer_share`)."""
+    max_external_tokens: int | None = None
+    """Completion tokens of peers' informative groups one round takes in all (None: no bound)."""
+    max_peer_tokens: int | None = None
+    """... and from any one signer."""
+
+    @property
+    def untrusted(self) -> int:
+        return max(1, self.max_batches // 2) if self.max_untrusted is None else self.max_untrusted
+
+
 class RolloutExchange:
+    """One node's exchange of rollouts with its peers (see the module): `publish` and `collect`, under one
+    I/O deadline a round (`start_round`, `round_timeout_s`), within `budget`."""
+
     def __init__(
         self,
         transport: Transport,
@@ -62,17 +90,12 @@ class RolloutExchange:
         limits: protocol.Limits,
         *,
         model: str,
-        window_s: float = 60.0,
-        max_batches: int = 8,
+        budget: Budget | None = None,
         round_timeout_s: float = 15.0,
+        window_s: float = 60.0,
         announce_batches: int = 4,
-        batches_per_peer_per_round: int = 2,
-        clock: Callable[[], float] = time.time,
-        max_untrusted: int | None = None,
-        max_external_tokens: int | None = None,
-        max_peer_tokens: int | None = None,
         share_logprobs: bool = True,
-        newcomer_groups: int = 1,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.transport = transport
         self.identity = identity
@@ -81,22 +104,10 @@ class RolloutExchange:
         validator.own_peer_id = identity.peer_id  # this node's own batches are never a peer's
         self.book = book
         self.limits = limits
+        self.budget = budget or Budget()
+        self.round_timeout_s = round_timeout_s
         self.share_logprobs = share_logprobs
         """Publish behaviour log-probs with the completions (protocol v2) when generation recorded them."""
-        self.window_s = window_s
-        self.max_batches = max_batches
-        self.round_timeout_s = round_timeout_s
-        self.batches_per_peer_per_round = batches_per_peer_per_round
-        """Batches downloaded from one announcer in one of our rounds; offers beyond it are counted as `quota`."""
-        self.max_untrusted = max(1, max_batches // 2) if max_untrusted is None else max_untrusted
-        """Of a round's downloads, at most this many from peers that are not proven elders."""
-        self.newcomer_groups = newcomer_groups
-        """Informative groups a round may still download from juniors once elders cover it (so a newcomer is
-        taken from its first rounds: `swarm.newcomer_share`)."""
-        self.max_external_tokens = max_external_tokens
-        """Completion tokens of peers' informative groups one round takes in all (None: no bound)."""
-        self.max_peer_tokens = max_peer_tokens
-        """... and from any one signer."""
         self.clock = clock
         self.tally = Tally(book)
         rng = random.Random(identity.peer_id)
@@ -115,8 +126,6 @@ class RolloutExchange:
             clock,
             timeout=self._left,
         )
-        self._io_said: tuple[int, str, float] = (0, "", 0.0)
-        """I/O errors already reported by `trouble()`: (count, last message, when)."""
         self._done = Seen()
         """Batches already processed, noted with their signer (announcements list a peer's batches again and
         again); "" for batches given up on."""
@@ -196,11 +205,7 @@ class RolloutExchange:
                 "node for the window (pinning it), or this node's clock is more than a window off"
             )
             self._refusal_said = True
-        said_errors, said_text, said_at = self._io_said
-        if self.io_errors > said_errors and (self.last_io_error != said_text or time.monotonic() - said_at >= 60):
-            lines.append(f"swarm I/O failed ({self.io_errors} so far): {self.last_io_error}")
-            self._io_said = (self.io_errors, self.last_io_error, time.monotonic())
-        return lines
+        return lines + self.tally.io_lines()
 
     def charge_gated(self, by_source: Mapping[str, int]) -> None:
         """Peers' completions the learner's likelihood gate dropped, charged to their authors (`improbable`:
@@ -208,7 +213,7 @@ class RolloutExchange:
         self.tally.charge_all(by_source, Refusal.IMPROBABLE)
 
     def window(self) -> int:
-        return int(self.clock() // self.window_s)
+        return int(self.clock() // self.reader.window_s)
 
     def publish(self, round_: int, policy_version: int, groups: Sequence[Group]) -> bytes | None:
         """Share `groups` (their text and this node's rewards, never token ids); returns the batch id (None
@@ -272,18 +277,18 @@ class RolloutExchange:
                 continue
             trusted = standing.elder(author)
             junior = not trusted or standing.junior(author)
-            if downloads >= self.max_batches or self._left() <= 0:
+            if downloads >= self.budget.max_batches or self._left() <= 0:
                 continue  # nothing more to download this round; the cheap checks above still run for every offer
-            reserve_left = junior and standing.first is not None and junior_got < self.newcomer_groups
+            reserve_left = junior and standing.first is not None and junior_got < self.budget.newcomer_groups
             if _covered(got, want_groups, cap) and not reserve_left:
                 continue  # covered, and the juniors' reserve of the round too (elders come first)
             if want_groups is not None and got[author] >= cap:
                 continue  # this peer's share of the round is covered: its other batches wait for later rounds
-            if not trusted and untrusted >= self.max_untrusted:
+            if not trusted and untrusted >= self.budget.untrusted:
                 continue  # the rest of the round's downloads is kept for peers with a record
-            allowance = self.book.allowance(author, self.batches_per_peer_per_round)
+            allowance = self.book.allowance(author, self.budget.batches_per_peer)
             if self._taken[author] >= allowance:
-                over = Refusal.QUOTA if allowance == self.batches_per_peer_per_round else Refusal.PROBATION
+                over = Refusal.QUOTA if allowance == self.budget.batches_per_peer else Refusal.PROBATION
                 self.tally.charge(author, over)
                 continue
             self._taken[author] += 1
@@ -370,9 +375,10 @@ class RolloutExchange:
 
     def _over_budget(self, signer: str, tokens: int) -> bool:
         total = sum(self._tokens.values()) + tokens
-        if self.max_external_tokens is not None and total > self.max_external_tokens:
+        most, per_peer = self.budget.max_external_tokens, self.budget.max_peer_tokens
+        if most is not None and total > most:
             return True
-        return self.max_peer_tokens is not None and self._tokens[signer] + tokens > self.max_peer_tokens
+        return per_peer is not None and self._tokens[signer] + tokens > per_peer
 
 
 def _covered(counts: Counter[str], target: int | None, cap: int) -> bool:

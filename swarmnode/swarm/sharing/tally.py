@@ -4,6 +4,7 @@ thread report through it; nothing else writes these counters."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Mapping
 
@@ -26,6 +27,8 @@ class Tally:
         self.io_errors = 0
         """Transport operations that failed or ran out of the round's time (collect keeps what it has)."""
         self.last_io_error = ""
+        self._io_said: tuple[int, str, float] = (0, "", 0.0)
+        """I/O errors already reported by `io_lines`: (count, last message, when)."""
 
     def charge(self, peer_id: str, reason: Refusal, n: int = 1) -> None:
         """Count `n` refusals and charge them to the peer (the book applies the reason's category)."""
@@ -44,3 +47,12 @@ class Tally:
     def io_error(self, text: str) -> None:
         self.io_errors += 1
         self.last_io_error = text
+
+    def io_lines(self) -> list[str]:
+        """A line for the user about the latest I/O error since the last call: each new kind at once, a repeat
+        at most once a minute, with how many there were."""
+        said_errors, said_text, said_at = self._io_said
+        if self.io_errors > said_errors and (self.last_io_error != said_text or time.monotonic() - said_at >= 60):
+            self._io_said = (self.io_errors, self.last_io_error, time.monotonic())
+            return [f"swarm I/O failed ({self.io_errors} so far): {self.last_io_error}"]
+        return []
