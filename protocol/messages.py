@@ -2,7 +2,7 @@
 v2 differs from v1 in one optional field: a group's `logprobs`, the author's behaviour log-probs.
 
 Records are frozen dataclasses. `to_wire` builds the msgpack map; `parse_*` checks a decoded map
-field by field against the schema and the `Limits`, raising `SchemaError` (caught by `verify`).
+field by field against the schema and the `Limits`, raising `SchemaError` (caught by `codec.verify_and_decode`).
 """
 
 from __future__ import annotations

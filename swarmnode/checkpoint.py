@@ -224,7 +224,7 @@ def moved_line(folder: Path, moved: Path) -> str:
 
 def settings_changed(meta: dict[str, Any], config: NodeConfig) -> str:
     """Which training settings differ between a checkpoint and `config`, as `key old -> new, ...`; '' if none.
-    A checkpoint written before settings were recorded carries only their digest."""
+    A checkpoint of an older release, without recorded settings, carries only their digest."""
     saved = meta.get("training_settings")
     if not isinstance(saved, dict):
         same = meta.get("config_digest") == config.training_digest()

@@ -89,8 +89,8 @@ DIGEST_SKIPS_DEFAULT: dict[str, dict[str, object]] = {
     "task": {"answer_format": "anywhere"},
     "model": {"examples": 0},
 }
-"""Fields added after checkpoints were written, by section: left out of the training digest at the value
-that behaves as before they existed, so those checkpoints still match the same settings."""
+"""Fields the digests of older releases' checkpoints do not cover, by section: left out of the training digest
+at the value that behaves as if the field did not exist, so those checkpoints match the same settings."""
 
 
 NOT_TRAINING: tuple[str, ...] = (
@@ -168,8 +168,8 @@ class NodeConfig(Section):
     def training_digest(self) -> str:
         """SHA-256 over the fields that change what a run learns (not where it writes or how long it runs)."""
         data = self.model_dump(mode="json", exclude={"run_dir", "rounds", "minutes", "checkpoint", "eval"})
-        # digested in the flat shape the transport had before it was a section, so checkpoints written then
-        # still match the same settings
+        # digested flat (hivemind's fields directly under swarm, the transport by its type name), the shape
+        # older checkpoints' digests were made in, so they match the same settings
         transport = data["swarm"].pop("transport")
         data["swarm"] |= {key: transport.get(key, default) for key, default in HIVEMIND_FLAT_KEYS.items()}
         data["swarm"]["transport"] = transport["type"]

@@ -44,7 +44,7 @@ class TaskConfig(Section):
     """Per-task parameters, for example {add = {digits = 2}} or a reasoning-gym dataset's config fields."""
     answer_format: Literal["end", "exact", "anywhere"] = "end"
     """Text allowed around the `<answer>` span (a completion outside it scores 0): `end` = nothing after it,
-    `exact` = nothing before or after, `anywhere` = no rule (before issue 16; a payload rides on a correct
+    `exact` = nothing before or after, `anywhere` = no rule (a payload can ride on a correct
     answer). The nodes of a swarm must agree: peers' rewards are re-scored under this node's rule."""
 
 
@@ -110,7 +110,7 @@ class TrainConfig(Section):
     peer_min_logprob: float = Field(-5.0, le=0.0)
     """Drop a peer's completion whose mean per-token log-prob under this node's policy (over its worst run of
     `peer_gate_window` tokens) is below this (0 = off): a payload the node would never write fails it. It
-    works across tokenizers and needs nothing from the author (issue 16: bench poison)."""
+    works across tokenizers and needs nothing from the author (`swarmnode bench poison` measures it)."""
     peer_gate_window: int = Field(6, ge=0, le=4096)
     """Tokens per run for `peer_min_logprob` (0 = the whole completion's mean)."""
     warmup_updates: int = Field(50, ge=0)
@@ -199,8 +199,8 @@ CONFIG_RULE = "config_rule"
 TYPED_SECTIONS = {("swarm", "transport")}
 """Sections chosen by a `type` that may be spelled as that name alone (`swarm.transport = "libp2p"`)."""
 HIVEMIND_FLAT_KEYS: dict[str, object] = {"nat_traversal": False, "ttl_s": 900.0}
-"""Hivemind fields once set directly under [swarm], with their defaults: still read there, moved into the
-transport section (a non-default value with another transport is refused)."""
+"""Hivemind fields also read directly under [swarm] (where older config files set them), with their defaults:
+moved into the transport section (a non-default value with another transport is refused)."""
 EMBEDDED_MODELS = (EMBEDDED_MODEL, "swarmnode/tiny-mix")
 """The models shipped inside the package (`models/<name>/`, built by `python -m swarmnode.models.build_tiny
 --model NAME`)."""
@@ -235,8 +235,8 @@ class SwarmConfig(Section):
     `libp2p` extra), or memory (an in-process hub: no network, only nodes of the same process share; for
     tests and trying the swarm path alone). Every node of a swarm must use the same one. A plain name
     (`transport = "libp2p"`) picks that transport with its defaults; its own fields go in
-    `[swarm.transport]`, with `type` naming it. The old names `swarm.nat_traversal` and `swarm.ttl_s` of
-    hivemind's fields are still read."""
+    `[swarm.transport]`, with `type` naming it. Hivemind's fields are also read as `swarm.nat_traversal` and
+    `swarm.ttl_s` (their names in older config files)."""
     external_groups: int = Field(8, ge=0, le=4096)
     """J: peers' question groups trained on per round, on top of the node's own I (additive: in the 4-node
     study of docs/BENCHMARKS.md, 8 own + 8 peers' beat silo on every seed while 4 + 4 did worse)."""
@@ -249,13 +249,12 @@ class SwarmConfig(Section):
     max_share_per_peer: float = Field(0.5, gt=0.0, le=1.0)
     """No single peer fills more than this share of J."""
     trust_rounds: int = Field(20, ge=0, le=1_000_000)
-    """Seniority against sybils (issue 16): a peer is young for this many of the node's rounds after its
-    first accepted group, and older peers are taken by cohorts of this many rounds, earliest first (0 = off:
-    every peer alike, as before)."""
+    """Seniority against sybils: a peer is young for this many of the node's rounds after its first accepted
+    group, and older peers are taken by cohorts of this many rounds, earliest first (0 = off: every peer alike)."""
     newcomer_share: float = Field(0.125, ge=0.0, le=1.0)
     """Of J, the share young peers may take ahead of older ones (they get what older peers leave, too)."""
     window_s: float = Field(60.0, gt=0.0)
-    """Announcement time window; the current and previous windows are read."""
+    """Announcement time window; the current and previous windows are read, and the next one near its start."""
     max_batches_per_round: int = Field(8, ge=1, le=1024)
     """Batches fetched per round at most (bounds download per round as the swarm grows)."""
     batches_per_peer_per_round: int = Field(2, ge=1)
@@ -330,7 +329,7 @@ class SwarmConfig(Section):
     @model_validator(mode="before")
     @classmethod
     def _transport_section(cls, data: Any) -> Any:
-        """A plain transport name becomes its section; the old flat hivemind keys move into it."""
+        """A plain transport name becomes its section; the flat hivemind keys (`HIVEMIND_FLAT_KEYS`) move into it."""
         if not isinstance(data, dict):
             return data
         data = dict(data)

@@ -1,6 +1,6 @@
 """The drift signal: is this node starting to write text that peers introduced?
 
-A payload that rides on correct answers (issue 16) shows first in the node's own samples, not in any
+A payload that rides on correct answers shows first in the node's own samples, not in any
 reward or accuracy: the verifier reads only the answer span. So the node watches its latest own
 completions for two things:
 

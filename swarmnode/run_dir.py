@@ -44,10 +44,10 @@ class RoundRow(SwarmCounters, total=False):
     generate_s: float
     share_s: float
     share_io_s: float
-    clock_offset_s: float | None
-    """Seconds the node's clock seems ahead of its peers' (negative: behind; None: no peer seen yet)."""
     """Seconds the swarm's I/O thread worked since the previous round (off the critical path; `share_s` is
     what the round itself waited)."""
+    clock_offset_s: float | None
+    """Seconds the node's clock seems ahead of its peers' (negative: behind; None: no peer seen yet)."""
     train_s: float
     round_s: float
     stepped: bool
@@ -95,7 +95,7 @@ class PeerRow(TypedDict):
     score: float
     banned: bool
     banned_for_s: NotRequired[float]
-    """Seconds the peer is still ignored for (0: not banned); absent from nodes before issue 25."""
+    """Seconds the peer is still ignored for (0: not banned); absent from nodes of older releases."""
     strikes: NotRequired[int]
     """Failed or lying offers not yet healed: with any, one download a round; at `swarm.offer_strikes`, a ban."""
     invalid: NotRequired[int]

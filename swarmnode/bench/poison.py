@@ -1,4 +1,4 @@
-"""`swarmnode bench poison`: valid-but-poisoned data and sybils against a real swarm (issue 16).
+"""`swarmnode bench poison`: valid-but-poisoned data and sybils against a real swarm.
 
 N honest nodes (real learner, real validation chain, the embedded model) in one process over the in-memory
 transport, in lockstep round by round, with attackers (`bench.attacks.Crowd`) that join from round
@@ -10,12 +10,12 @@ transport, in lockstep round by round, with attackers (`bench.attacks.Crowd`) th
 - `sybil-poison`: as many identities, each poisoning.
 
 Each scenario runs with the defenses off (`task.answer_format=anywhere`, `train.peer_min_logprob=0`,
-`swarm.trust_rounds=0`: the node before issue 16) and on (the defaults), same seed, side by side. Reported
-over all honest nodes (every one is a victim): the payload rate in their own completions per round (and
-over each node's latest 256 completions at the end, as the issue measured), the share of rounds from the
-attack on where honest peers' groups fill at least 80% of J, honest and attackers' groups trained on per
-round, and the defenses' counts (completions re-scored 0 for text outside the answer: `off_format`;
-dropped by the likelihood gate: `improbable`; young peers' groups left over: `newcomer_share`).
+`swarm.trust_rounds=0`) and on (the defaults), same seed, side by side. Reported over all honest nodes
+(every one is a victim): the payload rate in their own completions per round (and over each node's latest
+256 completions at the end), the share of rounds from the attack on where honest peers' groups fill at least
+80% of J, honest and attackers' groups trained on per round, and the defenses' counts (completions re-scored
+0 for text outside the answer: `off_format`; dropped by the likelihood gate: `improbable`; young peers'
+groups left over: `newcomer_share`).
 """
 
 from __future__ import annotations

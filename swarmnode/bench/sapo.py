@@ -8,11 +8,11 @@ of rounds and several seeds:
 - 2/6, 4/12 (asked for by name): a node that generates a quarter or a half of the silo's and takes more;
 - variants of these with the machinery for peers' rollouts: `-plain` (all of it off: no importance
   weights, uniform sampler), `-fam` (family-aware sampler), `-tis` (truncated importance weights from the
-  authors' behaviour log-probs, cap 2: the node's default now), `-mask` (tokens with
+  authors' behaviour log-probs, cap 2: the node's default), `-mask` (tokens with
   pi / mu outside [1/2, 2] masked), `-gate` (peers' completions under a mean log-prob of -1.5 per token
-  over their worst run of 6 tokens under the node's own policy dropped; -5 is the default since issue 16),
-  `-nodef` (issue 16's defenses off: any text around the answer, no likelihood gate, no seniority; the
-  default has them on).
+  over their worst run of 6 tokens under the node's own policy dropped; the node's default is -5),
+  `-nodef` (the defenses against poisoning and sybils off: any text around the answer, no likelihood gate,
+  no seniority; the default has them on).
 
 `--hetero`: a swarm of different nodes (N >= 4): node 2 runs a smaller model (another size: built once
 by `build_tiny` into the bench's folder), the last node runs at half speed (a round every other lockstep

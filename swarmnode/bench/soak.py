@@ -1,4 +1,4 @@
-"""`swarmnode bench soak --minutes M` (issue 17): endurance of a real swarm on 127.0.0.1. A bootstrap node and
+"""`swarmnode bench soak --minutes M`: endurance of a real swarm on 127.0.0.1. A bootstrap node and
 `nodes` real `swarmnode join` processes (hivemind, the tiny embedded default model, status API off) train
 for M minutes while a flooding peer (`bench/flood.py`) floods valid signed batches under one identity and
 junk records throughout; every few minutes one random node (never node 0, whose memory is then measured

@@ -12,7 +12,7 @@ peer). Printed per N:
 - validated messages per second: batches through the full validation chain (signature, schema, freshness,
   duplicates, question rebuild, re-scoring) per second of validation time;
 - J met: the share of (reader, round) pairs whose collect got the WANT external groups it wanted;
-- the announcement level the readers ended at (2^level buckets a window: issue 17) and the memory this
+- the announcement level the readers ended at (2^level buckets a window) and the memory this
   process and its children (hivemind's p2p daemons, libp2p hosts) held at the end (RSS).
 
 With `readers`, only that many nodes (drawn once) collect each round and are measured; every node

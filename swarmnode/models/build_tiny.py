@@ -106,7 +106,7 @@ def build(out: Path, steps: int, quiet: bool = False, recipe: Recipe = RECIPE) -
     shares = [share for *_, share in recipe.families]
     tasks = TaskSet(families)
     pick = random.Random(recipe.seed + 1)  # which family each example is of (apart from `rng`, which
-    # draws the questions, so a one-family recipe draws exactly what it did before families existed)
+    # draws the questions, so a one-family recipe's questions do not depend on the family draws)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr)
     warmup = max(1, steps // 20)
     # linear warm-up, then linear decay to zero: the model stops in a settled state, not mid-oscillation

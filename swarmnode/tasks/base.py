@@ -9,7 +9,7 @@ The answer format (`task.answer_format`, one rule for every task of a set, and a
 share: a peer that scores under another rule has its claimed rewards refused as misreported) decides what
 text may surround that span. Under `end` (the default) nothing but whitespace may follow it, under `exact`
 nothing may precede it either, under `anywhere` anything goes. A completion outside the format scores 0:
-a correct answer cannot carry a payload after it (issue 16), and text outside the span is what the node's
+a correct answer cannot carry a payload after it, and text outside the span is what the node's
 drift signal watches for in its own samples (`stray_text`).
 """
 

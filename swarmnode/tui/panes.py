@@ -212,7 +212,7 @@ def mix_lines(snap: StatusSnapshot, last: int = 6) -> list[str]:
 
 
 def drift_line(snap: StatusSnapshot) -> str:
-    """Issue 16: whether the node starts to write what it refused in peers' completions (swarm mode only)."""
+    """The drift signal: whether the node starts to write what it refused in peers' completions (swarm mode only)."""
     rows = rounds(snap)
     drift = rows[-1].get("drift") if rows else None
     if not in_swarm(snap) or not isinstance(drift, dict):

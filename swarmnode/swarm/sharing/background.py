@@ -1,7 +1,7 @@
 """Sharing off the round's critical path: one thread does all of a node's swarm I/O (`swarm.background_sharing`).
 
-The round hands its scored groups over (`publish`: stored and announced by the thread while the node trains
-and generates) and takes what the thread has already fetched and validated (`take`: it never waits on the
+In one call (`share`) the round hands its scored groups over (stored and announced by the thread while the
+node trains and generates) and takes what the thread has already fetched and validated (it never waits on the
 network). Between two takes the thread reads peers' announcements and downloads their batches for the
 node's next round, until it holds the wanted informative groups (`swarm.external_groups`); each pass keeps
 the round's I/O deadline (`swarm.round_timeout_s`), and when a pass finds nothing new it waits longer before

@@ -1,13 +1,13 @@
 """Publishing this node's rollouts and collecting peers' through any `Transport`.
 
 Publish: one signed batch per round, stored under its content id, and one signed announcement for the
-current time window that lists it. Collect: read the announcements of the current and previous window,
-drop our own, ignored peers' and invalid ones, and download in tiers (peers with a clean record first,
-then new ones, then those with strikes: see `peers.py`), every announcer's best offer before anyone's
-second; at most `max_batches` per round, at most `max_untrusted` of them from peers without a clean
-record, and at most `batches_per_peer_per_round` from one announcer (one while it has strikes). Each
-batch goes through the `BatchValidator`; the informative groups a round takes are bounded in tokens, in
-total and per signer.
+current time window that lists it. Collect: read the announcements of the current and previous window
+(and of the next one near its start), drop our own, ignored peers' and invalid ones, and download in tiers
+(peers with a clean record first, then new ones, then those with strikes: see `trust/book.py`), every
+announcer's best offer before anyone's second; at most `max_batches` per round, at most `max_untrusted` of
+them from peers without a clean record, and at most `batches_per_peer_per_round` from one announcer (one
+while it has strikes). Each batch goes through the `BatchValidator`; the informative groups a round takes
+are bounded in tokens, in total and per signer.
 
 Offers are checked, and their rejections counted here (`counts`) and in the peer book: before download,
 an announcement that does not verify (`announcement_invalid`) or is dated outside its window or in the

@@ -69,9 +69,9 @@ class OfferReader:
         """The offers of live, validly signed announcements of this swarm (not ours, not ignored peers'),
         read bucket by bucket until peers not on probation promise twice the wanted informative groups (of
         batches not in `done`), of which juniors' (`standing`) count for at most the wanted groups (in a new
-        swarm there are none, and reading stops as early as ever). The buckets of proven peers are read first,
-        elders' and earlier cohorts' before others, so claims of new peers (however
-        many identities make them) cannot keep them unread, and reading stops as early as before. The first
+        swarm there are none, so that limit does not delay the stop). The buckets of proven peers are read first,
+        elders' and earlier cohorts' before others, so claims of new peers (however many identities make them)
+        cannot keep them unread, and this order does not delay the stop either. The first
         bucket read (always read, so its count is a fair sample: reading stops early after a full one) gives
         one estimate of the swarm's size, from which the node picks its level (`BucketLevel`): a bucket holds
         a few announcements at any size, so what a node reads stays flat as the swarm grows."""
@@ -99,8 +99,8 @@ class OfferReader:
             if failed or (want_groups is not None and _promise(promised, juniors, want_groups, cap)):
                 break
             authors: set[str] = set()
-            # the first bucket in every window read (a node announces each round, not each window: a fair
-            # sample of the swarm); the others in the next window too only while the current one looks thin
+            # the first bucket in every window listed (a node announces each round, not each window: a fair
+            # sample of the swarm); the others in the further windows only while those read so far look thin
             enough = self.levels.estimate / n / 2 if counts else float("inf")
             listed, failed = self._listed(windows, b, enough, left)
             for w, envelope in listed:
@@ -189,7 +189,7 @@ def plan(offers: list[Offer], cap: int, rng: random.Random, standing: Standing) 
     seen: set[tuple[str, bytes]] = set()
     for author, summary in sorted(offers, key=lambda o: -o[1].informative_groups):
         if (author, summary.batch_id) in seen:
-            continue  # the same peer's announcement read in both windows
+            continue  # the same peer's announcement read in more than one window
         seen.add((author, summary.batch_id))
         claim = min(summary.informative_groups, cap)
         newcomer, cohort = standing.rank(author)

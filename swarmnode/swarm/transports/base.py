@@ -5,7 +5,7 @@ signed announcement per time window under its own peer id; a reader lists the wi
 chooses, and fetches only the batches it wants. Bytes a reader downloads per round therefore depend on
 how much it chooses to read, not on the size of the swarm. Announcements are spread over 2^level buckets
 per window by author; each node estimates the swarm's size from the buckets it reads and picks its level
-(`BucketLevel`), so a bucket holds a few announcements at any size (issue 17).
+(`BucketLevel`), so a bucket holds a few announcements at any size.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ class SwarmSettings:
     window_s: float = 60.0
     windows_behind: int = 2
     windows_ahead: int = 1
-    """Live windows: readers list the current and the previous window; one more behind and one ahead leave
-    room for clock skew between peers."""
+    """Live windows: readers list the current and the previous window, and the next one near its start; one
+    more behind and one ahead leave room for clock skew between peers."""
     clock_skew_s: float = 30.0
     """Clock difference between peers tolerated in expiries (the default of `swarm.max_clock_skew_s`)."""
     base_level: int = 3
@@ -100,7 +100,8 @@ def size_sample(level: int, counts: list[tuple[int, int]], known: int) -> float:
     in it other than the reader's own, how many of them are peers the reader ranks by: `known` such peers
     in all). Buckets are read because they hold known peers, so only the others are a fair sample of the
     rest of the swarm: size ~ the reader + known + 2^level * the others' mean per bucket (each bucket read in
-    the current and the previous window: a node announces at least once a round, not every window)."""
+    every window the reader lists, `OfferReader.read_windows`: a node announces at least once a round, not every
+    window)."""
     others = sum(c - m for c, m in counts) / len(counts)
     return 1 + known + others * (1 << level)
 

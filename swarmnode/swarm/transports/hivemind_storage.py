@@ -123,7 +123,7 @@ class BudgetedStorage(DHTLocalStorage):  # type: ignore[misc]
 class PendingGets(defaultdict[Any, Any]):
     """hivemind's `DHTNode.pending_get_requests` (the lookups in flight per key, to share their results), without
     its leak: hivemind never deletes a key whose lookups have finished, so every key a node ever looked up (a
-    batch downloaded, an announcement bucket of a window read) kept an empty sorted set (about 2 KB) for the
+    batch downloaded, an announcement bucket of a window read) keeps an empty sorted set (about 2 KB) for the
     life of the node. Here a key with no lookup left is dropped once such keys outnumber the others twice over
     (plus `PENDING_SLACK`): the same lookups are shared, and the map holds about what is in flight. It is only
     touched on the DHT's event loop, like the dictionary it replaces."""
@@ -183,11 +183,11 @@ def keep_records_at_home(protocol_: Any) -> None:
     """No records handed to a node met for the first time. hivemind's routing update sends a node it has not
     met every stored record that node is now among the nearest for, in one request: in a small swarm, about
     everything a node holds (minutes of batches and announcements, thousands of records, megabytes). In
-    issue 17's soaks every peer's reads then found nothing for a round or two whenever a node (re)joined:
+    soaks every peer's reads then found nothing for a round or two whenever a node (re)joined:
     most likely the newcomer, checking every record (a signature each) on its DHT thread, answered nobody
     for seconds, and lookups that reached it waited out their RPC timeouts. Here a writer's records stay
     where it stored them (on `num_replicas` nodes, each record living minutes at most); the routing table
-    is updated as before."""
+    is updated as hivemind does it."""
     update, stored = protocol_.update_routing_table, protocol_.storage
     unlisted = _Unlisted(stored)  # one view for every call: the update runs on every request sent and answered
 

@@ -3,14 +3,14 @@
 A batch is a validly signed rollout batch of this swarm, filed under the SHA-256 of its bytes within the
 envelope limit. An announcement is a validly signed `Announcement` of this swarm, filed under the peer that
 signed it, for a live window (the current one, two behind, one ahead) and in its signer's bucket at one of
-the swarm's levels (`transport.SwarmSettings`); of one
-author's announcements a node keeps the newest *signed* one (`replaces`). Where a peer chooses a record's
-expiry (a DHT), a batch lives at most `ttl_s` + the clock skew past now and an announcement exactly
-`announcement_life_s` past its signed time, so that "latest expiry wins" is "newest signed wins". Each
-rule is one small check that returns a reason (a key of `REASONS`) or None; a transport composes the
-checks it applies and counts each reason under its own counter name (`dht_...`, `libp2p_...`). What a node
-keeps for peers is bounded per author and in total (`storage_budget.py`). A transport only says how it
-names the places records are filed under (`RecordKeys`): plain ids and windows, or a DHT's hashed keys.
+the swarm's levels (`base.SwarmSettings`); of one author's announcements a node keeps the newest *signed*
+one (`replaces`). Where a peer chooses a record's expiry (a DHT), a batch lives at most `ttl_s` + the clock
+skew past now and an announcement exactly `announcement_life_s` past its signed time, so that "latest expiry
+wins" is "newest signed wins". Each rule is one small check that returns a reason (a member of `REASONS`) or
+None; a transport composes the checks it applies and counts each reason under its own counter name
+(`dht_...`, `libp2p_...`). What a node keeps for peers is bounded per author and in total
+(`storage_budget.py`). A transport only says how it names the places records are filed under (`RecordKeys`):
+plain ids and windows, or a DHT's hashed keys.
 """
 
 from __future__ import annotations
@@ -60,12 +60,12 @@ CHECKED_ANNOUNCEMENTS = 1024
 """Announcements whose signature was checked, by message id, with what the check found (~4 KB each at most,
 with 16 listed batches: ~4 MB in all). Every reading pass reads a window's announcements again, and a DHT
 lookup returns each from several nodes, so without this each is verified many times a minute (in
-`tests/integration/test_offer_attacks.py`, 30 identities' phantom offers kept a node's DHT thread busy
-enough that its reading passes took a median 0.99 s, not 0.25 s: one run each)."""
+`tests/integration/test_offer_attacks.py`, 30 identities' phantom offers would keep a node's DHT thread busy
+enough to slow its every reading pass)."""
 
 WINDOWS_BEHIND = SETTINGS.windows_behind
 WINDOWS_AHEAD = SETTINGS.windows_ahead
-"""Live windows (`transport.SwarmSettings`)."""
+"""Live windows (`base.SwarmSettings`)."""
 LEVELS = SETTINGS.levels
 """The levels an announcement may be filed at (2^level buckets per window each)."""
 

@@ -64,7 +64,7 @@ class Refusal(StrEnum):
     STALE = "stale", NEITHER
     FUTURE = "future", NEITHER
     DUPLICATE_MESSAGE = "duplicate_message", NEITHER
-    """A batch seen before: a replay, or the same batch read in two windows."""
+    """A batch seen before: a replay, or the same batch read in more than one window."""
     DUPLICATE_COMPLETION = "duplicate_completion", NEITHER
     COPIED_COMPLETION = "copied_completion", NEITHER
     """Signed after this node already held the same text from another peer (no strike: honest nodes with a
