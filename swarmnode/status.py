@@ -88,7 +88,7 @@ class StatusSnapshot(NodeInfo):
     """Cumulative rejections by reason ({} in silo mode); each round row holds the counts as they stood then."""
     reason_effects: dict[str, str]
     """What each reason in `rejected` and in the peers' rows does to the peer charged with it: "ban",
-    "strike" or "neither" (`swarm.peers.counts_against`; {} in silo mode)."""
+    "strike" or "neither" (`swarm.trust.reasons.counts_against`; {} in silo mode)."""
     events: list[StatusEvent]
 
 
@@ -229,7 +229,7 @@ def prometheus_text(status: NodeStatus) -> bytes:
             if drift:
                 yield gauge(
                     "drift_peer_text_rate",
-                    "Share of the node's latest own completions carrying text it refused in peers' (issue 16).",
+                    "Share of the node's latest own completions carrying text it refused in peers'.",
                     drift["peer_text_rate"],
                 )
                 yield gauge(
@@ -247,7 +247,7 @@ def prometheus_text(status: NodeStatus) -> bytes:
             for reason, count in sorted(snap["rejected"].items()):
                 rejected.add_metric([reason], float(count))
             yield rejected
-            # a gauge: a sum over a window of rounds, which goes down as rounds leave it (issue 25)
+            # a gauge: a sum over a window of rounds, which goes down as rounds leave it
             external = GaugeMetricFamily(
                 "swarmnode_recent_external_groups",
                 f"Peers' groups trained on in the last {SNAPSHOT_ROUNDS} rounds, by peer.",

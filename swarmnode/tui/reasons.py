@@ -1,6 +1,6 @@
 """A short human label for each rejection reason a node counts (protocol/SPEC.md, "Reasons" and 6-6c), for
 the dashboard's refusals pane. What a reason does to a peer (ban / strike / neither) is not decided here: the
-node says it in the status API (`reason_effects`, from `swarm.peers.counts_against`)."""
+node says it in the status API (`reason_effects`, from `swarm.trust.reasons.counts_against`)."""
 
 from __future__ import annotations
 

@@ -100,7 +100,7 @@ def test_status_metrics_events_and_control() -> None:
         assert snap["peer_id"] == "abcdefgh" * 4 and snap["backend"] == "hf"
         assert [p["peer_id"][0] for p in snap["peers"]] == ["p", "q"]
         assert snap["rejected"] == {"bad_signature": 6, "stale": 1}
-        assert snap["reason_effects"] == {"bad_signature": "ban", "stale": "neither"}  # from swarm.peers
+        assert snap["reason_effects"] == {"bad_signature": "ban", "stale": "neither"}  # from swarm/trust/reasons.py
         assert snap["swarm_counters"] == {"peers": 2, "banned_peers": 1}  # `rejected` once, at the top
         assert {e["kind"] for e in snap["events"]} >= {"round", "peer", "eval"}
 
