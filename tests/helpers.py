@@ -91,6 +91,22 @@ def wait_for(
     raise AssertionError(f"timed out after {limit:.0f} s waiting for {what}" + (f"\n{explain()}" if explain else ""))
 
 
+def logged_address(log: Path, limit: float = 180.0) -> str:
+    """The address a `swarmnode join` process logs for others to join it with (`--peers ADDR`, the first of
+    them), waited for up to `limit` seconds."""
+    return _logged(log, r"--peers ADDR\): (\S+)", "address", limit)
+
+
+def logged_peer_id(log: Path, limit: float = 60.0) -> str:
+    """The peer id a `swarmnode join` process logs when it joins its swarm, waited for up to `limit` seconds."""
+    return _logged(log, r"peer id (\w+)", "peer id", limit)
+
+
+def _logged(log: Path, pattern: str, what: str, limit: float) -> str:
+    found = wait_for(lambda: re.search(pattern, log.read_text()), f"the node's {what} in {log.name}", limit)
+    return found.group(1)
+
+
 SWARM_COUNTERS = ("round", "peers", "external_groups", "rejected", "fetch_misses", "io_errors")
 
 

@@ -7,7 +7,6 @@ swarm on 127.0.0.1, node 0's /status fetched at a few moments, written to status
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
 import tempfile
@@ -15,7 +14,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.helpers import SWARMNODE, wait_for
+from tests.helpers import SWARMNODE, logged_address, wait_for
 
 OUT = Path(__file__).with_name("status_feed.json")
 
@@ -34,10 +33,7 @@ def main() -> None:
                 command += ["--set", "status.port=0"] + (["--peers", *first_peers] if first_peers else [])
                 procs.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
                 if i == 0:
-                    found = wait_for(
-                        lambda: re.search(r"--peers ADDR\): (\S+)", (tmp / "n0.log").read_text()), "node 0", 120
-                    )
-                    first_peers = [found.group(1)]
+                    first_peers = [logged_address(tmp / "n0.log", 120)]
             url = wait_for(lambda: (tmp / "n0" / "status.url").exists(), "status url", 120)
             url = (tmp / "n0" / "status.url").read_text().strip()
             feed = []

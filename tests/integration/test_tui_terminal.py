@@ -18,7 +18,7 @@ from typing import Any, cast
 import pytest
 
 from swarmnode.status import NodeStatus, StatusServer, StatusSnapshot
-from tests.helpers import SWARMNODE, join_command, wait_for
+from tests.helpers import SWARMNODE, join_command, logged_address, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (apt-get install tmux)")
 
@@ -32,11 +32,11 @@ def test_dashboard_in_a_real_terminal(tmp_path: Path, procs: list[subprocess.Pop
         text=True,
     )
     procs.append(node_a)
-    addr = wait_for(lambda: re.search(r"--peers ADDR\): (\S+)", (tmp_path / "a.log").read_text()), "node a", 180)
+    addr = logged_address(tmp_path / "a.log")
     peer_a = wait_for(lambda: re.search(r"peer id (\w+)", (tmp_path / "a.log").read_text()), "a's id", 60).group(1)
     socket = f"swarmnode-{uuid.uuid4().hex[:8]}"
     tmux = ["tmux", "-u", "-L", socket]  # -u: UTF-8 even when the test's locale is not
-    node_b = join_command("e2e", tmp_path / "b", tmp_path / "b.pem", "--minutes", "5", "--peers", addr.group(1))
+    node_b = join_command("e2e", tmp_path / "b", tmp_path / "b.pem", "--minutes", "5", "--peers", addr)
     command = " ".join([*node_b, "--tui", "; echo DASHBOARD-EXITED-$?; sleep 60"])
     subprocess.run([*tmux, "new-session", "-d", "-s", "e2e", "-x", "150", "-y", "45", command], check=True)
     subprocess.run([*tmux, "resize-window", "-t", "e2e", "-x", "150", "-y", "45"], capture_output=True)
