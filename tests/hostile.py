@@ -3,9 +3,10 @@ real wire bytes, offered through any `Transport` (the in-memory hub in unit test
 running nodes in integration tests), or stored by an outside client that checks nothing.
 
 - `Attacker`: a peer with a valid identity whose own signed announcements offer what it builds: forged,
-  tampered, malformed, wrongly scored, mismatched, stale, future and re-signed (`rewrapped`) batches.
-- `OfferingAttacker` (issue 14, findings 2 and 4-7): `phantom_offers` (batches that exist nowhere, claiming
-  64 informative groups), `long_completions`, `offered_back` (a victim's own batches), `rewrapped`
+  tampered, malformed, wrongly scored, mismatched, stale, future and re-signed (`rewrapped`) batches. It
+  seals its batches with the project's `Publisher` (one per identity) and tells its lies with `protocol`.
+- `OfferingAttacker` (findings 2 and 4-7 of the offer attacks): `phantom_offers` (batches that exist nowhere,
+  claiming 64 informative groups), `long_completions`, `offered_back` (a victim's own batches), `rewrapped`
   (plagiarism, to frame the honest author), `announce_dated` (+-1 day), `under_claimed` / `over_claimed`.
 - `RawDHTPeer` (findings 1 and 3, hivemind): `pin` (an honest peer's old announcement re-stored under its
   subkey with a one-day expiry), `store_junk` (random blobs at their own sha256), `signed_flood`.
@@ -31,10 +32,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import protocol
 from protocol.envelope import pack_envelope
-from swarmnode.groups import has_signal
 from swarmnode.identity import Identity
-from swarmnode.swarm.transports.hivemind_records import announcement_key, batch_key
+from swarmnode.swarm.sharing import publish
 from swarmnode.swarm.transports.base import Transport, TransportError, announcement_bucket
+from swarmnode.swarm.transports.hivemind_records import announcement_key, batch_key
 from swarmnode.tasks import Question, TaskSet, extract_answer
 from swarmnode.tasks.base import stray_text
 
@@ -56,13 +57,28 @@ def good_group(question: Question, completions: Sequence[str] | None = None) -> 
 
 
 class Attacker:
-    def __init__(self, transport: Transport, swarm: str, tasks: TaskSet, window_s: float = 60.0) -> None:
-        self.transport = transport
-        self.swarm = swarm
+    """A peer of its own identity: its batches are sealed as an honest publisher seals them (`batch`), unless
+    an attack dates them or takes them over the protocol's limits; its announcements list whatever an attack
+    offers."""
+
+    def __init__(
+        self, transport: Transport, swarm: str, tasks: TaskSet, window_s: float = 60.0, identity: Identity | None = None
+    ) -> None:
+        self.publisher = publish.Publisher(transport, identity or new_identity(), swarm, "evil", LIMITS, window_s)
         self.tasks = tasks
-        self.window_s = window_s
-        self.identity = new_identity()
         self._next_index = 10_000_000  # questions no honest node of the tests draws
+
+    @property
+    def transport(self) -> Transport:
+        return self.publisher.transport
+
+    @property
+    def swarm(self) -> str:
+        return self.publisher.swarm
+
+    @property
+    def identity(self) -> Identity:
+        return self.publisher.identity
 
     @property
     def peer_id(self) -> str:
@@ -78,16 +94,19 @@ class Attacker:
         groups: Sequence[protocol.RolloutGroup],
         *,
         created_ms: int | None = None,
-        key: Ed25519PrivateKey | None = None,
         round_: int = 1,
         check_limits: bool = True,
     ) -> bytes:
+        """A batch of `groups` signed by this attacker: sealed by its publisher, or by hand when it is dated
+        (`created_ms`) or may go over the protocol's limits."""
+        if created_ms is None and check_limits:
+            return self.publisher.seal(round_, 0, groups)[0]
         payload = protocol.RolloutBatch(
             self.swarm, round_, 0, int(time.time() * 1000) if created_ms is None else created_ms, "evil", tuple(groups)
         )
         if check_limits:
-            return protocol.seal_payload(payload, key or self.identity.key, LIMITS)
-        return protocol.seal(protocol.KIND_ROLLOUTS, protocol.encode_payload(payload), key or self.identity.key)
+            return protocol.seal_payload(payload, self.identity.key, LIMITS)
+        return protocol.seal(protocol.KIND_ROLLOUTS, protocol.encode_payload(payload), self.identity.key)
 
     def offer(self, envelopes: Sequence[bytes], claimed_sizes: Sequence[int] | None = None) -> list[bytes]:
         """Store each envelope under its content id and announce them all, signed by this attacker, in the
@@ -103,19 +122,29 @@ class Attacker:
         return ids
 
     def announce(self, summaries: Sequence[protocol.BatchSummary], check_limits: bool = True) -> None:
-        announcement = protocol.Announcement(self.swarm, 1, int(time.time() * 1000), "evil", tuple(summaries))
-        if check_limits:
-            envelope = protocol.seal_payload(announcement, self.identity.key, LIMITS)
-        else:  # an announcement over the protocol's limits: sealed by hand, as a hostile peer would
-            envelope = protocol.seal(protocol.KIND_ANNOUNCE, protocol.encode_payload(announcement), self.identity.key)
+        """Announce `summaries`, signed now by this attacker, in the current window (an honest publisher lists
+        only its own stored batches, with their true summaries: an attacker lists what the attack needs)."""
+        envelope = self._announcement(summaries, time.time(), check_limits)
         for attempt in range(5):  # a DHT that just refused a hostile store may need a moment
             try:
-                self.transport.announce(int(time.time() // self.window_s), envelope)
+                self.transport.announce(self._window(), envelope)
                 return
             except TransportError:
                 if attempt == 4:
                     raise
                 time.sleep(1.0)
+
+    def _announcement(
+        self, summaries: Sequence[protocol.BatchSummary], created_s: float, check_limits: bool = True
+    ) -> bytes:
+        announcement = protocol.Announcement(self.swarm, 1, int(created_s * 1000), "evil", tuple(summaries))
+        if check_limits:
+            return protocol.seal_payload(announcement, self.identity.key, LIMITS)
+        # an announcement over the protocol's limits: sealed by hand, as a hostile peer would
+        return protocol.seal(protocol.KIND_ANNOUNCE, protocol.encode_payload(announcement), self.identity.key)
+
+    def _window(self) -> int:
+        return int(time.time() // self.publisher.window_s)
 
 
 # ---------------------------------------------------------------- the attacks, as bytes
@@ -179,24 +208,14 @@ def rewrapped(attacker: Attacker, original: bytes) -> bytes:
     return attacker.batch(verdict.payload.groups)
 
 
-# ---------------------------------------------------------------- offers that lie (issue 14)
+# ---------------------------------------------------------------- offers that lie
 
 
 def summary_of(envelope: bytes) -> protocol.BatchSummary:
-    """The true summary of a batch, as an honest author announces it."""
+    """The true summary of a sealed batch, as an honest author announces it."""
     verdict = protocol.verify_and_decode(envelope, LIMITS)
     assert isinstance(verdict, protocol.Accepted) and isinstance(verdict.payload, protocol.RolloutBatch)
-    batch = verdict.payload
-    rewards = [r for g in batch.groups for r in g.rewards]
-    informative = sum(1 for g in batch.groups if has_signal(g.rewards))
-    return protocol.BatchSummary(
-        protocol.message_id(envelope),
-        len(envelope),
-        batch.round,
-        len(batch.groups),
-        informative,
-        sum(rewards) / len(rewards),
-    )
+    return publish.summary_of(envelope, verdict.payload)
 
 
 class OfferingAttacker(Attacker):
@@ -210,10 +229,8 @@ class OfferingAttacker(Attacker):
         return [s.batch_id for s in summaries]
 
     def announce_dated(self, summaries: Sequence[protocol.BatchSummary], created_s: float) -> None:
-        """An announcement signed with `created_s` as its time, filed in the current window."""
-        announcement = protocol.Announcement(self.swarm, 1, int(created_s * 1000), "evil", tuple(summaries))
-        envelope = protocol.seal_payload(announcement, self.identity.key, LIMITS)
-        self.transport.announce(int(time.time() // self.window_s), envelope)
+        """An announcement signed with `created_s` as its time, filed in the current window (tried once)."""
+        self.transport.announce(self._window(), self._announcement(summaries, created_s))
 
 
 def phantom_offers(attacker: Attacker, count: int = 16, informative: int = 64) -> list[bytes]:
@@ -408,7 +425,7 @@ class RawGossipPeer:
     it listens on 127.0.0.1 only."""
 
     def __init__(self, swarm: str, maddr: str, timeout_s: float = 60.0) -> None:
-        from swarmnode.swarm.transports.libp2p_host import frame
+        from swarmnode.swarm.transports.libp2p_pipe import frame
 
         self._frame = frame
         self.sent = 0

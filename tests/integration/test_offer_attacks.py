@@ -1,4 +1,4 @@
-"""Attacks with valid data on a running node (issue 14), over hivemind and over libp2p: one real `swarmnode
+"""Attacks with valid data on a running node, over hivemind and over libp2p: one real `swarmnode
 join` process on 127.0.0.1 (tiny model, training rounds); in this test process an honest peer that
 publishes good groups on its own thread and its own transport node, and attackers on another node (and, for
 records, an outside client that checks nothing: `hostile.RawDHTPeer`, `hostile.RawGossipPeer`).
@@ -11,18 +11,11 @@ charged for a copier's duplicate (6); dated announcements and size lies refused 
 
 from __future__ import annotations
 
-import json
-import os
-import re
 import statistics
-import subprocess
 import threading
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -30,31 +23,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 import protocol
 from swarmnode.groups import Group
 from swarmnode.identity import Identity
-from swarmnode.swarm.sharing.exchange import RolloutExchange
-from swarmnode.swarm.transports.hivemind_dht import HivemindTransport
-from swarmnode.swarm.transports.libp2p import Libp2pTransport, libp2p_available
-from swarmnode.swarm.trust.book import PeerBook
-from swarmnode.swarm.transports.base import Transport, TransportError, announcement_bucket
-from swarmnode.swarm.sharing.validate import BatchValidator
-from swarmnode.tasks import TaskSet, make_task
+from swarmnode.swarm.transports.base import TransportError, announcement_bucket
+from swarmnode.swarm.transports.libp2p import libp2p_available
 from tests import hostile as offers
-from tests.helpers import join_command, metrics_rows, wait_for
+from tests.helpers import wait_for
 from tests.hostile import good_group, rewrapped
+from tests.victim import Victim, honest_exchange, running_victim
 
 SWARM = "offer-attacks"
 LIMITS = protocol.Limits()
 MB = 1024 * 1024
 # about 6 minutes per transport on 2 cores: in the slow stage, so the default run stays under 20 minutes
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
-
-
-def open_peer(kind: str, maddr: str) -> Transport:
-    """A node of the swarm's transport `kind`, joined through `maddr` (127.0.0.1 only, no NAT traversal)."""
-    if kind == "libp2p":
-        return Libp2pTransport(SWARM, initial_peers=[maddr])
-    transport = HivemindTransport(SWARM, initial_peers=[maddr])
-    assert transport.wait_joined(60)
-    return transport
 
 
 def tree_rss(pid: int) -> dict[str, int]:
@@ -89,19 +69,10 @@ class HonestPeer:
     victim takes at most one of its batches a round: it must publish faster than the victim's rounds, or the
     groups per round measure how fast it publishes, not what an attack leaves of them.)"""
 
-    def __init__(self, kind: str, maddr: str, tasks: TaskSet) -> None:
-        self.transport = open_peer(kind, maddr)
-        self.identity = Identity(Ed25519PrivateKey.generate())
-        self.exchange = RolloutExchange(
-            self.transport,
-            self.identity,
-            SWARM,
-            BatchValidator(SWARM, tasks, LIMITS),
-            PeerBook(),
-            LIMITS,
-            model="honest",
-        )
-        self.tasks = tasks
+    def __init__(self, victim: Victim) -> None:
+        self.transport = victim.open_peer()
+        self.exchange = honest_exchange(self.transport, SWARM, victim.tasks)
+        self.tasks = victim.tasks
         self.published: list[bytes] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -109,7 +80,7 @@ class HonestPeer:
 
     @property
     def peer_id(self) -> str:
-        return self.identity.peer_id
+        return self.exchange.identity.peer_id
 
     def _run(self) -> None:
         round_ = 0
@@ -123,135 +94,48 @@ class HonestPeer:
                 self.published.append(batch_id)
             self._stop.wait(0.25)
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Stop publishing (its node closes with the victim's)."""
         self._stop.set()
         self._thread.join(timeout=30)
-        self.transport.close()
-
-
-@dataclass
-class Arena:
-    kind: str
-    """The swarm's transport: hivemind or libp2p."""
-    run_dir: Path
-    proc: subprocess.Popen[str]
-    victim_maddr: str
-    transport: Transport
-    """The attackers' node."""
-    tasks: TaskSet
-    honest: HonestPeer
-    victim_id: str
-    attackers: list[str] = field(default_factory=list)
-
-    def attacker(self) -> offers.OfferingAttacker:
-        a = offers.OfferingAttacker(self.transport, SWARM, self.tasks)
-        self.attackers.append(a.peer_id)
-        return a
-
-    def rows(self, since: float = 0.0, until: float = float("inf")) -> list[dict[str, Any]]:
-        return [r for r in metrics_rows(self.run_dir) if "rejected" in r and since <= r["time"] <= until]
-
-    def last(self) -> dict[str, Any]:
-        rows = self.rows()
-        return rows[-1] if rows else {"round": 0, "rejected": {}}
-
-    def count(self, reason: str) -> int:
-        return int(self.last()["rejected"].get(reason, 0))
-
-    def wait_count(self, reason: str, above: int, limit: float = 120.0) -> int:
-        assert self.proc.poll() is None, "the node stopped"
-        return wait_for(
-            lambda: self.count(reason) if self.count(reason) > above else None,
-            f"{reason} rejections above {above}; last row {self.last()}",
-            limit,
-        )
-
-    def honest_per_round(self, since: float, until: float) -> float:
-        rows = self.rows(since, until)
-        assert len(rows) >= 5, f"only {len(rows)} rounds between {since:.0f} and {until:.0f}"
-        return float(sum(r["external_by_peer"].get(self.honest.peer_id, 0) for r in rows)) / len(rows)
-
-    def peer_rows(self) -> dict[str, dict[str, Any]]:
-        url = (self.run_dir / "status.url").read_text().strip()
-        with urllib.request.urlopen(url + "/status", timeout=10) as reply:
-            snapshot = json.loads(reply.read())
-        return {p["peer_id"]: p for p in snapshot["peers"]}
-
-    def run_for(self, seconds: float, attack: Callable[[], None] | None = None, every: float = 20.0) -> float:
-        """Let the swarm run `seconds`, repeating `attack` every `every` seconds; returns when it started."""
-        started = time.time()
-        next_attack = 0.0
-        while time.time() - started < seconds:
-            assert self.proc.poll() is None, "the node stopped"
-            if attack is not None and time.time() >= next_attack:
-                next_attack = time.time() + every
-                attack()
-            time.sleep(0.5)
-        return started
 
 
 @pytest.fixture(
     scope="module",
     params=["hivemind", pytest.param("libp2p", marks=pytest.mark.skipif(not libp2p_available(), reason="no libp2p"))],
 )
-def arena(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Arena]:
+def victim(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Victim]:
     kind: str = request.param
-    tmp = tmp_path_factory.mktemp(f"offers-{kind}")
-    log = (tmp / "node.log").open("w")
-    proc = subprocess.Popen(
-        join_command(
-            SWARM,
-            tmp / "run",
-            tmp / "key.pem",
-            "--minutes",
-            "20",
-            sets=(
-                f"swarm.transport={kind}",
-                # rounds of about half a second (0.4-0.75 s on 2 cores): slower than the honest peer publishes,
-                # and than the node's sharing thread stores a batch and reads one (with 4 questions a round the
-                # tiny model's rounds took 0.2-0.45 s, and the groups per round measured whether a pass fitted)
-                "generation.questions_per_round=16",
-                "generation.max_new_tokens=24",
-                "status.port=0",
-            ),
-        ),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={k: v for k, v in os.environ.items() if k != "GOMEMLIMIT"},  # the node sets its daemon's itself
+    sets = (
+        # rounds of about half a second (0.4-0.75 s on 2 cores): slower than the honest peer publishes, and than
+        # the node's sharing thread stores a batch and reads one (with 4 questions a round the tiny model's
+        # rounds took 0.2-0.45 s, and the groups per round measured whether a pass fitted)
+        "generation.questions_per_round=16",
+        "generation.max_new_tokens=24",
+        "status.port=0",
     )
-    transport = honest = None
+    with running_victim(tmp_path_factory.mktemp(f"offers-{kind}"), SWARM, minutes=20, kind=kind, sets=sets) as victim:
+        yield victim
+
+
+@pytest.fixture(scope="module", autouse=True)
+def honest(victim: Victim) -> Iterator[HonestPeer]:
+    """The honest peer, publishing from before the first test until after the last."""
+    peer = HonestPeer(victim)
     try:
-        text = wait_for(
-            lambda: re.search(r"--peers ADDR\): (\S+)", (tmp / "node.log").read_text()), "the node's address", 180
-        )
-        victim_id = wait_for(
-            lambda: re.search(r"peer id (\S+)", (tmp / "node.log").read_text()), "the node's peer id", 60
-        ).group(1)
-        tasks = TaskSet([make_task("add")])
-        honest = HonestPeer(kind, text.group(1), tasks)
-        transport = open_peer(kind, text.group(1))
-        arena = Arena(kind, tmp / "run", proc, text.group(1), transport, tasks, honest, victim_id)
         wait_for(
-            lambda: any(honest.peer_id in r["external_by_peer"] for r in arena.rows()), "the honest peer's groups", 240
+            lambda: any(peer.peer_id in r["external_by_peer"] for r in victim.rows()), "the honest peer's groups", 240
         )
-        yield arena
+        yield peer
     finally:
-        if honest is not None:
-            honest.close()
-        if transport is not None:
-            transport.close()
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
-        log.close()
+        peer.stop()
 
 
-def test_long_completions_do_not_slow_training(arena: Arena) -> None:
+def test_long_completions_do_not_slow_training(victim: Victim) -> None:
     """Finding 4: two identities offer valid, correctly scored groups whose completions run on for 250 and
     1,000 characters. They are dropped as `long_completion`; train time per round stays within 1.5x of the
     same swarm's when those two peers offered groups of ordinary length at the same pace."""
-    attackers = [(arena.attacker(), 250), (arena.attacker(), 1000)]
+    attackers = [(victim.attacker(), 250), (victim.attacker(), 1000)]
 
     def offer(long: bool) -> None:
         for attacker, length in attackers:
@@ -261,73 +145,72 @@ def test_long_completions_do_not_slow_training(arena: Arena) -> None:
             else:
                 attacker.offer_true([attacker.batch([good_group(q) for q in questions])])
 
-    baseline_from = arena.run_for(40, lambda: offer(False), every=3)
-    baseline = statistics.median(r["train_s"] for r in arena.rows(baseline_from + 10, time.time()))
-    long_before = arena.count("long_completion")
-    attack_from = arena.run_for(60, lambda: offer(True), every=3)
-    rows = arena.rows(attack_from + 10, time.time())
+    baseline_from = victim.run_for(40, lambda: offer(False), every=3)
+    baseline = statistics.median(r["train_s"] for r in victim.rows(baseline_from + 10, time.time()))
+    long_before = victim.count("long_completion")
+    attack_from = victim.run_for(60, lambda: offer(True), every=3)
+    rows = victim.rows(attack_from + 10, time.time())
     print(f"median train_s: {baseline:.3f} before, {statistics.median(r['train_s'] for r in rows):.3f} under attack")
     assert statistics.median(r["train_s"] for r in rows) <= 1.5 * baseline, ([r["train_s"] for r in rows], baseline)
-    assert arena.count("long_completion") > long_before
+    assert victim.count("long_completion") > long_before
     assert not {a.peer_id for a, _ in attackers} & {p for r in rows for p in r["external_by_peer"]}
 
 
-def test_a_nodes_own_batches_offered_back_are_never_taken(arena: Arena) -> None:
+def test_a_nodes_own_batches_offered_back_are_never_taken(victim: Victim) -> None:
     """Finding 5: an attacker lists the victim's own batch ids (read from the victim's announcements) in
     its announcement. The victim takes none of its own groups as external and counts `own_batch`."""
-    attacker = arena.attacker()
-    bucket = announcement_bucket(arena.victim_id, arena.transport.buckets)
-    before = arena.count("own_batch")
+    attacker = victim.attacker()
+    bucket = announcement_bucket(victim.peer_id, victim.transport.buckets)
+    before = victim.count("own_batch")
 
     def offer_back() -> None:
         window = int(time.time() // 60)
-        for envelope in arena.transport.announcements(window, bucket) + arena.transport.announcements(
+        for envelope in victim.transport.announcements(window, bucket) + victim.transport.announcements(
             window - 1, bucket
         ):
             verdict = protocol.verify_and_decode(envelope, LIMITS)
-            if isinstance(verdict, protocol.Accepted) and verdict.peer_id == arena.victim_id:
+            if isinstance(verdict, protocol.Accepted) and verdict.peer_id == victim.peer_id:
                 offers.offered_back(attacker, offers.announced_summaries(envelope))
                 return
 
-    started = arena.run_for(40, offer_back, every=4)
-    arena.wait_count("own_batch", before)
-    used = {p for r in arena.rows(started) for p in r["external_by_peer"]}
-    assert arena.victim_id not in used and attacker.peer_id not in used
+    started = victim.run_for(40, offer_back, every=4)
+    victim.wait_count("own_batch", before)
+    used = {p for r in victim.rows(started) for p in r["external_by_peer"]}
+    assert victim.peer_id not in used and attacker.peer_id not in used
 
 
-def test_an_honest_author_is_never_charged_for_a_copiers_duplicate(arena: Arena) -> None:
+def test_an_honest_author_is_never_charged_for_a_copiers_duplicate(victim: Victim) -> None:
     """Finding 6: a copier re-signs an honest author's batch and gets it to the victim first; when the
     honest original arrives it is ignored, and the honest author is not charged `duplicate_completion`."""
     author = Identity(Ed25519PrivateKey.generate())
-    questions = arena.tasks.draw(seed=4711, start=9_000_000, count=4)
+    questions = victim.tasks.draw(seed=4711, start=9_000_000, count=4)
     batch = protocol.RolloutBatch(
         SWARM, 1, 0, int(time.time() * 1000), "honest", tuple(good_group(q) for q in questions)
     )
     original = protocol.seal_payload(batch, author.key, LIMITS)
-    copier = arena.attacker()
+    copier = victim.attacker()
     copier.offer_true([rewrapped(copier, original)])
     wait_for(
-        lambda: copier.peer_id in arena.peer_rows() and arena.peer_rows()[copier.peer_id]["accepted_groups"] > 0,
+        lambda: copier.peer_id in victim.peer_rows() and victim.peer_rows()[copier.peer_id]["accepted_groups"] > 0,
         "the copy to be taken",
         120,
     )
-    duplicates = arena.count("duplicate_completion")
-    honest = offers.OfferingAttacker(arena.transport, SWARM, arena.tasks)
-    honest.identity = author  # the honest author announces its own batch, late
-    honest.offer_true([original])
-    arena.wait_count("duplicate_completion", duplicates)
-    charged = arena.peer_rows().get(author.peer_id, {"rejected": {}})["rejected"]
+    duplicates = victim.count("duplicate_completion")
+    honest = offers.OfferingAttacker(victim.transport, SWARM, victim.tasks, identity=author)
+    honest.offer_true([original])  # the honest author announces its own batch, late
+    victim.wait_count("duplicate_completion", duplicates)
+    charged = victim.peer_rows().get(author.peer_id, {"rejected": {}})["rejected"]
     assert "duplicate_completion" not in charged and "copied_completion" not in charged, charged
 
 
-def test_dated_announcements_and_size_lies_are_refused_and_counted(arena: Arena) -> None:
+def test_dated_announcements_and_size_lies_are_refused_and_counted(victim: Victim) -> None:
     """Finding 7: announcements dated a day ahead or behind (listing fresh batches) are refused, by the DHT's
     record rules (their expiry follows their signed time) or else by the reader; a size claim far below the
     bytes is a lie counted against its announcer; misreported rewards are a strike against their signer."""
     dated = ("future_announcement", "stale_announcement")
-    refused_before = sum(arena.count(r) for r in dated)
-    size = arena.count("size_mismatch")
-    ahead, behind, small, inflating = (arena.attacker() for _ in range(4))
+    refused_before = sum(victim.count(r) for r in dated)
+    size = victim.count("size_mismatch")
+    ahead, behind, small, inflating = (victim.attacker() for _ in range(4))
     stored = 0
     for liar, offset in ((ahead, 86_400.0), (behind, -86_400.0)):
         envelope = liar.batch([good_group(q) for q in liar.questions(2)])
@@ -343,16 +226,16 @@ def test_dated_announcements_and_size_lies_are_refused_and_counted(arena: Arena)
         for q in inflating.questions(2)
     ]
     inflating.offer_true([inflating.batch(inflated)])
-    arena.wait_count("size_mismatch", size)
+    victim.wait_count("size_mismatch", size)
     if stored:
-        wait_for(lambda: sum(arena.count(r) for r in dated) > refused_before, "the dated announcements refused")
+        wait_for(lambda: sum(victim.count(r) for r in dated) > refused_before, "the dated announcements refused")
     wait_for(
-        lambda: "misreported_reward" in arena.peer_rows().get(inflating.peer_id, {"rejected": {}})["rejected"],
+        lambda: "misreported_reward" in victim.peer_rows().get(inflating.peer_id, {"rejected": {}})["rejected"],
         "the misreported rewards charged to their signer",
         120,
     )
-    started = arena.run_for(10)
-    used = {p for r in arena.rows(started - 60) for p in r["external_by_peer"]}
+    started = victim.run_for(10)
+    used = {p for r in victim.rows(started - 60) for p in r["external_by_peer"]}
     assert not {ahead.peer_id, behind.peer_id, small.peer_id} & used
 
 
@@ -360,95 +243,98 @@ def window() -> int:
     return int(time.time() // 60)
 
 
-def test_an_honest_peers_old_announcement_stored_again_leaves_its_groups_flowing(arena: Arena) -> None:
+def test_an_honest_peers_old_announcement_stored_again_leaves_its_groups_flowing(
+    victim: Victim, honest: HonestPeer
+) -> None:
     """Finding 1: the honest peer's own old announcement, stored again in the current and next windows every
     10 s by an outside client that checks nothing: over hivemind at every DHT node, under the peer's subkey
     with a one-day expiry (and kept by the client's own node, which serves it to lookups); over libp2p
     published again on the topic. The victim keeps taking the honest peer's groups, at least 90% of the rate
     before, and the DHT nodes refuse every store (`dht_expiry`)."""
-    honest = arena.honest.peer_id
-    bucket = announcement_bucket(honest, arena.transport.buckets)
+    bucket = announcement_bucket(honest.peer_id, victim.transport.buckets)
     old = wait_for(
-        lambda: offers.newest_by(arena.transport.announcements(window(), bucket), honest), "an announcement", 60
+        lambda: offers.newest_by(victim.transport.announcements(window(), bucket), honest.peer_id),
+        "an announcement",
+        60,
     )
-    baseline_from = arena.run_for(40)
-    baseline = arena.honest_per_round(baseline_from + 5, time.time())
+    baseline_from = victim.run_for(40)
+    baseline = victim.external_per_round(honest.peer_id, baseline_from + 5, time.time())
     answers: list[bool | None] = []
     calls: list[float] = []
-    expiry_refused = arena.count("dht_expiry")
+    expiry_refused = victim.count("dht_expiry")
     raw: offers.RawDHTPeer | offers.RawGossipPeer
-    if arena.kind == "hivemind":
-        raw = offers.RawDHTPeer([arena.victim_maddr])
-        others = [t.visible_maddrs()[0] for t in (arena.honest.transport, arena.transport)]
-        nodes = [arena.victim_maddr, *others]
+    if victim.kind == "hivemind":
+        raw = offers.RawDHTPeer([victim.maddr])
+        others = [t.visible_maddrs()[0] for t in (honest.transport, victim.transport)]
+        nodes = [victim.maddr, *others]
 
         def attack() -> None:
             calls.append(time.time())
-            answers.extend(offers.pin(raw, nodes, SWARM, honest, old, [window(), window() + 1]))
+            answers.extend(offers.pin(raw, nodes, SWARM, honest.peer_id, old, [window(), window() + 1]))
 
     else:
-        raw = offers.RawGossipPeer(SWARM, arena.victim_maddr)
+        raw = offers.RawGossipPeer(SWARM, victim.maddr)
         attack = lambda: offers.replayed(raw, old, [window(), window() + 1])  # noqa: E731
     try:
-        attack_from = arena.run_for(60, attack, every=10)
+        attack_from = victim.run_for(60, attack, every=10)
     finally:
         raw.close()
-    under_attack = arena.honest_per_round(attack_from + 10, time.time())
-    print(f"{arena.kind}: honest external groups per round {baseline:.2f} before, {under_attack:.2f} under pinning")
+    under_attack = victim.external_per_round(honest.peer_id, attack_from + 10, time.time())
+    print(f"{victim.kind}: honest external groups per round {baseline:.2f} before, {under_attack:.2f} under pinning")
     assert baseline > 0
     assert under_attack >= 0.9 * baseline, (under_attack, baseline)
-    if arena.kind == "hivemind":
+    if victim.kind == "hivemind":
         # 3 honest DHT nodes x 2 windows per attack: every one refused every store
         assert calls and len(answers) == 6 * len(calls) and not any(answers), answers
-        assert arena.count("dht_expiry") > expiry_refused
+        assert victim.count("dht_expiry") > expiry_refused
 
 
-def test_junk_at_its_own_hash_takes_no_memory(arena: Arena) -> None:
+def test_junk_at_its_own_hash_takes_no_memory(victim: Victim) -> None:
     """Finding 3: 100 MB of random blobs offered as batches under their own sha256 straight to the victim
     (hivemind: 1 MB stores, half with a 10-minute expiry, half with a one-year one; libp2p: 400 KB messages
     on the topic, under the push limit). Refused (`dht_bad_batch`, or `dht_expiry` first for a year;
     `libp2p_bad_batch`); the victim's processes (hivemind's p2p daemon and the libp2p host included) grow
     by less than 20 MB per 100 MB sent."""
-    reasons = ("dht_bad_batch", "dht_expiry") if arena.kind == "hivemind" else ("libp2p_bad_batch",)
-    refused = {r: arena.count(r) for r in reasons}
-    arena.run_for(5)
-    before = tree_rss(arena.proc.pid)
+    reasons = ("dht_bad_batch", "dht_expiry") if victim.kind == "hivemind" else ("libp2p_bad_batch",)
+    refused = {r: victim.count(r) for r in reasons}
+    victim.run_for(5)
+    before = tree_rss(victim.proc.pid)
     sent = 0
     raw: offers.RawDHTPeer | offers.RawGossipPeer
-    if arena.kind == "hivemind":
-        raw = offers.RawDHTPeer([arena.victim_maddr])
+    if victim.kind == "hivemind":
+        raw = offers.RawDHTPeer([victim.maddr])
         size = MB
     else:
-        raw = offers.RawGossipPeer(SWARM, arena.victim_maddr)
+        raw = offers.RawGossipPeer(SWARM, victim.maddr)
         size = 400 * 1024
     try:
         while sent < 100 * MB:
-            assert arena.proc.poll() is None, "the node stopped"
+            assert victim.proc.poll() is None, "the node stopped"
             if isinstance(raw, offers.RawDHTPeer):
                 expiry = 600.0 if sent // size % 2 else 365 * offers.DAY_S
-                assert offers.store_junk(raw, [arena.victim_maddr], SWARM, offers.junk_blob(size), expiry) == [False]
+                assert offers.store_junk(raw, [victim.maddr], SWARM, offers.junk_blob(size), expiry) == [False]
             else:
                 raw.publish(offers.junk_message(size))
             sent += size
     finally:
         raw.close()
-    arena.run_for(10)
-    after = tree_rss(arena.proc.pid)
+    victim.run_for(10)
+    after = tree_rss(victim.proc.pid)
     growth = sum(after.values()) - sum(before.values())
     each = ", ".join(f"{name} {(after[name] - before.get(name, 0)) / MB:+.1f}" for name in after)
-    print(f"{arena.kind}: the victim grew {growth / MB:.1f} MB ({each}) for {sent / MB:.0f} MB of junk")
+    print(f"{victim.kind}: the victim grew {growth / MB:.1f} MB ({each}) for {sent / MB:.0f} MB of junk")
     assert growth < 20 * MB * sent / (100 * MB), f"the victim grew {growth / MB:.0f} MB for {sent / MB:.0f} MB"
-    assert all(arena.count(r) > refused[r] for r in reasons), (refused, arena.last()["rejected"])
+    assert all(victim.count(r) > refused[r] for r in reasons), (refused, victim.last()["rejected"])
 
 
-def test_phantom_offers_from_30_identities_leave_honest_groups_flowing(arena: Arena) -> None:
+def test_phantom_offers_from_30_identities_leave_honest_groups_flowing(victim: Victim, honest: HonestPeer) -> None:
     """Finding 2: 30 identities each announce 16 batches that do not exist, each claiming 64 informative
     groups. The victim keeps taking the honest peer's groups (at least 90% of the rate before), counts the
     misses against the liars, and ends up ignoring them."""
-    baseline_from = arena.run_for(40)
-    baseline = arena.honest_per_round(baseline_from + 5, time.time())
-    liars = [arena.attacker() for _ in range(30)]
-    missing = arena.count("offer_missing")
+    baseline_from = victim.run_for(40)
+    baseline = victim.external_per_round(honest.peer_id, baseline_from + 5, time.time())
+    liars = [victim.attacker() for _ in range(30)]
+    missing = victim.count("offer_missing")
 
     def announce_all() -> None:
         for liar in liars:
@@ -457,10 +343,10 @@ def test_phantom_offers_from_30_identities_leave_honest_groups_flowing(arena: Ar
             except TransportError:
                 pass  # a busy DHT: this liar skips a turn
 
-    attack_from = arena.run_for(60, announce_all, every=25)
-    under_attack = arena.honest_per_round(attack_from + 10, time.time())
+    attack_from = victim.run_for(60, announce_all, every=25)
+    under_attack = victim.external_per_round(honest.peer_id, attack_from + 10, time.time())
     print(f"honest external groups per round: {baseline:.2f} before, {under_attack:.2f} under phantom offers")
     assert baseline > 0
     assert under_attack >= 0.9 * baseline, (under_attack, baseline)
-    assert arena.count("offer_missing") > missing
-    assert arena.last()["banned_peers"] > 0  # liars whose strikes reached swarm.offer_strikes
+    assert victim.count("offer_missing") > missing
+    assert victim.last()["banned_peers"] > 0  # liars whose strikes reached swarm.offer_strikes

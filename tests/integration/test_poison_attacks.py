@@ -1,4 +1,4 @@
-"""Valid but poisoned (issue 16) against a running node: one real `swarmnode join` process on 127.0.0.1
+"""Valid but poisoned against a running node: one real `swarmnode join` process on 127.0.0.1
 (hivemind DHT, the embedded model, training rounds, its default defenses; seniority after 5 rounds to keep
 the test short) and, in this test process, an honest peer that publishes from the node's first rounds and
 twenty sybil identities that arrive later, each publishing valid batches whose right answers carry a payload
@@ -12,97 +12,31 @@ data source, the status API."""
 
 from __future__ import annotations
 
-import json
 import random
-import re
-import subprocess
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-import protocol
 from swarmnode.bench.attacks import Crowd, clean_group
 from swarmnode.groups import Group
-from swarmnode.identity import Identity
-from swarmnode.swarm.sharing.exchange import RolloutExchange
-from swarmnode.swarm.transports.hivemind_dht import HivemindTransport
-from swarmnode.swarm.trust.book import PeerBook
-from swarmnode.swarm.sharing.validate import BatchValidator
-from swarmnode.tasks import TaskSet, make_task
-from tests.helpers import join_command, metrics_rows, wait_for
+from tests.helpers import wait_for
+from tests.victim import Victim, honest_exchange, running_victim
 
 SWARM = "poisoned"
 TRUST_ROUNDS = 5
 pytestmark = pytest.mark.timeout(600)
 
 
-@dataclass
-class Scene:
-    run_dir: Path
-    proc: subprocess.Popen[str]
-    transport: HivemindTransport
-    tasks: TaskSet
-
-    def rows(self) -> list[dict[str, Any]]:
-        return [r for r in metrics_rows(self.run_dir) if "rejected" in r]
-
-    def round(self) -> int:
-        rows = self.rows()
-        return rows[-1]["round"] if rows else 0
-
-
 @pytest.fixture(scope="module")
-def scene(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scene]:
-    tmp = tmp_path_factory.mktemp("poison")
-    log = (tmp / "node.log").open("w")
-    proc = subprocess.Popen(
-        join_command(
-            SWARM,
-            tmp / "run",
-            tmp / "key.pem",
-            "--minutes",
-            "12",
-            sets=("generation.questions_per_round=4", f"swarm.trust_rounds={TRUST_ROUNDS}", "status.enabled=true"),
-        ),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    transport = None
-    try:
-        text = wait_for(
-            lambda: re.search(r"--peers ADDR\): (\S+)", (tmp / "node.log").read_text()), "the node's address", 180
-        )
-        transport = HivemindTransport(SWARM, initial_peers=[text.group(1)])
-        assert transport.wait_joined(60)
-        scene = Scene(tmp / "run", proc, transport, TaskSet([make_task("add")]))
-        wait_for(lambda: scene.round() >= 1, "the node's first round", 180)
-        yield scene
-    finally:
-        if transport is not None:
-            transport.close()
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
-        log.close()
+def victim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Victim]:
+    sets = ("generation.questions_per_round=4", f"swarm.trust_rounds={TRUST_ROUNDS}", "status.enabled=true")
+    with running_victim(tmp_path_factory.mktemp("poison"), SWARM, minutes=12, sets=sets) as victim:
+        victim.wait_round(1, "the node's first round")
+        yield victim
 
 
-def test_poisoning_sybils_arriving_later_are_refused_counted_and_kept_to_a_small_share(scene: Scene) -> None:
-    limits = protocol.Limits()
-    honest = RolloutExchange(
-        scene.transport,
-        Identity(Ed25519PrivateKey.generate()),
-        SWARM,
-        BatchValidator(SWARM, scene.tasks, limits),
-        PeerBook(),
-        limits,
-        model="honest",
-    )
+def test_poisoning_sybils_arriving_later_are_refused_counted_and_kept_to_a_small_share(victim: Victim) -> None:
+    honest = honest_exchange(victim.transport, SWARM, victim.tasks)
     rng = random.Random(0)
     index = 7_000_000
 
@@ -112,24 +46,24 @@ def test_poisoning_sybils_arriving_later_are_refused_counted_and_kept_to_a_small
         nonlocal index
         honest.start_round()
         for _ in range(2):
-            questions = scene.tasks.draw(seed=31, start=index, count=8)
+            questions = victim.tasks.draw(seed=31, start=index, count=8)
             index += 8
-            groups = [clean_group(q, scene.tasks, rng) for q in questions]
+            groups = [clean_group(q, victim.tasks, rng) for q in questions]
             batch = [Group(q, g.completions, g.rewards) for q, g in zip(questions, groups, strict=True)]
             honest.publish(round_, 0, batch)
 
-    sybils = Crowd(scene.transport, SWARM, scene.tasks, 20, poison=True, where="both")
-    start = scene.round()
+    sybils = Crowd(victim.transport, SWARM, victim.tasks, 20, poison=True, where="both")
+    start = victim.round()
     for turn in range(1, 60):  # the honest peer alone until it has a record, then the sybils too
-        seen = scene.round()
+        seen = victim.round()
         publish_honest(turn)
         if seen >= start + TRUST_ROUNDS + 3:
             sybils.publish(turn)
         if seen >= start + TRUST_ROUNDS + 15:
             break
-        wait_for(lambda seen=seen: scene.round() > seen or None, f"the node's round after {seen}", 60)
-    assert scene.proc.poll() is None, "the node stopped"
-    rows = scene.rows()
+        wait_for(lambda seen=seen: victim.round() > seen or None, f"the node's round after {seen}", 60)
+    assert victim.proc.poll() is None, "the node stopped"
+    rows = victim.rows()
     last = rows[-1]
     attacked = [r for r in rows if r["round"] > start + TRUST_ROUNDS + 4]
     assert attacked
@@ -144,7 +78,5 @@ def test_poisoning_sybils_arriving_later_are_refused_counted_and_kept_to_a_small
     assert improbable > 0 or from_sybils == 0, last["rejected"]  # payloads before it, when taken: gated
     drift = last["drift"]
     assert drift["refused_fragments"] > 0 and drift["peer_text_rate"] == 0.0, drift
-    url = (scene.run_dir / "status.url").read_text().strip()
-    with urllib.request.urlopen(f"{url}/status", timeout=10) as answer:
-        status = json.loads(answer.read())
+    status = victim.status()
     assert "drift" in status["recent_rounds"][-1] and status["rejected"].get("off_format", 0) > 0

@@ -1,4 +1,4 @@
-"""Issue 14, findings 1 and 3, replayed against real hivemind DHT nodes on 127.0.0.1: a `swarmnode
+"""Findings 1 and 3 of the offer attacks, replayed against real hivemind DHT nodes on 127.0.0.1: a `swarmnode
 bootstrap` process and two DHT nodes of this process (the swarm's own `HivemindTransport`), attacked by an
 outside DHT peer that checks nothing and asks each node in turn to store its records (`tests/hostile.RawDHTPeer`).
 
@@ -12,10 +12,10 @@ identity stays within a node's budget, and an honest author's batch stays.
 
 from __future__ import annotations
 
-import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,12 +23,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import protocol
+from swarmnode.swarm.transports.base import announcement_bucket
 from swarmnode.swarm.transports.hivemind_dht import HivemindTransport
 from swarmnode.swarm.transports.hivemind_records import announcement_key, batch_key
-from swarmnode.swarm.transports.base import announcement_bucket
 from swarmnode.swarm.transports.storage_budget import StorageBudget
 from tests import hostile
-from tests.helpers import SWARMNODE, join_command, metrics_rows, read_line_matching, wait_for
+from tests.helpers import SWARMNODE, read_line_matching, wait_for
+from tests.victim import running_victim
 
 SWARM = "t"
 MB = 1024 * 1024
@@ -109,7 +110,7 @@ def test_an_old_announcement_re_stored_with_a_far_expiry_does_not_pin_its_author
     answers = hostile.pin(arena.attacker, arena.maddrs, SWARM, author, old, [w, w + 1])
     time.sleep(0.05)
     new = hostile.announcement(key, SWARM, time.time())
-    victim.announce(w, new)  # before the fix: "no DHT node accepted the announcement"
+    victim.announce(w, new)  # stored despite the pinned record (raises if no DHT node accepts it)
     following = hostile.announcement(key, SWARM, time.time() + 0.01)
     victim.announce(w + 1, following)  # the next window was pinned too
 
@@ -174,42 +175,32 @@ def test_a_running_node_keeps_announcing_after_its_announcement_is_pinned(tmp_pa
     boot = subprocess.Popen(
         [SWARMNODE, "bootstrap", "--swarm", SWARM], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    log = (tmp_path / "node.log").open("w")
-    node, reader, attacker = None, None, None
     try:
         boot_maddr = read_line_matching(boot, r"--peers (\S+)").group(1)
         sets = ("generation.questions_per_round=2", "generation.max_new_tokens=8")
-        command = join_command(SWARM, tmp_path / "run", tmp_path / "key.pem", "--peers", boot_maddr, sets=sets)
-        node = subprocess.Popen([*command, "--minutes", "8"], stdout=log, stderr=subprocess.STDOUT, text=True)
-        text = lambda: (tmp_path / "node.log").read_text()  # noqa: E731
-        node_maddr = wait_for(lambda: re.search(r"--peers ADDR\): (\S+)", text()), "the node's address", 180).group(1)
-        author = wait_for(lambda: re.search(r"peer id (\w+)", text()), "the node's peer id", 60).group(1)
-        rounds = lambda: [r["round"] for r in metrics_rows(tmp_path / "run") if "round" in r]  # noqa: E731
-        wait_for(lambda: rounds() and max(rounds()) >= 2, "the node's first rounds", 180)
-        reader = HivemindTransport(SWARM, initial_peers=[boot_maddr], op_timeout_s=20.0)
-        assert reader.wait_joined(60.0), reader.last_join_error
-        attacker = hostile.RawDHTPeer([boot_maddr])
-        bucket = announcement_bucket(author, reader.buckets)
-        w = window()
-        announced = lambda: hostile.newest_by(reader.announcements(w, bucket), author)  # noqa: E731
-        old = wait_for(announced, "the node's announcement", 60)
-        maddrs = [boot_maddr, node_maddr, reader.visible_maddrs()[0]]
-        answers = hostile.pin(attacker, maddrs, SWARM, author, old, [w, w + 1])
+        reading = {"op_timeout_s": 20.0}  # the test's node reads the node's announcements through the bootstrap
+        with running_victim(
+            tmp_path, SWARM, "--peers", boot_maddr, minutes=8, sets=sets, via=boot_maddr, peer_options=reading
+        ) as node:
+            node.wait_round(2, "the node's first rounds")
+            reader = node.transport
+            with closing(hostile.RawDHTPeer([boot_maddr])) as attacker:
+                bucket = announcement_bucket(node.peer_id, reader.buckets)
+                w = window()
+                announced = lambda: hostile.newest_by(reader.announcements(w, bucket), node.peer_id)  # noqa: E731
+                old = wait_for(announced, "the node's announcement", 60)
+                maddrs = [boot_maddr, node.maddr, reader.visible_maddrs()[0]]
+                answers = hostile.pin(attacker, maddrs, SWARM, node.peer_id, old, [w, w + 1])
 
-        def announced_since() -> bytes | None:  # the node's newer announcement, in whatever window is current
-            found = hostile.newest_by(reader.announcements(window(), bucket), author)
-            return found if found is not None and hostile.signed_time_s(found) > hostile.signed_time_s(old) else None
+                def announced_since() -> bytes | None:  # the node's newer announcement, in whatever window is current
+                    found = hostile.newest_by(reader.announcements(window(), bucket), node.peer_id)
+                    newer = found is not None and hostile.signed_time_s(found) > hostile.signed_time_s(old)
+                    return found if newer else None
 
-        wait_for(announced_since, "a newer announcement of the node, read by another node", 90)
-        assert answers == [False] * 6  # no honest node took the pinned record
-        assert node.poll() is None
+                wait_for(announced_since, "a newer announcement of the node, read by another node", 90)
+                assert answers == [False] * 6  # no honest node took the pinned record
+                assert node.proc.poll() is None
     finally:
-        for closing in (attacker, reader):
-            if closing is not None:
-                closing.close()
-        for proc in (node, boot):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-            if proc is not None:
-                proc.wait(timeout=30)
-        log.close()
+        if boot.poll() is None:
+            boot.kill()
+        boot.wait(timeout=30)
