@@ -19,7 +19,7 @@ def test_bytes_per_node_per_round_stay_flat_from_8_to_128_nodes() -> None:
     assert small["batches_per_node_round"] >= 1
     assert large["bytes_per_node_round"] <= 1.5 * small["bytes_per_node_round"], (small, large)
     assert small["j_met"] == large["j_met"] == 1.0  # every reader got the groups it wanted, every round
-    assert small["level_median"] == 3 and large["level_median"] >= 5  # the buckets grew with the swarm (issue 17)
+    assert small["level_median"] == 3 and large["level_median"] >= 5  # the buckets grew with the swarm
 
 
 def test_bench_swarm_command(tmp_path: Path) -> None:

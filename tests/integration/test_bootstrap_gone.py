@@ -1,4 +1,4 @@
-"""The bootstrap node gone for good (issue 17): three nodes that joined through it keep sharing through each
+"""The bootstrap node gone for good: three nodes that joined through it keep sharing through each
 other, and a node SIGKILLed and restarted with the same command (whose --peers now names a dead node)
 rejoins through its peers cache and trains on the others' groups again within a few rounds."""
 

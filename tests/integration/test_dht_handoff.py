@@ -1,10 +1,9 @@
-"""A node that joins (or rejoins) the hivemind DHT is not handed every record its peers hold (issue 17: in the
-60-minute soak, every peer's reads stalled for a round or two whenever a node restarted). hivemind's routing
+"""A node that joins (or rejoins) the hivemind DHT is not handed every record its peers hold. hivemind's routing
 update sends a node met for the first time every stored record it is now among the nearest for; in a small swarm
-that is about everything (thousands of signed records), which the newcomer checks one by one on its DHT thread
-(most likely what stalled the reads). Here records stay on the nodes their writers stored them on, and the
-newcomer still finds them. Real DHT nodes on 127.0.0.1 (no NAT traversal), each with its own p2p daemon,
-closed at the end."""
+that is about everything (thousands of signed records), which the newcomer would check one by one on its DHT
+thread, the likely cause of every peer's reads stalling for a round or two whenever a node restarts. Here records
+stay on the nodes their writers stored them on, and the newcomer still finds them. Real DHT nodes on 127.0.0.1
+(no NAT traversal), each with its own p2p daemon, closed at the end."""
 
 from __future__ import annotations
 

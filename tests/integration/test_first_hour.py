@@ -1,4 +1,4 @@
-"""A volunteer's first hour (issue 25): no crash loop after a broken checkpoint or metrics line, one line and
+"""A volunteer's first hour: no crash loop after a broken checkpoint or metrics line, one line and
 exit 2 for every bad path, port and file a user can give, mistakes refused or said instead of accepted
 silently. Real `swarmnode` processes, as a user runs them."""
 
@@ -55,7 +55,7 @@ def test_a_node_resumes_and_keeps_running_after_a_broken_newest_checkpoint(tmp_p
     else:
         for path in newest.iterdir():
             path.unlink()
-    # the issue's crash loop: the node resumed from round 2, trained round 3, then died writing round-000003
+    # resumed from round 2, the node trains round 3 again and must not die writing round-000003 (a crash loop)
     out = swarmnode(*common, "--rounds", "4")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "resumed from" in out.stdout and "round-000002" in out.stdout

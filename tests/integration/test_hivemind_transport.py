@@ -1,6 +1,6 @@
 """The hivemind DHT transport on 127.0.0.1 (NAT traversal off): a 2 MB batch stored and fetched, one
-announcement per peer, and forged entries refused by the record validator. Announcements are signed now:
-a DHT keeps one exactly its life past its signed time (issue 14)."""
+announcement per peer, and forged entries refused by the record validator. Announcements are signed:
+a DHT keeps one exactly its life past its signed time."""
 
 from __future__ import annotations
 

@@ -87,7 +87,7 @@ def test_build_script_reproduces_the_embedded_weights(tmp_path: Path, model: str
 
 @pytest.mark.slow
 def test_a_swarm_learns_ahead_of_silo_on_the_sapo_benchmark(tmp_path: Path) -> None:
-    """Issue 15: 4 nodes of the embedded tiny-mix on six task families, fixed seed, 90 rounds: the node's
+    """4 nodes of the embedded tiny-mix on six task families, fixed seed, 90 rounds: the node's
     defaults in a swarm (8 own + 8 peers' groups, over the in-memory transport, with the real learner and
     validation chain) against the same nodes alone, side by side in one run. The swarm is ahead on cumulative
     reward of the nodes' own completions and on held-out greedy accuracy (240 questions) at the end. About 5

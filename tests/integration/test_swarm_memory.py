@@ -104,8 +104,8 @@ def test_a_node_whose_network_fails_keeps_training_and_says_so_without_flooding(
 
 def test_a_resumed_swarm_node_samples_afresh_so_peers_take_its_replayed_rounds(tmp_path: Path) -> None:
     """Killed after sharing round 3 and resumed from its round-2 checkpoint, a node runs round 3 again: with
-    the same completions its peers would refuse them all as duplicates (issue 17: restarted nodes went
-    unheard for rounds). A resumed swarm node samples afresh, so the peer takes its replayed round."""
+    the same completions its peers would refuse them all as duplicates, and the restarted node would go
+    unheard for rounds. A resumed swarm node samples afresh, so the peer takes its replayed round."""
     hub = MemoryHub()
 
     def config(name: str, seed: int) -> NodeConfig:

@@ -96,7 +96,7 @@ def test_the_dashboard_at_80x24_under_attack_and_when_the_node_stops() -> None:
     def fits(shown: str) -> None:
         lines = shown.splitlines()
         assert len(lines) <= 24 and all(len(line) <= 80 for line in lines), shown
-        assert "\ufffd" not in shown and "▇▇" not in shown, shown  # the leftovers issue 25 saw
+        assert "\ufffd" not in shown and "▇▇" not in shown, shown  # no broken characters, no bar blocks left over
 
     def attack_shown() -> str | None:
         shown = screen()

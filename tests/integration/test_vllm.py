@@ -168,7 +168,7 @@ def test_bench_round_has_a_vllm_row(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def smollm2(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """The real SmolLM2-135M-Instruct (issue 26) as the node builds it, with vLLM generating."""
+    """The real SmolLM2-135M-Instruct as the node builds it, with vLLM generating."""
     import importlib.util
 
     pytest.importorskip("vllm")

@@ -1,4 +1,4 @@
-"""Announcement buckets that scale with the swarm (issue 17): a node's estimate of the swarm's size, the level
+"""Announcement buckets that scale with the swarm: a node's estimate of the swarm's size, the level
 it reads at, writers found at every level, and the record rules for the levels' keys."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def test_the_settings_every_node_shares() -> None:
 def test_a_new_node_starts_at_8_buckets_and_its_first_estimates_set_its_level() -> None:
     small, large, odd = BucketLevel(), BucketLevel(), BucketLevel()
     assert small.level == large.level == 3 and small.estimate == 12.0  # the middle load of 8 buckets
-    assert small.observe(6.0) == 3  # a small swarm behaves as before: 8 buckets
+    assert small.observe(6.0) == 3  # a small swarm stays at the base level: 8 buckets
     assert large.observe(1000.0) == 8  # the first read of a large swarm moves the level at once...
     assert [large.observe(1000.0) for _ in range(4)][-1] == 9  # ...and the next ones settle it
     assert odd.observe(33.0) == 3  # one odd first bucket (a load of 4 at 8 buckets) weighs half
@@ -155,7 +155,7 @@ def test_records_are_filed_only_in_their_signers_bucket_at_an_allowed_level() ->
     for level in (SETTINGS.base_level - 1, SETTINGS.max_level + 1, 0):  # outside the levels: nowhere to stand
         outside = records.AnnouncementRecord(ANN_A, r.keys.announcement(WINDOW, r.bucket_of(AUTHOR, level), level))
         assert records.check_announcement(r, outside) == records.ANNOUNCEMENT_WINDOW, level
-    # the base level keeps the key of the 8 fixed buckets before levels
+    # the base level's keys carry no level, as a node without levels files them (so the two meet)
     assert r.keys.announcement(WINDOW, 5) == (WINDOW, 5) and r.keys.announcement(WINDOW, 5, 4) == (WINDOW, 5, 4)
 
 
@@ -171,7 +171,7 @@ def test_the_hivemind_validator_refuses_keys_outside_the_levels() -> None:
         key_id = bytes(DHTID.generate(source=key).to_bytes())
         return record_problem(r, key_id, msgpack.packb(AUTHOR), msgpack.packb(ANN_A, use_bin_type=True))
 
-    assert announcement_key(SWARM, WINDOW, 5) == f"{SWARM}/ann/{WINDOW}/5"  # the base level's keys as before
+    assert announcement_key(SWARM, WINDOW, 5) == f"{SWARM}/ann/{WINDOW}/5"  # the base level's keys: no level
     assert announcement_key(SWARM, WINDOW, 5, 9) == f"{SWARM}/ann/{WINDOW}/9/5"
     for level in (3, 6, 10):
         assert problem(announcement_key(SWARM, WINDOW, r.bucket_of(AUTHOR, level), level)) is None

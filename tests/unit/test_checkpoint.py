@@ -130,7 +130,8 @@ def test_a_setting_newer_than_the_checkpoint_counts_as_unchanged_at_its_default(
 
 def test_a_run_on_other_tasks_resumes_with_no_setting_changed() -> None:
     """The default config's `task.params.add.digits` is an entry of a dict field, not a setting newer than a
-    checkpoint of a run on `sub`: filled in from the defaults, every such resume said its settings had changed."""
+    checkpoint of a run on `sub`: filled in from the defaults, it would make every such resume say its settings
+    had changed."""
     from swarmnode.config import load_config, parse_override
 
     for flags in (["task.names=['sub']", "task.params={sub = {digits = 1}}"], ["model.name=smollm2-135m"]):

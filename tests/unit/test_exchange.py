@@ -231,7 +231,7 @@ def test_a_readers_own_announcement_does_not_stop_it_reading_the_window_before()
     assert not any(missed), missed
 
 
-# ---------------------------------------------------------------- valid data that lies or costs (issue 14)
+# ---------------------------------------------------------------- valid data that lies or costs
 
 
 def test_phantom_offers_from_thirty_identities_do_not_crowd_out_a_proven_peer(

@@ -118,7 +118,7 @@ def test_token_log_probs() -> None:
     assert float(out) == pytest.approx(math.log(0.75))
 
 
-# ------------------------------------------------------------------ off-policy corrections (issue 15)
+# ------------------------------------------------------------------ off-policy corrections
 
 
 def test_importance_weights_by_hand() -> None:

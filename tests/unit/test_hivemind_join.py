@@ -1,6 +1,6 @@
 """Joining (`swarm/transports/hivemind_join.py`) against a stand-in for hivemind's node, whose dead peer never answers
-and whose neighbour lookup hangs: a node is in the swarm as soon as one initial peer answers (issue 17: a
-restarted node waited for its dead peers and its lookup, then trained its first rounds alone)."""
+and whose neighbour lookup hangs: a node is in the swarm as soon as one initial peer answers (a restarted node
+waiting for its dead peers and its lookup would train its first rounds alone)."""
 
 from __future__ import annotations
 

@@ -1,12 +1,11 @@
-"""What a node keeps per round stays bounded, and cheap per item (issue 17: a quiet swarm's nodes grew by
-about 4 MB a minute). The measures are structural: items held, and bytes per remembered item as tracemalloc
+"""What a node keeps per round stays bounded, and cheap per item, so a node in a quiet swarm does not grow for
+as long as it runs. The measures are structural: items held, and bytes per remembered item as tracemalloc
 counts them (never RSS, never time).
 
-The per-round growth of a quiet node was, per node: about 200 completion digests (its own 128 and its peers')
-in the validator's `Seen` (286 bytes each before: an `OrderedDict` entry and a note string of its own), filling
-toward its 100 000 ids; every batch of the swarm in the DHT storage until its expiry (bounded by `ttl_s` and
-the storage budget); and an entry of hivemind's map of lookups per key ever looked up, never deleted (see
-`tests/integration/test_dht_memory.py`)."""
+What a quiet node takes in per round: about 200 completion digests (its own 128 and its peers') in the
+validator's `Seen`, filling toward its 100 000 ids; every batch of the swarm in the DHT storage until its expiry
+(bounded by `ttl_s` and the storage budget); and an entry of hivemind's map of lookups per key ever looked up,
+never deleted (see `tests/integration/test_dht_memory.py`)."""
 
 from __future__ import annotations
 

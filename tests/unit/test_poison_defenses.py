@@ -1,4 +1,4 @@
-"""Issue 16's defenses by hand: the answer format, the windowed likelihood gate, the drift signal, and
+"""The poisoning defenses by hand: the answer format, the windowed likelihood gate, the drift signal, and
 seniority against sybils (peer book, downloads, the J slots). Each guard is also shown off, where the
 attack it stops gets through."""
 

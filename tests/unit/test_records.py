@@ -157,7 +157,7 @@ def test_the_libp2p_topic_and_the_memory_hub_refuse_what_the_rules_refuse() -> N
     assert hub.announcements(WINDOW - 3, BUCKET_A) == [ANN_A]
 
 
-# ---------------------------------------------------------------- issue 14: expiry, signed batches, budget
+# ---------------------------------------------------------------- expiry, signed batches, budget
 
 SIGNED_S = sample_announcement().created_ms / 1000
 
@@ -239,7 +239,7 @@ def fresh(key: object, created_ms: int) -> bytes:
 
 
 def test_in_a_dht_node_an_old_announcement_cannot_pin_its_authors_entry() -> None:
-    """The attack of issue 14: an honest peer's own old announcement re-stored with a far expiry."""
+    """The pinning attack: an honest peer's own old announcement re-stored with a far expiry."""
     pytest.importorskip("hivemind")
     import time
 

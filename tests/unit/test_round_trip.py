@@ -1,4 +1,4 @@
-"""Behaviour log-probs and a BPE tokenizer whose encode(decode(ids)) is not always ids (issue 26): a model may sample
+"""Behaviour log-probs and a BPE tokenizer whose encode(decode(ids)) is not always ids: a model may sample
 `1` `0` where encoding the text `10` gives one token. A receiver lines an author's log-probs up with its own
 tokenization of the text, so the author shares no row for a completion whose text does not re-tokenise to what it
 sampled; a row that did would sit one token off (or, with as many tokens, on other tokens)."""

@@ -155,14 +155,14 @@ def test_a_taken_port_falls_back_to_a_free_one() -> None:
 
 
 def test_status_url_is_removed_when_the_node_stops_unless_another_node_took_it(tmp_path: Path) -> None:
-    """Issue 25: a dashboard that finds RUN_DIR/status.url gone knows the node stopped."""
+    """A dashboard that finds RUN_DIR/status.url gone knows the node stopped."""
     run_dir = RunDir(tmp_path)
     config = StatusConfig(port=0)
     server, line = serve(_status(), config, run_dir)
     assert run_dir.read_status_url() == server.url and server.url in line
     server.close()
     assert not run_dir.status_url.exists()
-    server.close()  # again: nothing to do (it used to wait 30 s on its stopped loop)
+    server.close()  # again: nothing to do, at once (no wait on its stopped loop)
     server, _ = serve(_status(), config, run_dir)
     run_dir.write_status_url("http://127.0.0.1:1")  # a node started since in the same run directory
     server.close()

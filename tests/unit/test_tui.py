@@ -95,7 +95,7 @@ async def test_an_unreachable_node_is_shown_and_retried() -> None:
 
 
 async def test_a_node_that_stopped_is_said_to_have_stopped_and_no_longer_polled(tmp_path: Path) -> None:
-    """Issue 25: it said "stopped" last, or (started from a run directory) its status.url is gone."""
+    """A node has stopped when it said "stopped" last, or (started from a run directory) its status.url is gone."""
     stopping = copy.deepcopy(FEED[2])
     stopping["phase"] = "stopped"
     feed = RecordedFeed([FEED[2], stopping], ends=True)
@@ -136,8 +136,8 @@ async def test_missing_or_wrong_fields_never_crash_it(broken: Any) -> None:
 
 
 def test_the_recorded_feeds_are_the_status_contract() -> None:
-    """The feeds were recorded from real nodes; they must still be what today's node sends. (status_feed.json
-    predates `reason_effects`; it refused nothing, and today's node would send {} there.)"""
+    """The feeds were recorded from real nodes; they must still be what the node sends. (status_feed.json's
+    nodes refused nothing: its `reason_effects` are {}, as such a node sends.)"""
     for snap in [*FEED, *SCENES.values()]:
         assert set(snap) == StatusSnapshot.__required_keys__
         assert set(snap["swarm_counters"]) <= set(SWARM_COUNTER_KEYS) - {"rejected"}  # `rejected`: at the top
@@ -176,7 +176,7 @@ def test_every_reason_the_node_counts_has_a_label() -> None:
 
 
 async def test_the_attackers_are_on_top_of_the_peers_table_and_honest_peers_have_nothing_against_them() -> None:
-    """Issue 25: at 80x24 the peers the node acts against are the first rows, marked with what is done
+    """At 80x24 the peers the node acts against are the first rows, marked with what is done
     (banned, struck); honest peers whose completions the likelihood gate and the answer format dropped
     show 0 against them, the drops apart ("dropped", never held against)."""
     snap = SCENES["attack"]
@@ -223,7 +223,7 @@ async def test_silo_mode_shows_no_peers_refusals_or_drift() -> None:
 
 
 async def test_the_drift_signal_and_the_defenses_counts_are_on_the_dashboard() -> None:
-    """Issue 16: a round row's `drift` shows under the learning pane (in a swarm); the defenses' counts are
+    """A round row's `drift` shows under the learning pane (in a swarm); the defenses' counts are
     rows of the refusals table, in words, never held against a peer."""
     snap = copy.deepcopy(FEED[2])
     snap["recent_rounds"][-1]["drift"] = {
@@ -236,7 +236,7 @@ async def test_the_drift_signal_and_the_defenses_counts_are_on_the_dashboard() -
     snap["reason_effects"] = {"off_format": "neither", "improbable": "neither"}
     line = "drift: refused peers' text in 12% of own samples, text outside the answer in 25%"
     assert drift_line(snap) == line
-    assert drift_line(FEED[2]) == ""  # rows from before issue 16 have none
+    assert drift_line(FEED[2]) == ""  # the recorded rows carry no `drift`: no line
     app = Dashboard(RecordedFeed([snap]), poll_s=0.05)
     async with app.run_test(size=(140, 45)) as pilot:
         await pilot.pause(0.3)

@@ -1,4 +1,4 @@
-"""Worked examples and a named model's own settings (issue 26): SmolLM2-135M never writes `<answer>` when only
+"""Worked examples and a named model's own settings: SmolLM2-135M never writes `<answer>` when only
 told to (0 of 80 samples), so a chat model is shown `model.examples` earlier turns, questions of the train split
 answered in the answer format; `--model smollm2-135m` brings the settings it learns with, under the user's own."""
 
