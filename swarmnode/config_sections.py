@@ -249,10 +249,11 @@ class SwarmConfig(Section):
     max_share_per_peer: float = Field(0.5, gt=0.0, le=1.0)
     """No single peer fills more than this share of J."""
     trust_rounds: int = Field(20, ge=0, le=1_000_000)
-    """Seniority against sybils: a peer is young for this many of the node's rounds after its first accepted
-    group, and older peers are taken by cohorts of this many rounds, earliest first (0 = off: every peer alike)."""
+    """Seniority against sybils: a peer is a newcomer for this many of the node's rounds after its first accepted
+    group, and elders are taken by cohorts of this many rounds, earliest first (0 = off: every peer alike)."""
     newcomer_share: float = Field(0.125, ge=0.0, le=1.0)
-    """Of J, the share young peers may take ahead of older ones (they get what older peers leave, too)."""
+    """Of J, the share juniors (newcomers, later cohorts) may take ahead of elders (they get what elders leave,
+    too)."""
     window_s: float = Field(60.0, gt=0.0)
     """Announcement time window; the current and previous windows are read, and the next one near its start."""
     max_batches_per_round: int = Field(8, ge=1, le=1024)

@@ -67,7 +67,7 @@ def select_groups(
     """The node's first `local_count` own groups plus up to `external_count` peers' groups. Each peers' group
     not taken is counted in `skipped` by why: `no_signal` (no reward variance), `peer_share` (its peer
     already fills `max_share_per_peer` of the slots), `slots_full` (all `external_count` slots taken),
-    `newcomer_share` (a young peer's group left over when the slots were full)."""
+    `newcomer_share` (a junior's group left over when the slots were full)."""
     skipped = Counter() if skipped is None else skipped
     chosen = list(local[:local_count])
     candidates = [g for g in external if g.informative]

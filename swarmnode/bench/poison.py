@@ -14,7 +14,7 @@ Each scenario runs with the defenses off (`task.answer_format=anywhere`, `train.
 (every one is a victim): the payload rate in their own completions per round (and over each node's latest
 256 completions at the end), the share of rounds from the attack on where honest peers' groups fill at least
 80% of J, honest and attackers' groups trained on per round, and the defenses' counts (completions re-scored
-0 for text outside the answer: `off_format`; dropped by the likelihood gate: `improbable`; young peers'
+0 for text outside the answer: `off_format`; dropped by the likelihood gate: `improbable`; newcomers'
 groups left over: `newcomer_share`).
 """
 

@@ -80,7 +80,8 @@ class PeerBook:
         self.ban_s = ban_s
         self.max_peers = max_peers
         self.trust_rounds = trust_rounds
-        """Rounds a tenure stays young, and a cohort's length (0: no seniority, every peer is one cohort)."""
+        """Rounds a peer stays a newcomer after its tenure starts, and a cohort's length (0: no seniority, every
+        peer is one cohort)."""
         self.clock = clock
         self.peers: dict[str, PeerRecord] = {}
 

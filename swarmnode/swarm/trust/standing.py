@@ -54,7 +54,7 @@ class Standing:
         if not book.trust_rounds:
             return None
         cohorts = [
-            c for c, young in (book.tenure(p, self.round) for p in book.peers if book.tier(p) == PROVEN) if not young
+            c for c, new in (book.tenure(p, self.round) for p in book.peers if book.tier(p) == PROVEN) if not new
         ]
         return min(cohorts, default=None)
 
@@ -62,8 +62,8 @@ class Standing:
         """(cohort, newcomer, junior)."""
         found = self._known.get(peer_id)
         if found is None:
-            cohort, young = self.book.tenure(peer_id, self.round)
-            newcomer = self.first is not None and young
+            cohort, new = self.book.tenure(peer_id, self.round)
+            newcomer = self.first is not None and new
             junior = newcomer or (self.first is not None and cohort > self.first)
             found = self._known[peer_id] = (cohort, newcomer, junior)
         return found
