@@ -35,6 +35,16 @@ if TYPE_CHECKING:  # the learner brings torch; selection does not need it
 SamplerPolicy = Literal["uniform", "advantage-aware", "family-aware"]
 
 
+def newcomer_slots(newcomer_share: float, slots: int) -> int:
+    """Of `slots` (J, or a round's groups to download), those kept for juniors: `swarm.newcomer_share` of them."""
+    return math.floor(newcomer_share * slots)
+
+
+def per_peer_cap(max_share_per_peer: float, slots: int) -> int:
+    """Of `slots`, the most one peer may fill (`swarm.max_share_per_peer`, at least one)."""
+    return max(1, math.floor(max_share_per_peer * slots))
+
+
 def by_family_need(groups: Sequence[Group], need: Mapping[str, float], rng: random.Random) -> list[Group]:
     """`groups` reordered one family at a time in turn: the family with the highest `need` (1 - the node's
     own recent reward on it; a family the node has not seen counts as 1) first, then the next, and round
@@ -93,7 +103,7 @@ def select_groups(
         new = sorted((g for g in candidates if _seniority(g).junior), key=lambda g: _seniority(g).cohort)
         juniors = {id(g) for g in new}
         candidates = new[:newcomer_slots] + old + new[newcomer_slots:]  # sorted is stable: policy order kept
-    cap = max(1, math.floor(max_share_per_peer * external_count))
+    cap = per_peer_cap(max_share_per_peer, external_count)
     per_peer: Counter[str] = Counter()
     taken = 0
     for group in candidates:
@@ -141,7 +151,7 @@ class Experience:
         slots: int,
         policy: SamplerPolicy = "uniform",
         max_share_per_peer: float = 0.5,
-        newcomer_slots: int = 0,
+        newcomer_share: float = 0.0,
         keep: float = 0.9,
     ) -> None:
         self.learner = learner
@@ -149,7 +159,8 @@ class Experience:
         self.slots = slots
         self.policy: SamplerPolicy = policy
         self.max_share_per_peer = max_share_per_peer
-        self.newcomer_slots = newcomer_slots
+        self.newcomer_slots = newcomer_slots(newcomer_share, slots)
+        """Of the `slots`, those juniors may take first."""
         self.keep = keep
         """How much of the previous average the family rewards keep each round."""
         self.family_reward: dict[str, float] = {}

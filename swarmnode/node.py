@@ -101,7 +101,6 @@ class Node:
         self.swarm: Swarm | None = None
         if not config.silo:
             from swarmnode.swarm.front import open_swarm
-            from swarmnode.swarm.trust.standing import newcomer_slots
 
             count = self.runtime.prompter.completion_ids  # peers' completions are bounded in this node's tokens
             self.swarm = open_swarm(
@@ -124,7 +123,7 @@ class Node:
             slots=0 if self.swarm is None else sw.external_groups,
             policy=sw.sampler,
             max_share_per_peer=sw.max_share_per_peer,
-            newcomer_slots=0 if self.swarm is None else newcomer_slots(sw.newcomer_share, sw.external_groups),
+            newcomer_share=sw.newcomer_share,
         )
         self.rounds_alone = 0
         """Rounds in a row in which no peer was heard from (a swarm node: said at ALONE_ROUNDS)."""
@@ -247,8 +246,9 @@ class Node:
         rewards = [r for g in local for r in g.rewards]
         tokens = sum(len(ids) for g in local for ids in g.token_ids or ())
         used = trained.used
-        peers = self.swarm.peers() if self.swarm is not None else None
-        counters: SwarmCounters = self.swarm.counters(peers) if self.swarm is not None else {}
+        view = self.swarm.view() if self.swarm is not None else None  # one copy of the swarm's state a round
+        peers = view.peers if view is not None else None
+        counters: SwarmCounters = view.counters() if view is not None else {}
         row: RoundRow = {
             **counters,
             "round": round_,
@@ -262,7 +262,7 @@ class Node:
             "generate_s": generate_s,
             "share_s": share_s,
             "share_io_s": (self.swarm.io_seconds() - io_before) if self.swarm is not None else 0.0,
-            "clock_offset_s": self.swarm.clock_offset() if self.swarm is not None else None,
+            "clock_offset_s": view.offset_s() if view is not None else None,
             "train_s": stats.seconds,
             "round_s": time.perf_counter() - start,
             "stepped": stats.stepped,

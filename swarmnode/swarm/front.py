@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import protocol
 from swarmnode.config import NodeConfig
+from swarmnode.experience import newcomer_slots, per_peer_cap
 from swarmnode.groups import Group
 from swarmnode.identity import Identity, load_or_create
 from swarmnode.swarm import open_transport
@@ -20,7 +21,6 @@ from swarmnode.swarm.sharing.exchange import Budget, RolloutExchange
 from swarmnode.swarm.sharing.validate import BatchValidator, FreshnessPolicy
 from swarmnode.swarm.transports.base import Transport
 from swarmnode.swarm.trust.book import PeerBook
-from swarmnode.swarm.trust.standing import newcomer_slots, per_peer_cap
 from swarmnode.tasks import Question, TaskSet
 
 __all__ = ["InlineSwarm", "Swarm", "held_out_check", "offset_clock", "open_exchange", "open_swarm"]

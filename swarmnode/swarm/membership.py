@@ -27,6 +27,23 @@ class View:
     io_errors: int = 0
     clock_offset: tuple[float, int] | None = None
 
+    def counters(self) -> SwarmCounters:
+        """Every swarm counter since start: rejections by reason (of offers, of downloaded batches, of the
+        transport's records), peers known and banned, misreported rewards, failed fetches, I/O errors."""
+        return {
+            "rejected": self.rejected,
+            "peers": len(self.peers),
+            "banned_peers": sum(1 for p in self.peers if p["banned"]),
+            "misreported_rewards": self.misreported_rewards,
+            "fetch_misses": self.fetch_misses,
+            "io_errors": self.io_errors,
+        }
+
+    def offset_s(self) -> float | None:
+        """Seconds this node's clock seems ahead of its peers' (negative: behind; `clock.ClockWatch`), None
+        before it has seen a peer."""
+        return None if self.clock_offset is None else round(self.clock_offset[0], 1)
+
 
 def view_of(ex: RolloutExchange) -> View:
     """What the round reads of the swarm, copied from the exchange."""
@@ -69,7 +86,8 @@ class Swarm(ABC):
 
     @abstractmethod
     def view(self) -> View:
-        """The peers and counters as the round reads them."""
+        """The peers and counters as the round reads them (in line: copied from the exchange on each call, so a
+        round reads one view)."""
 
     def waiting(self) -> int:
         """Peers' groups fetched and validated for the next round, not yet taken (0 in line)."""
@@ -92,26 +110,13 @@ class Swarm(ABC):
         """The peer book, most recently heard from first."""
         return self.view().peers
 
-    def counters(self, peers: Sequence[PeerRow] | None = None) -> SwarmCounters:
-        """Every swarm counter since start: rejections by reason (of offers, of downloaded batches, of the
-        transport's records), peers known and banned (from `peers`, or the book now), misreported rewards,
-        failed fetches, I/O errors."""
-        view = self.view()
-        rows = view.peers if peers is None else peers
-        return {
-            "rejected": view.rejected,
-            "peers": len(rows),
-            "banned_peers": sum(1 for p in rows if p["banned"]),
-            "misreported_rewards": view.misreported_rewards,
-            "fetch_misses": view.fetch_misses,
-            "io_errors": view.io_errors,
-        }
+    def counters(self) -> SwarmCounters:
+        """`View.counters` now."""
+        return self.view().counters()
 
     def clock_offset(self) -> float | None:
-        """Seconds this node's clock seems ahead of its peers' (negative: behind; `clock.ClockWatch`), None
-        before it has seen a peer."""
-        found = self.view().clock_offset
-        return None if found is None else round(found[0], 1)
+        """`View.offset_s` now."""
+        return self.view().offset_s()
 
     def close(self) -> None:
         """Leave the swarm: closes the transport if `open_swarm` opened it. Idempotent."""

@@ -97,7 +97,7 @@ class RolloutExchange:
         share_logprobs: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.transport = transport
+        self._transport = transport
         self.identity = identity
         self.swarm = swarm
         self.validator = validator
@@ -148,9 +148,7 @@ class RolloutExchange:
     @transport.setter
     def transport(self, transport: Transport) -> None:
         """The transport of every part (a test swaps in a failing one)."""
-        self._transport = transport
-        if hasattr(self, "reader"):
-            self.reader.transport = self.publisher.transport = transport
+        self._transport = self.reader.transport = self.publisher.transport = transport
 
     # what the parts count, read where the exchange is read
     @property
@@ -210,7 +208,8 @@ class RolloutExchange:
     def charge_gated(self, by_source: Mapping[str, int]) -> None:
         """Peers' completions the learner's likelihood gate dropped, charged to their authors (`improbable`:
         counted, never a strike: another model's honest text can be unlikely here)."""
-        self.tally.charge_all(by_source, Refusal.IMPROBABLE)
+        for peer, n in by_source.items():
+            self.tally.charge(peer, Refusal.IMPROBABLE, n)
 
     def window(self) -> int:
         return int(self.clock() // self.reader.window_s)

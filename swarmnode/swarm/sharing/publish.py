@@ -75,10 +75,3 @@ class Publisher:
         window = int(self.signed_ms / 1000 // self.window_s)
         envelope = protocol.seal_payload(announcement, self.identity.key, self.limits)
         self.transport.announce(window, envelope, timeout=self.timeout())
-
-    def publish(self, round_: int, policy_version: int, groups: Sequence[protocol.RolloutGroup]) -> bytes:
-        """Seal, store and announce one batch; its id (raises `TransportError`)."""
-        envelope, summary = self.seal(round_, policy_version, groups)
-        self.store(envelope, summary)
-        self.announce(round_)
-        return summary.batch_id

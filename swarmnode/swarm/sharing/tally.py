@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping
 
 from swarmnode.swarm.trust.book import PeerBook
 from swarmnode.swarm.trust.reasons import Refusal
@@ -34,11 +33,6 @@ class Tally:
         """Count `n` refusals and charge them to the peer (the book applies the reason's category)."""
         self.counts[reason] += n
         self.book.rejected(peer_id, Counter({reason: n}))
-
-    def charge_all(self, by_peer: Mapping[str, int], reason: Refusal) -> None:
-        """Charge each peer its count of `reason` (the likelihood gate's drops, by author)."""
-        for peer, n in by_peer.items():
-            self.charge(peer, reason, n)
 
     def count(self, reason: Refusal, n: int = 1) -> None:
         """Count `n` refusals charged to nobody."""

@@ -24,7 +24,7 @@ from typing import Protocol
 import protocol
 from swarmnode.swarm.transports.base import SETTINGS, announcement_bucket
 from swarmnode.swarm.transports.envelope_head import envelope_head
-from swarmnode.swarm.trust.reasons import Refusal
+from swarmnode.swarm.trust.reasons import RECORD_RULES, Refusal
 
 MALFORMED = Refusal.RECORD_MALFORMED
 OVERSIZE = Refusal.RECORD_OVERSIZE
@@ -35,17 +35,7 @@ BAD_BATCH = Refusal.RECORD_BAD_BATCH
 EXPIRY = Refusal.RECORD_EXPIRY
 OLDER_ANNOUNCEMENT = Refusal.RECORD_OLDER_ANNOUNCEMENT
 OVER_BUDGET = Refusal.RECORD_OVER_BUDGET
-REASONS = (
-    MALFORMED,
-    OVERSIZE,
-    BATCH_ID_MISMATCH,
-    BAD_ANNOUNCEMENT,
-    ANNOUNCEMENT_WINDOW,
-    BAD_BATCH,
-    EXPIRY,
-    OLDER_ANNOUNCEMENT,
-    OVER_BUDGET,
-)
+REASONS: tuple[Refusal, ...] = tuple(r for r in RECORD_RULES if r is not Refusal.RECORD_FETCH_STREAM)
 """Why a record is refused: malformed where a transport cannot even read it, then one reason per rule:
 `bad_batch` a batch value that is not a validly signed rollout batch of this swarm, `expiry` an expiry a
 record's time does not allow, `older_announcement` an announcement signed before the one kept for its

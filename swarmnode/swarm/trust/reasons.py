@@ -128,7 +128,7 @@ def refusal(code: str) -> Refusal:
     return found
 
 
-def by_counter(counter: str) -> Refusal | None:
+def _by_counter(counter: str) -> Refusal | None:
     """The refusal counted under `counter` (any transport's record counters too), or None: a newer node's."""
     found = _BY_COUNTER.get(counter)
     if found is None and counter.startswith("libp2p_"):
@@ -139,7 +139,7 @@ def by_counter(counter: str) -> Refusal | None:
 def counts_against(counter: str) -> Category:
     """What a refusal counted under `counter` does to the peer charged with it ("neither" for codes this node
     does not know)."""
-    found = by_counter(counter)
+    found = _by_counter(counter)
     return NEITHER if found is None else found.category
 
 

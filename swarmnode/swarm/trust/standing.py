@@ -23,20 +23,8 @@ each group it admits carries its author's `Seniority`, which the sampler reads.
 
 from __future__ import annotations
 
-import math
-
 from swarmnode.groups import Seniority
 from swarmnode.swarm.trust.book import PROVEN, PeerBook
-
-
-def newcomer_slots(newcomer_share: float, slots: int) -> int:
-    """Of `slots` (J, or a round's groups to download), those kept for juniors: `swarm.newcomer_share` of them."""
-    return math.floor(newcomer_share * slots)
-
-
-def per_peer_cap(max_share_per_peer: float, slots: int) -> int:
-    """Of `slots`, the most one peer may fill (`swarm.max_share_per_peer`, at least one)."""
-    return max(1, math.floor(max_share_per_peer * slots))
 
 
 class Standing:
@@ -67,9 +55,6 @@ class Standing:
             junior = newcomer or (self.first is not None and cohort > self.first)
             found = self._known[peer_id] = (cohort, newcomer, junior)
         return found
-
-    def cohort(self, peer_id: str) -> int:
-        return self._place(peer_id)[0]
 
     def newcomer(self, peer_id: str) -> bool:
         return self._place(peer_id)[1]
