@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from swarmnode.multiaddrs import multiaddr_problem
+
 EMBEDDED_MODEL = "swarmnode/tiny-add"
 ScalarValue = bool | int | float | str
 
@@ -50,7 +52,10 @@ class TaskConfig(Section):
 
 class GenerationConfig(Section):
     questions_per_round: int = Field(16, ge=1, le=4096)
-    """I: question groups the node generates per round."""
+    """I: question groups the node generates per round (the most, with `min_questions`)."""
+    min_questions: int = Field(0, ge=0, le=4096)
+    """Adaptive I (0 = off), with train.budget_groups: questions_per_round less the peers' groups trained on
+    last round, at least this many: peers' groups replace own generation instead of adding to it."""
     completions_per_question: int = Field(8, ge=2, le=256)
     """G: completions sampled per question (GRPO needs at least 2)."""
     max_new_tokens: int = Field(8, ge=1, le=32768)
@@ -69,6 +74,16 @@ class GenerationConfig(Section):
     """Longest prompt + completion vLLM plans for (None = the model's own limit)."""
     vllm_cpu_kv_cache_gib: int = Field(1, ge=1, le=1024)
     """KV cache size for vLLM on a CPU, in GiB."""
+
+    @model_validator(mode="after")
+    def _fewest_within_most(self) -> GenerationConfig:
+        if self.min_questions > self.questions_per_round:
+            raise PydanticCustomError(
+                CONFIG_RULE,
+                f"generation.min_questions ({self.min_questions}) is above generation.questions_per_round "
+                f"({self.questions_per_round})",
+            )
+        return self
 
 
 class TrainConfig(Section):
@@ -113,6 +128,8 @@ class TrainConfig(Section):
     works across tokenizers and needs nothing from the author (`swarmnode bench poison` measures it)."""
     peer_gate_window: int = Field(6, ge=0, le=4096)
     """Tokens per run for `peer_min_logprob` (0 = the whole completion's mean)."""
+    budget_groups: int = Field(0, ge=0, le=4096)
+    """Groups trained on per round at most, own with signal first, peers' in the rest (0 = no budget)."""
     warmup_updates: int = Field(50, ge=0)
     """Linear learning-rate warm-up over this many optimizer steps (Adam's first steps are otherwise
     large and noisy, and knock a freshly loaded model off its optimum)."""
@@ -240,9 +257,14 @@ class SwarmConfig(Section):
     external_groups: int = Field(8, ge=0, le=4096)
     """J: peers' question groups trained on per round, on top of the node's own I (additive: in the 4-node
     study of docs/BENCHMARKS.md, 8 own + 8 peers' beat silo on every seed while 4 + 4 did worse)."""
-    sampler: Literal["uniform", "advantage-aware", "family-aware"] = "uniform"
-    """How J is drawn from peers' groups with reward variance (family-aware: the task families where the
-    node's own recent reward is lowest first, taking families in turn)."""
+    sampler: Literal["uniform", "advantage-aware", "family-aware", "useful"] = "uniform"
+    """How J is drawn from peers' groups with signal (family-aware: the families where the node's own recent
+    reward is lowest first, in turn; useful: the groups furthest from what the node would score first)."""
+    baseline: Literal["author", "receiver"] = "author"
+    """A peer's group is measured against its own mean (author: GRPO) or the node's own recent reward on its
+    family (receiver: a peer's all-correct group on a family the node mostly fails is then signal)."""
+    candidates: int = Field(0, ge=0, le=4096)
+    """Peers' groups fetched per round to choose the J from (0 = J)."""
     share_logprobs: bool = True
     """Publish the behaviour log-probs of the node's completions with them (protocol v2) when generation
     recorded them, so peers with the same model can weigh them (train.offpolicy_cap)."""
@@ -353,24 +375,6 @@ class SwarmConfig(Section):
                     transport[key] = value
             data["transport"] = transport
         return data
-
-
-def multiaddr_problem(text: str, with_peer_id: bool) -> str:
-    """What is wrong with a multiaddr a user gave ('' if nothing): a peer's must name its peer id (`/p2p/...`),
-    a listening address must not."""
-    from multiaddr import Multiaddr  # hivemind's own parser (a light import)
-
-    try:
-        names = [protocol.name for protocol in Multiaddr(text).protocols()]
-    except Exception:  # the parser raises several types (ValueError, BinaryParseError, ...) for bad input
-        return "is not a multiaddr"
-    if not {"ip4", "ip6", "dns", "dns4", "dns6"} & set(names) or not {"tcp", "udp"} & set(names):
-        return "names no host and port"
-    if with_peer_id and "p2p" not in names:
-        return "has no peer id (/p2p/...)"
-    if not with_peer_id and "p2p" in names:
-        return "must not name a peer id"
-    return ""
 
 
 class StatusConfig(Section):

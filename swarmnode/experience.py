@@ -1,11 +1,19 @@
 """The I local / J external selection that decides what the learner trains on among a round's scored
 question groups (its own and peers') that decides what the learner trains on (SAPO). In silo mode J = 0.
 
-External groups are sampled only among those with reward variance (the others carry no GRPO signal), and
-no single peer may fill more than `max_share_per_peer` of the J slots. `uniform` draws at random among
-the eligible groups; `advantage-aware` takes the groups with the largest reward variance first;
-`family-aware` takes task families in turn, the family where the node's own recent reward is lowest first
-(a peer's success on a question type the node rarely solves is signal it cannot get alone).
+External groups are sampled only among those with signal for this node (`Group.trains`: reward variance;
+with the receiver's baseline, any reward away from the node's own recent reward on the family), and no
+single peer may fill more than `max_share_per_peer` of the J slots. `uniform` draws at random among the
+eligible groups; `advantage-aware` takes the groups with the largest reward variance first; `family-aware`
+takes task families in turn, the family where the node's own recent reward is lowest first; `useful` takes
+the groups furthest from what the node would score on them first (`Group.use`). A peer's success on a
+question type the node rarely solves is signal it cannot get alone: under `baseline = "receiver"` each
+peer's group is measured against the node's own recent reward on its family (`Experience.rebaseline`).
+
+With a training budget (`train.budget_groups` = B) a round trains on at most B groups: the node's own with
+signal first, peers' in the rest, at most J; with `generation.min_questions` the node's next round generates
+fewer questions by as many peers' groups as it trained on (`questions_next`), so peers' groups replace own
+generation instead of adding to the round.
 
 Peers' groups carry their author's seniority (`Group.seniority`: cohort, junior; the words are defined in
 `swarm/trust/standing.py`): juniors may take `newcomer_slots` first, earliest cohort first, then the elders'
@@ -19,6 +27,7 @@ recent reward per family (the family-aware sampler's need), and hands the select
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import statistics
@@ -32,7 +41,8 @@ from swarmnode.groups import UNPLACED, Group, Seniority
 if TYPE_CHECKING:  # the learner brings torch; selection does not need it
     from swarmnode.learner import StepStats
 
-SamplerPolicy = Literal["uniform", "advantage-aware", "family-aware"]
+SamplerPolicy = Literal["uniform", "advantage-aware", "family-aware", "useful"]
+Baseline = Literal["author", "receiver"]
 
 
 def newcomer_slots(newcomer_share: float, slots: int) -> int:
@@ -73,14 +83,19 @@ def select_groups(
     skipped: Counter[str] | None = None,
     need: Mapping[str, float] | None = None,
     newcomer_slots: int = 0,
+    budget: int = 0,
 ) -> list[Group]:
-    """The node's first `local_count` own groups plus up to `external_count` peers' groups. Each peers' group
-    not taken is counted in `skipped` by why: `no_signal` (no reward variance), `peer_share` (its peer
+    """The node's first `local_count` own groups plus up to `external_count` peers' groups; with `budget`,
+    the own groups with signal (at most `budget`) and peers' in what is left of it (at most `external_count`).
+    Each peers' group not taken is counted in `skipped` by why: `no_signal` (none for this node), `peer_share` (its peer
     already fills `max_share_per_peer` of the slots), `slots_full` (all `external_count` slots taken),
     `newcomer_share` (a junior's group left over when the slots were full)."""
     skipped = Counter() if skipped is None else skipped
     chosen = list(local[:local_count])
-    candidates = [g for g in external if g.informative]
+    if budget > 0:
+        chosen = [g for g in chosen if g.trains][:budget]
+        external_count = min(external_count, budget - len(chosen))
+    candidates = [g for g in external if g.trains]
     if len(candidates) < len(external):
         skipped["no_signal"] += len(external) - len(candidates)
     if external_count <= 0:
@@ -95,6 +110,9 @@ def select_groups(
         candidates.sort(key=lambda g: -statistics.pvariance(g.rewards))
     elif policy == "family-aware":
         candidates = by_family_need(candidates, need or {}, picker)
+    elif policy == "useful":
+        picker.shuffle(candidates)  # random among equals
+        candidates.sort(key=lambda g: -g.use)
     else:
         raise ValueError(f"unknown sampler policy {policy!r}")
     juniors: set[int] = set()
@@ -153,6 +171,9 @@ class Experience:
         max_share_per_peer: float = 0.5,
         newcomer_share: float = 0.0,
         keep: float = 0.9,
+        baseline: Baseline = "author",
+        budget: int = 0,
+        fewest: int = 0,
     ) -> None:
         self.learner = learner
         self.own = own
@@ -163,6 +184,13 @@ class Experience:
         """Of the `slots`, those juniors may take first."""
         self.keep = keep
         """How much of the previous average the family rewards keep each round."""
+        self.baseline: Baseline = baseline
+        self.budget = budget
+        """Groups trained on per round at most (0: no budget)."""
+        self.fewest = fewest
+        """Own questions a round generates at least, when peers fill the budget (0: always `own`)."""
+        self.peers_trained = 0
+        """Peers' groups trained on in the last round."""
         self.family_reward: dict[str, float] = {}
         """Recent mean reward of the node's own completions per task family (an exponential average)."""
 
@@ -172,7 +200,7 @@ class Experience:
         skipped: Counter[str] = Counter()
         chosen = select_groups(
             local,
-            external,
+            self.rebaseline(external),
             local_count=self.own,
             external_count=self.slots,
             rng=random.Random(seed),
@@ -181,10 +209,31 @@ class Experience:
             skipped=skipped,
             need={f: 1.0 - r for f, r in self.family_reward.items()},
             newcomer_slots=self.newcomer_slots,
+            budget=self.budget,
         )
         self._note_family_rewards(local)
         stats = self.learner.step(chosen)
-        return Trained(stats, Counter(g.source for g in chosen if not g.local), skipped)
+        used = Counter(g.source for g in chosen if not g.local)
+        self.peers_trained = sum(used.values())
+        return Trained(stats, used, skipped)
+
+    def rebaseline(self, external: Sequence[Group]) -> list[Group]:
+        """Peers' groups as this node measures them: under the receiver's baseline, each against the node's own
+        recent reward on its family (a family it has not tried yet: the group's own mean)."""
+        if self.baseline != "receiver":
+            return list(external)
+        own = self.family_reward
+        return [
+            g if g.question.ref.task not in own else dataclasses.replace(g, baseline=own[g.question.ref.task])
+            for g in external
+        ]
+
+    def questions_next(self) -> int:
+        """Own questions to generate next round: `own`, less the peers' groups the last round trained on when
+        the node works to a budget with adaptive I (`fewest` > 0), never under `fewest`."""
+        if not (self.budget and self.fewest):
+            return self.own
+        return max(self.fewest, min(self.own, self.own - self.peers_trained))
 
     def _note_family_rewards(self, local: Sequence[Group]) -> None:
         by_family: dict[str, list[float]] = {}

@@ -62,10 +62,30 @@ class Group:
     behaviour log-probs up with its own tokenization of the text, so such a row is not shared."""
     seniority: Seniority | None = None
     """Peers' groups: the author's seniority in the round the group was taken (None: own, or not known)."""
+    baseline: float | None = None
+    """Peers' groups under `swarm.baseline = "receiver"`: this node's own recent reward on the group's family,
+    which its advantages are measured against (None: the group's own mean, GRPO's)."""
 
     @property
     def informative(self) -> bool:
+        """Its rewards vary: it carries GRPO signal for anyone (its author included)."""
         return has_signal(self.rewards)
+
+    @property
+    def trains(self) -> bool:
+        """It carries signal for this node: rewards that vary, or (with a baseline) any reward away from it."""
+        if self.baseline is None:
+            return self.informative
+        return any(abs(r - self.baseline) > SIGNAL_TOLERANCE for r in self.rewards)
+
+    @property
+    def use(self) -> float:
+        """How far its rewards lie from what this node expects on it: the root-mean-square of reward less the
+        baseline (or the group's mean: its standard deviation), before any scaling."""
+        if not self.rewards:
+            return 0.0
+        centre = sum(self.rewards) / len(self.rewards) if self.baseline is None else self.baseline
+        return (sum((r - centre) ** 2 for r in self.rewards) / max(1, len(self.rewards))) ** 0.5
 
     @property
     def local(self) -> bool:

@@ -42,6 +42,22 @@ def group_advantages(rewards: Tensor, eps: float = 1e-4, scale_by_std: bool = Tr
     return torch.where(std > 0, centred / (std + eps), torch.zeros_like(centred))
 
 
+BASELINE_SCALE_FLOOR = 0.3
+"""The smallest scale a receiver baseline's advantages are divided by (the standard deviation of a success
+rate of 0.1): a family the node never solves does not blow a peer's successes up without bound."""
+BASELINE_CLAMP = 3.0
+"""Receiver-baselined advantages lie within +-this (about a lone success among 8 under GRPO's scaling)."""
+
+
+def baseline_advantages(rewards: Tensor, baseline: float) -> Tensor:
+    """Advantages of one group's `rewards` [G] against an outside `baseline` (the receiving node's own recent
+    reward on the group's family) rather than the group's own mean: (r - b) / s, s the standard deviation of
+    a success rate b (at least BASELINE_SCALE_FLOOR), clamped to +-BASELINE_CLAMP. A peer's all-correct group
+    on a family the node solves one time in ten then says "more of these", which GRPO's zero cannot."""
+    scale = max(math.sqrt(max(baseline * (1.0 - baseline), 0.0)), BASELINE_SCALE_FLOOR)
+    return ((rewards - baseline) / scale).clamp(-BASELINE_CLAMP, BASELINE_CLAMP)
+
+
 def token_log_probs(logits: Tensor, tokens: Tensor) -> Tensor:
     """log p(tokens) under `logits`: [B, T, V] and [B, T] -> [B, T], computed in float32."""
     logits = logits.float()

@@ -212,7 +212,7 @@ class Learner:
         with `train.groups_per_update` = K, ceil(n / K) updates, each on its own share of the groups (spread
         evenly, so own and peers' groups mix in each)."""
         start = time.perf_counter()
-        useful = [g for g in groups if g.informative and len(g.token_ids or g.completions) == len(g.rewards)]
+        useful = [g for g in groups if g.trains and len(g.token_ids or g.completions) == len(g.rewards)]
         per = self.config.groups_per_update
         parts = max(1, -(-len(useful) // per)) if per else 1
         done = [self._update(useful[k::parts]) for k in range(parts)]
@@ -242,9 +242,11 @@ class Learner:
         start = time.perf_counter()
         rows: list[Row] = []
         for g in useful:
-            adv = grpo.group_advantages(
-                torch.tensor([list(g.rewards)], dtype=torch.float32), eps=self.config.advantage_eps
-            )[0]
+            rewards = torch.tensor([list(g.rewards)], dtype=torch.float32)
+            if g.baseline is None:
+                adv = grpo.group_advantages(rewards, eps=self.config.advantage_eps)[0]
+            else:
+                adv = grpo.baseline_advantages(rewards[0], g.baseline)
             prompt, completions = self.token_rows(g)
             behaviour = self.behaviour(g, completions)
             texts = [""] * len(completions) if g.local else g.completions

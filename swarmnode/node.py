@@ -124,6 +124,9 @@ class Node:
             policy=sw.sampler,
             max_share_per_peer=sw.max_share_per_peer,
             newcomer_share=sw.newcomer_share,
+            baseline=sw.baseline,
+            budget=config.train.budget_groups,
+            fewest=config.generation.min_questions,
         )
         self.rounds_alone = 0
         """Rounds in a row in which no peer was heard from (a swarm node: said at ALONE_ROUNDS)."""
@@ -213,7 +216,8 @@ class Node:
         gen = cfg.generation
         start = time.perf_counter()
         self.status.set_phase("generating")
-        questions = rt.tasks.draw(cfg.seed, (round_ - 1) * gen.questions_per_round, gen.questions_per_round)
+        asked = self.experience.questions_next()  # I, or fewer where peers filled the last round's budget
+        questions = rt.tasks.draw(cfg.seed, (round_ - 1) * gen.questions_per_round, asked)
         seed = runtime.round_seed(cfg.seed, round_, self.replay_salt)
         params = SamplingParams(
             gen.completions_per_question, gen.max_new_tokens, gen.temperature, gen.top_p, gen.top_k, seed
@@ -255,6 +259,7 @@ class Node:
             "time": time.time(),
             "mean_reward": sum(rewards) / len(rewards),
             "accuracy": sum(r >= 1.0 for r in rewards) / len(rewards),
+            "questions": asked,
             "groups": stats.groups,
             "completions": stats.completions,
             "generated_tokens": tokens,
@@ -284,7 +289,7 @@ class Node:
         }
         self.run_dir.append(row)
         self.status.round_done(row, peers)
-        self.say(round_line(row, gen.questions_per_round, self.swarm is not None))
+        self.say(round_line(row, asked, self.swarm is not None))
         if peers is not None:
             heard = external or any(p["last_seen_s"] <= HEARD_S for p in peers)
             self._note_alone(round_, bool(heard))

@@ -37,6 +37,8 @@ class RoundRow(SwarmCounters, total=False):
     time: float
     mean_reward: float
     accuracy: float
+    questions: int
+    """Own questions generated this round (I, or fewer with generation.min_questions)."""
     groups: int
     completions: int
     generated_tokens: int

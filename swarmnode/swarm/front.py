@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 import protocol
-from swarmnode.config import NodeConfig
+from swarmnode.config import NodeConfig, SwarmConfig
 from swarmnode.experience import newcomer_slots, per_peer_cap
 from swarmnode.groups import Group
 from swarmnode.identity import Identity, load_or_create
@@ -50,9 +50,7 @@ def open_exchange(
     # twice: decoded text re-tokenised can take more tokens than were sampled (special tokens kept as text, split
     # UTF-8), so an honest peer's completion of max_new_tokens may count more
     max_tokens = sw.max_completion_tokens or 2 * config.generation.max_new_tokens
-    round_tokens = (
-        sw.max_external_tokens or sw.external_groups * config.generation.completions_per_question * max_tokens
-    )
+    round_tokens = sw.max_external_tokens or fetched(sw) * config.generation.completions_per_question * max_tokens
     bounded = count_tokens is not None
     validator = BatchValidator(
         sw.name,
@@ -71,6 +69,7 @@ def open_exchange(
         newcomer_groups=newcomer_slots(sw.newcomer_share, sw.external_groups),
         max_external_tokens=round_tokens if bounded else None,
         max_peer_tokens=per_peer_cap(sw.max_share_per_peer, round_tokens) if bounded else None,
+        every_group=sw.baseline == "receiver",
     )
     book = PeerBook(
         ban_after=sw.ban_after, ban_s=sw.ban_s, offer_strikes=sw.offer_strikes, trust_rounds=sw.trust_rounds
@@ -89,6 +88,11 @@ def open_exchange(
         share_logprobs=sw.share_logprobs,
         clock=clock,
     )
+
+
+def fetched(sw: SwarmConfig) -> int:
+    """Peers' groups a round fetches to choose its J from: `swarm.candidates`, or J."""
+    return sw.candidates or sw.external_groups
 
 
 def offset_clock(offset_s: float) -> Callable[[], float]:
@@ -158,7 +162,7 @@ def open_swarm(
     kind = BackgroundSwarm if sw.background_sharing else InlineSwarm
     return kind(
         exchange,
-        want_groups=sw.external_groups,
-        per_peer_groups=per_peer_cap(sw.max_share_per_peer, sw.external_groups),
+        want_groups=fetched(sw),
+        per_peer_groups=per_peer_cap(sw.max_share_per_peer, fetched(sw)),
         owns_transport=owns,
     )

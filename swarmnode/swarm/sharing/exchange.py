@@ -70,6 +70,9 @@ class Budget:
     """Completion tokens of peers' informative groups one round takes in all (None: no bound)."""
     max_peer_tokens: int | None = None
     """... and from any one signer."""
+    every_group: bool = False
+    """Every group may train the receiver (its own baseline: an all-correct group is signal), so every group
+    counts where informative ones do: the signer's share, the token budgets, what covers the round's want."""
 
     @property
     def untrusted(self) -> int:
@@ -308,7 +311,7 @@ class RolloutExchange:
                 self.tally.charge(author, Refusal.SIZE_MISMATCH)
                 continue
             signer, groups = self._validated(author, summary, raw, cap, standing)
-            informative = sum(1 for g in groups if g.informative)
+            informative = sum(1 for g in groups if self._counts(g))
             got[signer] += informative
             junior_got += informative if junior else 0
             accepted += groups
@@ -358,7 +361,7 @@ class RolloutExchange:
         taken = []
         seniority = standing.seniority(signer)
         for group, tokens in zip(outcome.accepted, outcome.tokens, strict=True):
-            if group.informative:  # groups without signal are not trained on: they cost no tokens
+            if self._counts(group):  # groups without signal are not trained on: they cost no tokens
                 if self._informative[signer] >= cap:
                     continue  # beyond the signer's share of the round: never trained on
                 if self._over_budget(signer, tokens):
@@ -371,6 +374,10 @@ class RolloutExchange:
             rewards = [r for g in taken for r in g.rewards]
             self.book.accepted(signer, taken[0].model, len(taken), rewards, self._taken_round)
         return signer, taken
+
+    def _counts(self, group: Group) -> bool:
+        """The group may be trained on, so it counts against the shares and budgets."""
+        return self.budget.every_group or group.informative
 
     def _over_budget(self, signer: str, tokens: int) -> bool:
         total = sum(self._tokens.values()) + tokens
