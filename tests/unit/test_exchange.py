@@ -441,3 +441,19 @@ def test_behaviour_log_probs_travel_in_v2_and_only_when_shared() -> None:
     assert all(g.logprobs is None for g in from_b)
     envelopes = [hub.batch(i) for i in (id_a, id_b) if i is not None]
     assert [e[1] for e in envelopes if e is not None] == [2, 1]  # the version, after the 5-array header
+
+
+def test_under_the_receivers_baseline_every_group_counts_against_the_signers_share() -> None:
+    """All-correct groups carry nothing for their author (no reward variance) but are signal for a receiver
+    that measures them against its own baseline: then each counts against the signer's share of the round,
+    as informative groups do, so a peer cannot fill a round with them beyond its share."""
+    tasks = TaskSet([make_task("add")])
+    solved = [Group(q, (f"<answer>{q.answer}</answer>",) * 3, (1.0,) * 3) for q in tasks.draw(seed=9, start=0, count=3)]
+    taken = {}
+    for every_group in (False, True):
+        hub = MemoryHub()
+        author, reader = node(hub, tasks), node(hub, tasks)
+        reader.budget = dataclasses.replace(reader.budget, every_group=every_group)
+        author.publish(1, 1, solved)
+        taken[every_group] = len(reader.collect(1, want_groups=4, per_peer_groups=2))
+    assert taken == {False: 3, True: 2}
