@@ -127,6 +127,7 @@ def _bench_sapo(args: argparse.Namespace) -> int:
 
 def _bench_poison(args: argparse.Namespace) -> int:
     from swarmnode.bench import poison
+    from swarmnode.config import load_config, parse_override
 
     scenarios = _names(args.scenarios, "--scenarios", poison.SCENARIOS)
     seeds = _sizes(args.seeds, "--seeds", 0)
@@ -134,8 +135,9 @@ def _bench_poison(args: argparse.Namespace) -> int:
         raise UserError("--seeds needs a seed; --nodes, --rounds, --sybils, --attack-from and --jobs must be >= 1")
     if args.attack_from > args.rounds:
         raise UserError(f"--attack-from {args.attack_from} is after the last round ({args.rounds})")
+    load_config(None, [parse_override(s) for s in args.set])  # a bad setting fails here, in one line
     counts = (args.nodes, args.rounds, args.sybils, args.attack_from)
-    poison.run(scenarios, seeds, *counts, args.world, args.jobs, Path(args.json))
+    poison.run(scenarios, seeds, *counts, args.world, args.jobs, Path(args.json), tuple(args.set))
     return 0
 
 
@@ -186,6 +188,9 @@ def add_commands(
     poi.add_argument("--world", choices=["add", "mix"], default="add", help="model and tasks (default: add)")
     poi.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each (default: 2)")
     poi.add_argument("--json", default="runs/bench/poison.json", help="JSON output (default: %(default)s)")
+    poi.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a setting for every honest node (repeatable)"
+    )
     poi.set_defaults(run=_bench_poison)
     sw = benches.add_parser("swarm", help="bytes per node per round, visibility latency, validation rate vs swarm size")
     sw.add_argument("--sizes", default="2,4,8,16,32,64", help="in-memory swarm sizes (default: %(default)s)")

@@ -51,7 +51,9 @@ def run_one(
     attack_from: int,
     world_name: str,
     root: str,
+    extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
+    """One (scenario, defenses, seed) run; `extra`: KEY=VALUE settings for every honest node."""
     from swarmnode.bench.attacks import Crowd, payload_rate
     from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
     from swarmnode.tasks.base import stray_text
@@ -72,6 +74,7 @@ def run_one(
             "threads=1",
             *world_overrides(WORLDS[world_name]),
             *(() if defenses else DEFENSES_OFF),
+            *extra,
         ]
         members.append(quiet_node(sets, MemoryTransport(hub)))
     swarm = members[0].config.swarm.name
@@ -203,11 +206,12 @@ def run(
     world: str,
     jobs: int,
     json_path: Path,
+    extra: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="swarmnode-bench-poison-") as root:
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            args = (nodes, rounds, sybils, attack_from, world, root)
+            args = (nodes, rounds, sybils, attack_from, world, root, extra)
             futures = [
                 pool.submit(run_one, scenario, defenses, seed, *args)
                 for seed in seeds
@@ -259,6 +263,7 @@ def run(
         "sybils": sybils,
         "attack_from": attack_from,
         "world": world,
+        "settings": list(extra),
     }
     write_json(json_path, "poison", params, summary + [{"run": r} for r in runs])
     png = json_path.with_suffix(".png")
