@@ -218,15 +218,20 @@ class Experience:
         return Trained(stats, used, skipped)
 
     def rebaseline(self, external: Sequence[Group]) -> list[Group]:
-        """Peers' groups as this node measures them: under the receiver's baseline, each against the node's own
-        recent reward on its family (a family it has not tried yet: the group's own mean)."""
+        """Peers' groups as this node measures them: under the receiver's baseline, a group whose mean reward
+        is above the node's own recent reward on its family is measured against that (what the node lacks);
+        any other keeps its own mean (GRPO), as does a family the node has not tried yet. A peer's all-wrong
+        group on a family the node solves is no lesson: pushed down hard, such completions only disturb what
+        the node already does well."""
         if self.baseline != "receiver":
             return list(external)
         own = self.family_reward
-        return [
-            g if g.question.ref.task not in own else dataclasses.replace(g, baseline=own[g.question.ref.task])
-            for g in external
-        ]
+        out = []
+        for g in external:
+            mine = own.get(g.question.ref.task)
+            above = mine is not None and g.rewards and sum(g.rewards) / len(g.rewards) > mine
+            out.append(dataclasses.replace(g, baseline=mine) if above else g)
+        return out
 
     def questions_next(self) -> int:
         """Own questions to generate next round: `own`, less the peers' groups the last round trained on when

@@ -103,6 +103,9 @@ def test_experience_rebaselines_by_its_own_family_reward_and_adapts_its_question
     taken = [g for g in learner.seen if not g.local]
     assert len(taken) == 6 and all(g.baseline == pytest.approx(1 / 32) for g in taken)  # sub: never tried, no baseline
     assert exp.questions_next() == 2  # 8 - 6 peers' groups, at least 2
+    exp.family_reward["add"] = 0.9
+    wrong, mixed = group("add", (0.0,) * 8), group("add", (1.0, 0.0) * 4)
+    assert [g.baseline for g in exp.rebaseline([wrong, mixed])] == [None, None]  # not above the node: GRPO's
     author = Experience(Recorder(), own=8, slots=8, budget=8, fewest=2)
     author.train(first_round_own, peers, seed=2)
     assert author.questions_next() == 8  # the author's baseline: all-correct groups are nothing, own fill the budget
