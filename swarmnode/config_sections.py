@@ -48,6 +48,16 @@ class TaskConfig(Section):
     """Text allowed around the `<answer>` span (a completion outside it scores 0): `end` = nothing after it,
     `exact` = nothing before or after, `anywhere` = no rule (a payload can ride on a correct
     answer). The nodes of a swarm must agree: peers' rewards are re-scored under this node's rule."""
+    weights: dict[str, Annotated[int, Field(ge=1, le=1000)]] = Field(default_factory=dict)
+    """How often each task comes up in the node's own questions, for example {add = 4, sub = 1} (unnamed: 1):
+    a volunteer practises what it cares about; held-out questions stay every task alike."""
+
+    @model_validator(mode="after")
+    def _weights_name_tasks(self) -> TaskConfig:
+        unknown = sorted(set(self.weights) - set(self.names))
+        if unknown:
+            raise PydanticCustomError(CONFIG_RULE, f"task.weights names {', '.join(unknown)}, not among task.names")
+        return self
 
 
 class GenerationConfig(Section):

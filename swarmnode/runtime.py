@@ -70,7 +70,7 @@ def round_seed(seed: int, round_: int, salt: int = 0) -> int:
 
 def make_tasks(config: NodeConfig) -> TaskSet:
     tasks = [make_task(name, config.task.params.get(name)) for name in config.task.names]
-    return TaskSet(tasks, config.task.answer_format)
+    return TaskSet(tasks, config.task.answer_format, config.task.weights)
 
 
 def choose_backend(

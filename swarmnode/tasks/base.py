@@ -113,20 +113,31 @@ class Task(Protocol):
 class TaskSet:
     """The tasks a node trains on; questions are drawn round-robin from a deterministic stream."""
 
-    def __init__(self, tasks: Sequence[Task], answer_format: AnswerFormat = "end") -> None:
+    def __init__(
+        self, tasks: Sequence[Task], answer_format: AnswerFormat = "end", weights: Mapping[str, int] | None = None
+    ) -> None:
         if not tasks:
             raise UserError("at least one task is needed")
         self.answer_format: AnswerFormat = answer_format
         self.tasks = {t.name: t for t in tasks}
         self._order = list(self.tasks)
+        weights = weights or {}
+        unknown = sorted(set(weights) - set(self.tasks))
+        if unknown:
+            raise UserError(f"task.weights names {', '.join(unknown)}, not among task.names")
+        self._weighted = _interleaved({name: weights.get(name, 1) for name in self._order})
+        """The training stream's cycle: each task as many times as its weight, spread out (held-out questions
+        are drawn in plain round-robin, every task alike)."""
 
     def draw(self, seed: int, start: int, count: int, split: str = "train") -> list[Question]:
         """Questions at positions start .. start+count-1 of this set's stream: position p belongs to task
         p mod T (round-robin) at that task's index p div T. Deterministic in (seed, position)."""
+        order = self._weighted if split == "train" else [(name, 0, 1) for name in self._order]
         questions: list[Question] = []
         for position in range(start, start + count):
-            task = self.tasks[self._order[position % len(self._order)]]
-            ref = task.refs(seed, position // len(self._order), 1, split)[0]
+            name, nth, weight = order[position % len(order)]
+            task = self.tasks[name]
+            ref = task.refs(seed, (position // len(order)) * weight + nth, 1, split)[0]
             questions.append(task.question(ref))
         return questions
 
@@ -164,3 +175,11 @@ class TaskSet:
         """True when a (peer's) reference names the eval split of one of this set's tasks."""
         task = self.tasks.get(ref.task)
         return task is not None and task.in_eval_split(ref)
+
+
+def _interleaved(weights: Mapping[str, int]) -> list[tuple[str, int, int]]:
+    """One cycle of the weighted stream: (task, its n-th turn in the cycle, its weight), each task `weight`
+    times, its turns spread evenly through the cycle (stable order among equals). With every weight 1 it is
+    plain round-robin. A task's index in its own stream is cycle * weight + n: no question repeats."""
+    turns = [((n + 0.5) / w, i, name, n, w) for i, (name, w) in enumerate(weights.items()) for n in range(w)]
+    return [(name, n, w) for _, _, name, n, w in sorted(turns)]

@@ -169,3 +169,29 @@ def test_each_builtin_family_holds_questions_out_and_checks_its_level(name: str)
     other = builtin.TASKS[name]({task.param: 1})
     with pytest.raises(TaskError, match=f"{task.param}=2, this node uses 1"):
         other.question(task.refs(seed=1, start=0, count=1, split="train")[0])
+
+
+def test_task_weights_shape_the_training_stream_only() -> None:
+    """Each task comes up as often as its weight, no question repeats within a task's stream, weights of 1 are
+    plain round-robin (the stream every node drew before weights existed), and held-out questions ignore them."""
+
+    families = [make_task("add", {"digits": 2}), make_task("max"), make_task("count")]
+    plain = TaskSet(families)
+    assert [(q.ref.task, q.ref.index) for q in plain.draw(3, 0, 6)] == [
+        ("add", 0),
+        ("max", 0),
+        ("count", 0),
+        ("add", 1),
+        ("max", 1),
+        ("count", 1),
+    ]
+    assert TaskSet(families, weights={"add": 1}).draw(3, 0, 30) == plain.draw(3, 0, 30)
+    weighted = TaskSet(families, weights={"add": 4})
+    drawn = weighted.draw(3, 0, 600)
+    counts = {name: sum(q.ref.task == name for q in drawn) for name in ("add", "max", "count")}
+    assert counts == {"add": 400, "max": 100, "count": 100}
+    adds = [q.ref.index for q in drawn if q.ref.task == "add"]
+    assert adds == list(range(400))  # every index of the add stream once, in order
+    assert weighted.draw(3, 0, 30, split="eval") == plain.draw(3, 0, 30, split="eval")
+    with pytest.raises(UserError, match="mul"):
+        TaskSet(families, weights={"mul": 2})
