@@ -189,8 +189,8 @@ class Experience:
         """Groups trained on per round at most (0: no budget)."""
         self.fewest = fewest
         """Own questions a round generates at least, when peers fill the budget (0: always `own`)."""
-        self.peers_trained = 0
-        """Peers' groups trained on in the last round."""
+        self.proven_trained = 0
+        """Peers' groups trained on in the last round from authors who are not juniors (adaptive I's count)."""
         self.family_reward: dict[str, float] = {}
         """Recent mean reward of the node's own completions per task family (an exponential average)."""
 
@@ -214,7 +214,7 @@ class Experience:
         self._note_family_rewards(local)
         stats = self.learner.step(chosen)
         used = Counter(g.source for g in chosen if not g.local)
-        self.peers_trained = sum(used.values())
+        self.proven_trained = sum(1 for g in chosen if not g.local and not _seniority(g).junior)
         return Trained(stats, used, skipped)
 
     def rebaseline(self, external: Sequence[Group]) -> list[Group]:
@@ -234,11 +234,13 @@ class Experience:
         return out
 
     def questions_next(self) -> int:
-        """Own questions to generate next round: `own`, less the peers' groups the last round trained on when
-        the node works to a budget with adaptive I (`fewest` > 0), never under `fewest`."""
+        """Own questions to generate next round: `own`, less the groups of peers with a record (not juniors)
+        the last round trained on, when the node works to a budget with adaptive I (`fewest` > 0), never under
+        `fewest`. Juniors' groups do not count: a crowd of new identities filling the budget must not make
+        the honest nodes generate less (and so offer each other less, leaving the crowd more of the slots)."""
         if not (self.budget and self.fewest):
             return self.own
-        return max(self.fewest, min(self.own, self.own - self.peers_trained))
+        return max(self.fewest, min(self.own, self.own - self.proven_trained))
 
     def _note_family_rewards(self, local: Sequence[Group]) -> None:
         by_family: dict[str, list[float]] = {}

@@ -16,7 +16,7 @@ from protocol import TaskRef
 from swarmnode import grpo
 from swarmnode.config import TrainConfig, load_config, parse_override
 from swarmnode.experience import Experience, select_groups
-from swarmnode.groups import Group
+from swarmnode.groups import Group, Seniority
 from swarmnode.learner import Learner, StepStats
 from swarmnode.policy import Prompter
 from swarmnode.tasks import Question
@@ -95,14 +95,19 @@ def test_experience_rebaselines_by_its_own_family_reward_and_adapts_its_question
     )
     first_round_own = [group("mul", (0.0,) * 7 + (1.0,), "local") for _ in range(2)]
     first_round_own += [group("mul", (0.0,) * 8, "local") for _ in range(6)]  # 2 of 64 solved
-    peers = [group("mul", (1.0,) * 8, f"p{i % 3}") for i in range(6)] + [group("sub", (1.0,) * 8, "p9")]
+    elder = Seniority(0, junior=False)
+    peers = [dataclasses.replace(group("mul", (1.0,) * 8, f"p{i % 3}"), seniority=elder) for i in range(6)]
+    peers.append(group("sub", (1.0,) * 8, "p9"))
     exp.train(first_round_own, peers, seed=1)
     # round 1: nothing known of mul yet, so the peers' all-correct groups carry nothing
     assert all(g.local for g in learner.seen) and len(learner.seen) == 2 and exp.questions_next() == 8
     exp.train(first_round_own, peers, seed=2)  # now the node knows it solves mul 1 time in 32
     taken = [g for g in learner.seen if not g.local]
     assert len(taken) == 6 and all(g.baseline == pytest.approx(1 / 32) for g in taken)  # sub: never tried, no baseline
-    assert exp.questions_next() == 2  # 8 - 6 peers' groups, at least 2
+    assert exp.questions_next() == 2  # 8 - 6 elders' groups, at least 2
+    crowd = [dataclasses.replace(g, seniority=None) for g in peers]  # the same groups from new identities
+    exp.train(first_round_own, crowd, seed=3)
+    assert len([g for g in learner.seen if not g.local]) == 6 and exp.questions_next() == 8  # juniors: no fewer
     exp.family_reward["add"] = 0.9
     wrong, mixed = group("add", (0.0,) * 8), group("add", (1.0, 0.0) * 4)
     assert [g.baseline for g in exp.rebaseline([wrong, mixed])] == [None, None]  # not above the node: GRPO's
