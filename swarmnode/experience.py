@@ -55,6 +55,15 @@ def per_peer_cap(max_share_per_peer: float, slots: int) -> int:
     return max(1, math.floor(max_share_per_peer * slots))
 
 
+def peer_slots(local: Sequence[Group], local_count: int, external_count: int, budget: int) -> int:
+    """The slots a round offers peers' groups: J, or with a training budget what the node's own groups with
+    signal leave of it (at most J)."""
+    if budget <= 0:
+        return external_count
+    own = sum(1 for g in local[:local_count] if g.trains)
+    return max(0, min(external_count, budget - own))
+
+
 def by_family_need(groups: Sequence[Group], need: Mapping[str, float], rng: random.Random) -> list[Group]:
     """`groups` reordered one family at a time in turn: the family with the highest `need` (1 - the node's
     own recent reward on it; a family the node has not seen counts as 1) first, then the next, and round
@@ -94,7 +103,7 @@ def select_groups(
     chosen = list(local[:local_count])
     if budget > 0:
         chosen = [g for g in chosen if g.trains][:budget]
-        external_count = min(external_count, budget - len(chosen))
+    external_count = peer_slots(local, local_count, external_count, budget)
     candidates = [g for g in external if g.trains]
     if len(candidates) < len(external):
         skipped["no_signal"] += len(external) - len(candidates)
@@ -155,6 +164,8 @@ class Trained:
     """Peers' groups trained on, by author."""
     skipped: Counter[str] = field(default_factory=Counter)
     """Peers' groups not trained on, by why (`select_groups`)."""
+    slots: int = 0
+    """The slots the round offered peers' groups (J, or what the budget left of it)."""
 
 
 class Experience:
@@ -215,7 +226,7 @@ class Experience:
         stats = self.learner.step(chosen)
         used = Counter(g.source for g in chosen if not g.local)
         self.proven_trained = sum(1 for g in chosen if not g.local and not _seniority(g).junior)
-        return Trained(stats, used, skipped)
+        return Trained(stats, used, skipped, peer_slots(local, self.own, self.slots, self.budget))
 
     def rebaseline(self, external: Sequence[Group]) -> list[Group]:
         """Peers' groups as this node measures them: under the receiver's baseline, a group whose mean reward

@@ -276,6 +276,7 @@ class Node:
             "clip_fraction": stats.clip_fraction,
             "external_available": len(external),
             "external_groups": sum(used.values()),
+            "external_slots": trained.slots,
             "external_by_peer": dict(used),
             "external_skipped": dict(sorted(trained.skipped.items())),
             "offpolicy": {

@@ -59,6 +59,8 @@ class RoundRow(SwarmCounters, total=False):
     kl: float
     external_available: int
     external_groups: int
+    external_slots: int
+    """Slots the round offered peers' groups: J, or what train.budget_groups left of it."""
     external_by_peer: dict[str, int]
     external_skipped: dict[str, int]
     """Peers' groups received but not trained on, by why (`experience.select_groups`)."""

@@ -13,9 +13,10 @@ Each scenario runs with the defenses off (`task.answer_format=anywhere`, `train.
 `swarm.trust_rounds=0`) and on (the defaults), same seed, side by side. Reported over all honest nodes
 (every one is a victim): the payload rate in their own completions per round (and over each node's latest
 256 completions at the end), the share of rounds from the attack on where honest peers' groups fill at least
-80% of J, honest and attackers' groups trained on per round, and the defenses' counts (completions re-scored
-0 for text outside the answer: `off_format`; dropped by the likelihood gate: `improbable`; newcomers'
-groups left over: `newcomer_share`).
+80% of J (of the slots the round offered peers: J, or what `train.budget_groups` left of it), honest and
+attackers' groups trained on per round, and the defenses' counts (completions re-scored 0 for text outside
+the answer: `off_format`; dropped by the likelihood gate: `improbable`; newcomers' groups left over:
+`newcomer_share`).
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ def run_one(
             skipped += row["external_skipped"].get("newcomer_share", 0)
             if r + 1 >= attack_from:  # the lone poisoner too: after the first rounds, when all peers are young
                 attacked_rounds += 1
-                filled += good >= FILL * J
+                filled += good >= FILL * row.get("external_slots", J)  # the slots the round offered peers
                 honest_used += good
                 attacker_used += bad
     counts: dict[str, int] = {}
