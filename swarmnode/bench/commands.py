@@ -121,7 +121,13 @@ def _bench_sapo(args: argparse.Namespace) -> int:
     counts = (args.nodes, args.rounds, args.eval_questions, args.eval_every, args.jobs)
     if args.hetero and (args.nodes < 4 or args.world != "mix"):
         raise UserError("--hetero needs --world mix and --nodes 4 or more")
-    sapo.run(args.world, configs, seeds, *counts, Path(args.json), tuple(args.set), args.hetero)
+    try:
+        targets = tuple(float(t) for t in args.targets.split(",") if t.strip())
+    except ValueError:
+        raise UserError(f"--targets takes comma-separated accuracies, e.g. 0.40,0.45; got {args.targets!r}") from None
+    if any(not 0 < t <= 1 for t in targets):
+        raise UserError(f"--targets: accuracies between 0 and 1, e.g. 0.40,0.45; got {args.targets!r}")
+    sapo.run(args.world, configs, seeds, *counts, Path(args.json), tuple(args.set), args.hetero, targets)
     return 0
 
 
@@ -224,7 +230,12 @@ def add_commands(
     sapo.add_argument("--seeds", default="0,1,2", help="seeds (default: %(default)s)")
     sapo.add_argument("--nodes", type=int, default=4, help="nodes per swarm (default: 4)")
     sapo.add_argument("--rounds", type=int, default=120, help="rounds per node (default: 120)")
-    sapo.add_argument("--world", choices=["add", "mix"], default="mix", help="model and tasks (default: mix)")
+    sapo.add_argument(
+        "--world",
+        choices=["add", "mix", "specialists"],
+        default="mix",
+        help="model and tasks; specialists: two checkpoints strong on different families (default: mix)",
+    )
     sapo.add_argument("--eval-questions", type=int, default=120, help="held-out questions (default: 120)")
     sapo.add_argument("--eval-every", type=int, default=20, help="rounds between evaluations (default: 20)")
     sapo.add_argument(
@@ -232,6 +243,12 @@ def add_commands(
     )
     sapo.add_argument(
         "--hetero", action="store_true", help="a swarm of different nodes: another model size, one at half speed"
+    )
+    sapo.add_argument(
+        "--targets",
+        default="",
+        metavar="ACC,ACC",
+        help="held-out accuracies to time, e.g. 0.40,0.45 (default: the start + 5 and + 10 points)",
     )
     sapo.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each (default: 2)")
     sapo.add_argument("--json", default="runs/bench/sapo.json", help="JSON output (default: %(default)s)")

@@ -41,8 +41,11 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from swarmnode.bench import sapo_measures as measures
+from swarmnode.bench import sapo_report as report
 from swarmnode.bench.report import format_table, write_json
-from swarmnode.bench.world import DEFENSES_OFF, WORLDS, quiet_node, world_overrides
+from swarmnode.bench.sapo_plot import plot
+from swarmnode.bench.world import DEFENSES_OFF, WORLDS, built_models, quiet_node, world_overrides
 
 SPLITS: dict[str, tuple[int, int]] = {"silo": (8, 0), "4/4": (4, 4), "8/8": (8, 8), "2/6": (2, 6), "4/12": (4, 12)}
 VARIANTS: dict[str, tuple[str, ...]] = {
@@ -62,12 +65,32 @@ CONFIGS: dict[str, tuple[int, int, tuple[str, ...]]] = {
     for suffix, settings in VARIANTS.items()
     if split != "silo" or not suffix
 }
-"""Name -> (I, J, settings): the splits, and each swarm split with each variant of the machinery."""
+RETUNE = ("train.warmup_updates=10",)
+"""Settings retuned for short runs: the learning rate's warm-up over 10 updates (the node's default is 50)."""
+CONFIGS |= {
+    "silo-4": (4, 0, ()),
+    "silo-16": (16, 0, ()),
+    "silo-rt": (8, 0, RETUNE),
+    "8/8-rx": (8, 8, ("swarm.baseline=receiver", "swarm.sampler=useful")),
+    "8/8-more": (8, 8, ("swarm.candidates=24",)),
+    "8/8-budget": (8, 8, ("train.budget_groups=8", "generation.min_questions=2", *RETUNE)),
+    "pool": (
+        8,
+        8,
+        (
+            "swarm.baseline=receiver",
+            "swarm.sampler=useful",
+            "swarm.candidates=24",
+            "train.budget_groups=8",
+            "generation.min_questions=2",
+            *RETUNE,
+        ),
+    ),
+}
+"""Name -> (I, J, settings): the splits, each swarm split with each variant of the machinery, the silo
+controls (another I; the retuned settings) and the configurations that take what the receiver lacks."""
 SMALL_MODEL = "tiny-mix-small"
 """The heterogeneous swarm's other model: the tiny-mix recipe at a smaller size (hidden 96, 3 layers)."""
-COLUMNS = (
-    "config I J cum.reward sd vs-silo worst-seed held-out node-s to-target gen-tok/round s/round(gen+share+train)"
-).split()
 
 
 def run_one(
@@ -81,8 +104,10 @@ def run_one(
     root: str,
     extra: tuple[str, ...] = (),
     small_model: str = "",
+    models: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """One (configuration, seed) run. `small_model`: a path makes the swarm heterogeneous (see the module)."""
+    """One (configuration, seed) run. `small_model`: a path makes the swarm heterogeneous (see the module);
+    `models`: the world's built checkpoints (`world.built_models`), where it has some."""
     from swarmnode.swarm.transports.memory import MemoryHub, MemoryTransport
 
     world = WORLDS[world_name]
@@ -106,7 +131,7 @@ def run_one(
             "generation.backend=hf",
             "checkpoint.every=1000000",
             "threads=1",
-            *world_overrides(world),
+            *world_overrides(world, k, models),
             *settings,
             *extra,
             *([f"model.name={small_model}"] if hetero and k == 2 else []),
@@ -114,8 +139,13 @@ def run_one(
         members.append(quiet_node(sets, None if external == 0 else MemoryTransport(hub)))
     start = time.perf_counter()
     reward = [0.0] * rounds
+    asked = [0.0] * rounds
     node_s = [0.0] * nodes
+    tokens = [0] * nodes
+    spent: list[float] = []  # per round: the measured nodes' mean cumulative node-seconds
+    made: list[float] = []  # per round: their mean cumulative generated tokens
     watched = [members[k] for k in measured]
+    weak = [world.weak_families(k) for k in measured]
     share = 1.0 / len(measured)
     generated = external_used = 0
     split = {"generate_s": 0.0, "share_s": 0.0, "train_s": 0.0}
@@ -124,14 +154,27 @@ def run_one(
     def evaluate(round_: int) -> None:
         rows = [node.evaluate() for node in watched]
         families = rows[0]["eval_by_task"]
-        curve.append(
-            {
-                "round": round_,
-                "node_s": statistics.fmean(node_s[k] for k in measured),
-                "accuracy": statistics.fmean(r["eval_greedy_accuracy"] for r in rows),
-                "by_task": {f: statistics.fmean(r["eval_by_task"][f] for r in rows) for f in families},
-            }
-        )
+        point = {
+            "round": round_,
+            "node_s": statistics.fmean(node_s[k] for k in measured),
+            "tokens": statistics.fmean(tokens[k] for k in measured),
+            "accuracy": statistics.fmean(r["eval_greedy_accuracy"] for r in rows),
+            "by_task": {f: statistics.fmean(r["eval_by_task"][f] for r in rows) for f in families},
+            "by_node": [r["eval_by_task"] for r in rows],
+        }
+        if world.weak:  # each node's weak families and strong ones (the rest)
+            by = [
+                (
+                    statistics.fmean(r["eval_by_task"][f] for f in w),
+                    statistics.fmean(v for f, v in r["eval_by_task"].items() if f not in w),
+                )
+                for r, w in zip(rows, weak, strict=True)
+            ]
+            point["weak_by_node"] = [w for w, _ in by]
+            point["strong_by_node"] = [s for _, s in by]
+            point["weak"] = statistics.fmean(w for w, _ in by)
+            point["strong"] = statistics.fmean(s for _, s in by)
+        curve.append(point)
 
     evaluate(0)
     for r in range(rounds):
@@ -143,11 +186,15 @@ def run_one(
             if k not in measured:
                 continue
             reward[r] += row["mean_reward"] * share
+            asked[r] += row.get("questions", local) * share
             node_s[k] += row["round_s"]
+            tokens[k] += row["generated_tokens"]
             for part in split:
                 split[part] += row[part] * share / rounds  # type: ignore[literal-required]
             generated += row["generated_tokens"]
             external_used += row["external_groups"]
+        spent.append(statistics.fmean(node_s[k] for k in measured))
+        made.append(statistics.fmean(tokens[k] for k in measured))
         if (r + 1) % eval_every == 0 or r + 1 == rounds:
             evaluate(r + 1)
     for node in members:
@@ -159,8 +206,13 @@ def run_one(
         "local": local,
         "external": external,
         "hetero": hetero,
+        "measured": measured,
+        "weak_families": weak,
         "cumulative_reward": sum(reward),
         "reward_per_round": reward,
+        "node_s_per_round": spent,
+        "tokens_per_round": made,
+        "questions_per_round": asked,
         "curve": curve,
         "held_out_accuracy": curve[-1]["accuracy"],
         "node_s": statistics.fmean(node_s[k] for k in measured),
@@ -171,94 +223,13 @@ def run_one(
     }
 
 
-def seconds_to(curve: list[dict[str, Any]], target: float) -> float | None:
-    """Node-seconds at the first evaluation after training began whose accuracy reaches `target` (None:
-    never). The starting model's evaluation does not count: the silo's own time to its final accuracy is
-    then never zero, even where training did not improve on the start."""
-    return next((p["node_s"] for p in curve if p["round"] > 0 and p["accuracy"] >= target - 1e-9), None)
+seconds_to = measures.seconds_to
 
 
-def summarize(runs: list[dict[str, Any]], configs: list[str]) -> list[dict[str, Any]]:
-    silo = {r["seed"]: r for r in runs if r["config"] == "silo"}
-    silo_reward = statistics.fmean(r["cumulative_reward"] for r in silo.values()) if silo else None
-    summary = []
-    for c in configs:
-        mine = [r for r in runs if r["config"] == c]
-        reward = statistics.fmean(r["cumulative_reward"] for r in mine)
-        ratios = []
-        per_seed = []
-        for r in mine:
-            base = silo.get(r["seed"])
-            if base is None:
-                continue
-            per_seed.append(r["cumulative_reward"] / base["cumulative_reward"] - 1.0)
-            target = base["held_out_accuracy"]
-            theirs, ours = seconds_to(base["curve"], target), seconds_to(r["curve"], target)
-            ratios.append(None if ours is None or not theirs else ours / theirs)
-        reached = [x for x in ratios if x is not None]
-        families = mine[0]["curve"][-1]["by_task"]
-        summary.append(
-            {
-                "config": c,
-                "local": CONFIGS[c][0],
-                "external": CONFIGS[c][1],
-                "reward_vs_silo_by_seed": per_seed,
-                "cumulative_reward": reward,
-                "reward_sd": statistics.stdev(r["cumulative_reward"] for r in mine) if len(mine) > 1 else 0.0,
-                "vs_silo": (reward / silo_reward - 1.0) if silo_reward else None,
-                "held_out_accuracy": statistics.fmean(r["held_out_accuracy"] for r in mine),
-                "held_out_by_task": {f: statistics.fmean(r["curve"][-1]["by_task"][f] for r in mine) for f in families},
-                "node_s": statistics.fmean(r["node_s"] for r in mine),
-                "to_target_ratios": ratios,
-                "to_target_median": statistics.median(reached) if len(reached) == len(ratios) and ratios else None,
-                "generated_tokens_per_node_round": statistics.fmean(r["generated_tokens_per_node_round"] for r in mine),
-                "seconds_per_node_round": {
-                    part: statistics.fmean(r["seconds_per_node_round"][part] for r in mine)
-                    for part in mine[0]["seconds_per_node_round"]
-                },
-                "external_groups_per_node_round": statistics.fmean(r["external_groups_per_node_round"] for r in mine),
-            }
-        )
-    return summary
-
-
-def plot(runs: list[dict[str, Any]], configs: list[str], path: Path, title: str) -> None:
-    """Reward per round (10-round mean) and held-out accuracy, against rounds and against node-seconds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
-    for c in configs:
-        mine = [r for r in runs if r["config"] == c]
-        rounds = len(mine[0]["reward_per_round"])
-        reward = [statistics.fmean(r["reward_per_round"][i] for r in mine) for i in range(rounds)]
-        smooth = [statistics.fmean(reward[max(0, i - 9) : i + 1]) for i in range(rounds)]
-        seconds = statistics.fmean(r["node_s"] for r in mine) / rounds  # node-seconds per round, on average
-        points = len(mine[0]["curve"])
-        acc = [statistics.fmean(r["curve"][i]["accuracy"] for r in mine) for i in range(points)]
-        at = [mine[0]["curve"][i]["round"] for i in range(points)]
-        at_s = [statistics.fmean(r["curve"][i]["node_s"] for r in mine) for i in range(points)]
-        axes[0][0].plot(range(1, rounds + 1), smooth, label=c)
-        axes[0][1].plot(at, acc, marker="o", label=c)
-        axes[1][0].plot([seconds * (i + 1) for i in range(rounds)], smooth, label=c)
-        axes[1][1].plot(at_s, acc, marker="o", label=c)
-    for ax, (x, y) in zip(
-        [a for row in axes for a in row],
-        [("round", "own reward (10-round mean)"), ("round", "held-out greedy accuracy")] * 1
-        + [("node-seconds", "own reward (10-round mean)"), ("node-seconds", "held-out greedy accuracy")],
-        strict=True,
-    ):
-        ax.set_xlabel(x)
-        ax.set_ylabel(y)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+def summarize(runs: list[dict[str, Any]], configs: list[str], targets: tuple[float, ...] = ()) -> list[dict[str, Any]]:
+    """`sapo_measures.summarize`, each run's I and J from its configuration's name where it does not say."""
+    named = [{"local": CONFIGS[r["config"]][0], "external": CONFIGS[r["config"]][1], **r} for r in runs]
+    return measures.summarize(named, configs, targets)
 
 
 def small_model(folder: Path) -> Path:
@@ -284,13 +255,16 @@ def run(
     json_path: Path,
     extra: tuple[str, ...] = (),
     hetero: bool = False,
+    targets: tuple[float, ...] = (),
 ) -> list[dict[str, Any]]:
-    """`extra`: KEY=VALUE settings given to every node of every configuration."""
+    """`extra`: KEY=VALUE settings given to every node of every configuration; `targets`: absolute held-out
+    accuracies to time (default: the start + 5 and + 10 points)."""
     runs: list[dict[str, Any]] = []
     small = str(small_model(json_path.parent / SMALL_MODEL)) if hetero else ""
+    models = built_models(WORLDS[world], json_path.parent)
     with tempfile.TemporaryDirectory(prefix="swarmnode-bench-sapo-") as root:
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-            args = (nodes, rounds, eval_questions, eval_every, root, extra, small)
+            args = (nodes, rounds, eval_questions, eval_every, root, extra, small, models)
             futures = [pool.submit(run_one, world, c, s, *args) for s in seeds for c in configs]
             for future in futures:
                 runs.append(future.result())
@@ -300,7 +274,9 @@ def run(
                     f"held-out {r['held_out_accuracy']:.1%}, {r['node_s']:.0f} node-s ({r['wall_s']:.0f} s)",
                     flush=True,
                 )
-    summary = summarize(runs, configs)
+    targets = targets or measures.default_targets(runs)
+    summary = summarize(runs, configs, targets)
+    equal = measures.equal_node_seconds(runs)
     print(
         f"sapo bench, world {world} ({WORLDS[world].about}): {nodes} nodes"
         + (" (heterogeneous: see --hetero; measured over the full-speed embedded-model nodes)" if hetero else "")
@@ -308,34 +284,7 @@ def run(
         f"held-out greedy accuracy on {eval_questions} questions every {eval_every} rounds; means over nodes "
         "and seeds; 'to target': node-seconds to the silo's final held-out accuracy, / silo's (median over seeds)"
     )
-    print(
-        format_table(
-            COLUMNS,
-            [
-                (
-                    s["config"],
-                    s["local"],
-                    s["external"],
-                    s["cumulative_reward"],
-                    s["reward_sd"],
-                    "" if s["vs_silo"] is None else f"{100 * s['vs_silo']:+.1f}%",
-                    f"{100 * min(s['reward_vs_silo_by_seed']):+.1f}%" if s["reward_vs_silo_by_seed"] else "",
-                    f"{s['held_out_accuracy']:.1%}",
-                    s["node_s"],
-                    (
-                        ""  # no silo to compare with
-                        if not s["to_target_ratios"]
-                        else "not reached"
-                        if s["to_target_median"] is None
-                        else f"{s['to_target_median']:.2f}x"
-                    ),
-                    s["generated_tokens_per_node_round"],
-                    "+".join(f"{v:.3f}" for v in s["seconds_per_node_round"].values()),
-                )
-                for s in summary
-            ],
-        )
-    )
+    print(report.main_table(summary))
     families = list(summary[0]["held_out_by_task"])
     if len(families) > 1:
         print("held-out greedy accuracy per family at the end:")
@@ -345,6 +294,32 @@ def run(
                 [(s["config"], *(f"{s['held_out_by_task'][f]:.1%}" for f in families)) for s in summary],
             )
         )
+    print(
+        "cost axis: questions per round, node-seconds and generated tokens per node (totals); own reward above "
+        "the floor (each seed's mean round-1 reward over all configurations), summed over all rounds and over "
+        "the rounds up to T node-seconds (T: the seed's cheapest run; the crossing round pro rata), and over "
+        "the best silo control's at T (median [min-max] over seeds); time to fixed held-out accuracies "
+        "(linear between evaluations, median over seeds):"
+    )
+    print(report.cost_table(summary, targets))
+    print(report.equal_lines(equal))
+    weak = measures.weak_strong(runs, configs)
+    done: list[dict[str, Any]] = []
+    if weak:
+        print(
+            "specialists: each node's weak families' mean held-out accuracy and its strong families' "
+            "(means over seeds), and their means over nodes:"
+        )
+        print(report.weak_table(weak))
+        done = measures.specialists(runs)
+        if done:
+            print(
+                "per seed, each swarm configuration against the matched silo (`silo`) and the best silo control "
+                "(highest final weak-family accuracy): (a) node-seconds to the silo's final weak-family accuracy "
+                f"(linear between evaluations) / the silo's total, bar <= {report.TIME_BAR}; (b) final weak-family "
+                f"accuracy minus the silo's, bar >= {report.POINTS_BAR:.0f} points:"
+            )
+            print(report.specialists_table(done))
     params = {
         "world": world,
         "settings": list(extra),
@@ -354,8 +329,12 @@ def run(
         "eval_questions": eval_questions,
         "eval_every": eval_every,
         "hetero": hetero,
+        "targets": list(targets),
+        "models": list(models),
+        "equal_node_s": {str(k): v for k, v in equal.items()},
     }
-    write_json(json_path, "sapo", params, summary + [{"run": r} for r in runs])
+    rows = summary + [{"weak_strong": w} for w in weak] + [{"specialists": d} for d in done]
+    write_json(json_path, "sapo", params, rows + [{"run": r} for r in runs])
     png = json_path.with_suffix(".png")
     plot(runs, configs, png, f"bench sapo, world {world}: {nodes} nodes, seeds {seeds} (means)")
     print(f"wrote {json_path} and {png}")

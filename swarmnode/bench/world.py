@@ -1,9 +1,15 @@
-"""What the in-process swarm benches (`bench sapo`, `bench poison`) share: the worlds they run in (a model and
-its task families), the settings that turn the poisoning defenses off, and a node that prints nothing."""
+"""What the in-process swarm benches (`bench sapo`, `bench poison`) share: the worlds they run in (a model, or
+checkpoints built once, and their task families), the settings that turn the poisoning defenses off, and a node
+that prints nothing."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the node and its model stack load in the bench's worker processes only
@@ -25,6 +31,15 @@ class World:
     """Tokens a node may generate per completion."""
     about: str
     """One line for the bench's report."""
+    recipes: tuple[str, ...] = ()
+    """Checkpoints the nodes run in turn (node k runs recipes[k % len]): `build_tiny` recipes the bench builds
+    once into its folder (`built_models`). Empty: every node runs `model`."""
+    weak: tuple[tuple[str, ...], ...] = ()
+    """Per recipe, the families its checkpoint starts weak on (it is strong on the others)."""
+
+    def weak_families(self, node: int) -> tuple[str, ...]:
+        """The families node `node`'s checkpoint starts weak on (none in a world of one model)."""
+        return self.weak[node % len(self.weak)] if self.weak else ()
 
 
 WORLDS = {
@@ -35,17 +50,48 @@ WORLDS = {
         8,
         "tiny-mix, 6 families: add sub max count (dense), sort mul (sparse)",
     ),
+    "specialists": World(
+        "",
+        (("add", 2), ("sub", 2), ("max", 2), ("count", 2)),
+        8,
+        "volunteers bring different checkpoints: even nodes tiny-spec-a (strong on add sub, weak on max count), "
+        "odd nodes tiny-spec-b (the mirror); every node draws all 4 families",
+        recipes=("tiny-spec-a", "tiny-spec-b"),
+        weak=(("max", "count"), ("add", "sub")),
+    ),
 }
 
 
-def world_overrides(world: World) -> list[str]:
-    """The KEY=VALUE settings that put a node in `world`."""
+def built_models(world: World, folder: Path) -> tuple[str, ...]:
+    """The paths of `world`'s checkpoints, each built once into `folder` / recipe name by `build_tiny` in a
+    child process (its pinned kernel path: the same weights on any AVX2 machine); says each one's starting
+    held-out accuracy per family. () for a world of one model."""
+    paths = []
+    for name in world.recipes:
+        out = folder / name
+        if not (out / "model.safetensors").exists():
+            print(f"building {name} into {out} (once)", flush=True)
+            argv = [sys.executable, "-m", "swarmnode.models.build_tiny", "--model", name, "--out", str(out), "--quiet"]
+            subprocess.run(argv, check=True)  # noqa: S603
+        meta = json.loads((out / "recipe.json").read_text())
+        each = " ".join(f"{k} {v:.0%}" for k, v in meta.get("held_out_greedy_by_task", {}).items())
+        print(f"{name}: held-out greedy at the start {each} (built in {meta['train_seconds']:.0f} s)", flush=True)
+        paths.append(str(out))
+    return tuple(paths)
+
+
+def world_overrides(world: World, node: int = 0, models: Sequence[str] = ()) -> list[str]:
+    """The KEY=VALUE settings that put node number `node` in `world`; `models`: the paths of the world's
+    built checkpoints (`built_models`), which a world of several checkpoints needs."""
     from swarmnode.tasks.builtin import FAMILIES
+
+    if world.recipes and len(models) != len(world.recipes):
+        raise ValueError(f"this world runs the checkpoints {', '.join(world.recipes)}: build them (built_models)")
 
     names = ",".join(f'"{name}"' for name, _ in world.families)
     params = ",".join(f"{name}={{{FAMILIES[name].param}={level}}}" for name, level in world.families)
     return [
-        f"model.name={world.model}",
+        f"model.name={models[node % len(models)] if world.recipes else world.model}",
         f"task.names=[{names}]",
         f"task.params={{{params}}}",
         f"generation.max_new_tokens={world.max_new_tokens}",
