@@ -12,23 +12,32 @@ of rounds and several seeds:
   pi / mu outside [1/2, 2] masked), `-gate` (peers' completions under a mean log-prob of -1.5 per token
   over their worst run of 6 tokens under the node's own policy dropped; the node's default is -5),
   `-nodef` (the defenses against poisoning and sybils off: any text around the answer, no likelihood gate,
-  no seniority; the default has them on).
+  no seniority; the default has them on);
+- silo controls: `silo-4`, `silo-16` (another I) and `silo-rt` (the short-run retune, RETUNE);
+- taking what the receiver lacks: `8/8-rx` (peers' groups measured against the node's own recent reward on
+  their family, ranked by use), `8/8-more` (24 candidates fetched for J = 8), `8/8-budget` (a fixed budget of
+  8 groups trained a round, own questions adaptive down to 2, RETUNE), `pool` (all of them).
 
 `--hetero`: a swarm of different nodes (N >= 4): node 2 runs a smaller model (another size: built once
 by `build_tiny` into the bench's folder), the last node runs at half speed (a round every other lockstep
 round, so its rollouts come from an older policy), the others run the embedded model; the measures are
 over the full-speed embedded-model nodes (silo: the same nodes alone).
 
-Two worlds: `add` (the embedded tiny-add model on one task: dense reward) and `mix` (the embedded tiny-mix
+Three worlds: `add` (the embedded tiny-add model on one task: dense reward), `mix` (the embedded tiny-mix
 model on six families whose starting accuracies differ: add, sub, max, count at 30-50% held-out greedy,
-sort and mul sparse at 13% and 5%: SAPO's conditions).
+sort and mul sparse at 13% and 5%: SAPO's conditions) and `specialists` (volunteers bring different
+checkpoints, built once into the bench's folder: even nodes strong on add and sub, odd nodes on max and count,
+every node drawing all four; measured per node on its weak families and its strong ones, and against the
+silo by the issue's bars: see `sapo_measures.specialists`).
 
 Reported per configuration (means over nodes, then over seeds): cumulative reward (the sum over rounds of
 the mean reward of the node's own completions, as in the paper); held-out greedy accuracy, per family, at
 fixed rounds; node-seconds (the node's own wall time in its rounds: generation, sharing, training) and
 node-seconds to target (to reach the silo's final held-out accuracy of the same seed; swarm / silo is the
-headline); a PNG of reward and accuracy against rounds and against node-seconds. Runs of different
-(configuration, seed) pairs go to separate processes, one torch thread each.
+headline); the cost axis (`sapo_measures`: own reward above each seed's floor at equal node-seconds against
+the best silo control, interpolated node-seconds, rounds and tokens to fixed accuracies); a PNG of reward and
+accuracy against rounds, node-seconds and generated tokens. Runs of different (configuration, seed) pairs go
+to separate processes, one torch thread each.
 """
 
 from __future__ import annotations

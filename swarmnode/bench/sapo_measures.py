@@ -152,7 +152,9 @@ def summarize(runs: list[Run], configs: list[str], targets: Sequence[float] = ()
             "above_floor": statistics.fmean(above_floor(r, fl[r["seed"]]) for r in mine),
             "above_floor_at_equal_node_s": statistics.fmean(equal[r["seed"]]["above_floor"][c] for r in mine),
             "vs_best_silo_at_equal_node_s_by_seed": vs_best,
-            "vs_best_silo_at_equal_node_s": spread(vs_best),
+            "vs_best_silo_at_equal_node_s": spread(vs_best)
+            if any(equal[r["seed"]]["best_silo"] for r in mine)
+            else None,
             "to_targets": to_targets,
             "tokens_per_node": statistics.fmean(r["tokens_per_round"][-1] for r in mine),
             "questions_per_round": statistics.fmean(_mean(r["questions_per_round"]) for r in mine),
@@ -227,15 +229,19 @@ def weak_strong(runs: list[Run], configs: list[str]) -> list[dict[str, Any]]:
 
 
 def _against(run: Run, silo: Run) -> dict[str, Any]:
+    """(a) and (b) of `run` against `silo`; no (a) where the silo ended no higher than the run started (there
+    is nothing to reach: the run would be there at 0 node-seconds), `flat` says so."""
     target = silo["curve"][-1]["weak"]
-    seconds = time_to(run, target, "node_s", "weak")
+    flat = target <= run["curve"][0]["weak"] + 1e-12
+    seconds = None if flat else time_to(run, target, "node_s", "weak")
     return {
         "silo": silo["config"],
         "silo_weak_start": silo["curve"][0]["weak"],
         "silo_weak": target,
         "silo_node_s": silo["node_s"],
+        "flat": flat,
         "node_s_to_silo_weak": seconds,
-        "rounds_to_silo_weak": time_to(run, target, "round", "weak"),
+        "rounds_to_silo_weak": None if flat else time_to(run, target, "round", "weak"),
         "time_ratio": None if seconds is None else seconds / silo["node_s"],
         "points": 100 * (run["curve"][-1]["weak"] - target),
     }
@@ -244,7 +250,8 @@ def _against(run: Run, silo: Run) -> dict[str, Any]:
 def specialists(runs: list[Run], matched: str = "silo") -> list[dict[str, Any]]:
     """The issue's done-when measures for the specialists world, per seed and swarm configuration (J > 0):
     (a) node-seconds for the swarm to reach the matched silo's final weak-family held-out accuracy (linear
-    between evaluations), over the silo's total node-seconds (bar <= 0.5); (b) the swarm's final weak-family
+    between evaluations), over the silo's total node-seconds (bar <= 0.5; none where the silo's weak families
+    ended no higher than the swarm's started); (b) the swarm's final weak-family
     accuracy minus the silo's, in points (bar >= 15). Against `matched` and against the best silo control
     (the silo configuration with the highest final weak-family accuracy of that seed)."""
     rows = []

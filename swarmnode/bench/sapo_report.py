@@ -56,8 +56,10 @@ def main_table(summary: list[dict[str, Any]]) -> str:
 
 def _vs_best(s: dict[str, Any]) -> str:
     v = s["vs_best_silo_at_equal_node_s"]
-    if v is None or v["median"] is None:
+    if v is None:
         return ""
+    if v["median"] is None:  # some seed had no silo, or its best silo was not above the floor
+        return "no silo above floor"
     if v["min"] == v["max"]:
         return f"{v['median']:.2f}x"
     return f"{v['median']:.2f}x [{v['min']:.2f}-{v['max']:.2f}]"
@@ -131,9 +133,9 @@ def _against(a: dict[str, Any] | None) -> list[object]:
     ratio = a["time_ratio"]
     return [
         f"{a['silo']} {a['silo_weak_start']:.0%}->{a['silo_weak']:.1%}",
-        _num(a["node_s_to_silo_weak"]),
+        "silo flat" if a["flat"] else _num(a["node_s_to_silo_weak"]),
         f"{a['silo_node_s']:.1f}",
-        "never" if ratio is None else f"{ratio:.2f}x {'ok' if ratio <= TIME_BAR else 'FAIL'}",
+        "n/a" if a["flat"] else "never" if ratio is None else f"{ratio:.2f}x {'ok' if ratio <= TIME_BAR else 'FAIL'}",
         f"{a['points']:+.1f} {'ok' if a['points'] >= POINTS_BAR else 'FAIL'}",
     ]
 

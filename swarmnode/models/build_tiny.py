@@ -57,9 +57,22 @@ MIX_FAMILIES = (
     ("sort", 2, 0.15),
     ("mul", 2, 0.4),
 )
-RECIPES = {"tiny-add": RECIPE, "tiny-mix": Recipe(families=MIX_FAMILIES, steps=900)}
+RECIPES = {
+    "tiny-add": RECIPE,
+    "tiny-mix": Recipe(families=MIX_FAMILIES, steps=900),
+    "tiny-spec-a": Recipe(
+        families=(("add", 2, 1.0), ("sub", 2, 1.0), ("max", 2, 0.04), ("count", 2, 0.001)), steps=900
+    ),
+    "tiny-spec-b": Recipe(
+        families=(("add", 2, 0.15), ("sub", 2, 0.15), ("max", 2, 1.0), ("count", 2, 1.0)), steps=800, seed=1235
+    ),
+}
 """The embedded models: `tiny-add` (the default) and `tiny-mix`, several families at uneven starting
-accuracies (the SAPO benchmark world of `bench sapo --world mix`)."""
+accuracies (the SAPO benchmark world of `bench sapo --world mix`). Not embedded, built by `bench sapo --world
+specialists` into its folder (`--out`): `tiny-spec-a`, strong on add and sub (62% and 52% held-out greedy),
+weak on max (10%) and count (32%: a model that knows count's answer format gets a third right by answering
+1; with fewer count examples it never learns the format and gets none), and `tiny-spec-b`, strong on max and
+count (94%, 90%), weak on add and sub (9%, 7%); about 2 minutes each on one core."""
 
 KERNEL_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 """The CPU kernel path the shipped weights were built with. These variables are read once, when torch

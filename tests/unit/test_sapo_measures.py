@@ -179,6 +179,14 @@ def test_specialists_measures_against_the_matched_and_the_best_silo() -> None:
     assert b["points"] == pytest.approx(20.0)
 
 
+def test_no_time_ratio_where_the_silo_ends_where_the_swarm_started() -> None:
+    silo = run("silo", 0, [0.1] * 2, [10.0, 20.0], external=0, curve=specialist_curve([0.2, 0.15], 0.5, [0, 20]))
+    swarm = run("8/8", 0, [0.1] * 2, [20.0, 40.0], curve=specialist_curve([0.2, 0.4], 0.6, [0, 40]))
+    (row,) = m.specialists([silo, swarm])
+    assert row["matched"]["flat"] and row["matched"]["time_ratio"] is None  # not 0 node-seconds
+    assert row["matched"]["points"] == pytest.approx(25.0)
+
+
 def test_weak_strong_split_means_over_seeds_per_node() -> None:
     runs = []
     for seed, w in ((0, 0.1), (1, 0.3)):
