@@ -134,6 +134,8 @@ def test_summary_reports_the_spread_over_seeds_and_the_targets() -> None:
     assert near["tokens"] == pytest.approx(100.0)
     assert far["node_s"] is None and far["reached"] == 0
     assert m.default_targets(runs) == (0.35, 0.4)
+    runs[0]["curve"][0]["accuracy"] = 0.3 + 6 * 0.0131  # the start is now 0.3131: whole points
+    assert m.default_targets(runs) == (0.36, 0.41)
 
 
 def specialist_curve(weak: list[float], strong: float, seconds: list[float]) -> list[dict[str, Any]]:
@@ -210,3 +212,16 @@ def test_the_specialists_world_gives_even_and_odd_nodes_mirrored_checkpoints() -
     assert WORLDS["mix"].weak_families(1) == ()
     with pytest.raises(ValueError, match="build them"):
         world_overrides(world, 0)
+
+
+def test_the_tables_show_the_headline_and_the_bars() -> None:
+    from swarmnode.bench import sapo_report
+
+    runs = [run("silo", 0, [0.2, 0.4], [1.0, 2.0], external=0), run("8/8", 0, [0.2, 0.6], [1.0, 2.0])]
+    summary = m.summarize(runs, ["silo", "8/8"], (0.35,))
+    table = sapo_report.cost_table(summary, (0.35,))
+    assert "vs best silo @ equal node-s" in table and "2.00x" in table.splitlines()[-1]
+    silo = run("silo", 0, [0.1] * 2, [10.0, 20.0], external=0, curve=specialist_curve([0.1, 0.2], 0.5, [0, 20]))
+    swarm = run("8/8", 0, [0.1] * 2, [20.0, 40.0], curve=specialist_curve([0.1, 0.5], 0.6, [0, 40]))
+    line = sapo_report.specialists_table(m.specialists([silo, swarm])).splitlines()[-1]
+    assert "0.50x ok" in line and "+30.0 ok" in line  # the silo's 20% at 10 of its 20 node-seconds
