@@ -36,6 +36,9 @@ class World:
     once into its folder (`built_models`). Empty: every node runs `model`."""
     weak: tuple[tuple[str, ...], ...] = ()
     """Per recipe, the families its checkpoint starts weak on (it is strong on the others)."""
+    strong_weight: int = 1
+    """How much more often a node draws its strong families' questions than its weak ones' (`task.weights`):
+    volunteers practise what they care about."""
 
     def weak_families(self, node: int) -> tuple[str, ...]:
         """The families node `node`'s checkpoint starts weak on (none in a world of one model)."""
@@ -55,9 +58,10 @@ WORLDS = {
         (("add", 2), ("sub", 2), ("max", 2), ("count", 2)),
         8,
         "volunteers bring different checkpoints: even nodes tiny-spec-a (strong on add sub, weak on max count), "
-        "odd nodes tiny-spec-b (the mirror); every node draws all 4 families",
+        "odd nodes tiny-spec-b (the mirror); every node draws all 4 families, its strong ones 4 times as often",
         recipes=("tiny-spec-a", "tiny-spec-b"),
         weak=(("max", "count"), ("add", "sub")),
+        strong_weight=4,
     ),
 }
 
@@ -90,11 +94,15 @@ def world_overrides(world: World, node: int = 0, models: Sequence[str] = ()) -> 
 
     names = ",".join(f'"{name}"' for name, _ in world.families)
     params = ",".join(f"{name}={{{FAMILIES[name].param}={level}}}" for name, level in world.families)
+    weak = world.weak_families(node)
+    strong = [name for name, _ in world.families if name not in weak]
+    weights = ",".join(f"{name}={world.strong_weight}" for name in strong)
     return [
         f"model.name={models[node % len(models)] if world.recipes else world.model}",
         f"task.names=[{names}]",
         f"task.params={{{params}}}",
         f"generation.max_new_tokens={world.max_new_tokens}",
+        *([f"task.weights={{{weights}}}"] if weak and world.strong_weight > 1 else []),
     ]
 
 
