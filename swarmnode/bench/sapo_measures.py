@@ -8,9 +8,9 @@ and in the specialists world `weak` and `strong`, the nodes' mean accuracy on th
 - floor: a seed's starting level of own reward, the mean round-1 reward over every configuration of that seed
   (the same starting weights, so one floor for all of them);
 - above floor: the sum over rounds of reward - floor;
-- at equal node-seconds: per seed, T = the smallest total node-seconds among its runs; each run's above-floor
-  reward over its rounds up to T, the round that crosses T counted pro rata; against the best silo control
-  (the highest of the seed's runs with J = 0) at the same T;
+- at equal node-seconds: per seed, each configuration against each silo control (J = 0) pair by pair, up to
+  T = the smaller of the two totals, the round that crosses T counted pro rata; against the best silo control:
+  the one it fares worst against (`equal_node_seconds`);
 - time to a target: node-seconds (rounds, tokens) at which an accuracy first reaches it, linear between the
   evaluation points.
 """
@@ -73,23 +73,41 @@ def best_silo(runs: list[Run], value: dict[str, float]) -> str | None:
 
 
 def equal_node_seconds(runs: list[Run]) -> dict[int, dict[str, Any]]:
-    """Per seed: T (the smallest total node-seconds among its runs), each configuration's above-floor
-    cumulative reward up to T, the best silo control at T, and each configuration's ratio to it (None
-    where the best silo is not above the floor, or no silo ran)."""
+    """Per seed: its floor; each configuration against every silo control (J = 0) at equal node-seconds, pair by
+    pair: T = the smaller of the two runs' totals, both runs' above-floor reward up to T, their ratio; the best
+    silo for a configuration is the control it fares worst against (`best_silo`, `vs_best_silo`, at `horizon`
+    node-seconds; a silo control is also against itself, 1.0). A control that is not above the floor at T is no
+    yardstick there (none left: None). So a cheap control (silo-4) shortens only its own comparisons.
+    `node_s` and `above_floor`: the seed's smallest total and every run's above-floor reward up to it."""
     fl = floors(runs)
     out: dict[int, dict[str, Any]] = {}
     for seed in sorted(fl):
         mine = [r for r in runs if r["seed"] == seed]
-        budget = min(r["node_s_per_round"][-1] for r in mine)
-        value = {r["config"]: above_floor(r, fl[seed], budget) for r in mine}
-        best = best_silo(mine, value)
-        base = value[best] if best is not None else 0.0
+        total = {r["config"]: r["node_s_per_round"][-1] for r in mine}
+        silos = [r for r in mine if r["external"] == 0]
+        best: dict[str, str | None] = {}
+        ratio: dict[str, float | None] = {}
+        horizon: dict[str, float | None] = {}
+        for r in mine:
+            c = r["config"]
+            pairs = []
+            for s in silos:
+                t = min(total[c], total[s["config"]])
+                base = above_floor(s, fl[seed], t)
+                if s["config"] != c and base > 0:
+                    pairs.append((above_floor(r, fl[seed], t) / base, s["config"], t))
+            if r["external"] == 0:
+                pairs.append((1.0, c, total[c]))
+            worst = min(pairs) if pairs else None
+            ratio[c], best[c], horizon[c] = worst if worst else (None, None, None)
+        budget = min(total.values())
         out[seed] = {
             "floor": fl[seed],
             "node_s": budget,
-            "above_floor": value,
+            "above_floor": {r["config"]: above_floor(r, fl[seed], budget) for r in mine},
             "best_silo": best,
-            "vs_best_silo": {c: (v / base if base > 0 else None) for c, v in value.items()},
+            "vs_best_silo": ratio,
+            "horizon": horizon,
         }
     return out
 
@@ -153,8 +171,10 @@ def summarize(runs: list[Run], configs: list[str], targets: Sequence[float] = ()
             "above_floor_at_equal_node_s": statistics.fmean(equal[r["seed"]]["above_floor"][c] for r in mine),
             "vs_best_silo_at_equal_node_s_by_seed": vs_best,
             "vs_best_silo_at_equal_node_s": spread(vs_best)
-            if any(equal[r["seed"]]["best_silo"] for r in mine)
+            if any(equal[r["seed"]]["best_silo"][c] for r in mine)
             else None,
+            "best_silo_by_seed": [equal[r["seed"]]["best_silo"][c] for r in mine],
+            "horizon_by_seed": [equal[r["seed"]]["horizon"][c] for r in mine],
             "to_targets": to_targets,
             "tokens_per_node": statistics.fmean(r["tokens_per_round"][-1] for r in mine),
             "questions_per_round": statistics.fmean(_mean(r["questions_per_round"]) for r in mine),

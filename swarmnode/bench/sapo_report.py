@@ -99,11 +99,16 @@ def cost_table(summary: list[dict[str, Any]], targets: Sequence[float]) -> str:
 
 
 def equal_lines(equal: dict[int, dict[str, Any]]) -> str:
-    """Per seed: the floor, T and the best silo at T."""
-    return "; ".join(
-        f"seed {seed}: floor {e['floor']:.3f}, T {e['node_s']:.1f} node-s, best silo {e['best_silo'] or 'none'}"
-        for seed, e in equal.items()
-    )
+    """Per seed: the floor, and each configuration's best silo control with the node-seconds compared at."""
+    lines = []
+    for seed, e in equal.items():
+        each = ", ".join(
+            f"{c} vs {s} at {e['horizon'][c]:.1f} node-s: {e['vs_best_silo'][c]:.2f}x"
+            for c, s in e["best_silo"].items()
+            if s is not None and s != c
+        )
+        lines.append(f"seed {seed}: floor {e['floor']:.3f}; {each or 'no silo control above the floor'}")
+    return "\n".join(lines)
 
 
 def weak_table(rows: list[dict[str, Any]]) -> str:

@@ -91,19 +91,26 @@ def test_equal_node_seconds_counts_the_crossing_round_pro_rata() -> None:
     assert m.above_floor(r, 0.5) == pytest.approx(0.6)
 
 
-def test_equal_node_seconds_takes_the_cheapest_run_and_the_best_silo() -> None:
+def test_equal_node_seconds_compares_pair_by_pair_against_the_control_it_fares_worst_against() -> None:
     runs = [
-        run("silo", 0, [0.2, 0.4, 0.6, 0.8], [1.0, 2.0, 3.0, 4.0], external=0),  # T = 4 from here
-        run("silo-16", 0, [0.2, 0.8], [2.0, 4.0], external=0),  # the best silo at T
-        run("8/8", 0, [0.2, 0.6, 1.0], [2.0, 4.0, 6.0]),  # its third round is past T
+        run("silo", 0, [0.2, 0.4, 0.6, 0.8], [1.0, 2.0, 3.0, 4.0], external=0),
+        run("silo-16", 0, [0.2, 0.8], [2.0, 4.0], external=0),
+        run("silo-4", 0, [0.2, 0.6], [0.5, 1.0], external=0),  # cheap: shortens only its own comparisons
+        run("8/8", 0, [0.2, 0.6, 1.0], [2.0, 4.0, 6.0]),
     ]
     e = m.equal_node_seconds(runs)[0]
     assert e["floor"] == pytest.approx(0.2)
-    assert e["node_s"] == 4.0
-    assert e["above_floor"] == pytest.approx({"silo": 0.2 + 0.4 + 0.6, "silo-16": 0.6, "8/8": 0.4})
-    assert e["best_silo"] == "silo"
-    assert e["vs_best_silo"]["8/8"] == pytest.approx(0.4 / 1.2)
-    assert e["vs_best_silo"]["silo"] == pytest.approx(1.0)
+    assert e["node_s"] == 1.0 and e["above_floor"]["silo"] == pytest.approx(0.0)  # the seed's cheapest total
+    # 8/8 against silo up to 4 node-seconds: 0.4 / 1.2; against silo-16 up to 4: 0.4 / 0.6; against silo-4 up
+    # to 1 node-second (half of 8/8's first round, at the floor): 0 / 0.4
+    assert e["best_silo"]["8/8"] == "silo-4" and e["horizon"]["8/8"] == 1.0
+    assert e["vs_best_silo"]["8/8"] == pytest.approx(0.0)
+    assert e["vs_best_silo"]["silo-4"] == pytest.approx(1.0)  # against itself: the others are below it at 1
+    without_cheap = m.equal_node_seconds([r for r in runs if r["config"] != "silo-4"])[0]
+    assert without_cheap["best_silo"]["8/8"] == "silo" and without_cheap["horizon"]["8/8"] == 4.0
+    assert without_cheap["vs_best_silo"]["8/8"] == pytest.approx(0.4 / 1.2)
+    assert without_cheap["vs_best_silo"]["silo"] == pytest.approx(1.0)  # itself; silo-16 (0.6 / 1.2) below it
+    assert without_cheap["vs_best_silo"]["silo-16"] == pytest.approx(0.5)
 
 
 def test_best_silo_is_among_the_silo_controls_only() -> None:
