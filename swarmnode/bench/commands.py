@@ -127,6 +127,12 @@ def _bench_sapo(args: argparse.Namespace) -> int:
         raise UserError(f"--targets takes comma-separated accuracies, e.g. 0.40,0.45; got {args.targets!r}") from None
     if any(not 0 < t <= 1 for t in targets):
         raise UserError(f"--targets: accuracies between 0 and 1, e.g. 0.40,0.45; got {args.targets!r}")
+    if args.from_json:
+        saved = Path(args.from_json)
+        if not saved.is_file():
+            raise UserError(f"--from-json: no file {saved}")
+        sapo.from_json(saved, Path(args.json), targets)
+        return 0
     sapo.run(args.world, configs, seeds, *counts, Path(args.json), tuple(args.set), args.hetero, targets)
     return 0
 
@@ -252,4 +258,7 @@ def add_commands(
     )
     sapo.add_argument("--jobs", type=int, default=2, help="runs in parallel, one thread each (default: 2)")
     sapo.add_argument("--json", default="runs/bench/sapo.json", help="JSON output (default: %(default)s)")
+    sapo.add_argument(
+        "--from-json", metavar="PATH", help="no runs: the tables, JSON and plot of a saved run, with today's measures"
+    )
     sapo.set_defaults(run=_bench_sapo)

@@ -283,6 +283,43 @@ def run(
                     f"held-out {r['held_out_accuracy']:.1%}, {r['node_s']:.0f} node-s ({r['wall_s']:.0f} s)",
                     flush=True,
                 )
+    params = {
+        "world": world,
+        "settings": list(extra),
+        "nodes": nodes,
+        "rounds": rounds,
+        "seeds": seeds,
+        "eval_questions": eval_questions,
+        "eval_every": eval_every,
+        "hetero": hetero,
+        "models": list(models),
+    }
+    return report_runs(runs, configs, params, json_path, targets)
+
+
+def from_json(path: Path, out: Path, targets: tuple[float, ...] = ()) -> list[dict[str, Any]]:
+    """The tables, JSON and plot of a saved run (`path`, a `bench sapo` JSON), made again with the current
+    measures into `out`: no run repeated."""
+    import json
+
+    saved = json.loads(path.read_text())
+    runs = [row["run"] for row in saved["rows"] if "run" in row]
+    configs = list(dict.fromkeys(r["config"] for r in runs))
+    keys = ("world", "settings", "nodes", "rounds", "seeds", "eval_questions", "eval_every", "hetero", "models")
+    params = {k: saved["params"].get(k) for k in keys}
+    return report_runs(runs, configs, params, out, targets or tuple(saved["params"].get("targets") or ()))
+
+
+def report_runs(
+    runs: list[dict[str, Any]],
+    configs: list[str],
+    params: dict[str, Any],
+    json_path: Path,
+    targets: tuple[float, ...] = (),
+) -> list[dict[str, Any]]:
+    """Print the tables of `runs`, write their JSON (with `params`) and plot."""
+    world, nodes, rounds, seeds = params["world"], params["nodes"], params["rounds"], params["seeds"]
+    eval_questions, eval_every, hetero = params["eval_questions"], params["eval_every"], params["hetero"]
     targets = targets or measures.default_targets(runs)
     summary = summarize(runs, configs, targets)
     equal = measures.equal_node_seconds(runs)
@@ -306,8 +343,9 @@ def run(
     print(
         "cost axis: questions per round, node-seconds and generated tokens per node (totals); own reward above "
         "the floor (each seed's mean round-1 reward over all configurations), summed over all rounds and over "
-        "the rounds up to T node-seconds (T: the seed's cheapest run; the crossing round pro rata), and over "
-        "the best silo control's at T (median [min-max] over seeds); time to fixed held-out accuracies "
+        "the rounds up to the seed's cheapest total, and against the best silo control at equal node-seconds "
+        "(pair by pair up to the smaller total, the crossing round pro rata; the control each configuration fares "
+        "worst against; median [min-max] over seeds); time to fixed held-out accuracies "
         "(linear between evaluations, median over seeds):"
     )
     print(report.cost_table(summary, targets))
@@ -329,19 +367,7 @@ def run(
                 f"accuracy minus the silo's, bar >= {report.POINTS_BAR:.0f} points:"
             )
             print(report.specialists_table(done))
-    params = {
-        "world": world,
-        "settings": list(extra),
-        "nodes": nodes,
-        "rounds": rounds,
-        "seeds": seeds,
-        "eval_questions": eval_questions,
-        "eval_every": eval_every,
-        "hetero": hetero,
-        "targets": list(targets),
-        "models": list(models),
-        "equal_node_s": {str(k): v for k, v in equal.items()},
-    }
+    params = {**params, "targets": list(targets), "equal_node_s": {str(k): v for k, v in equal.items()}}
     rows = summary + [{"weak_strong": w} for w in weak] + [{"specialists": d} for d in done]
     write_json(json_path, "sapo", params, rows + [{"run": r} for r in runs])
     png = json_path.with_suffix(".png")
