@@ -6,6 +6,7 @@ No torch here: the swarm side (and a node without a model) uses it too.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -85,7 +86,7 @@ class Group:
         if not self.rewards:
             return 0.0
         centre = sum(self.rewards) / len(self.rewards) if self.baseline is None else self.baseline
-        return (sum((r - centre) ** 2 for r in self.rewards) / max(1, len(self.rewards))) ** 0.5
+        return math.sqrt(sum((r - centre) ** 2 for r in self.rewards) / len(self.rewards))
 
     @property
     def local(self) -> bool:
