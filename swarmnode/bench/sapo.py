@@ -54,7 +54,7 @@ from swarmnode.bench import sapo_measures as measures
 from swarmnode.bench import sapo_report as report
 from swarmnode.bench.report import format_table, write_json
 from swarmnode.bench.sapo_plot import plot
-from swarmnode.bench.world import DEFENSES_OFF, WORLDS, built_models, quiet_node, world_overrides
+from swarmnode.bench.world import DEFENSES_OFF, WORLDS, built, built_models, quiet_node, world_overrides
 
 SPLITS: dict[str, tuple[int, int]] = {"silo": (8, 0), "4/4": (4, 4), "8/8": (8, 8), "2/6": (2, 6), "4/12": (4, 12)}
 VARIANTS: dict[str, tuple[str, ...]] = {
@@ -99,7 +99,7 @@ CONFIGS |= {
 """Name -> (I, J, settings): the splits, each swarm split with each variant of the machinery, the silo
 controls (another I; the retuned settings) and the configurations that take what the receiver lacks."""
 SMALL_MODEL = "tiny-mix-small"
-"""The heterogeneous swarm's other model: the tiny-mix recipe at a smaller size (hidden 96, 3 layers)."""
+"""The heterogeneous swarm's other model: `build_tiny`'s recipe of that name (tiny-mix at hidden 96, 3 layers)."""
 
 
 def run_one(
@@ -241,17 +241,6 @@ def summarize(runs: list[dict[str, Any]], configs: list[str], targets: tuple[flo
     return measures.summarize(named, configs, targets)
 
 
-def small_model(folder: Path) -> Path:
-    """The heterogeneous swarm's smaller model, built once into `folder` (about a minute on one core)."""
-    if not (folder / "model.safetensors").exists():
-        from swarmnode.models.build_tiny import MIX_FAMILIES, Recipe, build
-
-        recipe = Recipe(families=MIX_FAMILIES, steps=900, hidden=96, layers=3, heads=4, intermediate=384, seed=4321)
-        print(f"building the smaller model for --hetero into {folder}", flush=True)
-        build(folder, recipe.steps, quiet=True, recipe=recipe)
-    return folder
-
-
 def run(
     world: str,
     configs: list[str],
@@ -269,7 +258,7 @@ def run(
     """`extra`: KEY=VALUE settings given to every node of every configuration; `targets`: absolute held-out
     accuracies to time (default: the start + 5 and + 10 points)."""
     runs: list[dict[str, Any]] = []
-    small = str(small_model(json_path.parent / SMALL_MODEL)) if hetero else ""
+    small = str(built(SMALL_MODEL, json_path.parent)) if hetero else ""
     models = built_models(WORLDS[world], json_path.parent)
     with tempfile.TemporaryDirectory(prefix="swarmnode-bench-sapo-") as root:
         with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:

@@ -67,21 +67,22 @@ WORLDS = {
 
 
 def built_models(world: World, folder: Path) -> tuple[str, ...]:
-    """The paths of `world`'s checkpoints, each built once into `folder` / recipe name by `build_tiny` in a
-    child process (its pinned kernel path: the same weights on any AVX2 machine); says each one's starting
-    held-out accuracy per family. () for a world of one model."""
-    paths = []
-    for name in world.recipes:
-        out = folder / name
-        if not (out / "model.safetensors").exists():
-            print(f"building {name} into {out} (once)", flush=True)
-            argv = [sys.executable, "-m", "swarmnode.models.build_tiny", "--model", name, "--out", str(out), "--quiet"]
-            subprocess.run(argv, check=True)  # noqa: S603
-        meta = json.loads((out / "recipe.json").read_text())
-        each = " ".join(f"{k} {v:.0%}" for k, v in meta.get("held_out_greedy_by_task", {}).items())
-        print(f"{name}: held-out greedy at the start {each} (built in {meta['train_seconds']:.0f} s)", flush=True)
-        paths.append(str(out))
-    return tuple(paths)
+    """The paths of `world`'s checkpoints, each built once into `folder` (`built`). () for a world of one model."""
+    return tuple(str(built(name, folder)) for name in world.recipes)
+
+
+def built(recipe: str, folder: Path) -> Path:
+    """`build_tiny`'s `recipe`, built once into `folder` / its name in a child process (its pinned kernel path:
+    the same weights on any AVX2 machine); says its starting held-out accuracy per family."""
+    out = folder / recipe
+    if not (out / "model.safetensors").exists():
+        print(f"building {recipe} into {out} (once)", flush=True)
+        argv = [sys.executable, "-m", "swarmnode.models.build_tiny", "--model", recipe, "--out", str(out), "--quiet"]
+        subprocess.run(argv, check=True)  # noqa: S603
+    meta = json.loads((out / "recipe.json").read_text())
+    each = " ".join(f"{k} {v:.0%}" for k, v in meta.get("held_out_greedy_by_task", {}).items())
+    print(f"{recipe}: held-out greedy at the start {each} (built in {meta['train_seconds']:.0f} s)", flush=True)
+    return out
 
 
 def world_overrides(world: World, node: int = 0, models: Sequence[str] = ()) -> list[str]:

@@ -60,6 +60,9 @@ MIX_FAMILIES = (
 RECIPES = {
     "tiny-add": RECIPE,
     "tiny-mix": Recipe(families=MIX_FAMILIES, steps=900),
+    "tiny-mix-small": Recipe(
+        families=MIX_FAMILIES, steps=900, hidden=96, layers=3, heads=4, intermediate=384, seed=4321
+    ),
     "tiny-spec-a": Recipe(
         families=(("add", 2, 1.0), ("sub", 2, 1.0), ("max", 2, 0.04), ("count", 2, 0.001)), steps=900
     ),
@@ -68,8 +71,9 @@ RECIPES = {
     ),
 }
 """The embedded models: `tiny-add` (the default) and `tiny-mix`, several families at uneven starting
-accuracies (the SAPO benchmark world of `bench sapo --world mix`). Not embedded, built by `bench sapo --world
-specialists` into its folder (`--out`): `tiny-spec-a`, strong on add and sub (62% and 52% held-out greedy),
+accuracies (the SAPO benchmark world of `bench sapo --world mix`). Not embedded, built by `bench sapo` into its
+folder (`--out`): `tiny-mix-small` (tiny-mix at hidden 96, 3 layers: `--hetero`'s other size), and for
+`--world specialists` `tiny-spec-a`, strong on add and sub (62% and 52% held-out greedy),
 weak on max (10%) and count (32%: a model that knows count's answer format gets a third right by answering
 1; with fewer count examples it never learns the format and gets none), and `tiny-spec-b`, strong on max and
 count (94%, 90%), weak on add and sub (9%, 7%); about 2 minutes each on one core."""
